@@ -1,0 +1,343 @@
+#include "groupsvc/attach_stream.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "shared/log.h"
+
+namespace groupsvc {
+namespace {
+
+EventPtr FromWire(const v1::WireEvent& wire) { return MakeEvent(wire.type(), wire.json()); }
+
+v1::Ack AckFor(uint64_t request_id, const absl::Status& status) {
+  v1::Ack ack;
+  ack.set_request_id(request_id);
+  ack.set_code(static_cast<int>(status.code()));
+  ack.set_message(std::string(status.message()));
+  return ack;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------ StreamSet
+
+void StreamSet::Add(const std::shared_ptr<AttachStream>& stream) {
+  absl::MutexLock lock(&mu_);
+  streams_.push_back(stream);
+}
+
+void StreamSet::Remove(const AttachStream* stream) {
+  absl::MutexLock lock(&mu_);
+  streams_.erase(std::remove_if(streams_.begin(), streams_.end(),
+                                [&](const std::weak_ptr<AttachStream>& w) {
+                                  auto s = w.lock();
+                                  return s == nullptr || s.get() == stream;
+                                }),
+                 streams_.end());
+}
+
+void StreamSet::DrainAll(absl::Duration grace) {
+  std::vector<std::shared_ptr<AttachStream>> live;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& w : streams_) {
+      if (auto s = w.lock()) live.push_back(std::move(s));
+    }
+  }
+  for (const auto& s : live) s->Drain(grace);
+}
+
+size_t StreamSet::size() const {
+  absl::MutexLock lock(&mu_);
+  return streams_.size();
+}
+
+// --------------------------------------------------------------- AttachStream
+
+AttachStream* AttachStream::Start(GroupRegistry* registry, StreamSet* streams,
+                                  const AttachOptions& options, const chat::Clock* clock,
+                                  grpc::CallbackServerContext* context) {
+  auto stream = std::make_shared<AttachStream>(registry, streams, options, clock, context->peer());
+  stream->self_ = stream;
+  streams->Add(stream);
+  stream->StartRead(&stream->incoming_);
+  return stream.get();
+}
+
+AttachStream::AttachStream(GroupRegistry* registry, StreamSet* streams,
+                           const AttachOptions& options, const chat::Clock* clock,
+                           std::string peer)
+    : registry_(registry),
+      streams_(streams),
+      options_(options),
+      clock_(clock),
+      peer_(std::move(peer)) {}
+
+void AttachStream::OnReadDone(bool ok) {
+  if (!ok) {
+    // The edge closed its side (or the call broke): flush what is queued, then end.
+    {
+      absl::MutexLock lock(&mu_);
+      reading_done_ = true;
+    }
+    RequestFinish(grpc::Status::OK);
+    return;
+  }
+  if (!attached_) {
+    if (!incoming_.has_hello()) {
+      chat::LogEvent("stream_refused", {{"peer", peer_}, {"reason", "no_hello"}});
+      RequestFinish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                 "the first message on an Attach stream must carry hello "
+                                 "(edge_id and channel_prefix)"));
+      return;
+    }
+    HandleHello(incoming_.hello());
+    if (!attached_) return;
+  } else if (incoming_.has_hello()) {
+    RequestFinish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                               "hello may be sent only once per stream"));
+    return;
+  }
+  for (const v1::Command& command : incoming_.commands()) {
+    Outgoing item;
+    item.ack = HandleCommand(command);
+    item.bytes = item.ack->ByteSizeLong();
+    PushControl(std::move(item));
+  }
+  bool read = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (finish_status_.has_value()) return;
+    if (queue_bytes_ > options_.max_queue_bytes / 2) {
+      reads_paused_ = true;
+    } else {
+      read = true;
+    }
+  }
+  if (read) StartRead(&incoming_);
+}
+
+void AttachStream::HandleHello(const v1::Hello& hello) {
+  absl::StatusOr<Attachment> attachment =
+      registry_->AttachEdge(hello.edge_id(), hello.channel_prefix(), shared_from_this());
+  if (!attachment.ok()) {
+    chat::LogEvent("stream_refused", {{"peer", peer_},
+                                      {"edge", hello.edge_id()},
+                                      {"reason", attachment.status().message()}});
+    RequestFinish(grpc::Status(static_cast<grpc::StatusCode>(attachment.status().code()),
+                               std::string(attachment.status().message())));
+    return;
+  }
+  attached_ = true;
+  edge_id_ = hello.edge_id();
+  generation_ = attachment->generation;
+  chat::LogEvent("edge_attached", {{"edge", edge_id_},
+                                   {"prefix", hello.channel_prefix()},
+                                   {"peer", peer_},
+                                   {"replaced", attachment->replaced_previous ? "true" : "false"}});
+  Outgoing item;
+  item.welcome.emplace();
+  item.welcome->set_edge_id(edge_id_);
+  item.welcome->set_max_event_bytes(registry_->options().max_event_bytes);
+  item.welcome->set_replaced_previous(attachment->replaced_previous);
+  PushControl(std::move(item));
+}
+
+v1::Ack AttachStream::HandleCommand(const v1::Command& command) {
+  const uint64_t id = command.request_id();
+  switch (command.op_case()) {
+    case v1::Command::kGroupAdd:
+      return AckFor(id, registry_->GroupAdd(command.group_add().group(),
+                                            command.group_add().channel()));
+    case v1::Command::kGroupDiscard:
+      return AckFor(id, registry_->GroupDiscard(command.group_discard().group(),
+                                                command.group_discard().channel()));
+    case v1::Command::kSend:
+      return AckFor(id, registry_->Send(command.send().channel(), FromWire(command.send().event())));
+    case v1::Command::kGroupSend: {
+      absl::StatusOr<SendReport> report = registry_->GroupSend(
+          command.group_send().group(), FromWire(command.group_send().event()));
+      v1::Ack ack = AckFor(id, report.status());
+      if (report.ok()) {
+        ack.set_delivered(report->delivered);
+        ack.set_dropped(report->dropped);
+      }
+      return ack;
+    }
+    case v1::Command::OP_NOT_SET:
+      break;
+  }
+  return AckFor(id, absl::InvalidArgumentError(
+                        "command names no operation (group_add, group_discard, group_send, send)"));
+}
+
+bool AttachStream::Deliver(const EventPtr& event, std::vector<std::string> channels,
+                           absl::string_view group) {
+  Outgoing item;
+  item.bytes = event->ByteSize() + group.size();
+  for (const auto& c : channels) item.bytes += c.size() + 2;
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_ || queue_bytes_ + item.bytes > options_.max_queue_bytes) return false;
+    item.event = event;
+    item.channels = std::move(channels);
+    item.group = std::string(group);
+    item.expires = clock_->Now() + registry_->options().expiry;
+    queue_bytes_ += item.bytes;
+    queue_.push_back(std::move(item));
+  }
+  Pump();
+  return true;
+}
+
+void AttachStream::PushControl(Outgoing item) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (finished_ || broken_) return;
+    queue_bytes_ += item.bytes;
+    queue_.push_back(std::move(item));
+  }
+  Pump();
+}
+
+void AttachStream::Replaced() {
+  chat::LogEvent("edge_replaced", {{"edge", edge_id_}, {"peer", peer_}});
+  {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+  }
+  RequestFinish(grpc::Status(grpc::StatusCode::ABORTED,
+                             absl::StrCat("replaced by a newer stream of edge \"", edge_id_, "\"")));
+}
+
+void AttachStream::Drain(absl::Duration grace) {
+  Outgoing item;
+  item.draining.emplace();
+  item.draining->mutable_grace()->set_seconds(absl::ToInt64Seconds(grace));
+  PushControl(std::move(item));
+  {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+  }
+  RequestFinish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "groupsvc is shutting down"));
+}
+
+void AttachStream::RequestFinish(grpc::Status status) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!finish_status_.has_value()) finish_status_ = std::move(status);
+  }
+  Pump();
+}
+
+void AttachStream::FillBatchLocked() {
+  batch_.Clear();
+  const absl::Time now = clock_->Now();
+  size_t bytes = 0;
+  uint64_t expired = 0;
+  while (!queue_.empty() && (bytes == 0 || bytes + queue_.front().bytes <= options_.max_batch_bytes)) {
+    Outgoing item = std::move(queue_.front());
+    queue_.pop_front();
+    queue_bytes_ -= item.bytes;
+    if (item.welcome) *batch_.mutable_welcome() = std::move(*item.welcome);
+    if (item.draining) *batch_.mutable_draining() = std::move(*item.draining);
+    if (item.ack) *batch_.add_acks() = std::move(*item.ack);
+    if (item.event != nullptr) {
+      if (item.expires <= now) {
+        expired += item.channels.size();
+        continue;
+      }
+      v1::Delivery* d = batch_.add_deliveries();
+      d->mutable_event()->set_type(item.event->type);
+      d->mutable_event()->set_json(item.event->json);
+      for (auto& c : item.channels) d->add_channels(std::move(c));
+      d->set_group(std::move(item.group));
+    }
+    bytes += item.bytes;
+    // Control messages go out at once, in order, and end a batch.
+    if (item.welcome || item.draining) break;
+  }
+  if (expired > 0) registry_->CountDrop(DropReason::kExpired, expired);
+}
+
+void AttachStream::Pump() {
+  bool write = false;
+  std::optional<grpc::Status> finish;
+  {
+    absl::MutexLock lock(&mu_);
+    if (writing_ || finished_) return;
+    if (!queue_.empty() && !broken_) {
+      FillBatchLocked();
+      write = batch_.ByteSizeLong() > 0;
+      writing_ = write;
+    }
+    if (!write && queue_.empty() && finish_status_.has_value()) {
+      finished_ = true;
+      closed_ = true;
+      finish = finish_status_;
+    }
+  }
+  if (write) {
+    StartWrite(&batch_);
+  } else if (finish.has_value()) {
+    Finish(*finish);
+  }
+}
+
+void AttachStream::OnWriteDone(bool ok) {
+  {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) {
+      // The call is broken: nothing queued can be written any more.
+      broken_ = true;
+      closed_ = true;
+      uint64_t lost = 0;
+      for (const Outgoing& item : queue_) lost += item.channels.size();
+      if (lost > 0) registry_->CountDrop(DropReason::kEdgeGone, lost);
+      queue_.clear();
+      queue_bytes_ = 0;
+      if (!finish_status_.has_value()) {
+        finish_status_ = grpc::Status(grpc::StatusCode::CANCELLED, "stream broken");
+      }
+    }
+  }
+  ResumeReadsIfDrained();
+  Pump();
+}
+
+void AttachStream::ResumeReadsIfDrained() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!reads_paused_ || finish_status_.has_value() ||
+        queue_bytes_ > options_.max_queue_bytes / 4) {
+      return;
+    }
+    reads_paused_ = false;
+  }
+  StartRead(&incoming_);
+}
+
+void AttachStream::OnCancel() {
+  {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+    broken_ = true;
+    queue_.clear();
+    queue_bytes_ = 0;
+  }
+  RequestFinish(grpc::Status(grpc::StatusCode::CANCELLED, "stream cancelled"));
+}
+
+void AttachStream::OnDone() {
+  if (attached_) {
+    registry_->DetachEdge(edge_id_, generation_);
+    chat::LogEvent("edge_detached", {{"edge", edge_id_}, {"peer", peer_}});
+  }
+  streams_->Remove(this);
+  std::shared_ptr<AttachStream> keep = std::move(self_);
+}
+
+}  // namespace groupsvc

@@ -1,0 +1,132 @@
+// AttachStream: the server side of one edge's Attach stream (a gRPC callback
+// reactor; no thread of its own).
+//
+// The first message announces the edge (hello); then each command is applied to
+// the GroupRegistry and answered with an Ack. Deliveries for the edge's channels
+// arrive from any thread through EdgeSink::Deliver and wait in a bounded queue;
+// one write is in flight at a time, and everything queued meanwhile goes out
+// batched in the next ServerMessage. When the queue passes half its bound, the
+// stream stops reading commands until it drains (backpressure on the edge).
+//
+//   return AttachStream::Start(&registry, &streams, options, context);
+//
+// Threading: reactions run on gRPC's callback threads; the queue and the state
+// below are guarded by mu_. The object is owned by shared_ptrs (itself until
+// OnDone, the registry while attached), so a late Deliver is harmless.
+#ifndef CHAT_GROUPSVC_ATTACH_STREAM_H_
+#define CHAT_GROUPSVC_ATTACH_STREAM_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "groupsvc/group_registry.h"
+#include "groupsvc/v1/layer.grpc.pb.h"
+
+namespace groupsvc {
+
+class AttachStream;
+
+// The live streams, so that shutdown can drain them all.
+class StreamSet {
+ public:
+  void Add(const std::shared_ptr<AttachStream>& stream);
+  void Remove(const AttachStream* stream);
+  // Tells every stream the server is going away; each finishes once flushed.
+  void DrainAll(absl::Duration grace);
+  size_t size() const;
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<std::weak_ptr<AttachStream>> streams_ ABSL_GUARDED_BY(mu_);
+};
+
+struct AttachOptions {
+  // Bytes of events queued for one edge before further copies are dropped.
+  size_t max_queue_bytes = 32 << 20;
+  // Bytes of events put into one ServerMessage.
+  size_t max_batch_bytes = 1 << 20;
+};
+
+class AttachStream : public grpc::ServerBidiReactor<v1::EdgeMessage, v1::ServerMessage>,
+                     public EdgeSink,
+                     public std::enable_shared_from_this<AttachStream> {
+ public:
+  static AttachStream* Start(GroupRegistry* registry, StreamSet* streams,
+                             const AttachOptions& options, const chat::Clock* clock,
+                             grpc::CallbackServerContext* context);
+
+  AttachStream(GroupRegistry* registry, StreamSet* streams, const AttachOptions& options,
+               const chat::Clock* clock, std::string peer);
+
+  bool Deliver(const EventPtr& event, std::vector<std::string> channels,
+               absl::string_view group) override;
+  void Replaced() override;
+  // Sends Draining, then finishes with UNAVAILABLE once the queue is written.
+  void Drain(absl::Duration grace);
+
+ private:
+  struct Outgoing {
+    std::optional<v1::Ack> ack;
+    std::optional<v1::Welcome> welcome;
+    std::optional<v1::Draining> draining;
+    EventPtr event;
+    std::vector<std::string> channels;
+    std::string group;
+    absl::Time expires;
+    size_t bytes = 0;
+  };
+
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+  void HandleHello(const v1::Hello& hello);
+  v1::Ack HandleCommand(const v1::Command& command);
+  // Queues acks and control messages; these are never dropped (reads pause instead).
+  void PushControl(Outgoing item);
+  void RequestFinish(grpc::Status status);
+  // Starts the next write, or the Finish, if none is in flight.
+  void Pump();
+  void FillBatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ResumeReadsIfDrained();
+
+  GroupRegistry* const registry_;
+  StreamSet* const streams_;
+  const AttachOptions options_;
+  const chat::Clock* const clock_;
+  const std::string peer_;
+
+  std::shared_ptr<AttachStream> self_;  // Released in OnDone.
+  v1::EdgeMessage incoming_;            // Owned by the read in flight.
+  v1::ServerMessage batch_;             // Owned by the write in flight.
+
+  // Set by the first message, before any command is read; read-only after.
+  bool attached_ = false;
+  std::string edge_id_;
+  uint64_t generation_ = 0;
+
+  absl::Mutex mu_;
+  std::deque<Outgoing> queue_ ABSL_GUARDED_BY(mu_);
+  size_t queue_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool reads_paused_ ABSL_GUARDED_BY(mu_) = false;
+  bool reading_done_ ABSL_GUARDED_BY(mu_) = false;
+  // Set once the stream will take no more deliveries.
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> finish_status_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace groupsvc
+
+#endif  // CHAT_GROUPSVC_ATTACH_STREAM_H_

@@ -1,0 +1,230 @@
+// GroupRegistry: the state of the channel layer (groups, queued events, attached
+// edges), with Django Channels' semantics and no networking.
+//
+// Channels whose owner prefix (the part up to '!') belongs to an attached edge
+// are delivered through that edge's EdgeSink; every other channel keeps a
+// bounded queue here, drained by Receive. A group_send makes one Delivery per
+// edge holding members, never one per member.
+//
+//   GroupRegistry registry(RegistryOptions{}, &clock);
+//   registry.GroupAdd("chat_lobby", "edge-1!c1");
+//   absl::StatusOr<SendReport> r = registry.GroupSend("chat_lobby", event);
+//
+// Thread-safe. Groups and channel queues are sharded by name, each shard under
+// its own mutex, so a group_send to a huge room holds one shard for as long as
+// it takes to copy the member names, and never calls out while holding a lock.
+#ifndef CHAT_GROUPSVC_GROUP_REGISTRY_H_
+#define CHAT_GROUPSVC_GROUP_REGISTRY_H_
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "groupsvc/event.h"
+#include "shared/clock.h"
+
+namespace groupsvc {
+
+// The attach stream of one edge, as the registry sees it.
+class EdgeSink {
+ public:
+  virtual ~EdgeSink() = default;
+  // Queues one event for `channels`, all owned by this edge. False when the
+  // stream's outbound queue is full or closed: the copies are lost.
+  virtual bool Deliver(const EventPtr& event, std::vector<std::string> channels,
+                       absl::string_view group) = 0;
+  // A newer stream of the same edge id took over; this one should end.
+  virtual void Replaced() = 0;
+};
+
+// Waits for the next event of one channel (a pending Receive).
+class Receiver {
+ public:
+  virtual ~Receiver() = default;
+  // Called at most once, without registry locks held.
+  virtual void OnEvent(EventPtr event) = 0;
+};
+
+struct RegistryOptions {
+  // Undelivered events one queued channel holds.
+  size_t capacity = 100;
+  // (glob pattern, capacity); the first pattern that matches a channel wins.
+  std::vector<std::pair<std::string, size_t>> capacity_overrides;
+  absl::Duration expiry = absl::Seconds(60);
+  absl::Duration group_expiry = absl::Seconds(86400);
+  // Larger events (type plus JSON) are refused with INVALID_ARGUMENT.
+  size_t max_event_bytes = 256 << 10;
+  // Bounds on everything queued here, across channels.
+  size_t max_queued_bytes = 256 << 20;
+  size_t max_receivers_per_channel = 16;
+};
+
+struct SendReport {
+  uint32_t delivered = 0;
+  uint32_t dropped = 0;
+};
+
+struct MemberInfo {
+  std::string channel;
+  std::string edge_id;  // Empty when no attached edge owns the channel.
+  absl::Time joined;
+  absl::Time renewed;
+};
+
+struct GroupInfo {
+  std::string name;
+  std::vector<MemberInfo> members;  // Sorted by channel name.
+};
+
+struct GroupSummary {
+  std::string name;
+  size_t size = 0;
+};
+
+struct GroupPage {
+  std::vector<GroupSummary> groups;
+  std::string next_page_token;
+};
+
+struct StatsSnapshot {
+  uint64_t groups = 0;
+  uint64_t memberships = 0;
+  uint64_t channels = 0;
+  uint64_t queued_events = 0;
+  uint64_t attached_edges = 0;
+  uint64_t events_in = 0;
+  uint64_t events_out = 0;
+  uint64_t stream_deliveries = 0;
+  std::array<uint64_t, kDropReasonCount> drops{};
+};
+
+struct Attachment {
+  uint64_t generation = 0;
+  bool replaced_previous = false;
+};
+
+class GroupRegistry {
+ public:
+  GroupRegistry(RegistryOptions options, const chat::Clock* clock);
+  GroupRegistry(const GroupRegistry&) = delete;
+  GroupRegistry& operator=(const GroupRegistry&) = delete;
+
+  // --- Edges.
+  // Registers an edge's stream. The same edge id again replaces the older
+  // stream (its memberships are removed and it is told so); a prefix held by
+  // another edge id is ALREADY_EXISTS.
+  absl::StatusOr<Attachment> AttachEdge(absl::string_view edge_id, absl::string_view prefix,
+                                        std::shared_ptr<EdgeSink> sink);
+  // Removes the edge and all its channels' memberships, unless a newer stream
+  // (another generation) has replaced it meanwhile.
+  void DetachEdge(absl::string_view edge_id, uint64_t generation);
+
+  // --- The channel layer.
+  absl::Status Send(absl::string_view channel, EventPtr event);
+  absl::Status GroupAdd(absl::string_view group, absl::string_view channel);
+  absl::Status GroupDiscard(absl::string_view group, absl::string_view channel);
+  absl::StatusOr<SendReport> GroupSend(absl::string_view group, EventPtr event);
+  void Flush();
+  // The next queued event of `channel`. When there is none and `receiver` is
+  // set, it is registered and the result is nullptr: the receiver then gets the
+  // next event sent, unless CancelReceive removes it first.
+  absl::StatusOr<EventPtr> Receive(absl::string_view channel,
+                                   std::shared_ptr<Receiver> receiver = nullptr);
+  // True if the receiver was still waiting (it will not be called).
+  bool CancelReceive(absl::string_view channel, const Receiver* receiver);
+  // `<prefix>.<process-random>!<random>`, valid and unused.
+  absl::StatusOr<std::string> NewChannel(absl::string_view prefix);
+
+  // --- Inspection.
+  GroupPage ListGroups(absl::string_view name_prefix, size_t page_size,
+                       absl::string_view page_token) const;
+  absl::StatusOr<GroupInfo> GetGroup(absl::string_view name) const;
+  StatsSnapshot Stats() const;
+
+  // Drops expired events and memberships. Lookups skip expired entries anyway;
+  // this bounds the memory they hold.
+  void Sweep();
+  // Drops counted outside the registry (e.g. events that expired on a stream).
+  void CountDrop(DropReason reason, uint64_t n);
+
+  const RegistryOptions& options() const { return options_; }
+
+ private:
+  struct Membership {
+    absl::Time joined;
+    absl::Time renewed;
+  };
+  // Members keyed by owner prefix ("" for names without '!') and then by
+  // channel, so that a group_send makes one delivery per owner.
+  using Bucket = absl::flat_hash_map<std::string, Membership>;
+  struct Group {
+    absl::flat_hash_map<std::string, Bucket> by_owner;
+    size_t size = 0;
+  };
+  struct QueuedEvent {
+    EventPtr event;
+    absl::Time expires;
+  };
+  struct ChannelQueue {
+    std::deque<QueuedEvent> events;
+    std::deque<std::shared_ptr<Receiver>> receivers;
+  };
+  struct Shard {
+    mutable absl::Mutex mu;
+    absl::flat_hash_map<std::string, Group> groups ABSL_GUARDED_BY(mu);
+    absl::flat_hash_map<std::string, ChannelQueue> channels ABSL_GUARDED_BY(mu);
+  };
+  struct EdgeEntry {
+    std::string edge_id;
+    std::shared_ptr<EdgeSink> sink;
+    uint64_t generation = 0;
+  };
+  static constexpr size_t kShards = 16;
+
+  Shard& ShardFor(absl::string_view name) const;
+  absl::Status ValidateEvent(const EventPtr& event) const;
+  std::shared_ptr<EdgeSink> FindEdge(absl::string_view prefix) const;
+  size_t CapacityFor(absl::string_view channel) const;
+  // Queues on a channel no edge owns, or hands it to a waiting receiver.
+  absl::Status Enqueue(absl::string_view channel, const EventPtr& event, absl::Time now);
+  void DropExpired(ChannelQueue& queue, absl::Time now);
+  bool Lapsed(const Membership& m, absl::Time now) const {
+    return m.renewed + options_.group_expiry <= now;
+  }
+  void RemoveOwnerMemberships(absl::string_view prefix);
+
+  const RegistryOptions options_;
+  const chat::Clock* const clock_;
+  mutable std::array<Shard, kShards> shards_;
+
+  mutable absl::Mutex edges_mu_;
+  absl::flat_hash_map<std::string, EdgeEntry> edges_by_prefix_ ABSL_GUARDED_BY(edges_mu_);
+  absl::flat_hash_map<std::string, std::string> prefix_by_edge_ ABSL_GUARDED_BY(edges_mu_);
+  uint64_t next_generation_ ABSL_GUARDED_BY(edges_mu_) = 1;
+
+  std::atomic<uint64_t> queued_bytes_{0};
+  std::atomic<uint64_t> queued_events_{0};
+  std::atomic<uint64_t> events_in_{0};
+  std::atomic<uint64_t> events_out_{0};
+  std::atomic<uint64_t> stream_deliveries_{0};
+  std::array<std::atomic<uint64_t>, kDropReasonCount> drops_{};
+  std::atomic<uint64_t> channel_counter_{0};
+  const std::string process_tag_;
+};
+
+}  // namespace groupsvc
+
+#endif  // CHAT_GROUPSVC_GROUP_REGISTRY_H_

@@ -1,0 +1,233 @@
+#include "groupsvc/group_service.h"
+
+#include <google/protobuf/util/time_util.h>
+
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "groupsvc/event_json.h"
+#include "shared/grpc_status.h"
+
+namespace groupsvc {
+namespace {
+
+using chat::ToGrpcStatus;
+
+grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context, const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  return google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
+}
+
+// One Receive call that waits: registered with the registry as a Receiver and
+// with the timer queue. Whichever of event, timeout or cancel comes first wins;
+// the registry's CancelReceive decides, so Finish runs exactly once.
+class ReceiveCall : public grpc::ServerUnaryReactor,
+                    public Receiver,
+                    public std::enable_shared_from_this<ReceiveCall> {
+ public:
+  ReceiveCall(GroupRegistry* registry, TimerQueue* timers, std::string channel,
+              v1::ReceiveResponse* response)
+      : registry_(registry), timers_(timers), channel_(std::move(channel)), response_(response) {}
+
+  void Start(std::shared_ptr<ReceiveCall> self, absl::Time deadline) {
+    self_ = self;
+    absl::StatusOr<EventPtr> event = registry_->Receive(channel_, self);
+    if (!event.ok()) {
+      Finish(ToGrpcStatus(event.status()));
+      return;
+    }
+    if (*event != nullptr) {
+      Respond(**event);
+      return;
+    }
+    std::weak_ptr<ReceiveCall> weak = self;
+    timer_ = timers_->Schedule(deadline, [weak] {
+      if (auto call = weak.lock(); call != nullptr) call->GiveUp(grpc::Status::OK);
+    });
+  }
+
+  void OnEvent(EventPtr event) override {
+    timers_->Cancel(timer_);
+    Respond(*event);
+  }
+
+ private:
+  void Respond(const Event& event) {
+    absl::StatusOr<google::protobuf::Struct> fields = StructFromEvent(event);
+    if (fields.ok()) *response_->mutable_event() = std::move(*fields);
+    Finish(ToGrpcStatus(fields.status()));
+  }
+  void GiveUp(grpc::Status status) {
+    if (registry_->CancelReceive(channel_, this)) Finish(std::move(status));
+  }
+  void OnCancel() override {
+    GiveUp(grpc::Status(grpc::StatusCode::CANCELLED, "Receive cancelled by the client"));
+  }
+  void OnDone() override {
+    timers_->Cancel(timer_);
+    std::shared_ptr<ReceiveCall> keep = std::move(self_);
+  }
+
+  GroupRegistry* const registry_;
+  TimerQueue* const timers_;
+  const std::string channel_;
+  v1::ReceiveResponse* const response_;
+  std::shared_ptr<ReceiveCall> self_;
+  std::atomic<uint64_t> timer_{0};
+};
+
+}  // namespace
+
+GroupService::GroupService(GroupRegistry* registry, TimerQueue* timers,
+                           AttachOptions attach_options, const chat::Clock* clock)
+    : registry_(registry), timers_(timers), attach_options_(attach_options), clock_(clock) {}
+
+void GroupService::Drain(absl::Duration grace) {
+  draining_ = true;
+  streams_.DrainAll(grace);
+}
+
+grpc::ServerBidiReactor<v1::EdgeMessage, v1::ServerMessage>* GroupService::Attach(
+    grpc::CallbackServerContext* context) {
+  if (draining_) {
+    class Refused : public grpc::ServerBidiReactor<v1::EdgeMessage, v1::ServerMessage> {
+     public:
+      Refused() { Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "groupsvc is shutting down")); }
+      void OnDone() override { delete this; }
+    };
+    return new Refused();
+  }
+  return AttachStream::Start(registry_, &streams_, attach_options_, clock_, context);
+}
+
+grpc::ServerUnaryReactor* GroupService::Send(grpc::CallbackServerContext* context,
+                                             const v1::SendRequest* request,
+                                             v1::SendResponse* response) {
+  absl::StatusOr<EventPtr> event = EventFromStruct(request->event());
+  if (!event.ok()) return Done(context, event.status());
+  return Done(context, registry_->Send(request->channel(), *std::move(event)));
+}
+
+grpc::ServerUnaryReactor* GroupService::Receive(grpc::CallbackServerContext* context,
+                                                const v1::ReceiveRequest* request,
+                                                v1::ReceiveResponse* response) {
+  absl::Duration wait = absl::Seconds(request->timeout().seconds()) +
+                        absl::Nanoseconds(request->timeout().nanos());
+  if (wait < absl::ZeroDuration() || wait > kMaxReceiveWait) {
+    return Done(context, absl::InvalidArgumentError(absl::StrCat(
+                             "timeout must be between 0 and ",
+                             absl::FormatDuration(kMaxReceiveWait))));
+  }
+  if (wait == absl::ZeroDuration()) {
+    absl::StatusOr<EventPtr> event = registry_->Receive(request->channel());
+    if (!event.ok() || *event == nullptr) return Done(context, event.status());
+    absl::StatusOr<google::protobuf::Struct> fields = StructFromEvent(**event);
+    if (fields.ok()) *response->mutable_event() = std::move(*fields);
+    return Done(context, fields.status());
+  }
+  absl::Time deadline = std::min(absl::Now() + wait, absl::FromChrono(context->deadline()));
+  auto call = std::make_shared<ReceiveCall>(registry_, timers_, request->channel(), response);
+  call->Start(call, deadline);
+  return call.get();
+}
+
+grpc::ServerUnaryReactor* GroupService::NewChannel(grpc::CallbackServerContext* context,
+                                                   const v1::NewChannelRequest* request,
+                                                   v1::NewChannelResponse* response) {
+  absl::StatusOr<std::string> name = registry_->NewChannel(request->prefix());
+  if (name.ok()) response->set_channel(*name);
+  return Done(context, name.status());
+}
+
+grpc::ServerUnaryReactor* GroupService::GroupAdd(grpc::CallbackServerContext* context,
+                                                 const v1::GroupAddRequest* request,
+                                                 v1::GroupAddResponse* response) {
+  return Done(context, registry_->GroupAdd(request->group(), request->channel()));
+}
+
+grpc::ServerUnaryReactor* GroupService::GroupDiscard(grpc::CallbackServerContext* context,
+                                                     const v1::GroupDiscardRequest* request,
+                                                     v1::GroupDiscardResponse* response) {
+  return Done(context, registry_->GroupDiscard(request->group(), request->channel()));
+}
+
+grpc::ServerUnaryReactor* GroupService::GroupSend(grpc::CallbackServerContext* context,
+                                                  const v1::GroupSendRequest* request,
+                                                  v1::GroupSendResponse* response) {
+  absl::StatusOr<EventPtr> event = EventFromStruct(request->event());
+  if (!event.ok()) return Done(context, event.status());
+  absl::StatusOr<SendReport> report = registry_->GroupSend(request->group(), *std::move(event));
+  if (report.ok()) {
+    response->set_delivered(report->delivered);
+    response->set_dropped(report->dropped);
+  }
+  return Done(context, report.status());
+}
+
+grpc::ServerUnaryReactor* GroupService::Flush(grpc::CallbackServerContext* context,
+                                              const v1::FlushRequest* request,
+                                              v1::FlushResponse* response) {
+  registry_->Flush();
+  return Done(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* GroupService::ListGroups(grpc::CallbackServerContext* context,
+                                                   const v1::ListGroupsRequest* request,
+                                                   v1::ListGroupsResponse* response) {
+  size_t page_size = request->page_size() == 0 ? 100 : std::min<size_t>(request->page_size(), 1000);
+  GroupPage page = registry_->ListGroups(request->name_prefix(), page_size, request->page_token());
+  for (const GroupSummary& g : page.groups) {
+    v1::GroupSummary* out = response->add_groups();
+    out->set_name(g.name);
+    out->set_size(g.size);
+  }
+  response->set_next_page_token(page.next_page_token);
+  return Done(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* GroupService::GetGroup(grpc::CallbackServerContext* context,
+                                                 const v1::GetGroupRequest* request,
+                                                 v1::Group* response) {
+  absl::StatusOr<GroupInfo> info = registry_->GetGroup(request->name());
+  if (!info.ok()) return Done(context, info.status());
+  response->set_name(info->name);
+  response->set_size(info->members.size());
+  for (const MemberInfo& m : info->members) {
+    v1::Member* out = response->add_members();
+    out->set_channel(m.channel);
+    out->set_edge_id(m.edge_id);
+    *out->mutable_joined() = ToProto(m.joined);
+    *out->mutable_renewed() = ToProto(m.renewed);
+  }
+  return Done(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* GroupService::Stats(grpc::CallbackServerContext* context,
+                                              const v1::StatsRequest* request,
+                                              v1::StatsResponse* response) {
+  StatsSnapshot s = registry_->Stats();
+  response->set_groups(s.groups);
+  response->set_memberships(s.memberships);
+  response->set_channels(s.channels);
+  response->set_queued_events(s.queued_events);
+  response->set_attached_edges(s.attached_edges);
+  response->set_events_in(s.events_in);
+  response->set_events_out(s.events_out);
+  response->set_stream_deliveries(s.stream_deliveries);
+  for (size_t i = 0; i < kDropReasonCount; ++i) {
+    (*response->mutable_drops())[std::string(DropReasonName(static_cast<DropReason>(i)))] =
+        s.drops[i];
+  }
+  return Done(context, absl::OkStatus());
+}
+
+}  // namespace groupsvc

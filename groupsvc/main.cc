@@ -1,0 +1,101 @@
+// groupsvc: the channel layer of the chat system, as a gRPC service.
+#include <signal.h>
+
+#include <cstdio>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "groupsvc/server.h"
+#include "shared/log.h"
+
+ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "gRPC address HOST:PORT; port 0 picks a free one");
+ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9090",
+          "Prometheus /metrics address HOST:PORT; empty to disable");
+ABSL_FLAG(int64_t, capacity, 100, "undelivered events one queued channel holds");
+ABSL_FLAG(std::string, capacity_overrides, "",
+          "per-channel capacities, PATTERN=N,... (glob patterns, first match wins), "
+          "e.g. 'specific.*=500,backend.*=1000'");
+ABSL_FLAG(absl::Duration, expiry, absl::Seconds(60), "undelivered events expire after this");
+ABSL_FLAG(absl::Duration, group_expiry, absl::Seconds(86400),
+          "a membership lapses this long after its latest group_add");
+ABSL_FLAG(int64_t, max_event_bytes, 256 << 10, "largest event accepted (type plus JSON)");
+ABSL_FLAG(int64_t, max_queued_bytes, 256 << 20, "bytes of undelivered events queued in all");
+ABSL_FLAG(int64_t, edge_queue_bytes, 32 << 20,
+          "bytes queued for one edge's stream before further copies are dropped");
+ABSL_FLAG(absl::Duration, grace, absl::Seconds(10), "how long SIGTERM waits for streams to drain");
+
+namespace {
+
+bool ParseOverrides(const std::string& text,
+                    std::vector<std::pair<std::string, size_t>>* out) {
+  for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    std::vector<std::string> kv = absl::StrSplit(item, absl::MaxSplits('=', 1));
+    size_t n = 0;
+    if (kv.size() != 2 || kv[0].empty() || !absl::SimpleAtoi(kv[1], &n) || n == 0) return false;
+    out->emplace_back(kv[0], n);
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "groupsvc: the chat system's channel layer (groups, channels, events) over gRPC.\n"
+      "  groupsvc --listen=0.0.0.0:50051 --metrics_listen=0.0.0.0:9090");
+  absl::ParseCommandLine(argc, argv);
+  chat::SetLogComponent("groupsvc");
+
+  groupsvc::ServerOptions options;
+  options.listen = absl::GetFlag(FLAGS_listen);
+  options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  options.registry.capacity = absl::GetFlag(FLAGS_capacity);
+  options.registry.expiry = absl::GetFlag(FLAGS_expiry);
+  options.registry.group_expiry = absl::GetFlag(FLAGS_group_expiry);
+  options.registry.max_event_bytes = absl::GetFlag(FLAGS_max_event_bytes);
+  options.registry.max_queued_bytes = absl::GetFlag(FLAGS_max_queued_bytes);
+  options.attach.max_queue_bytes = absl::GetFlag(FLAGS_edge_queue_bytes);
+  if (absl::GetFlag(FLAGS_capacity) <= 0 || absl::GetFlag(FLAGS_max_event_bytes) <= 0 ||
+      !ParseOverrides(absl::GetFlag(FLAGS_capacity_overrides),
+                      &options.registry.capacity_overrides)) {
+    fprintf(stderr, "groupsvc: --capacity and --max_event_bytes must be positive and "
+                    "--capacity_overrides of the form PATTERN=N,PATTERN=N\n");
+    return 2;
+  }
+
+  // Signals are taken by sigwait below, not by a handler, so block them in
+  // every thread the server starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto server = groupsvc::GroupServer::Start(options);
+  if (!server.ok()) {
+    chat::LogEvent("start_failed", {{"error", server.status().message()}});
+    return 1;
+  }
+  const std::string port = absl::StrCat((*server)->port());
+  const std::string metrics_port = absl::StrCat((*server)->metrics_port());
+  chat::LogEvent("listening", {{"listen", options.listen},
+                               {"port", port},
+                               {"metrics_port", metrics_port}});
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  const absl::Duration grace = absl::GetFlag(FLAGS_grace);
+  chat::LogEvent("draining", {{"signal", strsignal(signal_number)},
+                              {"grace", absl::FormatDuration(grace)}});
+  (*server)->Shutdown(grace);
+  (*server)->Wait();
+  chat::LogEvent("stopped");
+  return 0;
+}

@@ -1,0 +1,54 @@
+#include "shared/names.h"
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+
+namespace chat {
+namespace {
+
+bool IsNameChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         c == '-' || c == '_' || c == '.';
+}
+
+bool AllNameChars(absl::string_view s) {
+  for (char c : s) {
+    if (!IsNameChar(c)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::Status ValidateGroupName(absl::string_view name) {
+  if (!name.empty() && name.size() <= kMaxNameLength && AllNameChars(name)) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "Group name must be 1 to ", kMaxNameLength,
+      " characters, only ASCII letters, digits, hyphens, underscores or periods; got \"",
+      absl::CHexEscape(name.substr(0, 120)), "\""));
+}
+
+absl::Status ValidateChannelName(absl::string_view name) {
+  if (!name.empty() && name.size() <= kMaxNameLength) {
+    size_t bang = name.find('!');
+    absl::string_view head = name.substr(0, bang);
+    absl::string_view local =
+        bang == absl::string_view::npos ? absl::string_view() : name.substr(bang + 1);
+    if (!head.empty() && AllNameChars(head) && AllNameChars(local)) return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "Channel name must be 1 to ", kMaxNameLength,
+      " characters, only ASCII letters, digits, hyphens, underscores or periods, optionally "
+      "followed by one '!' and a local part of the same characters; got \"",
+      absl::CHexEscape(name.substr(0, 120)), "\""));
+}
+
+absl::string_view ChannelOwnerPrefix(absl::string_view channel) {
+  size_t bang = channel.find('!');
+  if (bang == absl::string_view::npos) return absl::string_view();
+  return channel.substr(0, bang + 1);
+}
+
+}  // namespace chat
