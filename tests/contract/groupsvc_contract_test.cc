@@ -1,0 +1,448 @@
+// Contract tests: a real groupsvc (GroupServer) on a loopback port, real gRPC
+// clients, real streams.
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "groupsvc/server.h"
+#include "gtest/gtest.h"
+#include "tests/support/test_edge.h"
+
+namespace groupsvc {
+namespace {
+
+using chat::testing::TestEdge;
+
+std::string ChatJson(const std::string& message) {
+  return absl::StrCat(R"({"type":"chat.message","message":")", message, R"("})");
+}
+
+google::protobuf::Struct JsonStruct(const std::string& json) {
+  google::protobuf::Struct s;
+  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(json, &s).ok()) << json;
+  return s;
+}
+
+class GroupsvcContractTest : public ::testing::Test {
+ protected:
+  void SetUp() override { StartServer(ServerOptions{}); }
+
+  void StartServer(ServerOptions options) {
+    options.listen = "127.0.0.1:0";
+    options.metrics_listen = "";
+    auto server = GroupServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                   grpc::InsecureChannelCredentials());
+    stub_ = v1::ChannelLayer::NewStub(channel_);
+  }
+
+  std::unique_ptr<TestEdge> AttachedEdge(const std::string& id, const std::string& prefix) {
+    auto edge = std::make_unique<TestEdge>(channel_, id, prefix);
+    grpc::Status s = edge->Hello();
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return edge;
+  }
+
+  void AddOk(TestEdge& edge, uint64_t id, const std::string& group, const std::string& channel) {
+    ASSERT_TRUE(edge.GroupAdd(id, group, channel));
+    std::optional<v1::Ack> ack = edge.NextAck();
+    ASSERT_TRUE(ack.has_value());
+    EXPECT_EQ(ack->request_id(), id);
+    EXPECT_EQ(ack->code(), 0) << ack->message();
+  }
+
+  grpc::Status GroupSend(const std::string& group, const std::string& json,
+                         v1::GroupSendResponse* response = nullptr) {
+    grpc::ClientContext context;
+    v1::GroupSendRequest request;
+    request.set_group(group);
+    *request.mutable_event() = JsonStruct(json);
+    v1::GroupSendResponse ignored;
+    return stub_->GroupSend(&context, request, response ? response : &ignored);
+  }
+
+  grpc::Status GetGroup(const std::string& name, v1::Group* group) {
+    grpc::ClientContext context;
+    v1::GetGroupRequest request;
+    request.set_name(name);
+    return stub_->GetGroup(&context, request, group);
+  }
+
+  // Polls GetGroup until `name` has `size` members (0: gone), for at most a second.
+  bool WaitGroupSize(const std::string& name, int size) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(1);
+    do {
+      v1::Group group;
+      grpc::Status s = GetGroup(name, &group);
+      if (size == 0 ? s.error_code() == grpc::StatusCode::NOT_FOUND : group.members_size() == size) {
+        return true;
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    } while (absl::Now() < deadline);
+    return false;
+  }
+
+  v1::StatsResponse Stats() {
+    grpc::ClientContext context;
+    v1::StatsResponse stats;
+    EXPECT_TRUE(stub_->Stats(&context, v1::StatsRequest(), &stats).ok());
+    return stats;
+  }
+
+  std::unique_ptr<GroupServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::ChannelLayer::Stub> stub_;
+};
+
+TEST_F(GroupsvcContractTest, GroupSendReachesEachEdgeOnceWithItsMembers) {
+  auto e1 = AttachedEdge("edge-1", "e1!");
+  auto e2 = AttachedEdge("edge-2", "e2!");
+  uint64_t id = 1;
+  for (const char* c : {"e1!a", "e1!b", "e1!c"}) AddOk(*e1, id++, "chat_lobby", c);
+  for (const char* c : {"e2!x", "e2!y"}) AddOk(*e2, id++, "chat_lobby", c);
+
+  v1::GroupSendResponse response;
+  ASSERT_TRUE(GroupSend("chat_lobby", ChatJson("hello"), &response).ok());
+  EXPECT_EQ(response.delivered(), 5u);
+
+  std::optional<v1::Delivery> d1 = e1->NextDelivery();
+  std::optional<v1::Delivery> d2 = e2->NextDelivery();
+  ASSERT_TRUE(d1.has_value() && d2.has_value());
+  EXPECT_EQ(d1->channels_size(), 3);
+  EXPECT_EQ(d2->channels_size(), 2);
+  EXPECT_EQ(d1->event().type(), "chat.message");
+  EXPECT_NE(d1->event().json().find("hello"), std::string::npos);
+  EXPECT_EQ(d1->group(), "chat_lobby");
+  // Exactly one stream message per edge, never one per member.
+  EXPECT_FALSE(e1->NextDelivery(absl::Milliseconds(200)).has_value());
+  EXPECT_EQ(e1->deliveries_received(), 1u);
+  EXPECT_EQ(e2->deliveries_received(), 1u);
+  EXPECT_EQ(Stats().stream_deliveries(), 2u);
+}
+
+TEST_F(GroupsvcContractTest, StreamGroupSendIsAckedAndDeliveredInSenderOrder) {
+  auto sender = AttachedEdge("edge-1", "e1!");
+  auto receiver = AttachedEdge("edge-2", "e2!");
+  AddOk(*receiver, 1, "room", "e2!r");
+  constexpr int kMessages = 300;
+  for (int i = 0; i < kMessages; ++i) {
+    ASSERT_TRUE(sender->GroupSend(100 + i, "room", "chat.message", ChatJson(absl::StrCat(i))));
+  }
+  for (int i = 0; i < kMessages; ++i) {
+    std::optional<v1::Ack> ack = sender->NextAck();
+    ASSERT_TRUE(ack.has_value());
+    EXPECT_EQ(ack->request_id(), 100u + i);
+    EXPECT_EQ(ack->code(), 0);
+    EXPECT_EQ(ack->delivered(), 1u);
+  }
+  for (int i = 0; i < kMessages; ++i) {
+    std::optional<v1::Delivery> d = receiver->NextDelivery();
+    ASSERT_TRUE(d.has_value()) << i;
+    EXPECT_EQ(d->event().json(), ChatJson(absl::StrCat(i)));
+  }
+}
+
+TEST_F(GroupsvcContractTest, OtherGroupsSeeNothing) {
+  auto e1 = AttachedEdge("edge-1", "e1!");
+  AddOk(*e1, 1, "room_a", "e1!a");
+  AddOk(*e1, 2, "room_b", "e1!b");
+  ASSERT_TRUE(GroupSend("room_a", ChatJson("only a")).ok());
+  std::optional<v1::Delivery> d = e1->NextDelivery();
+  ASSERT_TRUE(d.has_value());
+  ASSERT_EQ(d->channels_size(), 1);
+  EXPECT_EQ(d->channels(0), "e1!a");
+  EXPECT_FALSE(e1->NextDelivery(absl::Milliseconds(200)).has_value());
+}
+
+TEST_F(GroupsvcContractTest, SendToAFullChannelIsResourceExhausted) {
+  for (int i = 0; i < 100; ++i) {
+    grpc::ClientContext context;
+    v1::SendRequest request;
+    request.set_channel("backend.worker");
+    *request.mutable_event() = JsonStruct(R"({"type":"job.run"})");
+    v1::SendResponse response;
+    ASSERT_TRUE(stub_->Send(&context, request, &response).ok()) << i;
+  }
+  grpc::ClientContext context;
+  v1::SendRequest request;
+  request.set_channel("backend.worker");
+  *request.mutable_event() = JsonStruct(R"({"type":"job.run"})");
+  v1::SendResponse response;
+  grpc::Status status = stub_->Send(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(status.error_message().find("channel full"), std::string::npos);
+  EXPECT_EQ(Stats().drops().at("channel_full"), 1u);
+}
+
+TEST_F(GroupsvcContractTest, InvalidInputsNameTheRule) {
+  {
+    grpc::ClientContext context;
+    v1::GroupAddRequest request;
+    request.set_group("bad group!");
+    request.set_channel("c");
+    v1::GroupAddResponse response;
+    grpc::Status s = stub_->GroupAdd(&context, request, &response);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(s.error_message().find("Group name must be"), std::string::npos);
+  }
+  {
+    grpc::ClientContext context;
+    v1::GroupAddRequest request;
+    request.set_group("g");
+    request.set_channel("a!b!c");
+    v1::GroupAddResponse response;
+    grpc::Status s = stub_->GroupAdd(&context, request, &response);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(s.error_message().find("Channel name must be"), std::string::npos);
+  }
+  {
+    grpc::Status s = GroupSend("g", R"({"message":"no type"})");
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(s.error_message().find("\"type\""), std::string::npos);
+  }
+  {
+    grpc::Status s = GroupSend("g", ChatJson(std::string(300 << 10, 'x')));
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(s.error_message().find("exceeds the limit of 262144 bytes"), std::string::npos)
+        << s.error_message();
+  }
+  {
+    // Beyond what gRPC itself takes in one message.
+    grpc::Status s = GroupSend("g", ChatJson(std::string(5 << 20, 'x')));
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  }
+  {
+    grpc::ClientContext context;
+    v1::ReceiveRequest request;
+    request.set_channel("c");
+    request.mutable_timeout()->set_seconds(61);
+    v1::ReceiveResponse response;
+    EXPECT_EQ(stub_->Receive(&context, request, &response).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+}
+
+TEST_F(GroupsvcContractTest, InvalidStreamCommandsAreAnsweredNotFatal) {
+  auto e1 = AttachedEdge("edge-1", "e1!");
+  ASSERT_TRUE(e1->GroupAdd(7, "bad group", "e1!a"));
+  std::optional<v1::Ack> ack = e1->NextAck();
+  ASSERT_TRUE(ack.has_value());
+  EXPECT_EQ(ack->request_id(), 7u);
+  EXPECT_EQ(ack->code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_NE(ack->message().find("Group name must be"), std::string::npos);
+
+  ASSERT_TRUE(e1->GroupSend(8, "room", "", "{}"));
+  ack = e1->NextAck();
+  ASSERT_TRUE(ack.has_value());
+  EXPECT_EQ(ack->code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+
+  ASSERT_TRUE(e1->GroupSend(9, "room", "chat.message", std::string(300 << 10, 'x')));
+  ack = e1->NextAck();
+  ASSERT_TRUE(ack.has_value());
+  EXPECT_EQ(ack->code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_NE(ack->message().find("exceeds the limit"), std::string::npos);
+
+  v1::Command empty;
+  empty.set_request_id(10);
+  ASSERT_TRUE(e1->Command(empty));
+  ack = e1->NextAck();
+  ASSERT_TRUE(ack.has_value());
+  EXPECT_EQ(ack->code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+
+  // The stream still works.
+  AddOk(*e1, 11, "room", "e1!a");
+}
+
+TEST_F(GroupsvcContractTest, CommandsBeforeHelloEndTheStream) {
+  TestEdge rude(channel_, "edge-1", "e1!");
+  ASSERT_TRUE(rude.GroupAdd(1, "room", "e1!a"));
+  std::optional<grpc::Status> status = rude.WaitEnded(absl::Seconds(5));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(status->error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(status->error_message().find("hello"), std::string::npos);
+}
+
+TEST_F(GroupsvcContractTest, BadHelloIsRefused) {
+  TestEdge edge(channel_, "edge 1", "e1!");
+  grpc::Status s = edge.Hello();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  TestEdge edge2(channel_, "edge-2", "no-bang");
+  s = edge2.Hello();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("channel_prefix"), std::string::npos);
+}
+
+TEST_F(GroupsvcContractTest, CutStreamRemovesItsMembersWithinOneSecond) {
+  auto e1 = AttachedEdge("edge-1", "e1!");
+  auto e2 = AttachedEdge("edge-2", "e2!");
+  AddOk(*e1, 1, "room", "e1!a");
+  AddOk(*e1, 2, "other", "e1!b");
+  AddOk(*e2, 3, "room", "e2!z");
+  e1->Cancel();
+  ASSERT_TRUE(WaitGroupSize("room", 1));
+  v1::Group group;
+  ASSERT_TRUE(GetGroup("room", &group).ok());
+  ASSERT_EQ(group.members_size(), 1);
+  EXPECT_EQ(group.members(0).channel(), "e2!z");
+  EXPECT_EQ(group.members(0).edge_id(), "edge-2");
+  EXPECT_EQ(GetGroup("other", &group).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Stats().attached_edges(), 1u);
+}
+
+TEST_F(GroupsvcContractTest, ClosedStreamAlsoRemovesItsMembers) {
+  auto e1 = AttachedEdge("edge-1", "e1!");
+  AddOk(*e1, 1, "room", "e1!a");
+  EXPECT_TRUE(e1->Close().ok());
+  EXPECT_TRUE(WaitGroupSize("room", 0));
+}
+
+TEST_F(GroupsvcContractTest, SameEdgeIdReplacesTheOlderStream) {
+  auto old_stream = AttachedEdge("edge-1", "e1!");
+  AddOk(*old_stream, 1, "room", "e1!a");
+  auto new_stream = AttachedEdge("edge-1", "e1!");
+  std::optional<grpc::Status> ended = old_stream->WaitEnded(absl::Seconds(5));
+  ASSERT_TRUE(ended.has_value());
+  EXPECT_EQ(ended->error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_NE(ended->error_message().find("replaced"), std::string::npos);
+  AddOk(*new_stream, 2, "room", "e1!a");
+  ASSERT_TRUE(GroupSend("room", ChatJson("to the new stream")).ok());
+  EXPECT_TRUE(new_stream->NextDelivery().has_value());
+}
+
+TEST_F(GroupsvcContractTest, ReceiveWaitsUpToItsTimeout) {
+  grpc::ClientContext context;
+  v1::ReceiveRequest request;
+  request.set_channel("backend.inbox");
+  request.mutable_timeout()->set_nanos(300'000'000);
+  v1::ReceiveResponse response;
+  const absl::Time start = absl::Now();
+  ASSERT_TRUE(stub_->Receive(&context, request, &response).ok());
+  EXPECT_FALSE(response.has_event());
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(290));
+}
+
+TEST_F(GroupsvcContractTest, ReceiveGetsAnEventSentWhileWaiting) {
+  std::thread sender([this] {
+    absl::SleepFor(absl::Milliseconds(200));
+    grpc::ClientContext context;
+    v1::SendRequest request;
+    request.set_channel("backend.inbox");
+    *request.mutable_event() = JsonStruct(R"({"type":"job.done","id":7})");
+    v1::SendResponse response;
+    EXPECT_TRUE(stub_->Send(&context, request, &response).ok());
+  });
+  grpc::ClientContext context;
+  v1::ReceiveRequest request;
+  request.set_channel("backend.inbox");
+  request.mutable_timeout()->set_seconds(10);
+  v1::ReceiveResponse response;
+  const absl::Time start = absl::Now();
+  ASSERT_TRUE(stub_->Receive(&context, request, &response).ok());
+  sender.join();
+  ASSERT_TRUE(response.has_event());
+  EXPECT_EQ(response.event().fields().at("type").string_value(), "job.done");
+  EXPECT_EQ(response.event().fields().at("id").number_value(), 7);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
+TEST_F(GroupsvcContractTest, ReceiveStopsAtTheCallDeadline) {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(300)));
+  v1::ReceiveRequest request;
+  request.set_channel("backend.inbox");
+  request.mutable_timeout()->set_seconds(30);
+  v1::ReceiveResponse response;
+  const absl::Time start = absl::Now();
+  grpc::Status s = stub_->Receive(&context, request, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
+TEST_F(GroupsvcContractTest, InspectionListsRoomsAndMembers) {
+  auto e1 = AttachedEdge("edge-1", "e1!");
+  AddOk(*e1, 1, "chat_lobby", "e1!a");
+  AddOk(*e1, 2, "chat_lobby", "e1!b");
+  AddOk(*e1, 3, "chat_kitchen", "e1!c");
+  grpc::ClientContext context;
+  v1::ListGroupsRequest request;
+  request.set_name_prefix("chat_");
+  v1::ListGroupsResponse response;
+  ASSERT_TRUE(stub_->ListGroups(&context, request, &response).ok());
+  ASSERT_EQ(response.groups_size(), 2);
+  EXPECT_EQ(response.groups(0).name(), "chat_kitchen");
+  EXPECT_EQ(response.groups(1).name(), "chat_lobby");
+  EXPECT_EQ(response.groups(1).size(), 2u);
+
+  v1::Group group;
+  ASSERT_TRUE(GetGroup("chat_lobby", &group).ok());
+  ASSERT_EQ(group.members_size(), 2);
+  EXPECT_EQ(group.members(0).edge_id(), "edge-1");
+  EXPECT_GT(group.members(0).joined().seconds(), 1'700'000'000);
+}
+
+TEST_F(GroupsvcContractTest, FlushEmptiesTheLayer) {
+  auto e1 = AttachedEdge("edge-1", "e1!");
+  AddOk(*e1, 1, "chat_lobby", "e1!a");
+  grpc::ClientContext context;
+  v1::FlushResponse response;
+  ASSERT_TRUE(stub_->Flush(&context, v1::FlushRequest(), &response).ok());
+  EXPECT_EQ(Stats().groups(), 0u);
+  EXPECT_EQ(Stats().attached_edges(), 1u);
+}
+
+TEST_F(GroupsvcContractTest, HealthServesUntilShutdown) {
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  grpc::health::v1::HealthCheckRequest request;
+  grpc::health::v1::HealthCheckResponse response;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(health->Check(&context, request, &response).ok());
+    EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  }
+  {
+    grpc::ClientContext context;
+    request.set_service("no.such.Service");
+    EXPECT_EQ(health->Check(&context, request, &response).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+}
+
+TEST_F(GroupsvcContractTest, ShutdownDrainsAttachedEdges) {
+  auto e1 = AttachedEdge("edge-1", "e1!");
+  AddOk(*e1, 1, "room", "e1!a");
+  std::thread stopper([this] { server_->Shutdown(absl::Seconds(5)); });
+  EXPECT_TRUE(e1->WaitDraining(absl::Seconds(5)));
+  std::optional<grpc::Status> ended = e1->WaitEnded(absl::Seconds(5));
+  stopper.join();
+  ASSERT_TRUE(ended.has_value());
+  EXPECT_EQ(ended->error_code(), grpc::StatusCode::UNAVAILABLE);
+  // A new edge is refused while (and after) draining.
+  TestEdge late(channel_, "edge-2", "e2!");
+  EXPECT_FALSE(late.Hello().ok());
+}
+
+TEST_F(GroupsvcContractTest, CapacityIsConfigurablePerPattern) {
+  ServerOptions options;
+  options.registry.capacity_overrides = {{"small.*", 1}};
+  StartServer(options);
+  for (int i = 0; i < 2; ++i) {
+    grpc::ClientContext context;
+    v1::SendRequest request;
+    request.set_channel("small.one");
+    *request.mutable_event() = JsonStruct(R"({"type":"x"})");
+    v1::SendResponse response;
+    grpc::Status s = stub_->Send(&context, request, &response);
+    EXPECT_EQ(s.error_code(), i == 0 ? grpc::StatusCode::OK : grpc::StatusCode::RESOURCE_EXHAUSTED);
+  }
+}
+
+}  // namespace
+}  // namespace groupsvc

@@ -1,0 +1,144 @@
+#include "tests/support/test_edge.h"
+
+namespace chat::testing {
+
+TestEdge::TestEdge(std::shared_ptr<grpc::Channel> channel, std::string edge_id,
+                   std::string prefix)
+    : edge_id_(std::move(edge_id)),
+      prefix_(std::move(prefix)),
+      stub_(v1::ChannelLayer::NewStub(channel)) {
+  stream_ = stub_->Attach(&context_);
+  reader_ = std::thread([this] { ReadLoop(); });
+}
+
+TestEdge::~TestEdge() {
+  context_.TryCancel();
+  reader_.join();
+}
+
+void TestEdge::ReadLoop() {
+  v1::ServerMessage message;
+  while (stream_->Read(&message)) {
+    absl::MutexLock lock(&mu_);
+    if (message.has_welcome()) welcome_ = message.welcome();
+    if (message.has_draining()) draining_ = true;
+    for (const auto& a : message.acks()) acks_.push_back(a);
+    for (const auto& d : message.deliveries()) deliveries_.push_back(d);
+    deliveries_received_ += message.deliveries_size();
+  }
+  grpc::Status status = stream_->Finish();
+  absl::MutexLock lock(&mu_);
+  final_status_ = status;
+  ended_ = true;
+}
+
+grpc::Status TestEdge::Hello() {
+  v1::EdgeMessage hello;
+  hello.mutable_hello()->set_edge_id(edge_id_);
+  hello.mutable_hello()->set_channel_prefix(prefix_);
+  Write(hello);
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return welcome_.has_value() || ended_; };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(10));
+  if (welcome_.has_value()) return grpc::Status::OK;
+  if (ended_) return final_status_;
+  return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "no welcome");
+}
+
+bool TestEdge::Write(const v1::EdgeMessage& message) {
+  absl::MutexLock lock(&write_mu_);
+  return stream_->Write(message);
+}
+
+bool TestEdge::Command(const v1::Command& command) {
+  v1::EdgeMessage message;
+  *message.add_commands() = command;
+  return Write(message);
+}
+
+bool TestEdge::GroupAdd(uint64_t id, const std::string& group, const std::string& channel) {
+  v1::Command c;
+  c.set_request_id(id);
+  c.mutable_group_add()->set_group(group);
+  c.mutable_group_add()->set_channel(channel);
+  return Command(c);
+}
+
+bool TestEdge::GroupDiscard(uint64_t id, const std::string& group, const std::string& channel) {
+  v1::Command c;
+  c.set_request_id(id);
+  c.mutable_group_discard()->set_group(group);
+  c.mutable_group_discard()->set_channel(channel);
+  return Command(c);
+}
+
+bool TestEdge::GroupSend(uint64_t id, const std::string& group, const std::string& type,
+                         const std::string& json) {
+  v1::Command c;
+  c.set_request_id(id);
+  c.mutable_group_send()->set_group(group);
+  c.mutable_group_send()->mutable_event()->set_type(type);
+  c.mutable_group_send()->mutable_event()->set_json(json);
+  return Command(c);
+}
+
+bool TestEdge::Send(uint64_t id, const std::string& channel, const std::string& type,
+                    const std::string& json) {
+  v1::Command c;
+  c.set_request_id(id);
+  c.mutable_send()->set_channel(channel);
+  c.mutable_send()->mutable_event()->set_type(type);
+  c.mutable_send()->mutable_event()->set_json(json);
+  return Command(c);
+}
+
+std::optional<v1::Ack> TestEdge::NextAck(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !acks_.empty() || ended_; };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  if (acks_.empty()) return std::nullopt;
+  v1::Ack a = acks_.front();
+  acks_.pop_front();
+  return a;
+}
+
+std::optional<v1::Delivery> TestEdge::NextDelivery(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !deliveries_.empty() || ended_; };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  if (deliveries_.empty()) return std::nullopt;
+  v1::Delivery d = deliveries_.front();
+  deliveries_.pop_front();
+  return d;
+}
+
+bool TestEdge::WaitDraining(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return draining_ || ended_; };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  return draining_;
+}
+
+std::optional<grpc::Status> TestEdge::WaitEnded(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return ended_; };
+  if (!mu_.AwaitWithTimeout(absl::Condition(&ready), timeout)) return std::nullopt;
+  return final_status_;
+}
+
+grpc::Status TestEdge::Close() {
+  {
+    absl::MutexLock lock(&write_mu_);
+    if (!writes_done_) stream_->WritesDone();
+    writes_done_ = true;
+  }
+  std::optional<grpc::Status> status = WaitEnded(absl::Seconds(10));
+  return status.value_or(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "stream did not end"));
+}
+
+size_t TestEdge::deliveries_received() {
+  absl::MutexLock lock(&mu_);
+  return deliveries_received_;
+}
+
+}  // namespace chat::testing
