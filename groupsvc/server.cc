@@ -43,6 +43,8 @@ absl::StatusOr<std::unique_ptr<GroupServer>> GroupServer::Start(ServerOptions op
   // an oversized event itself, with a message that says so.
   builder.SetMaxReceiveMessageSize(static_cast<int>(
       std::max<size_t>(4 << 20, 2 * s->options_.registry.max_event_bytes + (64 << 10))));
+  // A second server on a busy port must fail, not share it.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, Millis(s->options_.keepalive_time));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, Millis(s->options_.keepalive_timeout));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
@@ -79,17 +81,25 @@ void GroupServer::ScheduleSweep() {
 }
 
 void GroupServer::Shutdown(absl::Duration grace) {
-  if (shut_down_.exchange(true)) return;
+  if (server_ == nullptr || shut_down_.exchange(true)) return;
   const absl::Time deadline = absl::Now() + grace;
   health_.SetServing(false);
   service_.Drain(grace);
   while (service_.attached_streams() > 0 && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(10));
   }
+  chat::LogEvent("streams_drained", {{"left", absl::StrCat(service_.attached_streams())}});
   health_.Shutdown();
-  server_->Shutdown(absl::ToChronoTime(std::max(deadline, absl::Now())));
+  // Our streams are gone; what is left are short unary calls and waiting
+  // Receives. gRPC would also wait for idle clients to drop their connections
+  // after its GOAWAY, which they need not do, so give in-flight calls at most a
+  // second before they are cancelled.
+  server_->Shutdown(absl::ToChronoTime(std::min(deadline, absl::Now() + absl::Seconds(1))));
+  chat::LogEvent("server_shutdown");
 }
 
-void GroupServer::Wait() { server_->Wait(); }
+void GroupServer::Wait() {
+  if (server_ != nullptr) server_->Wait();
+}
 
 }  // namespace groupsvc

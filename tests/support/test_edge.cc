@@ -26,6 +26,12 @@ void TestEdge::ReadLoop() {
     for (const auto& d : message.deliveries()) deliveries_.push_back(d);
     deliveries_received_ += message.deliveries_size();
   }
+  {
+    // A well-behaved edge closes its side once the server has ended the stream.
+    absl::MutexLock lock(&write_mu_);
+    if (!writes_done_) stream_->WritesDone();
+    writes_done_ = true;
+  }
   grpc::Status status = stream_->Finish();
   absl::MutexLock lock(&mu_);
   final_status_ = status;

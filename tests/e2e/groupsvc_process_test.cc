@@ -1,0 +1,156 @@
+// End-to-end tests of the real groupsvc binary: what an operator with grpcurl
+// and a scraper see, and how it stops on SIGTERM.
+#include <signal.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/support/child_process.h"
+#include "tests/support/http_get.h"
+#include "tests/support/reflection_client.h"
+#include "tests/support/test_edge.h"
+
+namespace chat::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsSupersetOf;
+
+class GroupsvcProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto p = ChildProcess::Start({GROUPSVC_BIN, "--listen=127.0.0.1:0",
+                                  "--metrics_listen=127.0.0.1:0", "--grace=3s"});
+    ASSERT_TRUE(p.ok()) << p.status();
+    process_ = *std::move(p);
+    absl::StatusOr<int> port = process_->WaitForField(" listening ", "port", absl::Seconds(20));
+    ASSERT_TRUE(port.ok()) << port.status();
+    absl::StatusOr<int> metrics = process_->WaitForField(" listening ", "metrics_port",
+                                                         absl::Seconds(1));
+    ASSERT_TRUE(metrics.ok()) << metrics.status();
+    port_ = *port;
+    metrics_port_ = *metrics;
+    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_),
+                                   grpc::InsecureChannelCredentials());
+  }
+
+  std::unique_ptr<ChildProcess> process_;
+  int port_ = 0;
+  int metrics_port_ = 0;
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+TEST_F(GroupsvcProcessTest, ReflectionDescribesEveryService) {
+  ReflectionClient client(channel_);
+  absl::StatusOr<std::vector<std::string>> services = client.ListServices();
+  ASSERT_TRUE(services.ok()) << services.status();
+  EXPECT_THAT(*services, IsSupersetOf({"groupsvc.v1.ChannelLayer", "grpc.health.v1.Health",
+                                       "grpc.reflection.v1alpha.ServerReflection"}));
+  for (const char* name : {"groupsvc.v1.ChannelLayer", "grpc.health.v1.Health"}) {
+    EXPECT_TRUE(client.FindService(name).ok()) << name;
+  }
+}
+
+TEST_F(GroupsvcProcessTest, HealthCheckThroughReflectionAlone) {
+  ReflectionClient client(channel_);
+  absl::StatusOr<std::string> out = client.CallJson("grpc.health.v1.Health/Check", "{}");
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(*out, R"({"status":"SERVING"})");
+}
+
+TEST_F(GroupsvcProcessTest, GrpcurlPathListsInspectsAndSendsIntoRooms) {
+  ReflectionClient client(channel_);
+  ASSERT_TRUE(client
+                  .CallJson("groupsvc.v1.ChannelLayer/GroupAdd",
+                            R"({"group": "chat_lobby", "channel": "backend.bot"})")
+                  .ok());
+  absl::StatusOr<std::string> sent = client.CallJson(
+      "groupsvc.v1.ChannelLayer/GroupSend",
+      R"({"group": "chat_lobby", "event": {"type": "chat.message", "message": "hi from grpcurl"}})");
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  EXPECT_EQ(*sent, R"({"delivered":1})");
+
+  absl::StatusOr<std::string> listed =
+      client.CallJson("groupsvc.v1.ChannelLayer/ListGroups", R"({"namePrefix": "chat_"})");
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(*listed, R"({"groups":[{"name":"chat_lobby","size":1}]})");
+
+  absl::StatusOr<std::string> group =
+      client.CallJson("groupsvc.v1.ChannelLayer/GetGroup", R"({"name": "chat_lobby"})");
+  ASSERT_TRUE(group.ok()) << group.status();
+  EXPECT_THAT(*group, HasSubstr(R"("members":[{"channel":"backend.bot","joined":")"));
+
+  absl::StatusOr<std::string> received = client.CallJson(
+      "groupsvc.v1.ChannelLayer/Receive", R"({"channel": "backend.bot", "timeout": "1s"})");
+  ASSERT_TRUE(received.ok()) << received.status();
+  EXPECT_EQ(*received, R"({"event":{"message":"hi from grpcurl","type":"chat.message"}})");
+
+  absl::StatusOr<std::string> bad = client.CallJson("groupsvc.v1.ChannelLayer/GroupAdd",
+                                                    R"({"group": "no spaces", "channel": "x"})");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("Group name must be"));
+
+  absl::StatusOr<std::string> stats = client.CallJson("groupsvc.v1.ChannelLayer/Stats", "{}");
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_THAT(*stats, HasSubstr(R"("eventsIn":"1")"));
+}
+
+TEST_F(GroupsvcProcessTest, MetricsAreServedForPrometheus) {
+  TestEdge edge(channel_, "edge-1", "e1!");
+  ASSERT_TRUE(edge.Hello().ok());
+  absl::StatusOr<HttpReply> reply = HttpGet("127.0.0.1", metrics_port_, "/metrics");
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  EXPECT_EQ(reply->status, 200);
+  EXPECT_THAT(reply->body, HasSubstr("groupsvc_attached_edges 1"));
+  EXPECT_THAT(reply->body, HasSubstr("groupsvc_drops_total{reason=\"channel_full\"} 0"));
+}
+
+TEST_F(GroupsvcProcessTest, SigtermDrainsEdgesAndExitsZero) {
+  TestEdge edge(channel_, "edge-1", "e1!");
+  ASSERT_TRUE(edge.Hello().ok());
+  ASSERT_TRUE(edge.GroupAdd(1, "room", "e1!a"));
+  ASSERT_TRUE(edge.NextAck().has_value());
+  process_->Signal(SIGTERM);
+  EXPECT_TRUE(edge.WaitDraining(absl::Seconds(3)));
+  std::optional<grpc::Status> ended = edge.WaitEnded(absl::Seconds(3));
+  ASSERT_TRUE(ended.has_value());
+  EXPECT_EQ(ended->error_code(), grpc::StatusCode::UNAVAILABLE);
+  // Well within the 3 s grace: nothing is left to wait for.
+  std::optional<int> code = process_->WaitExit(absl::Seconds(2));
+  ASSERT_TRUE(code.has_value()) << "still running 2 s after SIGTERM";
+  EXPECT_EQ(*code, 0) << process_->Output();
+  EXPECT_THAT(process_->Output(), HasSubstr(" draining signal=Terminated"));
+  EXPECT_THAT(process_->Output(), HasSubstr(" stopped"));
+}
+
+TEST_F(GroupsvcProcessTest, SigtermWithAStuckEdgeStillExitsWithinGrace) {
+  // An edge that never reads: its stream cannot flush, so grace ends it.
+  TestEdge edge(channel_, "edge-1", "e1!");
+  ASSERT_TRUE(edge.Hello().ok());
+  process_->Signal(SIGTERM);
+  std::optional<int> code = process_->WaitExit(absl::Seconds(6));
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 0);
+}
+
+TEST(GroupsvcStartTest, BadFlagsAndBusyPortsExitNonZero) {
+  auto bad = ChildProcess::Start({GROUPSVC_BIN, "--capacity=0"});
+  ASSERT_TRUE(bad.ok());
+  EXPECT_EQ((*bad)->WaitExit(absl::Seconds(10)), 2);
+
+  auto first = ChildProcess::Start({GROUPSVC_BIN, "--listen=127.0.0.1:0", "--metrics_listen="});
+  ASSERT_TRUE(first.ok());
+  absl::StatusOr<int> port = (*first)->WaitForField(" listening ", "port", absl::Seconds(20));
+  ASSERT_TRUE(port.ok());
+  auto second = ChildProcess::Start(
+      {GROUPSVC_BIN, absl::StrCat("--listen=127.0.0.1:", *port), "--metrics_listen="});
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ((*second)->WaitExit(absl::Seconds(10)), 1);
+  EXPECT_THAT((*second)->Output(), HasSubstr("start_failed"));
+}
+
+}  // namespace
+}  // namespace chat::testing

@@ -1,0 +1,129 @@
+#include "tests/support/child_process.h"
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+
+extern char** environ;
+
+namespace chat::testing {
+
+absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(std::vector<std::string> argv) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(fds[1]);
+  if (rc != 0) {
+    close(fds[0]);
+    return absl::InternalError(absl::StrCat("cannot start ", argv[0], ": ", strerror(rc)));
+  }
+  return std::unique_ptr<ChildProcess>(new ChildProcess(pid, fds[0]));
+}
+
+ChildProcess::ChildProcess(pid_t pid, int stderr_fd)
+    : pid_(pid), stderr_fd_(stderr_fd), reader_([this] { ReadLoop(); }) {}
+
+ChildProcess::~ChildProcess() {
+  if (!WaitExit(absl::ZeroDuration()).has_value()) {
+    kill(pid_, SIGKILL);
+    WaitExit(absl::Seconds(10));
+  }
+  reader_.join();
+  close(stderr_fd_);
+}
+
+void ChildProcess::ReadLoop() {
+  char buffer[4096];
+  while (true) {
+    ssize_t n = read(stderr_fd_, buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    absl::MutexLock lock(&mu_);
+    partial_.append(buffer, n);
+    size_t newline;
+    while ((newline = partial_.find('\n')) != std::string::npos) {
+      lines_.push_back(partial_.substr(0, newline));
+      partial_.erase(0, newline + 1);
+    }
+  }
+}
+
+absl::StatusOr<std::string> ChildProcess::WaitForLine(const std::string& needle,
+                                                      absl::Duration timeout, size_t from_line) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      for (size_t i = from_line; i < lines_.size(); ++i) {
+        if (lines_[i].find(needle) != std::string::npos) return lines_[i];
+      }
+    }
+    if (absl::Now() >= deadline) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  absl::MutexLock lock(&mu_);
+  return absl::DeadlineExceededError(absl::StrCat("no line with \"", needle, "\" in:\n",
+                                                  absl::StrJoin(lines_, "\n")));
+}
+
+absl::StatusOr<int> ChildProcess::WaitForField(const std::string& needle, const std::string& key,
+                                               absl::Duration timeout) {
+  absl::StatusOr<std::string> line = WaitForLine(needle, timeout);
+  if (!line.ok()) return line.status();
+  size_t at = line->find(" " + key + "=");
+  if (at == std::string::npos) return absl::NotFoundError(absl::StrCat(key, " not in ", *line));
+  std::string value = line->substr(at + key.size() + 2);
+  value = value.substr(0, value.find(' '));
+  int n = 0;
+  if (!absl::SimpleAtoi(value, &n)) return absl::InvalidArgumentError(*line);
+  return n;
+}
+
+size_t ChildProcess::line_count() {
+  absl::MutexLock lock(&mu_);
+  return lines_.size();
+}
+
+void ChildProcess::Signal(int signal) { kill(pid_, signal); }
+
+std::optional<int> ChildProcess::WaitExit(absl::Duration timeout) {
+  if (exit_code_.has_value()) return exit_code_;
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    int status = 0;
+    pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      return exit_code_;
+    }
+    if (absl::Now() >= deadline) return std::nullopt;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+}
+
+std::string ChildProcess::Output() {
+  absl::MutexLock lock(&mu_);
+  return absl::StrJoin(lines_, "\n");
+}
+
+}  // namespace chat::testing
