@@ -1,0 +1,319 @@
+#include "edge/grpc_layer.h"
+
+#include <cmath>
+#include <deque>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "shared/grpc_status.h"
+#include "shared/log.h"
+
+namespace edge {
+
+namespace v1 = ::groupsvc::v1;
+
+namespace {
+
+std::string RandomPrefixTag() {
+  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  absl::BitGen gen;
+  std::string tag(6, 'a');
+  for (char& c : tag) c = kAlphabet[absl::Uniform<size_t>(gen, 0, sizeof(kAlphabet) - 1)];
+  return tag;
+}
+
+absl::Status AckStatus(const v1::Ack& ack) {
+  return ack.code() == 0 ? absl::OkStatus()
+                         : absl::Status(static_cast<absl::StatusCode>(ack.code()), ack.message());
+}
+
+}  // namespace
+
+// One Attach stream. Writes are serialized through `queue_` with one write in
+// flight; acks resolve `awaiting_`. A hold keeps the call open while other
+// threads may still write, until the read side ends.
+class GrpcLayer::AttachCall : public grpc::ClientBidiReactor<v1::EdgeMessage, v1::ServerMessage> {
+ public:
+  AttachCall(GrpcLayer* layer, std::vector<std::pair<std::string, std::string>> replay)
+      : layer_(layer) {
+    v1::EdgeMessage first;
+    first.mutable_hello()->set_edge_id(layer->options_.edge_id);
+    first.mutable_hello()->set_channel_prefix(layer->table_.prefix());
+    for (auto& [group, channel] : replay) {
+      v1::Command* c = first.add_commands();
+      c->set_request_id(next_id_++);
+      c->mutable_group_add()->set_group(std::move(group));
+      c->mutable_group_add()->set_channel(std::move(channel));
+    }
+    batch_ = std::move(first);
+  }
+
+  void Start(std::shared_ptr<AttachCall> self) {
+    self_ = std::move(self);
+    layer_->stub_->async()->Attach(&context_, this);
+    AddHold();
+    StartRead(&incoming_);
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = true;
+    }
+    StartWrite(&batch_);
+    StartCall();
+  }
+
+  // False if the call is ending or full; `done` is then not kept.
+  bool Submit(v1::Command command, DoneCallback done) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (ended_ || queue_.size() + awaiting_.size() >= layer_->options_.max_pending) return false;
+      command.set_request_id(next_id_++);
+      if (done) awaiting_.emplace(command.request_id(), std::move(done));
+      queue_.push_back(std::move(command));
+    }
+    Pump();
+    return true;
+  }
+
+  void Cancel() { context_.TryCancel(); }
+
+ private:
+  void Pump() {
+    {
+      absl::MutexLock lock(&mu_);
+      if (writing_ || ended_ || queue_.empty()) return;
+      batch_.Clear();
+      size_t bytes = 0;
+      while (!queue_.empty() && bytes < layer_->options_.max_batch_bytes) {
+        bytes += queue_.front().ByteSizeLong();
+        *batch_.add_commands() = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      writing_ = true;
+    }
+    StartWrite(&batch_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) ended_ = true;
+    }
+    if (ok) Pump();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      EndCall();
+      return;
+    }
+    if (incoming_.has_welcome()) layer_->OnWelcome();
+    if (incoming_.has_draining()) {
+      layer_->ready_ = false;
+      chat::LogEvent("layer_draining", {{"target", layer_->options_.target}});
+    }
+    for (const v1::Ack& ack : incoming_.acks()) {
+      DoneCallback done;
+      {
+        absl::MutexLock lock(&mu_);
+        auto it = awaiting_.find(ack.request_id());
+        if (it != awaiting_.end()) {
+          done = std::move(it->second);
+          awaiting_.erase(it);
+        }
+      }
+      if (done) done(AckStatus(ack));
+    }
+    for (const v1::Delivery& d : incoming_.deliveries()) {
+      LayerEventPtr event = LayerEvent::FromWire(d.event().type(), d.event().json());
+      layer_->table_.Deliver(d.channels(), event);
+    }
+    StartRead(&incoming_);
+  }
+
+  // The read side is over: nothing more will be acknowledged.
+  void EndCall() {
+    absl::flat_hash_map<uint64_t, DoneCallback> awaiting;
+    {
+      absl::MutexLock lock(&mu_);
+      ended_ = true;
+      awaiting.swap(awaiting_);
+      queue_.clear();
+    }
+    for (auto& [id, done] : awaiting) {
+      done(absl::UnavailableError("the link to groupsvc was lost before the command was confirmed"));
+    }
+    RemoveHold();
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    layer_->OnCallEnded(this, status);
+    std::shared_ptr<AttachCall> keep = std::move(self_);
+  }
+
+  GrpcLayer* const layer_;
+  grpc::ClientContext context_;
+  std::shared_ptr<AttachCall> self_;
+  v1::ServerMessage incoming_;
+  v1::EdgeMessage batch_;
+  absl::Mutex mu_;
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<v1::Command> queue_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, DoneCallback> awaiting_ ABSL_GUARDED_BY(mu_);
+};
+
+GrpcLayer::GrpcLayer(GrpcLayerOptions options)
+    : options_(std::move(options)),
+      table_(absl::StrCat(options_.edge_id, ".", RandomPrefixTag(), "!")) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 3000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(options_.min_backoff)));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(options_.max_backoff)));
+  args.SetMaxReceiveMessageSize(64 << 20);
+  channel_ = grpc::CreateCustomChannel(options_.target, grpc::InsecureChannelCredentials(), args);
+  stub_ = v1::ChannelLayer::NewStub(channel_);
+}
+
+GrpcLayer::~GrpcLayer() { Stop(); }
+
+void GrpcLayer::Start() {
+  absl::MutexLock lock(&mu_);
+  if (started_) return;
+  started_ = true;
+  next_attempt_ = absl::Now();
+  reconnector_ = std::thread([this] { ReconnectLoop(); });
+}
+
+void GrpcLayer::Stop() {
+  std::shared_ptr<AttachCall> call;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    call = call_;
+  }
+  ready_ = false;
+  if (call) call->Cancel();
+  if (reconnector_.joinable()) reconnector_.join();
+  // Wait (bounded) for the call's OnDone, which touches this object.
+  absl::MutexLock lock(&mu_);
+  auto gone = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return call_ == nullptr; };
+  mu_.AwaitWithTimeout(absl::Condition(&gone), absl::Seconds(5));
+}
+
+void GrpcLayer::ReconnectLoop() {
+  absl::MutexLock lock(&mu_);
+  while (!stopping_) {
+    auto due = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+      return stopping_ || (call_ == nullptr && absl::Now() >= next_attempt_);
+    };
+    // Wake at the next attempt or when the current call ends.
+    mu_.AwaitWithDeadline(absl::Condition(&due),
+                          call_ == nullptr ? next_attempt_ : absl::Now() + absl::Seconds(1));
+    if (stopping_ || call_ != nullptr || absl::Now() < next_attempt_) continue;
+    auto call = std::make_shared<AttachCall>(this, table_.AllMemberships());
+    call_ = call;
+    connects_.fetch_add(1);
+    mu_.Unlock();
+    call->Start(call);
+    mu_.Lock();
+  }
+}
+
+void GrpcLayer::OnWelcome() {
+  ready_ = true;
+  {
+    absl::MutexLock lock(&mu_);
+    failures_ = 0;
+  }
+  chat::LogEvent("layer_up", {{"target", options_.target},
+                              {"edge", options_.edge_id},
+                              {"prefix", table_.prefix()},
+                              {"groups", absl::StrCat(table_.groups())}});
+}
+
+void GrpcLayer::OnCallEnded(AttachCall* call, const grpc::Status& status) {
+  ready_ = false;
+  absl::MutexLock lock(&mu_);
+  if (call_.get() == call) call_.reset();
+  if (stopping_) return;
+  // Capped exponential backoff with full jitter in [50%, 100%].
+  const double base = absl::ToDoubleSeconds(options_.min_backoff) * std::pow(2.0, failures_);
+  const double cap = std::min(base, absl::ToDoubleSeconds(options_.max_backoff));
+  absl::BitGen gen;
+  const absl::Duration delay = absl::Seconds(cap * absl::Uniform(gen, 0.5, 1.0));
+  if (failures_ < 30) ++failures_;
+  next_attempt_ = absl::Now() + delay;
+  chat::LogEvent("layer_down", {{"target", options_.target},
+                                {"code", absl::StrCat(status.error_code())},
+                                {"error", status.error_message()},
+                                {"retry_in", absl::FormatDuration(delay)}});
+}
+
+void GrpcLayer::Submit(v1::Command command, DoneCallback done, bool require_ready) {
+  std::shared_ptr<AttachCall> call;
+  {
+    absl::MutexLock lock(&mu_);
+    call = call_;
+  }
+  if (call == nullptr || (require_ready && !ready_)) {
+    if (done) done(absl::UnavailableError("the chat service is unavailable"));
+    return;
+  }
+  if (!call->Submit(std::move(command), done)) {
+    if (done) done(absl::ResourceExhaustedError("too many commands waiting for groupsvc"));
+  }
+}
+
+std::string GrpcLayer::Register(std::weak_ptr<ChannelSink> sink) {
+  return table_.Add(std::move(sink));
+}
+
+void GrpcLayer::Unregister(const std::string& channel) { table_.Remove(channel); }
+
+void GrpcLayer::GroupAdd(const std::string& group, const std::string& channel, DoneCallback done) {
+  table_.Join(group, channel);
+  v1::Command c;
+  c.mutable_group_add()->set_group(group);
+  c.mutable_group_add()->set_channel(channel);
+  // While down, the membership is replayed by the next stream.
+  Submit(std::move(c), [done](absl::Status s) {
+    if (done) done(absl::IsUnavailable(s) ? absl::OkStatus() : s);
+  }, /*require_ready=*/false);
+}
+
+void GrpcLayer::GroupDiscard(const std::string& group, const std::string& channel) {
+  if (!table_.Leave(group, channel)) return;
+  v1::Command c;
+  c.mutable_group_discard()->set_group(group);
+  c.mutable_group_discard()->set_channel(channel);
+  Submit(std::move(c), nullptr, /*require_ready=*/false);
+}
+
+void GrpcLayer::GroupSend(const std::string& group, LayerEventPtr event, DoneCallback done) {
+  v1::Command c;
+  c.mutable_group_send()->set_group(group);
+  c.mutable_group_send()->mutable_event()->set_type(event->type());
+  c.mutable_group_send()->mutable_event()->set_json(event->json());
+  Submit(std::move(c), std::move(done), /*require_ready=*/true);
+}
+
+void GrpcLayer::Send(const std::string& channel, LayerEventPtr event, DoneCallback done) {
+  v1::Command c;
+  c.mutable_send()->set_channel(channel);
+  c.mutable_send()->mutable_event()->set_type(event->type());
+  c.mutable_send()->mutable_event()->set_json(event->json());
+  Submit(std::move(c), std::move(done), /*require_ready=*/true);
+}
+
+}  // namespace edge

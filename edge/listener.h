@@ -1,0 +1,42 @@
+// Listener: accepts TCP connections and starts an HttpSession on its own strand
+// for each. When accept fails (e.g. out of file descriptors) it waits a little
+// instead of spinning.
+//
+//   auto listener = Listener::Bind(ioc, endpoint, context);
+//   (*listener)->Run();
+#ifndef CHAT_EDGE_LISTENER_H_
+#define CHAT_EDGE_LISTENER_H_
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "edge/edge_context.h"
+
+namespace edge {
+
+class Listener : public std::enable_shared_from_this<Listener> {
+ public:
+  static absl::StatusOr<std::shared_ptr<Listener>> Bind(boost::asio::io_context& ioc,
+                                                        boost::asio::ip::tcp::endpoint endpoint,
+                                                        EdgeContext* context);
+  void Run();
+  void Stop();  // Any thread.
+  int port() const { return port_; }
+
+ private:
+  Listener(boost::asio::io_context& ioc, EdgeContext* context);
+  void DoAccept();
+
+  boost::asio::io_context& ioc_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer retry_;
+  EdgeContext* const context_;
+  int port_ = 0;
+};
+
+}  // namespace edge
+
+#endif  // CHAT_EDGE_LISTENER_H_

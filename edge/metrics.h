@@ -1,0 +1,50 @@
+// EdgeMetrics: the edge's Prometheus metrics, served at /metrics on the HTTP
+// port: connections, frames in and out, drops by reason, groups, link state.
+//
+//   EdgeMetrics metrics([&] { return layer.ready(); }, [&] { return layer.local_groups(); });
+//   metrics.frames_in().Increment();
+//   std::string text = metrics.Render();
+//
+// Thread-safe (prometheus-cpp's metrics are atomic).
+#ifndef CHAT_EDGE_METRICS_H_
+#define CHAT_EDGE_METRICS_H_
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace edge {
+
+class EdgeMetrics {
+ public:
+  EdgeMetrics(std::function<bool()> link_up, std::function<size_t()> groups);
+
+  prometheus::Gauge& connections() { return connections_; }
+  prometheus::Counter& connections_total() { return connections_total_; }
+  prometheus::Counter& frames_in() { return frames_in_; }
+  prometheus::Counter& frames_out() { return frames_out_; }
+  // Reasons: slow_reader, not_delivered, bad_frame, no_handler, too_big, binary_frame.
+  prometheus::Counter& drops(const std::string& reason);
+  std::string Render();
+
+ private:
+  std::function<bool()> link_up_;
+  std::function<size_t()> groups_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Gauge& connections_;
+  prometheus::Counter& connections_total_;
+  prometheus::Counter& frames_in_;
+  prometheus::Counter& frames_out_;
+  prometheus::Family<prometheus::Counter>& drops_;
+  prometheus::Gauge& link_up_gauge_;
+  prometheus::Gauge& groups_gauge_;
+};
+
+}  // namespace edge
+
+#endif  // CHAT_EDGE_METRICS_H_

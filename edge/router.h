@@ -1,0 +1,44 @@
+// Router: maps WebSocket paths to consumers, like Channels' URLRouter.
+// A pattern is a path whose "{name}" segments capture one or more ASCII word
+// characters ([A-Za-z0-9_], the tutorial's \w+) into the scope's url_route.
+//
+//   Router router;
+//   router.Add("/ws/chat/{room_name}/", [] { return std::make_unique<ChatConsumer>(); });
+//   std::optional<Router::Match> m = router.Find("/ws/chat/lobby/");
+#ifndef CHAT_EDGE_ROUTER_H_
+#define CHAT_EDGE_ROUTER_H_
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "edge/consumer.h"
+
+namespace edge {
+
+class Router {
+ public:
+  using Factory = std::function<std::unique_ptr<Consumer>()>;
+  struct Match {
+    const Factory* factory;
+    absl::flat_hash_map<std::string, std::string> captures;
+  };
+
+  void Add(const std::string& pattern, Factory factory);
+  // The first route whose pattern matches the whole (decoded) path.
+  std::optional<Match> Find(const std::string& path) const;
+
+ private:
+  struct Route {
+    std::vector<std::string> segments;  // "{name}" captures
+    Factory factory;
+  };
+  std::vector<Route> routes_;
+};
+
+}  // namespace edge
+
+#endif  // CHAT_EDGE_ROUTER_H_
