@@ -1,0 +1,291 @@
+// Unit tests of the edge's pieces, without sockets: router, protocol parsing,
+// origin check, page escaping, consumer dispatch and group handling, layers.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "edge/channel_table.h"
+#include "edge/chat_consumer.h"
+#include "edge/consumer.h"
+#include "edge/http_session.h"
+#include "edge/layer_event.h"
+#include "edge/memory_layer.h"
+#include "edge/pages.h"
+#include "edge/router.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace edge {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+
+// ------------------------------------------------------------------ Router
+
+TEST(RouterTest, CapturesWordSegments) {
+  Router router;
+  router.Add("/ws/chat/{room_name}/", [] { return std::make_unique<ChatConsumer>(); });
+  router.Add("/ws/echo/", [] { return std::make_unique<EchoConsumer>(); });
+  auto m = router.Find("/ws/chat/lobby_2/");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->captures.at("room_name"), "lobby_2");
+  EXPECT_TRUE(router.Find("/ws/echo/").has_value());
+}
+
+TEST(RouterTest, RefusesWhatTheTutorialsRouteRefuses) {
+  Router router;
+  router.Add("/ws/chat/{room_name}/", [] { return std::make_unique<ChatConsumer>(); });
+  for (const char* path : {"/ws/chat/a-b/", "/ws/chat//", "/ws/chat/lobby", "/ws/chat/a/b/",
+                           "/ws/chat/caf\xc3\xa9/", "/ws/chat/a b/", "/chat/lobby/", "/"}) {
+    EXPECT_FALSE(router.Find(path).has_value()) << path;
+  }
+}
+
+// ---------------------------------------------------------- Client protocol
+
+TEST(ClientMessageTest, TakesAStringMessage) {
+  ClientMessage m = ParseClientMessage(R"({"message": "hi \u00e9", "extra": 1})");
+  ASSERT_TRUE(m.message.has_value());
+  EXPECT_EQ(*m.message, "hi \xc3\xa9");
+}
+
+TEST(ClientMessageTest, AnswersBadFramesWithAnErrorFrame) {
+  for (const char* bad : {"not json", "[1,2]", R"({"msg":"x"})", R"({"message": 5})",
+                          R"({"message": null})", "", "{"}) {
+    ClientMessage m = ParseClientMessage(bad);
+    EXPECT_FALSE(m.message.has_value()) << bad;
+    EXPECT_THAT(m.error_frame, HasSubstr(R"("error":"bad_frame")")) << bad;
+    EXPECT_THAT(m.error_frame, Not(HasSubstr(R"("message")")));
+  }
+}
+
+// ------------------------------------------------------------------- Origin
+
+TEST(OriginTest, SameHostOrNoOriginIsAllowed) {
+  EXPECT_TRUE(OriginAllowed("", "chat.example.com", {}));
+  EXPECT_TRUE(OriginAllowed("http://localhost:8000", "localhost:8000", {}));
+  EXPECT_TRUE(OriginAllowed("https://Chat.Example.com", "chat.example.com", {}));
+  EXPECT_TRUE(OriginAllowed("http://chat.example.com", "chat.example.com:80", {}));
+}
+
+TEST(OriginTest, OtherSitesAreRefused) {
+  EXPECT_FALSE(OriginAllowed("http://evil.test", "localhost:8000", {}));
+  EXPECT_FALSE(OriginAllowed("http://localhost:9000", "localhost:8000", {}));
+  EXPECT_FALSE(OriginAllowed("null", "localhost:8000", {}));
+  EXPECT_FALSE(OriginAllowed("http://example.com.evil.test", "x", {".example.com"}));
+}
+
+TEST(OriginTest, ConfiguredOriginsAreAllowed) {
+  EXPECT_TRUE(OriginAllowed("https://app.example.com", "edge:8000", {"https://app.example.com"}));
+  EXPECT_FALSE(OriginAllowed("http://app.example.com", "edge:8000", {"https://app.example.com"}));
+  EXPECT_TRUE(OriginAllowed("https://a.b.example.com", "edge:8000", {".example.com"}));
+  EXPECT_TRUE(OriginAllowed("https://example.com", "edge:8000", {".example.com"}));
+  EXPECT_TRUE(OriginAllowed("http://anything.test", "edge:8000", {"*"}));
+}
+
+// -------------------------------------------------------------------- Pages
+
+TEST(PagesTest, RoomNameCannotInjectMarkupOrScript) {
+  const std::string evil = R"(x"</script><script>alert(1)</script>&')";
+  const std::string page = RoomPage(evil);
+  EXPECT_THAT(page, Not(HasSubstr("<script>alert")));
+  EXPECT_THAT(page, Not(HasSubstr("</script><script>")));
+  EXPECT_THAT(page, HasSubstr(R"(const roomName = "x\"\u003c/script\u003e)"));
+  EXPECT_THAT(page, HasSubstr("<title>Chat: x&quot;&lt;/script&gt;"));
+  EXPECT_EQ(ScriptStringLiteral("a\xE2\x80\xA8" "b\n"), R"("a\u2028b\n")");
+}
+
+TEST(PagesTest, LobbyLeadsToRooms) {
+  EXPECT_THAT(LobbyPage(), HasSubstr(R"("/chat/" + encodeURIComponent(name) + "/")"));
+}
+
+// ---------------------------------------------------------------- LayerEvent
+
+TEST(LayerEventTest, ParsesOnceAndMemoizesFrames) {
+  LayerEventPtr e = LayerEvent::FromWire("chat.message", R"({"type":"chat.message","message":"hi"})");
+  EXPECT_EQ(e->StringField("message"), "hi");
+  int builds = 0;
+  Frame a = e->Memo("k", [&] { ++builds; return std::string("frame"); });
+  Frame b = e->Memo("k", [&] { ++builds; return std::string("other"); });
+  EXPECT_EQ(builds, 1);
+  EXPECT_EQ(a.get(), b.get());
+  EXPECT_EQ(*b, "frame");
+}
+
+TEST(LayerEventTest, MakeSerializesTypeAndFields) {
+  LayerEventPtr e = LayerEvent::Make("chat.message", {{"message", "x"}});
+  EXPECT_EQ(e->json(), R"({"type":"chat.message","message":"x"})");
+  EXPECT_FALSE(LayerEvent::FromWire("t", "[oops")->StringField("message").has_value());
+}
+
+// --------------------------------------------------- Consumers over a layer
+
+// A connection as the consumer sees it, without a socket; callbacks run inline.
+class FakeConnection : public Connection, public ChannelSink {
+ public:
+  explicit FakeConnection(Consumer* consumer) : consumer_(consumer) {}
+  void Accept() override { accepted = true; }
+  void Close(uint16_t code) override { closed = code; }
+  void SendFrame(Frame text) override { frames.push_back(std::move(text)); }
+  std::function<void()> Bind(std::function<void()> fn) override { return fn; }
+  void CountDrop(const char* reason) override { drops.push_back(reason); }
+  void OnEvent(const LayerEventPtr& event) override { consumer_->Dispatch(event); }
+
+  std::vector<std::string> Texts() const {
+    std::vector<std::string> out;
+    for (const auto& f : frames) out.push_back(*f);
+    return out;
+  }
+
+  Consumer* consumer_;
+  bool accepted = false;
+  int closed = 0;
+  std::vector<Frame> frames;
+  std::vector<std::string> drops;
+};
+
+struct Client {
+  std::unique_ptr<Consumer> consumer;
+  std::shared_ptr<FakeConnection> connection;
+};
+
+Client Connect(Layer& layer, std::unique_ptr<Consumer> consumer, const std::string& room) {
+  Client c{std::move(consumer), nullptr};
+  c.connection = std::make_shared<FakeConnection>(c.consumer.get());
+  Scope scope;
+  scope.url_route["room_name"] = room;
+  c.consumer->Attach(c.connection.get(), &layer, scope, layer.Register(c.connection));
+  c.consumer->Connect();
+  return c;
+}
+
+TEST(ChatConsumerTest, MessagesReachEveryMemberOfTheRoomOnly) {
+  MemoryLayer layer("edge-1!");
+  Client a = Connect(layer, std::make_unique<ChatConsumer>(), "lobby");
+  Client b = Connect(layer, std::make_unique<ChatConsumer>(), "lobby");
+  Client other = Connect(layer, std::make_unique<ChatConsumer>(), "kitchen");
+  ASSERT_TRUE(a.connection->accepted && b.connection->accepted);
+  a.consumer->Receive(R"({"message":"hello"})");
+  EXPECT_THAT(a.connection->Texts(), ElementsAre(R"({"message":"hello"})"));
+  EXPECT_THAT(b.connection->Texts(), ElementsAre(R"({"message":"hello"})"));
+  EXPECT_THAT(other.connection->Texts(), IsEmpty());
+  // One frame, built once, shared by both recipients.
+  EXPECT_EQ(a.connection->frames[0].get(), b.connection->frames[0].get());
+}
+
+TEST(ChatConsumerTest, BadFrameGetsAnErrorAndTheRoomNothing) {
+  MemoryLayer layer("edge-1!");
+  Client a = Connect(layer, std::make_unique<ChatConsumer>(), "lobby");
+  Client b = Connect(layer, std::make_unique<ChatConsumer>(), "lobby");
+  a.consumer->Receive("not json");
+  ASSERT_EQ(a.connection->frames.size(), 1u);
+  EXPECT_THAT(*a.connection->frames[0], HasSubstr("bad_frame"));
+  EXPECT_THAT(b.connection->frames, IsEmpty());
+  EXPECT_THAT(a.connection->drops, ElementsAre("bad_frame"));
+}
+
+TEST(ChatConsumerTest, InvalidGroupRefusesTheHandshake) {
+  MemoryLayer layer("edge-1!");
+  Client c = Connect(layer, std::make_unique<ChatConsumer>(), std::string(120, 'a'));
+  EXPECT_FALSE(c.connection->accepted);
+  EXPECT_EQ(c.connection->closed, kCloseNormal);
+}
+
+TEST(ChatConsumerTest, NotDeliveredWhenTheLayerRefuses) {
+  // A layer that is down: sends fail with UNAVAILABLE.
+  class DownLayer : public MemoryLayer {
+   public:
+    DownLayer() : MemoryLayer("edge-1!") {}
+    void GroupSend(const std::string&, LayerEventPtr, DoneCallback done) override {
+      done(absl::UnavailableError("the chat service is unavailable"));
+    }
+  } layer;
+  Client a = Connect(layer, std::make_unique<ChatConsumer>(), "lobby");
+  a.consumer->Receive(R"({"message":"lost?"})");
+  ASSERT_EQ(a.connection->frames.size(), 1u);
+  EXPECT_THAT(*a.connection->frames[0], HasSubstr(R"("error":"not_delivered")"));
+  EXPECT_THAT(*a.connection->frames[0], HasSubstr(R"("undelivered":"lost?")"));
+}
+
+TEST(ConsumerTest, DispatchesByTypeAndCountsUnknownTypes) {
+  class Probe : public Consumer {
+   public:
+    Probe() {
+      On("chat.message", [this](const LayerEvent& e) { got.push_back("chat:" + *e.StringField("message")); });
+      On("user.joined", [this](const LayerEvent&) { got.push_back("joined"); });
+    }
+    std::vector<std::string> got;
+  };
+  MemoryLayer layer("edge-1!");
+  auto probe = std::make_unique<Probe>();
+  Probe* p = probe.get();
+  Client c = Connect(layer, std::move(probe), "x");
+  p->Dispatch(LayerEvent::Make("user.joined", {}));
+  p->Dispatch(LayerEvent::Make("chat.message", {{"message", "m"}}));
+  p->Dispatch(LayerEvent::Make("no.such", {}));
+  EXPECT_THAT(p->got, ElementsAre("joined", "chat:m"));
+  EXPECT_THAT(c.connection->drops, ElementsAre("no_handler"));
+}
+
+TEST(ConsumerTest, GroupsJoinedAreLeftAfterDisconnect) {
+  MemoryLayer layer("edge-1!");
+  Client a = Connect(layer, std::make_unique<ChatConsumer>(), "lobby");
+  Client b = Connect(layer, std::make_unique<ChatConsumer>(), "lobby");
+  EXPECT_EQ(layer.local_groups(), 1u);
+  a.consumer->Disconnect(kCloseNormal);
+  a.consumer->LeaveGroups();
+  b.consumer->Receive(R"({"message":"after"})");
+  EXPECT_THAT(a.connection->frames, IsEmpty());
+  EXPECT_EQ(b.connection->frames.size(), 1u);
+  b.consumer->LeaveGroups();
+  EXPECT_EQ(layer.local_groups(), 0u);
+}
+
+TEST(EchoConsumerTest, EchoesToTheSenderOnly) {
+  MemoryLayer layer("edge-1!");
+  Client a = Connect(layer, std::make_unique<EchoConsumer>(), "");
+  EXPECT_TRUE(a.connection->accepted);
+  a.consumer->Receive(R"({"message":"ping"})");
+  EXPECT_THAT(a.connection->Texts(), ElementsAre(R"({"message":"ping"})"));
+}
+
+TEST(MemoryLayerTest, ValidatesAndRoutes) {
+  MemoryLayer layer("edge-1!", /*max_event_bytes=*/100);
+  absl::Status status;
+  layer.GroupAdd("bad group", "edge-1!c1", [&](absl::Status s) { status = s; });
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  layer.GroupSend("g", LayerEvent::Make("t", {{"x", std::string(200, 'x')}}),
+                  [&](absl::Status s) { status = s; });
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  layer.Send("edge-1!nobody", LayerEvent::Make("t", {}), [&](absl::Status s) { status = s; });
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
+}
+
+TEST(ChannelTableTest, NamesChannelsUnderItsPrefixAndTracksMemberships) {
+  class CountingSink : public ChannelSink {
+   public:
+    void OnEvent(const LayerEventPtr&) override { ++events; }
+    int events = 0;
+  };
+  ChannelTable table("edge-7.ab!");
+  auto sink = std::make_shared<CountingSink>();
+  std::string c1 = table.Add(sink);
+  std::string c2 = table.Add(sink);
+  EXPECT_NE(c1, c2);
+  EXPECT_EQ(c1.rfind("edge-7.ab!", 0), 0u);
+  EXPECT_TRUE(table.Join("g", c1));
+  EXPECT_FALSE(table.Join("g", c1));
+  EXPECT_TRUE(table.Join("g", c2));
+  EXPECT_EQ(table.AllMemberships().size(), 2u);
+  EXPECT_TRUE(table.Leave("g", c1));
+  EXPECT_FALSE(table.Leave("g", c1));
+  table.Remove(c2);
+  EXPECT_EQ(table.Deliver(std::vector<std::string>{c1, c2}, LayerEvent::Make("t", {})), 1u);
+  EXPECT_EQ(sink->events, 1);
+}
+
+}  // namespace
+}  // namespace edge
