@@ -64,6 +64,12 @@ void WebSocketSession::Run() {
   consumer_->Attach(this, context_->layer, std::move(scope_), channel_);
   context_->sessions.Add(shared_from_this());
   net::dispatch(ws_.get_executor(), [self = shared_from_this()] {
+    self->connecting_hold_ = self;
+    self->force_close_.expires_after(
+        absl::ToChronoNanoseconds(self->context_->options.handshake_timeout));
+    self->force_close_.async_wait([self](beast::error_code ec) {
+      if (!ec && self->state_ == State::kConnecting) self->Reject();
+    });
     self->consumer_->Connect();
   });
 }
@@ -97,6 +103,8 @@ void WebSocketSession::CountDrop(const char* reason) {
 void WebSocketSession::Accept() {
   if (state_ != State::kConnecting) return;
   state_ = State::kOpen;  // Frames sent from now on queue until the handshake is done.
+  force_close_.cancel();
+  std::shared_ptr<WebSocketSession> hold = std::move(connecting_hold_);
   beast::get_lowest_layer(ws_).expires_never();
   websocket::stream_base::timeout timeouts;
   timeouts.handshake_timeout = absl::ToChronoNanoseconds(context_->options.handshake_timeout);
@@ -139,6 +147,7 @@ void WebSocketSession::Reject() {
   refusal_->body() = "refused by the consumer\n";
   refusal_->keep_alive(false);
   refusal_->prepare_payload();
+  std::shared_ptr<WebSocketSession> hold = std::move(connecting_hold_);
   Finish(kCloseAbnormal);
   beast::get_lowest_layer(ws_).expires_after(std::chrono::seconds(5));
   http::async_write(beast::get_lowest_layer(ws_), *refusal_,
@@ -189,8 +198,7 @@ void WebSocketSession::SendFrame(Frame text) {
     CountDrop("slow_reader");
     chat::LogEvent("ws_slow_reader", {{"channel", channel_}, {"peer", peer_},
                                       {"queued", absl::StrCat(queue_.size())}});
-    queue_.clear();
-    queue_bytes_ = 0;
+    DropQueued();
     Close(kCloseTryAgainLater);
     return;
   }
@@ -237,11 +245,8 @@ void WebSocketSession::Close(uint16_t code) {
     case State::kOpen:
       state_ = State::kClosing;
       close_code_ = code;
-      if (code == kCloseTryAgainLater || code == kCloseGoingAway) {
-        // Whatever is queued would only delay the close.
-        while (queue_.size() > (writing_ ? 1 : 0)) queue_.pop_back();
-        queue_bytes_ = 0;
-      }
+      // Whatever is queued would only delay these closes.
+      if (code == kCloseTryAgainLater || code == kCloseGoingAway) DropQueued();
       // If the socket cannot even take the close frame, cut it.
       force_close_.expires_after(std::chrono::seconds(2));
       force_close_.async_wait([self = shared_from_this()](beast::error_code ec) {
@@ -284,8 +289,17 @@ void WebSocketSession::Finish(uint16_t code) {
     chat::LogEvent("ws_close", {{"channel", channel_}, {"peer", peer_},
                                 {"code", absl::StrCat(code)}});
   }
-  queue_.clear();
-  queue_bytes_ = 0;
+  DropQueued();
+}
+
+void WebSocketSession::DropQueued() {
+  // The frame being written must outlive its write: it may be the last
+  // reference to a frame shared with other sessions.
+  const size_t keep = writing_ && !queue_.empty() ? 1 : 0;
+  while (queue_.size() > keep) {
+    queue_bytes_ -= queue_.back()->size();
+    queue_.pop_back();
+  }
 }
 
 }  // namespace edge

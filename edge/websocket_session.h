@@ -62,6 +62,8 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
   void DoWrite();
   void OnWrite(boost::beast::error_code ec, size_t bytes);
   void DoClose();
+  // Drops every queued frame but the one being written.
+  void DropQueued();
   // Ends the consumer's life once: Disconnect, leave groups, unregister.
   void Finish(uint16_t code);
 
@@ -76,6 +78,9 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
   boost::asio::steady_timer force_close_;
   std::shared_ptr<boost::beast::http::response<boost::beast::http::string_body>> refusal_;
 
+  // Keeps the session alive while its consumer decides (e.g. waits for a
+  // group_add to be confirmed); released by Accept, Close or the timeout.
+  std::shared_ptr<WebSocketSession> connecting_hold_;
   State state_ = State::kConnecting;
   std::deque<Frame> queue_;
   size_t queue_bytes_ = 0;

@@ -59,19 +59,26 @@ bool WsClient::RunUntil(const bool& done, absl::Duration timeout) {
   return done;
 }
 
-bool WsClient::SendText(const std::string& text) {
-  ws_.text(true);
+bool WsClient::Write(const std::string& data, bool text) {
+  // Asynchronous, so that a pending read can take a close frame meanwhile.
+  ws_.text(text);
+  bool done = false;
   beast::error_code ec;
-  ws_.write(net::buffer(text), ec);
+  ws_.async_write(net::buffer(data), [&](beast::error_code e, size_t) {
+    ec = e;
+    done = true;
+  });
+  if (!RunUntil(done, absl::Seconds(10))) {
+    beast::get_lowest_layer(ws_).cancel();
+    RunUntil(done, absl::Seconds(5));
+    return false;
+  }
   return !ec;
 }
 
-bool WsClient::SendBinary(const std::string& bytes) {
-  ws_.binary(true);
-  beast::error_code ec;
-  ws_.write(net::buffer(bytes), ec);
-  return !ec;
-}
+bool WsClient::SendText(const std::string& text) { return Write(text, true); }
+
+bool WsClient::SendBinary(const std::string& bytes) { return Write(bytes, false); }
 
 absl::StatusOr<std::string> WsClient::Read(absl::Duration timeout) {
   if (close_code_.has_value()) return absl::NotFoundError("closed");
@@ -83,11 +90,17 @@ absl::StatusOr<std::string> WsClient::Read(absl::Duration timeout) {
       read_done_ = true;
     });
   }
-  if (!RunUntil(read_done_, timeout)) {
+  if (!read_done_ && !RunUntil(read_done_, timeout)) {
     return absl::DeadlineExceededError("no frame in time");  // The read stays pending.
   }
   read_pending_ = false;
   if (read_ec_ == websocket::error::closed) {
+    close_code_ = ws_.reason().code;
+    return absl::NotFoundError(absl::StrCat("closed with ", *close_code_));
+  }
+  if (read_ec_ && ws_.reason().code != websocket::close_code::none) {
+    // The close frame arrived, though answering it failed (the server may
+    // already have closed the socket, as Beast does after 1009).
     close_code_ = ws_.reason().code;
     return absl::NotFoundError(absl::StrCat("closed with ", *close_code_));
   }

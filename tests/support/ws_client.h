@@ -32,6 +32,8 @@ class WsClient {
 
   bool SendText(const std::string& text);
   bool SendBinary(const std::string& bytes);
+  // Sends asynchronously and waits (10 s at most) for the write; a read left
+  // pending by Read() meanwhile takes what arrives.
   // The next text frame. After the server closed: NOT_FOUND; see close_code().
   // Nothing within `timeout`: DEADLINE_EXCEEDED (the client stays usable).
   absl::StatusOr<std::string> Read(absl::Duration timeout = absl::Seconds(5));
@@ -45,6 +47,7 @@ class WsClient {
 
  private:
   WsClient();
+  bool Write(const std::string& data, bool text);
   // Runs the io_context until `done` or `timeout`; cancels on timeout.
   bool RunUntil(const bool& done, absl::Duration timeout);
 

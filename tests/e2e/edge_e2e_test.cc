@@ -1,0 +1,330 @@
+// End-to-end tests of the chat system: real groupsvc and edge binaries on
+// loopback ports, real WebSockets and gRPC.
+#include <signal.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "groupsvc/v1/layer.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "tests/support/child_process.h"
+#include "tests/support/http_get.h"
+#include "tests/support/ws_client.h"
+
+namespace chat::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string Chat(const std::string& m) { return absl::StrCat(R"({"message":")", m, R"("})"); }
+
+// Starts a process and returns it with the port it logged.
+std::unique_ptr<ChildProcess> StartLogged(std::vector<std::string> argv, int* port) {
+  auto p = ChildProcess::Start(std::move(argv));
+  EXPECT_TRUE(p.ok()) << p.status();
+  if (!p.ok()) return nullptr;
+  absl::StatusOr<int> got = (*p)->WaitForField(" listening ", "port", absl::Seconds(20));
+  EXPECT_TRUE(got.ok()) << got.status();
+  *port = got.value_or(0);
+  return *std::move(p);
+}
+
+bool WaitReady(int port, bool ready, absl::Duration timeout = absl::Seconds(10)) {
+  const absl::Time deadline = absl::Now() + timeout;
+  do {
+    absl::StatusOr<HttpReply> r = HttpGet("127.0.0.1", port, "/readyz");
+    if (r.ok() && (r->status == 200) == ready) return true;
+    absl::SleepFor(absl::Milliseconds(20));
+  } while (absl::Now() < deadline);
+  return false;
+}
+
+double MetricValue(int port, const std::string& line_prefix) {
+  absl::StatusOr<HttpReply> r = HttpGet("127.0.0.1", port, "/metrics");
+  if (!r.ok()) return -1;
+  // A sample line, not the "# HELP" line that also names the metric.
+  size_t at = r->body.find("\n" + line_prefix + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(r->body.substr(at + line_prefix.size() + 2));
+}
+
+class ChatSystemTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    groupsvc_ = StartLogged({GROUPSVC_BIN, "--listen=127.0.0.1:0", "--metrics_listen="},
+                            &groupsvc_port_);
+    ASSERT_NE(groupsvc_port_, 0);
+    edge_a_ = StartEdge("edge-a", &port_a_);
+    edge_b_ = StartEdge("edge-b", &port_b_);
+    ASSERT_TRUE(WaitReady(port_a_, true));
+    ASSERT_TRUE(WaitReady(port_b_, true));
+  }
+
+  std::unique_ptr<ChildProcess> StartEdge(const std::string& id, int* port) {
+    return StartLogged({EDGE_BIN, "--listen=127.0.0.1:0",
+                        absl::StrCat("--groupsvc=127.0.0.1:", groupsvc_port_),
+                        absl::StrCat("--edge_id=", id), "--max_queue_frames=256", "--grace=5s"},
+                       port);
+  }
+
+  std::unique_ptr<WsClient> Join(int port, const std::string& room) {
+    auto c = WsClient::Connect(port, absl::StrCat("/ws/chat/", room, "/"));
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? *std::move(c) : nullptr;
+  }
+
+  groupsvc::v1::Group GetGroup(const std::string& name, grpc::Status* status) {
+    auto stub = groupsvc::v1::ChannelLayer::NewStub(grpc::CreateChannel(
+        absl::StrCat("127.0.0.1:", groupsvc_port_), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    groupsvc::v1::GetGroupRequest request;
+    request.set_name(name);
+    groupsvc::v1::Group group;
+    *status = stub->GetGroup(&context, request, &group);
+    return group;
+  }
+
+  std::unique_ptr<ChildProcess> groupsvc_, edge_a_, edge_b_;
+  int groupsvc_port_ = 0, port_a_ = 0, port_b_ = 0;
+};
+
+TEST_F(ChatSystemTest, ClientsOnTwoEdgesChatInSenderOrder) {
+  auto alice = Join(port_a_, "lobby");
+  auto bob = Join(port_b_, "lobby");
+  auto carol = Join(port_b_, "lobby");
+  auto dave = Join(port_a_, "kitchen");
+  ASSERT_TRUE(alice && bob && carol && dave);
+  constexpr int kMessages = 100;
+  for (int i = 0; i < kMessages; ++i) ASSERT_TRUE(alice->SendText(Chat(absl::StrCat("m", i))));
+  for (WsClient* c : {alice.get(), bob.get(), carol.get()}) {
+    for (int i = 0; i < kMessages; ++i) {
+      absl::StatusOr<std::string> frame = c->Read();
+      ASSERT_TRUE(frame.ok()) << frame.status() << " at " << i;
+      EXPECT_EQ(*frame, Chat(absl::StrCat("m", i)));
+    }
+  }
+  // Bob answers; Alice hears it across edges.
+  ASSERT_TRUE(bob->SendText(Chat("hi alice")));
+  absl::StatusOr<std::string> frame = alice->Read();
+  ASSERT_TRUE(frame.ok());
+  EXPECT_EQ(*frame, Chat("hi alice"));
+  // Other rooms hear nothing.
+  EXPECT_EQ(dave->Read(absl::Milliseconds(300)).status().code(),
+            absl::StatusCode::kDeadlineExceeded);
+}
+
+TEST_F(ChatSystemTest, GroupsvcSeesOneMemberPerSocketOnItsEdge) {
+  auto alice = Join(port_a_, "lobby");
+  auto bob = Join(port_b_, "lobby");
+  grpc::Status status;
+  groupsvc::v1::Group group = GetGroup("chat_lobby", &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(group.members_size(), 2);
+  std::vector<std::string> edges = {group.members(0).edge_id(), group.members(1).edge_id()};
+  EXPECT_THAT(edges, ::testing::UnorderedElementsAre("edge-a", "edge-b"));
+}
+
+TEST_F(ChatSystemTest, EchoAnswersOnlyTheSender) {
+  auto echo = WsClient::Connect(port_a_, "/ws/echo/");
+  ASSERT_TRUE(echo.ok());
+  ASSERT_TRUE((*echo)->SendText(Chat("ping")));
+  absl::StatusOr<std::string> frame = (*echo)->Read();
+  ASSERT_TRUE(frame.ok());
+  EXPECT_EQ(*frame, Chat("ping"));
+}
+
+TEST_F(ChatSystemTest, OversizedFrameClosesWith1009) {
+  auto alice = Join(port_a_, "lobby");
+  auto bob = Join(port_a_, "lobby");
+  // A read is pending while we write, as in a browser.
+  EXPECT_EQ(alice->Read(absl::Milliseconds(1)).status().code(), absl::StatusCode::kDeadlineExceeded);
+  alice->SendText(Chat(std::string(70 << 10, 'x')));
+  EXPECT_EQ(alice->WaitClosed(), 1009);
+  // The room is unaffected.
+  auto carol = Join(port_a_, "lobby");
+  ASSERT_TRUE(carol->SendText(Chat("still here")));
+  absl::StatusOr<std::string> frame = bob->Read();
+  ASSERT_TRUE(frame.ok()) << frame.status();
+  EXPECT_EQ(*frame, Chat("still here"));
+}
+
+TEST_F(ChatSystemTest, BadJsonGetsAnErrorFrameAndTheRoomNothing) {
+  auto alice = Join(port_a_, "lobby");
+  auto bob = Join(port_b_, "lobby");
+  for (const char* bad : {"not json", R"({"msg": "x"})", R"({"message": 42})", "[]"}) {
+    ASSERT_TRUE(alice->SendText(bad));
+    absl::StatusOr<std::string> frame = alice->Read();
+    ASSERT_TRUE(frame.ok()) << frame.status();
+    EXPECT_THAT(*frame, HasSubstr(R"("error":"bad_frame")")) << bad;
+  }
+  EXPECT_EQ(bob->Read(absl::Milliseconds(300)).status().code(),
+            absl::StatusCode::kDeadlineExceeded);
+  ASSERT_TRUE(alice->SendText(Chat("fine now")));
+  absl::StatusOr<std::string> frame = bob->Read();
+  ASSERT_TRUE(frame.ok());
+  EXPECT_EQ(*frame, Chat("fine now"));
+  EXPECT_GE(MetricValue(port_a_, R"(edge_drops_total{reason="bad_frame"})"), 4);
+}
+
+TEST_F(ChatSystemTest, BinaryFrameClosesWith1003) {
+  auto alice = Join(port_a_, "lobby");
+  ASSERT_TRUE(alice->SendBinary("\x01\x02"));
+  EXPECT_EQ(alice->WaitClosed(), 1003);
+}
+
+TEST_F(ChatSystemTest, UnknownPathsAndRoomsAre404BeforeTheUpgrade) {
+  for (const char* path : {"/ws/chat/a-b/", "/ws/chat/lobby", "/ws/nope/", "/ws/chat/%3Cx%3E/"}) {
+    auto c = WsClient::Connect(port_a_, path);
+    ASSERT_FALSE(c.ok()) << path;
+    EXPECT_EQ(WsClient::RefusedStatus(c.status()), 404) << path << " " << c.status();
+  }
+}
+
+TEST_F(ChatSystemTest, ForeignOriginsAre403AndMissingOriginIsAccepted) {
+  auto evil = WsClient::Connect(port_a_, "/ws/chat/lobby/", {{"Origin", "http://evil.test"}});
+  ASSERT_FALSE(evil.ok());
+  EXPECT_EQ(WsClient::RefusedStatus(evil.status()), 403);
+  auto own = WsClient::Connect(port_a_, "/ws/chat/lobby/",
+                               {{"Origin", absl::StrCat("http://127.0.0.1:", port_a_)}});
+  EXPECT_TRUE(own.ok()) << own.status();
+  auto native = WsClient::Connect(port_a_, "/ws/chat/lobby/");
+  EXPECT_TRUE(native.ok()) << native.status();
+}
+
+TEST_F(ChatSystemTest, PagesHealthAndMetrics) {
+  absl::StatusOr<HttpReply> r = HttpGet("127.0.0.1", port_a_, "/");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 302);
+  EXPECT_EQ(r->headers["location"], "/chat/");
+  r = HttpGet("127.0.0.1", port_a_, "/chat/");
+  EXPECT_EQ(r->status, 200);
+  EXPECT_THAT(r->body, HasSubstr("room-name-input"));
+  r = HttpGet("127.0.0.1", port_a_, "/chat/%22%3E%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E/");
+  EXPECT_EQ(r->status, 200);
+  EXPECT_THAT(r->body, ::testing::Not(HasSubstr("<img src=x")));
+  EXPECT_THAT(r->body, HasSubstr("&lt;img src=x onerror=alert(1)&gt;"));
+  EXPECT_THAT(r->body, HasSubstr(R"(const roomName = "\"\u003e\u003cimg src=x onerror=alert(1)\u003e";)"));
+  // A decoded '/' cannot be part of a room name (as with Django's <str:...>).
+  EXPECT_EQ(HttpGet("127.0.0.1", port_a_, "/chat/a%2Fb/")->status, 404);
+  EXPECT_EQ(HttpGet("127.0.0.1", port_a_, "/nope")->status, 404);
+  EXPECT_EQ(HttpGet("127.0.0.1", port_a_, "/healthz")->status, 200);
+  EXPECT_EQ(HttpGet("127.0.0.1", port_a_, "/readyz")->status, 200);
+  auto alice = Join(port_a_, "lobby");
+  EXPECT_EQ(MetricValue(port_a_, "edge_connections"), 1);
+  EXPECT_EQ(MetricValue(port_a_, "edge_layer_up"), 1);
+  EXPECT_EQ(MetricValue(port_a_, "edge_groups"), 1);
+}
+
+TEST_F(ChatSystemTest, RoomWorksAgainAfterGroupsvcRestartsWithoutReconnecting) {
+  auto alice = Join(port_a_, "lobby");
+  auto bob = Join(port_b_, "lobby");
+  ASSERT_TRUE(alice->SendText(Chat("before")));
+  ASSERT_EQ(bob->Read().value_or(""), Chat("before"));
+  ASSERT_EQ(alice->Read().value_or(""), Chat("before"));
+
+  groupsvc_->Signal(SIGKILL);
+  ASSERT_TRUE(groupsvc_->WaitExit(absl::Seconds(5)).has_value());
+  ASSERT_TRUE(WaitReady(port_a_, false));
+  EXPECT_EQ(MetricValue(port_a_, "edge_layer_up"), 0);
+  // The sender is told; the message is not silently lost.
+  ASSERT_TRUE(alice->SendText(Chat("while down")));
+  absl::StatusOr<std::string> error = alice->Read();
+  ASSERT_TRUE(error.ok()) << error.status();
+  EXPECT_THAT(*error, HasSubstr(R"("error":"not_delivered")"));
+  EXPECT_THAT(*error, HasSubstr(R"("undelivered":"while down")"));
+
+  int port = 0;
+  groupsvc_ = StartLogged({GROUPSVC_BIN, absl::StrCat("--listen=127.0.0.1:", groupsvc_port_),
+                           "--metrics_listen="},
+                          &port);
+  ASSERT_EQ(port, groupsvc_port_);
+  ASSERT_TRUE(WaitReady(port_a_, true, absl::Seconds(15)));
+  ASSERT_TRUE(WaitReady(port_b_, true, absl::Seconds(15)));
+  // Both sockets stayed open; the edges re-registered their members.
+  ASSERT_TRUE(alice->SendText(Chat("after")));
+  EXPECT_EQ(bob->Read().value_or("nothing"), Chat("after"));
+  ASSERT_TRUE(bob->SendText(Chat("back")));
+  absl::StatusOr<std::string> at_alice = alice->Read();
+  EXPECT_EQ(at_alice.value_or("nothing"), Chat("after"));
+  EXPECT_EQ(alice->Read().value_or("nothing"), Chat("back"));
+  EXPECT_FALSE(alice->close_code().has_value());
+}
+
+TEST_F(ChatSystemTest, KilledEdgesMembersLeaveGroupsvc) {
+  auto alice = Join(port_a_, "lobby");
+  auto bob = Join(port_b_, "lobby");
+  edge_b_->Signal(SIGKILL);
+  ASSERT_TRUE(edge_b_->WaitExit(absl::Seconds(5)).has_value());
+  const absl::Time deadline = absl::Now() + absl::Seconds(2);
+  groupsvc::v1::Group group;
+  grpc::Status status;
+  do {
+    group = GetGroup("chat_lobby", &status);
+    if (status.ok() && group.members_size() == 1) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  } while (absl::Now() < deadline);
+  ASSERT_EQ(group.members_size(), 1);
+  EXPECT_EQ(group.members(0).edge_id(), "edge-a");
+}
+
+TEST_F(ChatSystemTest, StalledReaderIsClosedWhileOthersKeepReceiving) {
+  auto sender = Join(port_a_, "lobby");
+  auto reader = Join(port_b_, "lobby");
+  auto stalled = Join(port_b_, "lobby");  // Never reads from here on.
+  const std::string payload(30000, 'p');
+  constexpr int kMessages = 600;  // ~18 MB: more than the socket buffers hold.
+  for (int i = 0; i < kMessages; ++i) {
+    ASSERT_TRUE(sender->SendText(Chat(absl::StrCat(i, "-", payload))));
+    if (i % 50 == 49) {
+      // The sender and the reader keep up; only `stalled` falls behind.
+      for (int j = i - 49; j <= i; ++j) {
+        ASSERT_TRUE(sender->Read().ok());
+        absl::StatusOr<std::string> frame = reader->Read();
+        ASSERT_TRUE(frame.ok()) << frame.status() << " at " << j;
+        ASSERT_EQ(frame->rfind(absl::StrCat(R"({"message":")", j, "-"), 0), 0u) << j;
+      }
+    }
+  }
+  EXPECT_GE(MetricValue(port_b_, R"(edge_drops_total{reason="slow_reader"})"), 1);
+  // Its close frame cannot get through a full socket, so the edge cuts it
+  // within a few seconds.
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (MetricValue(port_b_, "edge_connections") != 1 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(MetricValue(port_b_, "edge_connections"), 1);
+  // The room goes on.
+  ASSERT_TRUE(sender->SendText(Chat("after the stall")));
+  EXPECT_EQ(reader->Read().value_or(""), Chat("after the stall"));
+}
+
+TEST_F(ChatSystemTest, SigtermClosesSocketsWith1001AndExitsZero) {
+  auto alice = Join(port_a_, "lobby");
+  edge_a_->Signal(SIGTERM);
+  EXPECT_EQ(alice->WaitClosed(), 1001);
+  std::optional<int> code = edge_a_->WaitExit(absl::Seconds(5));
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 0) << edge_a_->Output();
+}
+
+TEST(SingleEdgeTest, InProcessLayerChatsWithoutGroupsvc) {
+  int port = 0;
+  auto edge = StartLogged({EDGE_BIN, "--listen=127.0.0.1:0"}, &port);
+  ASSERT_NE(port, 0);
+  auto a = WsClient::Connect(port, "/ws/chat/lobby/");
+  auto b = WsClient::Connect(port, "/ws/chat/lobby/");
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE((*a)->SendText(Chat("solo")));
+  EXPECT_EQ((*b)->Read().value_or(""), Chat("solo"));
+  EXPECT_EQ((*a)->Read().value_or(""), Chat("solo"));
+  EXPECT_EQ(HttpGet("127.0.0.1", port, "/readyz")->status, 200);
+}
+
+}  // namespace
+}  // namespace chat::testing
