@@ -215,11 +215,12 @@ void GrpcLayer::ReconnectLoop() {
   absl::MutexLock lock(&mu_);
   while (!stopping_) {
     auto due = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-      return stopping_ || (call_ == nullptr && absl::Now() >= next_attempt_);
+      return stopping_ || call_ended_ || (call_ == nullptr && absl::Now() >= next_attempt_);
     };
-    // Wake at the next attempt or when the current call ends.
+    // Wake at the next attempt, or when the current call ends (which sets it).
     mu_.AwaitWithDeadline(absl::Condition(&due),
                           call_ == nullptr ? next_attempt_ : absl::Now() + absl::Seconds(1));
+    call_ended_ = false;
     if (stopping_ || call_ != nullptr || absl::Now() < next_attempt_) continue;
     auto call = std::make_shared<AttachCall>(this, table_.AllMemberships());
     call_ = call;
@@ -254,6 +255,7 @@ void GrpcLayer::OnCallEnded(AttachCall* call, const grpc::Status& status) {
   const absl::Duration delay = absl::Seconds(cap * absl::Uniform(gen, 0.5, 1.0));
   if (failures_ < 30) ++failures_;
   next_attempt_ = absl::Now() + delay;
+  call_ended_ = true;
   chat::LogEvent("layer_down", {{"target", options_.target},
                                 {"code", absl::StrCat(status.error_code())},
                                 {"error", status.error_message()},

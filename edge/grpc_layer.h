@@ -87,6 +87,7 @@ class GrpcLayer : public Layer {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   int failures_ ABSL_GUARDED_BY(mu_) = 0;
+  bool call_ended_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time next_attempt_ ABSL_GUARDED_BY(mu_);
   std::thread reconnector_;
 };
