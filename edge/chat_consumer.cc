@@ -35,7 +35,7 @@ ChatConsumer::ChatConsumer() {
 }
 
 void ChatConsumer::Connect() {
-  group_ = absl::StrCat("chat_", scope().url_route.at("room_name"));
+  group_ = GroupFor(scope().url_route.at("room_name"));
   if (!chat::ValidateGroupName(group_).ok()) {
     Close();  // Before Accept: the handshake is refused.
     return;

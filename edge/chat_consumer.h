@@ -28,6 +28,8 @@ std::string ErrorFrame(const std::string& code, const std::string& detail,
 class ChatConsumer : public Consumer {
  public:
   ChatConsumer();
+  // The group of a room: "chat_<room_name>".
+  static std::string GroupFor(const std::string& room_name) { return "chat_" + room_name; }
   void Connect() override;
   void Receive(const std::string& text) override;
 

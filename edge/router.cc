@@ -20,8 +20,8 @@ bool IsCapture(const std::string& segment) {
 
 }  // namespace
 
-void Router::Add(const std::string& pattern, Factory factory) {
-  routes_.push_back(Route{absl::StrSplit(pattern, '/'), std::move(factory)});
+void Router::Add(const std::string& pattern, Factory factory, Validator validator) {
+  routes_.push_back(Route{absl::StrSplit(pattern, '/'), std::move(factory), std::move(validator)});
 }
 
 std::optional<Router::Match> Router::Find(const std::string& path) const {
@@ -39,6 +39,7 @@ std::optional<Router::Match> Router::Find(const std::string& path) const {
         ok = seg == parts[i];
       }
     }
+    if (ok && route.validator && !route.validator(match.captures)) ok = false;
     if (ok) return match;
   }
   return std::nullopt;

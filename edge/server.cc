@@ -67,7 +67,10 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(EdgeServerOptions 
     grpc_layer->Start();
     s->layer_ = std::move(grpc_layer);
   }
-  s->router_.Add("/ws/chat/{room_name}/", [] { return std::make_unique<ChatConsumer>(); });
+  s->router_.Add("/ws/chat/{room_name}/", [] { return std::make_unique<ChatConsumer>(); },
+                 [](const Router::Captures& c) {
+                   return chat::ValidateGroupName(ChatConsumer::GroupFor(c.at("room_name"))).ok();
+                 });
   s->router_.Add("/ws/echo/", [] { return std::make_unique<EchoConsumer>(); });
   Layer* layer = s->layer_.get();
   s->metrics_ = std::make_unique<EdgeMetrics>([layer] { return layer->ready(); },

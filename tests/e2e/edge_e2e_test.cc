@@ -179,7 +179,9 @@ TEST_F(ChatSystemTest, BinaryFrameClosesWith1003) {
 }
 
 TEST_F(ChatSystemTest, UnknownPathsAndRoomsAre404BeforeTheUpgrade) {
-  for (const char* path : {"/ws/chat/a-b/", "/ws/chat/lobby", "/ws/nope/", "/ws/chat/%3Cx%3E/"}) {
+  // The last one is \w+ but makes a group name over 99 characters.
+  for (const std::string path : std::vector<std::string>{"/ws/chat/a-b/", "/ws/chat/lobby", "/ws/nope/",
+                                 "/ws/chat/%3Cx%3E/", "/ws/chat/" + std::string(95, 'r') + "/"}) {
     auto c = WsClient::Connect(port_a_, path);
     ASSERT_FALSE(c.ok()) << path;
     EXPECT_EQ(WsClient::RefusedStatus(c.status()), 404) << path << " " << c.status();
@@ -311,6 +313,25 @@ TEST_F(ChatSystemTest, SigtermClosesSocketsWith1001AndExitsZero) {
   std::optional<int> code = edge_a_->WaitExit(absl::Seconds(5));
   ASSERT_TRUE(code.has_value());
   EXPECT_EQ(*code, 0) << edge_a_->Output();
+}
+
+TEST(KeepaliveTest, SilentClientsAreDroppedAndAnsweringOnesKept) {
+  int port = 0;
+  auto edge = StartLogged({EDGE_BIN, "--listen=127.0.0.1:0", "--idle_timeout=1s"}, &port);
+  ASSERT_NE(port, 0);
+  auto answering = WsClient::Connect(port, "/ws/chat/lobby/");
+  auto silent = WsClient::Connect(port, "/ws/chat/lobby/");
+  ASSERT_TRUE(answering.ok() && silent.ok());
+  // Only `answering` reads, so only it sees the pings and answers them.
+  const absl::Time until = absl::Now() + absl::Seconds(3);
+  while (absl::Now() < until) {
+    absl::StatusOr<std::string> r = (*answering)->Read(absl::Milliseconds(100));
+    ASSERT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
+  }
+  EXPECT_FALSE((*answering)->close_code().has_value());
+  // The silent one was dropped: its socket is gone.
+  EXPECT_TRUE((*silent)->WaitClosed(absl::Seconds(2)).has_value());
+  EXPECT_EQ(MetricValue(port, "edge_connections"), 1);
 }
 
 TEST(SingleEdgeTest, InProcessLayerChatsWithoutGroupsvc) {

@@ -44,6 +44,14 @@ TEST(RouterTest, RefusesWhatTheTutorialsRouteRefuses) {
   }
 }
 
+TEST(RouterTest, ValidatorCanRefuseAMatch) {
+  Router router;
+  router.Add("/ws/chat/{room_name}/", [] { return std::make_unique<ChatConsumer>(); },
+             [](const Router::Captures& c) { return c.at("room_name").size() <= 5; });
+  EXPECT_TRUE(router.Find("/ws/chat/short/").has_value());
+  EXPECT_FALSE(router.Find("/ws/chat/toolong/").has_value());
+}
+
 // ---------------------------------------------------------- Client protocol
 
 TEST(ClientMessageTest, TakesAStringMessage) {
