@@ -180,7 +180,7 @@ TEST_F(ChatSystemTest, BinaryFrameClosesWith1003) {
 
 TEST_F(ChatSystemTest, UnknownPathsAndRoomsAre404BeforeTheUpgrade) {
   // The last one is \w+ but makes a group name over 99 characters.
-  for (const std::string path : std::vector<std::string>{"/ws/chat/a-b/", "/ws/chat/lobby", "/ws/nope/",
+  for (const std::string& path : std::vector<std::string>{"/ws/chat/a-b/", "/ws/chat/lobby", "/ws/nope/",
                                  "/ws/chat/%3Cx%3E/", "/ws/chat/" + std::string(95, 'r') + "/"}) {
     auto c = WsClient::Connect(port_a_, path);
     ASSERT_FALSE(c.ok()) << path;

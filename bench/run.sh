@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Runs the standard scenarios against our two topologies and the peers, side by
+# side in one run, and prints a Markdown table (raw JSON lines go to
+# bench/results/<date>.jsonl).
+#   bench/run.sh                 # everything (about 10 minutes)
+#   bench/run.sh ours            # only our topologies
+#   bench/run.sh peers           # only the peers
+# Scenarios (see bench/README.md): T1 closed loop, L1 open loop, C1 idle memory,
+# F1 fan-out (ours), S1 idle connections at scale (ours).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+what="${1:-all}"
+scripts/build build >/dev/null
+loadgen="$root/build/bench/loadgen"
+results="$root/bench/results"
+mkdir -p "$results"
+out="$results/$(date -u +%Y-%m-%dT%H%M%SZ).jsonl"
+warmup=${WARMUP:-3s}
+duration=${DURATION:-10s}
+pids_started=()
+
+cleanup() {
+  for pid in "${pids_started[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+wait_ready() {  # PORT
+  for _ in $(seq 200); do
+    curl -fs "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  echo "edge on $1 never became ready" >&2
+  return 1
+}
+
+wait_port() {  # PORT
+  for _ in $(seq 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+record() {  # SYSTEM SCENARIO JSON
+  printf '{"system":"%s","scenario":"%s","result":%s}\n' "$1" "$2" "$3" | tee -a "$out" >&2
+}
+
+# The standard scenarios against TARGETS with server PIDS.
+scenarios() {  # SYSTEM TARGETS PIDS
+  local system="$1" targets="$2" pids="$3"
+  record "$system" T1 "$("$loadgen" --targets="$targets" --server_pids="$pids" --mode=closed \
+    --rooms=10 --members=10 --size=64 --warmup="$warmup" --duration="$duration")"
+  record "$system" L1 "$("$loadgen" --targets="$targets" --server_pids="$pids" --mode=open \
+    --rate=200 --rooms=10 --members=10 --size=64 --warmup="$warmup" --duration="$duration")"
+  record "$system" C1 "$("$loadgen" --targets="$targets" --server_pids="$pids" --mode=idle \
+    --connections=2000 --rooms=20 --members=100 --hold=5s --room_prefix=idle)"
+}
+
+start_ours() {  # EDGES (0: one edge with the in-process layer)
+  local edges="$1"
+  ulimit -n 20000 2>/dev/null || true
+  if ((edges == 0)); then
+    "$root/build/edge/edge" --listen=127.0.0.1:18201 2>/dev/null &
+    pids_started+=($!)
+    OURS_PIDS=$!
+    OURS_TARGETS=127.0.0.1:18201
+    wait_ready 18201
+    return
+  fi
+  "$root/build/groupsvc/groupsvc" --listen=127.0.0.1:18250 --metrics_listen=127.0.0.1:18251 2>/dev/null &
+  pids_started+=($!)
+  OURS_PIDS=$!
+  OURS_TARGETS=""
+  for ((i = 0; i < edges; i++)); do
+    "$root/build/edge/edge" --listen=127.0.0.1:$((18201 + i)) --groupsvc=127.0.0.1:18250 \
+      --edge_id=bench-$i 2>/dev/null &
+    pids_started+=($!)
+    OURS_PIDS+=",$!"
+    OURS_TARGETS+="${OURS_TARGETS:+,}127.0.0.1:$((18201 + i))"
+  done
+  for ((i = 0; i < edges; i++)); do wait_ready $((18201 + i)); done
+}
+
+stop_ours() {
+  cleanup
+  pids_started=()
+  sleep 1
+}
+
+metric() {  # PORT NAME
+  curl -fs "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n {print $2}'
+}
+
+run_ours() {
+  start_ours 0
+  scenarios "ours-1-edge" "$OURS_TARGETS" "$OURS_PIDS"
+  # S1: as many idle sockets on one edge as the 20,000 open files per process
+  # allow, from two load generator processes (each below its own limit).
+  local edge_pid="$OURS_PIDS"
+  "$loadgen" --targets="$OURS_TARGETS" --server_pids="$edge_pid" --mode=idle --connections=9500 \
+    --rooms=95 --members=100 --hold=20s --room_prefix=s1a --source_ips=127.0.0.2 >/tmp/s1a.json &
+  local first=$!
+  sleep 6
+  record "ours-1-edge" S1 "$("$loadgen" --targets="$OURS_TARGETS" --server_pids="$edge_pid" \
+    --mode=idle --connections=9500 --rooms=95 --members=100 --hold=5s --room_prefix=s1b \
+    --source_ips=127.0.0.3)"
+  wait "$first" || true
+  record "ours-1-edge" S1-first-half "$(cat /tmp/s1a.json)"
+  stop_ours
+
+  start_ours 2
+  scenarios "ours-2-edges+groupsvc" "$OURS_TARGETS" "$OURS_PIDS"
+  # F1: one room of 1,000 members over both edges, one sender at 100 messages/s.
+  local in0 out0
+  in0=$(metric 18251 groupsvc_events_in_total)
+  out0=$(metric 18251 groupsvc_stream_deliveries_total)
+  record "ours-2-edges+groupsvc" F1 "$("$loadgen" --targets="$OURS_TARGETS" --server_pids="$OURS_PIDS" \
+    --mode=open --rate=100 --rooms=1 --members=1000 --senders_per_room=1 --size=64 \
+    --warmup="$warmup" --duration="$duration" --room_prefix=fanout)"
+  local in1 out1
+  in1=$(metric 18251 groupsvc_events_in_total)
+  out1=$(metric 18251 groupsvc_stream_deliveries_total)
+  record "ours-2-edges+groupsvc" F1-stream-messages-per-group-send \
+    "{\"value\": $(awk -v a="$in0" -v b="$in1" -v c="$out0" -v d="$out1" 'BEGIN {printf "%.3f", (d - c) / (b - a)}')}"
+  stop_ours
+}
+
+run_peers() {
+  # The peers of ../shared/peers, copied (that folder is read-only) and set up.
+  local shared="$root/../shared/peers"
+  [[ -d "$shared" ]] || { echo "no $shared: skipping the peers" >&2; return 0; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-django \
+    python3-django-channels python3-daphne python3-channels-redis redis-server >/dev/null
+  rm -rf /tmp/peers && cp -r "$shared" /tmp/peers && chmod -R u+w /tmp/peers
+  (cd /tmp/peers/node && npm ci --no-audit --no-fund --loglevel=error)
+  # shellcheck source=/dev/null
+  source /tmp/peers/common/lib.sh
+  local peer
+  for spec in "node 1 18101" "node 2 18101,18102" "django async 1 18001" "django async 2 18001,18002"; do
+    read -r -a a <<<"$spec"
+    if [[ "${a[0]}" == node ]]; then
+      peer=$(/tmp/peers/node/start.sh "${a[1]}")
+      ports="${a[2]}"
+    else
+      peer=$(/tmp/peers/django/start.sh "${a[1]}" "${a[2]}")
+      ports="${a[3]}"
+    fi
+    targets=$(echo "$ports" | sed 's/\([0-9]*\)/127.0.0.1:\1/g')
+    scenarios "$peer" "$targets" "$(peer_pids "$peer")"
+    "/tmp/peers/${a[0]}/stop.sh" all >/dev/null 2>&1 || true
+    sleep 1
+  done
+}
+
+case "$what" in
+  ours) run_ours ;;
+  peers) run_peers ;;
+  all) run_ours; run_peers ;;
+  *) echo "usage: bench/run.sh [all|ours|peers]" >&2; exit 2 ;;
+esac
+
+python3 "$root/bench/table.py" "$out"
