@@ -105,13 +105,13 @@ void WebSocketSession::Accept() {
   state_ = State::kOpen;  // Frames sent from now on queue until the handshake is done.
   force_close_.cancel();
   std::shared_ptr<WebSocketSession> hold = std::move(connecting_hold_);
-  beast::get_lowest_layer(ws_).expires_never();
   websocket::stream_base::timeout timeouts;
   timeouts.handshake_timeout = absl::ToChronoNanoseconds(context_->options.handshake_timeout);
   timeouts.idle_timeout = absl::ToChronoNanoseconds(context_->options.idle_timeout);
   timeouts.keep_alive_pings = true;
   ws_.set_option(timeouts);
   ws_.read_message_max(context_->options.max_frame_bytes);
+  ws_.auto_fragment(false);  // One frame per message: fewer headers and writes.
   ws_.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
     res.set(http::field::server, "chat-edge");
   }));
@@ -122,6 +122,7 @@ void WebSocketSession::Accept() {
 
 void WebSocketSession::OnAccept(beast::error_code ec) {
   writing_ = false;
+  request_ = {};  // Its headers live on in the consumer's scope.
   if (ec) {
     Finish(kCloseAbnormal);
     return;
@@ -149,12 +150,17 @@ void WebSocketSession::Reject() {
   refusal_->prepare_payload();
   std::shared_ptr<WebSocketSession> hold = std::move(connecting_hold_);
   Finish(kCloseAbnormal);
-  beast::get_lowest_layer(ws_).expires_after(std::chrono::seconds(5));
-  http::async_write(beast::get_lowest_layer(ws_), *refusal_,
+  // The refusal gets five seconds to go out.
+  force_close_.expires_after(std::chrono::seconds(5));
+  force_close_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    beast::error_code ignored;
+    if (!ec) self->ws_.next_layer().close(ignored);
+  });
+  http::async_write(ws_.next_layer(), *refusal_,
                     [self = shared_from_this()](beast::error_code, size_t) {
                       beast::error_code ignored;
-                      beast::get_lowest_layer(self->ws_).socket().shutdown(
-                          net::ip::tcp::socket::shutdown_send, ignored);
+                      self->ws_.next_layer().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
+                      self->force_close_.cancel();
                     });
 }
 
@@ -252,9 +258,8 @@ void WebSocketSession::Close(uint16_t code) {
       force_close_.async_wait([self = shared_from_this()](beast::error_code ec) {
         if (ec || self->state_ == State::kClosed) return;
         beast::error_code ignored;
-        beast::get_lowest_layer(self->ws_).socket().shutdown(net::ip::tcp::socket::shutdown_both,
-                                                             ignored);
-        beast::get_lowest_layer(self->ws_).socket().close(ignored);
+        self->ws_.next_layer().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
+        self->ws_.next_layer().close(ignored);
       });
       if (!writing_) DoClose();
       return;

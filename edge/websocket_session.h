@@ -67,7 +67,10 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
   // Ends the consumer's life once: Disconnect, leave groups, unregister.
   void Finish(uint16_t code);
 
-  boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
+  // A plain socket: the websocket stream keeps its own timeouts, and a
+  // tcp_stream would add half a kilobyte and a timer to every connection.
+  boost::beast::websocket::stream<boost::asio::ip::tcp::socket> ws_;
+  // The upgrade request, until the handshake is answered.
   boost::beast::http::request<boost::beast::http::string_body> request_;
   std::unique_ptr<Consumer> consumer_;
   EdgeContext* const context_;
