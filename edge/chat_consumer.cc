@@ -30,6 +30,15 @@ ClientMessage ParseClientMessage(const std::string& text) {
   return {std::string(m->as_string()), ""};
 }
 
+std::optional<std::string> ChatProtocolConsumer::TakeMessage(const std::string& text) {
+  ClientMessage parsed = ParseClientMessage(text);
+  if (!parsed.message.has_value()) {
+    CountDrop("bad_frame");
+    Send(std::move(parsed.error_frame));
+  }
+  return std::move(parsed.message);
+}
+
 ChatConsumer::ChatConsumer() {
   On("chat.message", [this](const LayerEvent& e) { ChatMessage(e); });
 }
@@ -52,16 +61,12 @@ void ChatConsumer::Connect() {
 }
 
 void ChatConsumer::Receive(const std::string& text) {
-  ClientMessage parsed = ParseClientMessage(text);
-  if (!parsed.message.has_value()) {
-    CountDrop("bad_frame");
-    Send(std::move(parsed.error_frame));
-    return;
-  }
+  std::optional<std::string> message = TakeMessage(text);
+  if (!message.has_value()) return;
   boost::json::object fields;
-  fields["message"] = *parsed.message;
+  fields["message"] = *message;
   GroupSend(group_, LayerEvent::Make("chat.message", std::move(fields)),
-            [this, message = std::move(*parsed.message)](absl::Status s) {
+            [this, message = std::move(*message)](absl::Status s) {
               if (s.ok()) return;
               CountDrop("not_delivered");
               Send(ErrorFrame("not_delivered",
@@ -81,14 +86,10 @@ void ChatConsumer::ChatMessage(const LayerEvent& event) {
 }
 
 void EchoConsumer::Receive(const std::string& text) {
-  ClientMessage parsed = ParseClientMessage(text);
-  if (!parsed.message.has_value()) {
-    CountDrop("bad_frame");
-    Send(std::move(parsed.error_frame));
-    return;
-  }
+  std::optional<std::string> message = TakeMessage(text);
+  if (!message.has_value()) return;
   boost::json::object out;
-  out["message"] = *parsed.message;
+  out["message"] = *message;
   Send(boost::json::serialize(out));
 }
 

@@ -25,7 +25,14 @@ ClientMessage ParseClientMessage(const std::string& text);
 std::string ErrorFrame(const std::string& code, const std::string& detail,
                        const std::string* undelivered = nullptr);
 
-class ChatConsumer : public Consumer {
+// A consumer of the chat protocol: takes the "message" of a client frame, or
+// answers a bad frame with its error frame and counts it.
+class ChatProtocolConsumer : public Consumer {
+ protected:
+  std::optional<std::string> TakeMessage(const std::string& text);
+};
+
+class ChatConsumer : public ChatProtocolConsumer {
  public:
   ChatConsumer();
   // The group of a room: "chat_<room_name>".
@@ -40,7 +47,7 @@ class ChatConsumer : public Consumer {
 };
 
 // The tutorial's first step: every message comes straight back to its sender.
-class EchoConsumer : public Consumer {
+class EchoConsumer : public ChatProtocolConsumer {
  public:
   void Receive(const std::string& text) override;
 };

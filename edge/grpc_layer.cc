@@ -25,6 +25,11 @@ std::string RandomPrefixTag() {
   return tag;
 }
 
+void SetWireEvent(const LayerEvent& event, v1::WireEvent* wire) {
+  wire->set_type(event.type());
+  wire->set_json(event.json());
+}
+
 absl::Status AckStatus(const v1::Ack& ack) {
   return ack.code() == 0 ? absl::OkStatus()
                          : absl::Status(static_cast<absl::StatusCode>(ack.code()), ack.message());
@@ -305,16 +310,14 @@ void GrpcLayer::GroupDiscard(const std::string& group, const std::string& channe
 void GrpcLayer::GroupSend(const std::string& group, LayerEventPtr event, DoneCallback done) {
   v1::Command c;
   c.mutable_group_send()->set_group(group);
-  c.mutable_group_send()->mutable_event()->set_type(event->type());
-  c.mutable_group_send()->mutable_event()->set_json(event->json());
+  SetWireEvent(*event, c.mutable_group_send()->mutable_event());
   Submit(std::move(c), std::move(done), /*require_ready=*/true);
 }
 
 void GrpcLayer::Send(const std::string& channel, LayerEventPtr event, DoneCallback done) {
   v1::Command c;
   c.mutable_send()->set_channel(channel);
-  c.mutable_send()->mutable_event()->set_type(event->type());
-  c.mutable_send()->mutable_event()->set_json(event->json());
+  SetWireEvent(*event, c.mutable_send()->mutable_event());
   Submit(std::move(c), std::move(done), /*require_ready=*/true);
 }
 

@@ -1,6 +1,4 @@
 // edge: the chat system's HTTP and WebSocket server.
-#include <signal.h>
-
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -12,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "edge/server.h"
 #include "shared/log.h"
+#include "shared/signals.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:8000", "HTTP/WebSocket address HOST:PORT; port 0 picks one");
 ABSL_FLAG(std::string, groupsvc, "",
@@ -52,12 +51,8 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  // Taken by WaitForTerminationSignal below, in no thread the server starts.
+  chat::BlockTerminationSignals();
 
   auto server = edge::EdgeServer::Start(options);
   if (!server.ok()) {
@@ -69,10 +64,9 @@ int main(int argc, char** argv) {
                                {"edge", (*server)->edge_id()},
                                {"layer", options.groupsvc.empty() ? "memory" : options.groupsvc}});
 
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  const char* signal_name = chat::WaitForTerminationSignal();
   const absl::Duration grace = absl::GetFlag(FLAGS_grace);
-  chat::LogEvent("draining", {{"signal", strsignal(signal_number)},
+  chat::LogEvent("draining", {{"signal", signal_name},
                               {"grace", absl::FormatDuration(grace)}});
   (*server)->Shutdown(grace);
   chat::LogEvent("stopped");

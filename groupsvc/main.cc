@@ -1,6 +1,4 @@
 // groupsvc: the channel layer of the chat system, as a gRPC service.
-#include <signal.h>
-
 #include <cstdio>
 #include <string>
 #include <utility>
@@ -14,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "groupsvc/server.h"
 #include "shared/log.h"
+#include "shared/signals.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "gRPC address HOST:PORT; port 0 picks a free one");
 ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9090",
@@ -70,13 +69,8 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // Signals are taken by sigwait below, not by a handler, so block them in
-  // every thread the server starts.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Taken by WaitForTerminationSignal below, in no thread the server starts.
+  chat::BlockTerminationSignals();
 
   auto server = groupsvc::GroupServer::Start(options);
   if (!server.ok()) {
@@ -89,10 +83,9 @@ int main(int argc, char** argv) {
                                {"port", port},
                                {"metrics_port", metrics_port}});
 
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  const char* signal_name = chat::WaitForTerminationSignal();
   const absl::Duration grace = absl::GetFlag(FLAGS_grace);
-  chat::LogEvent("draining", {{"signal", strsignal(signal_number)},
+  chat::LogEvent("draining", {{"signal", signal_name},
                               {"grace", absl::FormatDuration(grace)}});
   (*server)->Shutdown(grace);
   (*server)->Wait();

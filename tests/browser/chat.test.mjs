@@ -2,39 +2,19 @@
 // the real groupsvc and two real edges on loopback ports.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { startLogged, stopAll } from "../support/js/process.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const build = process.env.CHAT_BUILD_DIR ?? path.resolve(here, "../../build");
 const artifacts = process.env.CHAT_ARTIFACTS_DIR ?? path.resolve(here, "../../artifacts");
-const children = [];
 let browser;
 let groupsvcPort;
 let edgeA;
 let edgeB;
-
-// Starts a binary and resolves with the port from its "listening ... port=N" log line.
-function start(binary, args) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(binary, args, { stdio: ["ignore", "ignore", "pipe"] });
-    children.push(child);
-    let log = "";
-    const timer = setTimeout(() => reject(new Error(`${binary} did not start:\n${log}`)), 20000);
-    child.stderr.on("data", (chunk) => {
-      log += chunk;
-      const m = log.match(/ listening .* port=(\d+)/);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    });
-    child.on("exit", (code) => reject(new Error(`${binary} exited with ${code}:\n${log}`)));
-  });
-}
 
 async function waitReady(port) {
   for (let i = 0; i < 200; i++) {
@@ -64,10 +44,11 @@ async function logContains(page, text) {
 }
 
 before(async () => {
-  groupsvcPort = await start(`${build}/groupsvc/groupsvc`, ["--listen=127.0.0.1:0", "--metrics_listen="]);
+  groupsvcPort = (await startLogged(`${build}/groupsvc/groupsvc`,
+                                    ["--listen=127.0.0.1:0", "--metrics_listen="])).port;
   const layer = `--groupsvc=127.0.0.1:${groupsvcPort}`;
-  edgeA = await start(`${build}/edge/edge`, ["--listen=127.0.0.1:0", layer, "--edge_id=browser-a"]);
-  edgeB = await start(`${build}/edge/edge`, ["--listen=127.0.0.1:0", layer, "--edge_id=browser-b"]);
+  edgeA = (await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", layer, "--edge_id=browser-a"])).port;
+  edgeB = (await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", layer, "--edge_id=browser-b"])).port;
   await waitReady(edgeA);
   await waitReady(edgeB);
   browser = await launch();
@@ -84,7 +65,7 @@ function launch(extraArgs = []) {
 
 after(async () => {
   await browser?.close();
-  for (const child of children) child.kill("SIGTERM");
+  stopAll();
 });
 
 test("two tabs in one room see each other's messages (the tutorial's final check)", async () => {

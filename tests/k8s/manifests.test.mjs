@@ -4,7 +4,7 @@
 // kubelet would probe them). Also checks the Dockerfiles.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -12,11 +12,11 @@ import { fileURLToPath } from "node:url";
 import grpc from "@grpc/grpc-js";
 import protoLoader from "@grpc/proto-loader";
 import { parseAllDocuments } from "yaml";
+import { startLogged, stopAll } from "../support/js/process.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../..");
 const build = process.env.CHAT_BUILD_DIR ?? path.join(root, "build");
-const children = [];
 let objects = [];
 
 const find = (kind, name) => objects.find((o) => o.kind === kind && o.metadata.name === name);
@@ -35,9 +35,7 @@ before(() => {
   objects = parseAllDocuments(rendered).map((d) => d.toJS()).filter(Boolean);
 });
 
-after(() => {
-  for (const child of children) child.kill("SIGTERM");
-});
+after(() => stopAll());
 
 test("kustomize renders every object into the chat namespace", () => {
   const kinds = objects.map((o) => `${o.kind}/${o.metadata.name}`).sort();
@@ -137,23 +135,6 @@ function argsOf(c, dir, env) {
   return c.args.map((a) => a.replace("/etc/chat", dir).replace(/\$\((\w+)\)/g, (_, v) => env[v]));
 }
 
-function run(binary, args) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(binary, args, { stdio: ["ignore", "ignore", "pipe"] });
-    children.push(child);
-    let log = "";
-    const timer = setTimeout(() => reject(new Error(`${binary} did not start:\n${log}`)), 20000);
-    child.stderr.on("data", (chunk) => {
-      log += chunk;
-      if (/ listening /.test(log)) {
-        clearTimeout(timer);
-        resolve({ child, log: () => log });
-      }
-    });
-    child.on("exit", (code) => reject(new Error(`${binary} exited with ${code}:\n${log}`)));
-  });
-}
-
 async function eventually(check, what) {
   for (let i = 0; i < 200; i++) {
     try {
@@ -180,7 +161,7 @@ test("the binaries run with the manifests' args and answer their probes", async 
   const { dir, data } = flagsDir();
   const gDeploy = find("Deployment", "groupsvc");
   const g = container(gDeploy);
-  const groupsvc = await run(`${build}/groupsvc/groupsvc`, argsOf(g, dir, {}));
+  const groupsvc = await startLogged(`${build}/groupsvc/groupsvc`, argsOf(g, dir, {}));
   // It listens where the manifest says.
   assert.match(groupsvc.log(), new RegExp(` port=${portNamed(g, "grpc")} metrics_port=${portNamed(g, "metrics")}`));
   await eventually(async () => (await grpcHealth(g.readinessProbe.grpc.port)) === "SERVING",
@@ -198,7 +179,7 @@ test("the binaries run with the manifests' args and answer their probes", async 
                 data["edge.flags"].replace(`--groupsvc=${target}`, `--groupsvc=127.0.0.1:${port}`));
   const eDeploy = find("Deployment", "edge");
   const e = container(eDeploy);
-  const edge = await run(`${build}/edge/edge`, argsOf(e, dir, { POD_NAME: "edge-5d8f7b-x2k9q" }));
+  const edge = await startLogged(`${build}/edge/edge`, argsOf(e, dir, { POD_NAME: "edge-5d8f7b-x2k9q" }));
   assert.match(edge.log(), new RegExp(` port=${portNamed(e, "http")} edge=edge-5d8f7b-x2k9q `));
   const base = `http://127.0.0.1:${probePort(e, e.readinessProbe.httpGet.port)}`;
   await eventually(async () => (await fetch(base + e.readinessProbe.httpGet.path)).status === 200,
