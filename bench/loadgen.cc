@@ -182,11 +182,13 @@ class Client : public std::enable_shared_from_this<Client> {
 
   void OnFrame(const std::string& frame) {
     const int64_t now = NowUs();
-    // {"message":"seq:stamp:sender:..."}
-    size_t start = frame.find(":\"");
+    // {"message":"seq:stamp:sender:..."}, with or without a space after the
+    // colon (Python's json.dumps writes one).
+    size_t key = frame.find("\"message\"");
+    size_t start = key == std::string::npos ? key : frame.find('"', key + 9);
     if (start == std::string::npos) return;
     std::vector<absl::string_view> parts = absl::StrSplit(
-        absl::string_view(frame).substr(start + 2), absl::MaxSplits(':', 3));
+        absl::string_view(frame).substr(start + 1), absl::MaxSplits(':', 3));
     int64_t stamp = 0;
     int sender = -1;
     if (parts.size() < 3 || !absl::SimpleAtoi(parts[1], &stamp) || !absl::SimpleAtoi(parts[2], &sender)) {

@@ -5,6 +5,7 @@
 #   bench/run.sh                 # everything (about 10 minutes)
 #   bench/run.sh ours            # only our topologies
 #   bench/run.sh peers           # only the peers
+#   PEERS='django async 1 18001' bench/run.sh peers   # some of them ('node 2 18101,18102;...')
 # Scenarios (see bench/README.md): T1 closed loop, L1 open loop, C1 idle memory,
 # F1 fan-out (ours), S1 idle connections at scale (ours).
 set -euo pipefail
@@ -138,7 +139,9 @@ run_peers() {
   # shellcheck source=/dev/null
   source /tmp/peers/common/lib.sh
   local peer
-  for spec in "node 1 18101" "node 2 18101,18102" "django async 1 18001" "django async 2 18001,18002"; do
+  local specs=("node 1 18101" "node 2 18101,18102" "django async 1 18001" "django async 2 18001,18002")
+  [[ -n "${PEERS:-}" ]] && IFS=';' read -r -a specs <<<"$PEERS"
+  for spec in "${specs[@]}"; do
     read -r -a a <<<"$spec"
     if [[ "${a[0]}" == node ]]; then
       peer=$(/tmp/peers/node/start.sh "${a[1]}")
