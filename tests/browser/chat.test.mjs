@@ -130,6 +130,25 @@ test("the tutorial's own room.html, unchanged, chats through the edge", async ()
   await own.close();
 });
 
+test("the room page shows a lost connection and reconnects by itself", async () => {
+  // An edge of its own, so that stopping it disturbs no other test.
+  const first = await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", "--grace=2s"]);
+  const context = await browser.newContext();
+  const page = await openRoom(context, first.port, "phoenix");
+  const stopped = new Promise((r) => first.child.on("exit", r));
+  first.child.kill("SIGTERM");
+  await stopped;
+  await page.waitForFunction(() => document.querySelector("#state").textContent.startsWith("disconnected (1001)"));
+  // Back on the same port: the page's backoff finds it without a reload.
+  const again = await startLogged(`${build}/edge/edge`, [`--listen=127.0.0.1:${first.port}`]);
+  await page.waitForFunction(() => document.querySelector("#state").textContent === "connected",
+                             null, { timeout: 30000 });
+  const other = await openRoom(context, again.port, "phoenix");
+  await say(other, "welcome back");
+  await logContains(page, "welcome back");
+  await context.close();
+});
+
 test("a room name with markup is shown as text and never runs", async () => {
   const context = await browser.newContext();
   const page = await context.newPage();
