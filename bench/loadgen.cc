@@ -6,8 +6,10 @@
 // hard time cap, loopback targets only. Prints one JSON line.
 //
 //   loadgen --targets=127.0.0.1:8000,127.0.0.1:8001 --mode=closed --rooms=10 --members=10
-//   loadgen --mode=open --rate=200 ...          (timestamps from the schedule: no coordinated omission)
-//   loadgen --mode=idle --connections=2000 ...  (holds sockets, reports server RSS per connection)
+//   loadgen --mode=open --rate=200 ...
+//       (timestamps from the schedule: no coordinated omission)
+//   loadgen --mode=idle --connections=2000 ...
+//       (holds sockets, reports server RSS per connection)
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -46,7 +48,8 @@ ABSL_FLAG(int, threads, 1, "event loops");
 ABSL_FLAG(std::vector<std::string>, server_pids, {}, "PIDs whose CPU and RSS to report");
 ABSL_FLAG(int, connections, 0, "idle: sockets to open (default rooms x members)");
 ABSL_FLAG(absl::Duration, hold, absl::Seconds(5), "idle: how long to hold them");
-ABSL_FLAG(std::vector<std::string>, source_ips, {}, "local addresses to bind, round-robin (127.0.0.x)");
+ABSL_FLAG(std::vector<std::string>, source_ips, {},
+          "local addresses to bind, round-robin (127.0.0.x)");
 ABSL_FLAG(std::string, room_prefix, "bench", "room names are <prefix><n>");
 ABSL_FLAG(int, senders_per_room, 0, "closed/open: senders per room (default: every member)");
 ABSL_FLAG(absl::Duration, time_cap, absl::Seconds(300), "hard cap on the whole run");
@@ -89,8 +92,13 @@ class Client : public std::enable_shared_from_this<Client> {
  public:
   Client(net::io_context& ioc, Shared* shared, int id, std::string room, tcp::endpoint target,
          std::string source, bool sender)
-      : ws_(net::make_strand(ioc)), shared_(shared), id_(id), room_(std::move(room)),
-        target_(target), source_(std::move(source)), sender_(sender) {}
+      : ws_(net::make_strand(ioc)),
+        shared_(shared),
+        id_(id),
+        room_(std::move(room)),
+        target_(target),
+        source_(std::move(source)),
+        sender_(sender) {}
 
   void Start() {
     auto& sock = beast::get_lowest_layer(ws_).socket();
@@ -98,23 +106,25 @@ class Client : public std::enable_shared_from_this<Client> {
     sock.open(target_.protocol(), ec);
     if (!source_.empty()) sock.bind(tcp::endpoint(net::ip::make_address(source_), 0), ec);
     if (ec) return Fail();
-    beast::get_lowest_layer(ws_).async_connect(target_, [self = shared_from_this()](beast::error_code ec) {
-      if (ec) return self->Fail();
-      beast::get_lowest_layer(self->ws_).socket().set_option(tcp::no_delay(true));
-      self->ws_.async_handshake(
-          absl::StrCat(self->target_.address().to_string(), ":", self->target_.port()),
-          absl::StrCat("/ws/chat/", self->room_, "/"), [self](beast::error_code ec) {
-            if (ec) return self->Fail();
-            self->shared_->connected++;
-            self->open_ = true;
-            self->Read();
-          });
-    });
+    beast::get_lowest_layer(ws_).async_connect(
+        target_, [self = shared_from_this()](beast::error_code ec) {
+          if (ec) return self->Fail();
+          beast::get_lowest_layer(self->ws_).socket().set_option(tcp::no_delay(true));
+          self->ws_.async_handshake(
+              absl::StrCat(self->target_.address().to_string(), ":", self->target_.port()),
+              absl::StrCat("/ws/chat/", self->room_, "/"), [self](beast::error_code ec) {
+                if (ec) return self->Fail();
+                self->shared_->connected++;
+                self->open_ = true;
+                self->Read();
+              });
+        });
   }
 
   // Open loop: send one message stamped with its scheduled time.
   void SendScheduled(int64_t scheduled_us) {
-    net::post(ws_.get_executor(), [self = shared_from_this(), scheduled_us] { self->Send(scheduled_us); });
+    net::post(ws_.get_executor(),
+              [self = shared_from_this(), scheduled_us] { self->Send(scheduled_us); });
   }
   void StartClosedLoop() {
     net::post(ws_.get_executor(), [self = shared_from_this()] { self->Send(NowUs()); });
@@ -156,15 +166,16 @@ class Client : public std::enable_shared_from_this<Client> {
   void Write() {
     writing_ = true;
     ws_.text(true);
-    ws_.async_write(net::buffer(*queue_.front()), [self = shared_from_this()](beast::error_code ec, size_t) {
-      self->queue_.erase(self->queue_.begin());
-      self->writing_ = false;
-      if (ec) {
-        self->open_ = false;
-        return self->Fail();
-      }
-      if (!self->queue_.empty()) self->Write();
-    });
+    ws_.async_write(net::buffer(*queue_.front()),
+                    [self = shared_from_this()](beast::error_code ec, size_t) {
+                      self->queue_.erase(self->queue_.begin());
+                      self->writing_ = false;
+                      if (ec) {
+                        self->open_ = false;
+                        return self->Fail();
+                      }
+                      if (!self->queue_.empty()) self->Write();
+                    });
   }
 
   void Read() {
@@ -187,11 +198,12 @@ class Client : public std::enable_shared_from_this<Client> {
     size_t key = frame.find("\"message\"");
     size_t start = key == std::string::npos ? key : frame.find('"', key + 9);
     if (start == std::string::npos) return;
-    std::vector<absl::string_view> parts = absl::StrSplit(
-        absl::string_view(frame).substr(start + 1), absl::MaxSplits(':', 3));
+    std::vector<absl::string_view> parts =
+        absl::StrSplit(absl::string_view(frame).substr(start + 1), absl::MaxSplits(':', 3));
     int64_t stamp = 0;
     int sender = -1;
-    if (parts.size() < 3 || !absl::SimpleAtoi(parts[1], &stamp) || !absl::SimpleAtoi(parts[2], &sender)) {
+    if (parts.size() < 3 || !absl::SimpleAtoi(parts[1], &stamp) ||
+        !absl::SimpleAtoi(parts[2], &sender)) {
       return;
     }
     if (Measured(*shared_, stamp)) {
@@ -272,14 +284,16 @@ uint32_t Percentile(const std::vector<uint32_t>& sorted, double p) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("WebSocket load generator for the chat protocol; prints one JSON line.");
+  absl::SetProgramUsageMessage(
+      "WebSocket load generator for the chat protocol; prints one JSON line.");
   absl::ParseCommandLine(argc, argv);
   const auto deadline = Clock::now() + absl::ToChronoNanoseconds(absl::GetFlag(FLAGS_time_cap));
   const std::string mode = absl::GetFlag(FLAGS_mode);
   const int rooms = absl::GetFlag(FLAGS_rooms), members = absl::GetFlag(FLAGS_members);
   const int threads = std::max(1, absl::GetFlag(FLAGS_threads));
-  int total = mode == "idle" && absl::GetFlag(FLAGS_connections) > 0 ? absl::GetFlag(FLAGS_connections)
-                                                                      : rooms * members;
+  int total = mode == "idle" && absl::GetFlag(FLAGS_connections) > 0
+                  ? absl::GetFlag(FLAGS_connections)
+                  : rooms * members;
   std::vector<tcp::endpoint> targets;
   for (const std::string& t : absl::GetFlag(FLAGS_targets)) {
     std::vector<std::string> hp = absl::StrSplit(t, ':');
@@ -310,8 +324,8 @@ int main(int argc, char** argv) {
   double rss_before = 0;
   for (const auto& p : pids) rss_before += RssKb(p);
 
-  const int senders = absl::GetFlag(FLAGS_senders_per_room) > 0 ? absl::GetFlag(FLAGS_senders_per_room)
-                                                                : members;
+  const int senders =
+      absl::GetFlag(FLAGS_senders_per_room) > 0 ? absl::GetFlag(FLAGS_senders_per_room) : members;
   std::vector<std::shared_ptr<Client>> clients;
   for (int i = 0; i < total; ++i) {
     const int room = i / members % std::max(1, rooms), member = i % members;
@@ -328,7 +342,8 @@ int main(int argc, char** argv) {
   for (size_t i = 0; i < clients.size(); ++i) {
     clients[i]->Start();
     if (i % 200 == 199) {
-      while (shared.connected + shared.failed < static_cast<int>(i) - 100 && Clock::now() < deadline) {
+      while (shared.connected + shared.failed < static_cast<int>(i) - 100 &&
+             Clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
       }
     }
@@ -353,8 +368,10 @@ int main(int argc, char** argv) {
     const auto warmup = absl::ToChronoNanoseconds(absl::GetFlag(FLAGS_warmup));
     const auto duration = absl::ToChronoNanoseconds(absl::GetFlag(FLAGS_duration));
     const int64_t start_us = NowUs();
-    shared.measure_from = start_us + std::chrono::duration_cast<std::chrono::microseconds>(warmup).count();
-    shared.measure_to = shared.measure_from + std::chrono::duration_cast<std::chrono::microseconds>(duration).count();
+    shared.measure_from =
+        start_us + std::chrono::duration_cast<std::chrono::microseconds>(warmup).count();
+    shared.measure_to = shared.measure_from +
+                        std::chrono::duration_cast<std::chrono::microseconds>(duration).count();
     std::vector<double> cpu_start(pids.size());
     double self_start = 0;
     bool sampled = false;
@@ -392,7 +409,8 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(absl::ToChronoNanoseconds(absl::GetFlag(FLAGS_drain)));
     std::atomic<int> pending{static_cast<int>(clients.size())};
     for (auto& c : clients) c->FlushOnStrand(&pending);
-    while (pending > 0 && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    while (pending > 0 && Clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
     absl::MutexLock lock(&shared.stats.mu);
     std::vector<uint32_t>& l = shared.stats.latencies;
     std::sort(l.begin(), l.end());

@@ -65,14 +65,14 @@ void ChatConsumer::Receive(const std::string& text) {
   if (!message.has_value()) return;
   boost::json::object fields;
   fields["message"] = *message;
-  GroupSend(group_, LayerEvent::Make("chat.message", std::move(fields)),
-            [this, message = std::move(*message)](absl::Status s) {
-              if (s.ok()) return;
-              CountDrop("not_delivered");
-              Send(ErrorFrame("not_delivered",
-                              absl::StrCat("your message was not delivered: ", s.message()),
-                              &message));
-            });
+  GroupSend(
+      group_, LayerEvent::Make("chat.message", std::move(fields)),
+      [this, message = std::move(*message)](absl::Status s) {
+        if (s.ok()) return;
+        CountDrop("not_delivered");
+        Send(ErrorFrame("not_delivered",
+                        absl::StrCat("your message was not delivered: ", s.message()), &message));
+      });
 }
 
 void ChatConsumer::ChatMessage(const LayerEvent& event) {

@@ -21,7 +21,8 @@ void Consumer::Dispatch(const LayerEventPtr& event) {
 DoneCallback Consumer::OnStrand(Done done) {
   if (!done) return nullptr;
   auto status = std::make_shared<absl::Status>();
-  std::function<void()> run = connection_->Bind([done = std::move(done), status] { done(*status); });
+  std::function<void()> run =
+      connection_->Bind([done = std::move(done), status] { done(*status); });
   return [run = std::move(run), status](absl::Status s) {
     *status = std::move(s);
     run();

@@ -96,7 +96,9 @@ class Consumer {
  protected:
   void Accept() { connection_->Accept(); }
   void Close(uint16_t code = kCloseNormal) { connection_->Close(code); }
-  void Send(std::string text) { connection_->SendFrame(std::make_shared<const std::string>(std::move(text))); }
+  void Send(std::string text) {
+    connection_->SendFrame(std::make_shared<const std::string>(std::move(text)));
+  }
   void Send(Frame frame) { connection_->SendFrame(std::move(frame)); }
 
   using Done = std::function<void(absl::Status)>;

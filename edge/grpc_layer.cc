@@ -149,7 +149,8 @@ class GrpcLayer::AttachCall : public grpc::ClientBidiReactor<v1::EdgeMessage, v1
       queue_.clear();
     }
     for (auto& [id, done] : awaiting) {
-      done(absl::UnavailableError("the link to groupsvc was lost before the command was confirmed"));
+      done(
+          absl::UnavailableError("the link to groupsvc was lost before the command was confirmed"));
     }
     RemoveHold();
   }
@@ -294,9 +295,12 @@ void GrpcLayer::GroupAdd(const std::string& group, const std::string& channel, D
   c.mutable_group_add()->set_group(group);
   c.mutable_group_add()->set_channel(channel);
   // While down, the membership is replayed by the next stream.
-  Submit(std::move(c), [done](absl::Status s) {
-    if (done) done(absl::IsUnavailable(s) ? absl::OkStatus() : s);
-  }, /*require_ready=*/false);
+  Submit(
+      std::move(c),
+      [done](absl::Status s) {
+        if (done) done(absl::IsUnavailable(s) ? absl::OkStatus() : s);
+      },
+      /*require_ready=*/false);
 }
 
 void GrpcLayer::GroupDiscard(const std::string& group, const std::string& channel) {

@@ -23,8 +23,8 @@ namespace {
 std::string OriginAuthority(const boost::urls::url_view& u) {
   std::string host = absl::AsciiStrToLower(std::string(u.encoded_host()));
   std::string port(u.port());
-  const bool default_port = (u.scheme() == "http" && port == "80") ||
-                            (u.scheme() == "https" && port == "443");
+  const bool default_port =
+      (u.scheme() == "http" && port == "80") || (u.scheme() == "https" && port == "443");
   return port.empty() || default_port ? host : absl::StrCat(host, ":", port);
 }
 
@@ -93,8 +93,9 @@ void HttpSession::OnRead(beast::error_code ec, size_t) {
   response->prepare_payload();
   response_ = std::make_shared<Response>(std::move(*response));
   const bool keep_alive = response_->keep_alive();
-  http::async_write(stream_, *response_,
-                    beast::bind_front_handler(&HttpSession::OnWrite, shared_from_this(), keep_alive));
+  http::async_write(
+      stream_, *response_,
+      beast::bind_front_handler(&HttpSession::OnWrite, shared_from_this(), keep_alive));
 }
 
 void HttpSession::OnWrite(bool keep_alive, beast::error_code ec, size_t) {
@@ -107,7 +108,6 @@ void HttpSession::OnWrite(bool keep_alive, beast::error_code ec, size_t) {
 }
 
 namespace {
-
 
 http::response<http::string_body> Text(http::status status, unsigned version, std::string body,
                                        const char* type = "text/plain; charset=utf-8") {
@@ -191,9 +191,9 @@ std::optional<HttpSession::Response> HttpSession::Upgrade(Request&& request) {
   }
   scope.client = peer_;
   stream_.expires_never();
-  auto session = std::make_shared<WebSocketSession>(stream_.release_socket(), std::move(request),
-                                                    (*match->factory)(), std::move(scope),
-                                                    context_);
+  auto session =
+      std::make_shared<WebSocketSession>(stream_.release_socket(), std::move(request),
+                                         (*match->factory)(), std::move(scope), context_);
   session->Run();
   return std::nullopt;
 }

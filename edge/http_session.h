@@ -11,7 +11,6 @@
 
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-
 #include <memory>
 #include <optional>
 #include <string>

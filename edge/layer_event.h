@@ -10,7 +10,6 @@
 #define CHAT_EDGE_LAYER_EVENT_H_
 
 #include <boost/json/object.hpp>
-
 #include <functional>
 #include <memory>
 #include <optional>

@@ -12,7 +12,9 @@ namespace edge {
 namespace net = boost::asio;
 
 Listener::Listener(net::io_context& ioc, EdgeContext* context)
-    : ioc_(ioc), acceptor_(net::make_strand(ioc)), retry_(acceptor_.get_executor()),
+    : ioc_(ioc),
+      acceptor_(net::make_strand(ioc)),
+      retry_(acceptor_.get_executor()),
       context_(context) {}
 
 absl::StatusOr<std::shared_ptr<Listener>> Listener::Bind(net::io_context& ioc,
@@ -46,8 +48,8 @@ void Listener::Stop() {
 
 void Listener::DoAccept() {
   acceptor_.async_accept(
-      net::make_strand(ioc_), [self = shared_from_this()](boost::system::error_code ec,
-                                                          net::ip::tcp::socket socket) {
+      net::make_strand(ioc_),
+      [self = shared_from_this()](boost::system::error_code ec, net::ip::tcp::socket socket) {
         if (!self->acceptor_.is_open()) return;
         if (ec) {
           chat::LogEvent("accept_failed", {{"error", ec.message()}});

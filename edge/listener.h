@@ -9,7 +9,6 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
-
 #include <memory>
 
 #include "absl/status/statusor.h"

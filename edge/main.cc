@@ -12,7 +12,8 @@
 #include "shared/log.h"
 #include "shared/signals.h"
 
-ABSL_FLAG(std::string, listen, "0.0.0.0:8000", "HTTP/WebSocket address HOST:PORT; port 0 picks one");
+ABSL_FLAG(std::string, listen, "0.0.0.0:8000",
+          "HTTP/WebSocket address HOST:PORT; port 0 picks one");
 ABSL_FLAG(std::string, groupsvc, "",
           "groupsvc's gRPC address HOST:PORT; empty: the in-process layer (a single edge)");
 ABSL_FLAG(std::string, edge_id, "", "this edge's id at groupsvc (default: the host name)");
@@ -22,8 +23,9 @@ ABSL_FLAG(int64_t, max_queue_frames, 1024, "a client with more unsent frames is 
 ABSL_FLAG(int64_t, max_queue_bytes, 4 << 20, "a client with more unsent bytes is closed (1013)");
 ABSL_FLAG(absl::Duration, idle_timeout, absl::Seconds(60),
           "a WebSocket silent this long is dropped; pings go out at half of it");
-ABSL_FLAG(std::vector<std::string>, allowed_origins, {},
-          "origins allowed besides the page's own host, e.g. https://chat.example.com,.example.com");
+ABSL_FLAG(
+    std::vector<std::string>, allowed_origins, {},
+    "origins allowed besides the page's own host, e.g. https://chat.example.com,.example.com");
 ABSL_FLAG(bool, log_connections, false, "log every WebSocket open and close");
 ABSL_FLAG(absl::Duration, grace, absl::Seconds(10), "how long SIGTERM waits for sockets to close");
 
@@ -66,8 +68,7 @@ int main(int argc, char** argv) {
 
   const char* signal_name = chat::WaitForTerminationSignal();
   const absl::Duration grace = absl::GetFlag(FLAGS_grace);
-  chat::LogEvent("draining", {{"signal", signal_name},
-                              {"grace", absl::FormatDuration(grace)}});
+  chat::LogEvent("draining", {{"signal", signal_name}, {"grace", absl::FormatDuration(grace)}});
   (*server)->Shutdown(grace);
   chat::LogEvent("stopped");
   return 0;

@@ -24,8 +24,8 @@ absl::Status MemoryLayer::Check(const LayerEvent& event) const {
   if (event.type().empty()) return absl::InvalidArgumentError("event must have a \"type\"");
   if (event.json().size() > max_event_bytes_) {
     return absl::InvalidArgumentError(absl::StrCat("event of ", event.json().size(),
-                                                   " bytes exceeds the limit of ",
-                                                   max_event_bytes_, " bytes"));
+                                                   " bytes exceeds the limit of ", max_event_bytes_,
+                                                   " bytes"));
   }
   return absl::OkStatus();
 }

@@ -19,22 +19,38 @@ body { font: 16px/1.4 system-ui, sans-serif; max-width: 48rem; margin: 2rem auto
 }  // namespace
 
 std::string HtmlEscape(const std::string& text) {
-  return absl::StrReplaceAll(text, {{"&", "&amp;"}, {"<", "&lt;"}, {">", "&gt;"},
-                                    {"\"", "&quot;"}, {"'", "&#39;"}});
+  return absl::StrReplaceAll(
+      text, {{"&", "&amp;"}, {"<", "&lt;"}, {">", "&gt;"}, {"\"", "&quot;"}, {"'", "&#39;"}});
 }
 
 std::string ScriptStringLiteral(const std::string& text) {
   std::string out = "\"";
   for (unsigned char c : text) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '<': out += "\\u003c"; break;
-      case '>': out += "\\u003e"; break;
-      case '&': out += "\\u0026"; break;
-      case '\'': out += "\\u0027"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '<':
+        out += "\\u003c";
+        break;
+      case '>':
+        out += "\\u003e";
+        break;
+      case '&':
+        out += "\\u0026";
+        break;
+      case '\'':
+        out += "\\u0027";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
       default:
         if (c < 0x20) {
           out += absl::StrFormat("\\u%04x", c);
@@ -56,7 +72,8 @@ std::string LobbyPage() {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Chat Rooms</title>
-<style>)html", kStyle, R"html(</style>
+<style>)html",
+                      kStyle, R"html(</style>
 </head>
 <body>
 <h1>Chat rooms</h1>
@@ -89,11 +106,14 @@ std::string RoomPage(const std::string& room_name) {
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Chat: )html", HtmlEscape(room_name), R"html(</title>
-<style>)html", kStyle, R"html(</style>
+<title>Chat: )html",
+                      HtmlEscape(room_name), R"html(</title>
+<style>)html",
+                      kStyle, R"html(</style>
 </head>
 <body>
-<h1>Room <span id="room-title">)html", HtmlEscape(room_name), R"html(</span>
+<h1>Room <span id="room-title">)html",
+                      HtmlEscape(room_name), R"html(</span>
   <span id="state" role="status">connecting</span></h1>
 <textarea id="chat-log" readonly aria-label="Chat log"></textarea>
 <div class="row">
@@ -102,7 +122,8 @@ std::string RoomPage(const std::string& room_name) {
 </div>
 <p><a href="/chat/">Other rooms</a></p>
 <script>
-const roomName = )html", ScriptStringLiteral(room_name), R"html(;
+const roomName = )html",
+                      ScriptStringLiteral(room_name), R"html(;
 const log = document.querySelector("#chat-log");
 const input = document.querySelector("#chat-message-input");
 const state = document.querySelector("#state");

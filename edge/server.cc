@@ -67,10 +67,11 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(EdgeServerOptions 
     grpc_layer->Start();
     s->layer_ = std::move(grpc_layer);
   }
-  s->router_.Add("/ws/chat/{room_name}/", [] { return std::make_unique<ChatConsumer>(); },
-                 [](const Router::Captures& c) {
-                   return chat::ValidateGroupName(ChatConsumer::GroupFor(c.at("room_name"))).ok();
-                 });
+  s->router_.Add(
+      "/ws/chat/{room_name}/", [] { return std::make_unique<ChatConsumer>(); },
+      [](const Router::Captures& c) {
+        return chat::ValidateGroupName(ChatConsumer::GroupFor(c.at("room_name"))).ok();
+      });
   s->router_.Add("/ws/echo/", [] { return std::make_unique<EchoConsumer>(); });
   Layer* layer = s->layer_.get();
   s->metrics_ = std::make_unique<EdgeMetrics>([layer] { return layer->ready(); },
@@ -80,7 +81,8 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(EdgeServerOptions 
   s->context_.router = &s->router_;
   s->context_.metrics = s->metrics_.get();
 
-  absl::StatusOr<std::shared_ptr<Listener>> listener = Listener::Bind(s->ioc_, *endpoint, &s->context_);
+  absl::StatusOr<std::shared_ptr<Listener>> listener =
+      Listener::Bind(s->ioc_, *endpoint, &s->context_);
   if (!listener.ok()) return listener.status();
   s->listener_ = *std::move(listener);
   s->listener_->Run();
@@ -107,8 +109,8 @@ void EdgeServer::Shutdown(absl::Duration grace) {
   }
   // Give the layer a moment to send the group_discards of the closed sessions.
   if (auto* grpc_layer = dynamic_cast<GrpcLayer*>(layer_.get())) {
-    absl::SleepFor(std::min(absl::Milliseconds(100), std::max(absl::ZeroDuration(),
-                                                              deadline - absl::Now())));
+    absl::SleepFor(
+        std::min(absl::Milliseconds(100), std::max(absl::ZeroDuration(), deadline - absl::Now())));
     grpc_layer->Stop();
   }
   ioc_.stop();

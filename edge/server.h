@@ -10,7 +10,6 @@
 #define CHAT_EDGE_SERVER_H_
 
 #include <boost/asio/io_context.hpp>
-
 #include <memory>
 #include <string>
 #include <thread>

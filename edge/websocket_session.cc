@@ -112,12 +112,11 @@ void WebSocketSession::Accept() {
   ws_.set_option(timeouts);
   ws_.read_message_max(context_->options.max_frame_bytes);
   ws_.auto_fragment(false);  // One frame per message: fewer headers and writes.
-  ws_.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
-    res.set(http::field::server, "chat-edge");
-  }));
+  ws_.set_option(websocket::stream_base::decorator(
+      [](websocket::response_type& res) { res.set(http::field::server, "chat-edge"); }));
   writing_ = true;  // No frame goes out before the handshake completes.
-  ws_.async_accept(request_, beast::bind_front_handler(&WebSocketSession::OnAccept,
-                                                       shared_from_this()));
+  ws_.async_accept(request_,
+                   beast::bind_front_handler(&WebSocketSession::OnAccept, shared_from_this()));
 }
 
 void WebSocketSession::OnAccept(beast::error_code ec) {
@@ -130,8 +129,8 @@ void WebSocketSession::OnAccept(beast::error_code ec) {
   context_->metrics->connections().Increment();
   context_->metrics->connections_total().Increment();
   if (context_->options.log_connections) {
-    chat::LogEvent("ws_open", {{"path", consumer_->scope().path}, {"channel", channel_},
-                               {"peer", peer_}});
+    chat::LogEvent("ws_open",
+                   {{"path", consumer_->scope().path}, {"channel", channel_}, {"peer", peer_}});
   }
   DoRead();
   if (state_ == State::kClosing && queue_.empty()) {
@@ -202,8 +201,9 @@ void WebSocketSession::SendFrame(Frame text) {
       queue_bytes_ + text->size() > context_->options.max_queue_bytes) {
     // The client stopped reading: it must not hold memory or slow the room.
     CountDrop("slow_reader");
-    chat::LogEvent("ws_slow_reader", {{"channel", channel_}, {"peer", peer_},
-                                      {"queued", absl::StrCat(queue_.size())}});
+    chat::LogEvent(
+        "ws_slow_reader",
+        {{"channel", channel_}, {"peer", peer_}, {"queued", absl::StrCat(queue_.size())}});
     DropQueued();
     Close(kCloseTryAgainLater);
     return;
@@ -291,8 +291,8 @@ void WebSocketSession::Finish(uint16_t code) {
   context_->layer->Unregister(channel_);
   context_->sessions.Remove(this);
   if (context_->options.log_connections) {
-    chat::LogEvent("ws_close", {{"channel", channel_}, {"peer", peer_},
-                                {"code", absl::StrCat(code)}});
+    chat::LogEvent("ws_close",
+                   {{"channel", channel_}, {"peer", peer_}, {"code", absl::StrCat(code)}});
   }
   DropQueued();
 }

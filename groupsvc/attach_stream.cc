@@ -67,8 +67,7 @@ AttachStream* AttachStream::Start(GroupRegistry* registry, StreamSet* streams,
 }
 
 AttachStream::AttachStream(GroupRegistry* registry, StreamSet* streams,
-                           const AttachOptions& options, const chat::Clock* clock,
-                           std::string peer)
+                           const AttachOptions& options, const chat::Clock* clock, std::string peer)
     : registry_(registry),
       streams_(streams),
       options_(options),
@@ -123,9 +122,9 @@ void AttachStream::HandleHello(const v1::Hello& hello) {
   absl::StatusOr<Attachment> attachment =
       registry_->AttachEdge(hello.edge_id(), hello.channel_prefix(), shared_from_this());
   if (!attachment.ok()) {
-    chat::LogEvent("stream_refused", {{"peer", peer_},
-                                      {"edge", hello.edge_id()},
-                                      {"reason", attachment.status().message()}});
+    chat::LogEvent(
+        "stream_refused",
+        {{"peer", peer_}, {"edge", hello.edge_id()}, {"reason", attachment.status().message()}});
     RequestFinish(grpc::Status(static_cast<grpc::StatusCode>(attachment.status().code()),
                                std::string(attachment.status().message())));
     return;
@@ -149,13 +148,14 @@ v1::Ack AttachStream::HandleCommand(const v1::Command& command) {
   const uint64_t id = command.request_id();
   switch (command.op_case()) {
     case v1::Command::kGroupAdd:
-      return AckFor(id, registry_->GroupAdd(command.group_add().group(),
-                                            command.group_add().channel()));
+      return AckFor(
+          id, registry_->GroupAdd(command.group_add().group(), command.group_add().channel()));
     case v1::Command::kGroupDiscard:
       return AckFor(id, registry_->GroupDiscard(command.group_discard().group(),
                                                 command.group_discard().channel()));
     case v1::Command::kSend:
-      return AckFor(id, registry_->Send(command.send().channel(), FromWire(command.send().event())));
+      return AckFor(id,
+                    registry_->Send(command.send().channel(), FromWire(command.send().event())));
     case v1::Command::kGroupSend: {
       absl::StatusOr<SendReport> report = registry_->GroupSend(
           command.group_send().group(), FromWire(command.group_send().event()));
@@ -208,8 +208,9 @@ void AttachStream::Replaced() {
     absl::MutexLock lock(&mu_);
     closed_ = true;
   }
-  RequestFinish(grpc::Status(grpc::StatusCode::ABORTED,
-                             absl::StrCat("replaced by a newer stream of edge \"", edge_id_, "\"")));
+  RequestFinish(
+      grpc::Status(grpc::StatusCode::ABORTED,
+                   absl::StrCat("replaced by a newer stream of edge \"", edge_id_, "\"")));
 }
 
 void AttachStream::Drain(absl::Duration grace) {
@@ -237,7 +238,8 @@ void AttachStream::FillBatchLocked() {
   const absl::Time now = clock_->Now();
   size_t bytes = 0;
   uint64_t expired = 0;
-  while (!queue_.empty() && (bytes == 0 || bytes + queue_.front().bytes <= options_.max_batch_bytes)) {
+  while (!queue_.empty() &&
+         (bytes == 0 || bytes + queue_.front().bytes <= options_.max_batch_bytes)) {
     Outgoing item = std::move(queue_.front());
     queue_.pop_front();
     queue_bytes_ -= item.bytes;

@@ -28,8 +28,8 @@ absl::StatusOr<google::protobuf::Struct> StructFromEvent(const Event& event) {
   google::protobuf::Struct fields;
   auto status = google::protobuf::util::JsonStringToMessage(event.json, &fields);
   if (!status.ok()) {
-    return absl::DataLossError(
-        absl::StrCat("event of type \"", event.type, "\" is not a JSON object: ", status.ToString()));
+    return absl::DataLossError(absl::StrCat("event of type \"", event.type,
+                                            "\" is not a JSON object: ", status.ToString()));
   }
   return fields;
 }

@@ -93,8 +93,8 @@ absl::StatusOr<Attachment> GroupRegistry::AttachEdge(absl::string_view edge_id,
       attachment.replaced_previous = true;
     }
     attachment.generation = next_generation_++;
-    edges_by_prefix_[prefix] = EdgeEntry{std::string(edge_id), std::move(sink),
-                                         attachment.generation};
+    edges_by_prefix_[prefix] =
+        EdgeEntry{std::string(edge_id), std::move(sink), attachment.generation};
     prefix_by_edge_[edge_id] = std::string(prefix);
     if (attachment.replaced_previous) {
       // The new stream re-registers what it has; nothing of the old one lingers.
@@ -195,8 +195,8 @@ absl::Status GroupRegistry::Send(absl::string_view channel, EventPtr event) {
   if (auto edge = FindEdge(chat::ChannelOwnerPrefix(channel)); edge != nullptr) {
     if (!edge->Deliver(event, {std::string(channel)}, "")) {
       CountDrop(DropReason::kEdgeQueueFull, 1);
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "channel full: the stream of the edge owning \"", channel, "\" is full"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("channel full: the stream of the edge owning \"", channel, "\" is full"));
     }
     events_out_.fetch_add(1, std::memory_order_relaxed);
     stream_deliveries_.fetch_add(1, std::memory_order_relaxed);
@@ -348,9 +348,9 @@ absl::StatusOr<EventPtr> GroupRegistry::Receive(absl::string_view channel,
   }
   ChannelQueue& queue = shard.channels[channel];
   if (queue.receivers.size() >= options_.max_receivers_per_channel) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("channel \"", channel, "\" already has ",
-                     options_.max_receivers_per_channel, " waiting receivers"));
+    return absl::ResourceExhaustedError(absl::StrCat("channel \"", channel, "\" already has ",
+                                                     options_.max_receivers_per_channel,
+                                                     " waiting receivers"));
   }
   queue.receivers.push_back(std::move(receiver));
   return EventPtr();
@@ -421,7 +421,8 @@ absl::StatusOr<GroupInfo> GroupRegistry::GetGroup(absl::string_view name) const 
     if (g != shard.groups.end()) {
       for (const auto& [owner, bucket] : g->second.by_owner) {
         for (const auto& [channel, m] : bucket) {
-          if (!Lapsed(m, now)) info.members.push_back(MemberInfo{channel, owner, m.joined, m.renewed});
+          if (!Lapsed(m, now))
+            info.members.push_back(MemberInfo{channel, owner, m.joined, m.renewed});
         }
       }
     }

@@ -101,7 +101,9 @@ grpc::ServerBidiReactor<v1::EdgeMessage, v1::ServerMessage>* GroupService::Attac
   if (draining_) {
     class Refused : public grpc::ServerBidiReactor<v1::EdgeMessage, v1::ServerMessage> {
      public:
-      Refused() { Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "groupsvc is shutting down")); }
+      Refused() {
+        Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "groupsvc is shutting down"));
+      }
       void OnDone() override { delete this; }
     };
     return new Refused();
@@ -120,12 +122,12 @@ grpc::ServerUnaryReactor* GroupService::Send(grpc::CallbackServerContext* contex
 grpc::ServerUnaryReactor* GroupService::Receive(grpc::CallbackServerContext* context,
                                                 const v1::ReceiveRequest* request,
                                                 v1::ReceiveResponse* response) {
-  absl::Duration wait = absl::Seconds(request->timeout().seconds()) +
-                        absl::Nanoseconds(request->timeout().nanos());
+  absl::Duration wait =
+      absl::Seconds(request->timeout().seconds()) + absl::Nanoseconds(request->timeout().nanos());
   if (wait < absl::ZeroDuration() || wait > kMaxReceiveWait) {
-    return Done(context, absl::InvalidArgumentError(absl::StrCat(
-                             "timeout must be between 0 and ",
-                             absl::FormatDuration(kMaxReceiveWait))));
+    return Done(context,
+                absl::InvalidArgumentError(absl::StrCat("timeout must be between 0 and ",
+                                                        absl::FormatDuration(kMaxReceiveWait))));
   }
   if (wait == absl::ZeroDuration()) {
     absl::StatusOr<EventPtr> event = registry_->Receive(request->channel());

@@ -32,8 +32,7 @@ ABSL_FLAG(absl::Duration, grace, absl::Seconds(10), "how long SIGTERM waits for 
 
 namespace {
 
-bool ParseOverrides(const std::string& text,
-                    std::vector<std::pair<std::string, size_t>>* out) {
+bool ParseOverrides(const std::string& text, std::vector<std::pair<std::string, size_t>>* out) {
   for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipEmpty())) {
     std::vector<std::string> kv = absl::StrSplit(item, absl::MaxSplits('=', 1));
     size_t n = 0;
@@ -64,8 +63,9 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_capacity) <= 0 || absl::GetFlag(FLAGS_max_event_bytes) <= 0 ||
       !ParseOverrides(absl::GetFlag(FLAGS_capacity_overrides),
                       &options.registry.capacity_overrides)) {
-    fprintf(stderr, "groupsvc: --capacity and --max_event_bytes must be positive and "
-                    "--capacity_overrides of the form PATTERN=N,PATTERN=N\n");
+    fprintf(stderr,
+            "groupsvc: --capacity and --max_event_bytes must be positive and "
+            "--capacity_overrides of the form PATTERN=N,PATTERN=N\n");
     return 2;
   }
 
@@ -79,14 +79,12 @@ int main(int argc, char** argv) {
   }
   const std::string port = absl::StrCat((*server)->port());
   const std::string metrics_port = absl::StrCat((*server)->metrics_port());
-  chat::LogEvent("listening", {{"listen", options.listen},
-                               {"port", port},
-                               {"metrics_port", metrics_port}});
+  chat::LogEvent("listening",
+                 {{"listen", options.listen}, {"port", port}, {"metrics_port", metrics_port}});
 
   const char* signal_name = chat::WaitForTerminationSignal();
   const absl::Duration grace = absl::GetFlag(FLAGS_grace);
-  chat::LogEvent("draining", {{"signal", signal_name},
-                              {"grace", absl::FormatDuration(grace)}});
+  chat::LogEvent("draining", {{"signal", signal_name}, {"grace", absl::FormatDuration(grace)}});
   (*server)->Shutdown(grace);
   (*server)->Wait();
   chat::LogEvent("stopped");

@@ -33,7 +33,8 @@ GroupServer::~GroupServer() {
 
 absl::StatusOr<std::unique_ptr<GroupServer>> GroupServer::Start(ServerOptions options,
                                                                 const chat::Clock* clock) {
-  std::unique_ptr<GroupServer> s(new GroupServer(std::move(options), clock ? clock : DefaultClock()));
+  std::unique_ptr<GroupServer> s(
+      new GroupServer(std::move(options), clock ? clock : DefaultClock()));
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(s->options_.listen, grpc::InsecureServerCredentials(), &s->port_);

@@ -28,9 +28,9 @@ bool NeedsQuotes(absl::string_view v) {
 void SetLogComponent(absl::string_view component) { Component() = std::string(component); }
 
 void LogEvent(absl::string_view event, std::initializer_list<LogField> fields) {
-  std::string line = absl::StrCat(
-      absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()), " ",
-      Component(), " ", event);
+  std::string line =
+      absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()), " ",
+                   Component(), " ", event);
   for (const auto& [key, value] : fields) {
     absl::StrAppend(&line, " ", key, "=");
     if (NeedsQuotes(value)) {

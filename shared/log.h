@@ -1,5 +1,5 @@
 // One log line per event, as key=value fields on stderr, e.g.
-//   2026-11-26T12:00:00.123Z groupsvc edge_attached edge=edge-1 prefix=edge-1! peer=ipv4:127.0.0.1:5
+//   2026-11-26T12:00:00.123Z groupsvc edge_attached edge=edge-1 peer=ipv4:127.0.0.1:5
 //
 //   SetLogComponent("groupsvc");
 //   LogEvent("edge_attached", {{"edge", id}, {"peer", peer}});

@@ -9,8 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "grpc/health/v1/health.grpc.pb.h"
 #include "groupsvc/server.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/support/test_edge.h"
 
@@ -82,7 +82,8 @@ class GroupsvcContractTest : public ::testing::Test {
     do {
       v1::Group group;
       grpc::Status s = GetGroup(name, &group);
-      if (size == 0 ? s.error_code() == grpc::StatusCode::NOT_FOUND : group.members_size() == size) {
+      if (size == 0 ? s.error_code() == grpc::StatusCode::NOT_FOUND
+                    : group.members_size() == size) {
         return true;
       }
       absl::SleepFor(absl::Milliseconds(10));

@@ -1,12 +1,11 @@
 // End-to-end tests of the chat system: real groupsvc and edge binaries on
 // loopback ports, real WebSockets and gRPC.
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -57,8 +56,8 @@ double MetricValue(int port, const std::string& line_prefix) {
 class ChatSystemTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    groupsvc_ = StartLogged({GROUPSVC_BIN, "--listen=127.0.0.1:0", "--metrics_listen="},
-                            &groupsvc_port_);
+    groupsvc_ =
+        StartLogged({GROUPSVC_BIN, "--listen=127.0.0.1:0", "--metrics_listen="}, &groupsvc_port_);
     ASSERT_NE(groupsvc_port_, 0);
     edge_a_ = StartEdge("edge-a", &port_a_);
     edge_b_ = StartEdge("edge-b", &port_b_);
@@ -67,10 +66,10 @@ class ChatSystemTest : public ::testing::Test {
   }
 
   std::unique_ptr<ChildProcess> StartEdge(const std::string& id, int* port) {
-    return StartLogged({EDGE_BIN, "--listen=127.0.0.1:0",
-                        absl::StrCat("--groupsvc=127.0.0.1:", groupsvc_port_),
-                        absl::StrCat("--edge_id=", id), "--max_queue_frames=256", "--grace=5s"},
-                       port);
+    return StartLogged(
+        {EDGE_BIN, "--listen=127.0.0.1:0", absl::StrCat("--groupsvc=127.0.0.1:", groupsvc_port_),
+         absl::StrCat("--edge_id=", id), "--max_queue_frames=256", "--grace=5s"},
+        port);
   }
 
   std::unique_ptr<WsClient> Join(int port, const std::string& room) {
@@ -143,7 +142,8 @@ TEST_F(ChatSystemTest, OversizedFrameClosesWith1009) {
   auto alice = Join(port_a_, "lobby");
   auto bob = Join(port_a_, "lobby");
   // A read is pending while we write, as in a browser.
-  EXPECT_EQ(alice->Read(absl::Milliseconds(1)).status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(alice->Read(absl::Milliseconds(1)).status().code(),
+            absl::StatusCode::kDeadlineExceeded);
   alice->SendText(Chat(std::string(70 << 10, 'x')));
   EXPECT_EQ(alice->WaitClosed(), 1009);
   // The room is unaffected.
@@ -180,8 +180,9 @@ TEST_F(ChatSystemTest, BinaryFrameClosesWith1003) {
 
 TEST_F(ChatSystemTest, UnknownPathsAndRoomsAre404BeforeTheUpgrade) {
   // The last one is \w+ but makes a group name over 99 characters.
-  for (const std::string& path : std::vector<std::string>{"/ws/chat/a-b/", "/ws/chat/lobby", "/ws/nope/",
-                                 "/ws/chat/%3Cx%3E/", "/ws/chat/" + std::string(95, 'r') + "/"}) {
+  for (const std::string& path :
+       std::vector<std::string>{"/ws/chat/a-b/", "/ws/chat/lobby", "/ws/nope/", "/ws/chat/%3Cx%3E/",
+                                "/ws/chat/" + std::string(95, 'r') + "/"}) {
     auto c = WsClient::Connect(port_a_, path);
     ASSERT_FALSE(c.ok()) << path;
     EXPECT_EQ(WsClient::RefusedStatus(c.status()), 404) << path << " " << c.status();
@@ -211,7 +212,8 @@ TEST_F(ChatSystemTest, PagesHealthAndMetrics) {
   EXPECT_EQ(r->status, 200);
   EXPECT_THAT(r->body, ::testing::Not(HasSubstr("<img src=x")));
   EXPECT_THAT(r->body, HasSubstr("&lt;img src=x onerror=alert(1)&gt;"));
-  EXPECT_THAT(r->body, HasSubstr(R"(const roomName = "\"\u003e\u003cimg src=x onerror=alert(1)\u003e";)"));
+  EXPECT_THAT(r->body,
+              HasSubstr(R"(const roomName = "\"\u003e\u003cimg src=x onerror=alert(1)\u003e";)"));
   // A decoded '/' cannot be part of a room name (as with Django's <str:...>).
   EXPECT_EQ(HttpGet("127.0.0.1", port_a_, "/chat/a%2Fb/")->status, 404);
   EXPECT_EQ(HttpGet("127.0.0.1", port_a_, "/nope")->status, 404);
@@ -242,9 +244,9 @@ TEST_F(ChatSystemTest, RoomWorksAgainAfterGroupsvcRestartsWithoutReconnecting) {
   EXPECT_THAT(*error, HasSubstr(R"("undelivered":"while down")"));
 
   int port = 0;
-  groupsvc_ = StartLogged({GROUPSVC_BIN, absl::StrCat("--listen=127.0.0.1:", groupsvc_port_),
-                           "--metrics_listen="},
-                          &port);
+  groupsvc_ = StartLogged(
+      {GROUPSVC_BIN, absl::StrCat("--listen=127.0.0.1:", groupsvc_port_), "--metrics_listen="},
+      &port);
   ASSERT_EQ(port, groupsvc_port_);
   ASSERT_TRUE(WaitReady(port_a_, true, absl::Seconds(15)));
   ASSERT_TRUE(WaitReady(port_b_, true, absl::Seconds(15)));

@@ -22,19 +22,19 @@ using ::testing::IsSupersetOf;
 class GroupsvcProcessTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto p = ChildProcess::Start({GROUPSVC_BIN, "--listen=127.0.0.1:0",
-                                  "--metrics_listen=127.0.0.1:0", "--grace=10s"});
+    auto p = ChildProcess::Start(
+        {GROUPSVC_BIN, "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", "--grace=10s"});
     ASSERT_TRUE(p.ok()) << p.status();
     process_ = *std::move(p);
     absl::StatusOr<int> port = process_->WaitForField(" listening ", "port", absl::Seconds(20));
     ASSERT_TRUE(port.ok()) << port.status();
-    absl::StatusOr<int> metrics = process_->WaitForField(" listening ", "metrics_port",
-                                                         absl::Seconds(1));
+    absl::StatusOr<int> metrics =
+        process_->WaitForField(" listening ", "metrics_port", absl::Seconds(1));
     ASSERT_TRUE(metrics.ok()) << metrics.status();
     port_ = *port;
     metrics_port_ = *metrics;
-    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_),
-                                   grpc::InsecureChannelCredentials());
+    channel_ =
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_), grpc::InsecureChannelCredentials());
   }
 
   std::unique_ptr<ChildProcess> process_;
@@ -129,13 +129,13 @@ TEST_F(GroupsvcProcessTest, SigtermDrainsEdgesAndExitsZero) {
 }
 
 TEST(GroupsvcGraceTest, SigtermWithAStuckEdgeStillExitsWithinGrace) {
-  auto p = ChildProcess::Start({GROUPSVC_BIN, "--listen=127.0.0.1:0", "--metrics_listen=",
-                                "--grace=2s", "--edge_queue_bytes=100000"});
+  auto p = ChildProcess::Start({GROUPSVC_BIN, "--listen=127.0.0.1:0",
+                                "--metrics_listen=", "--grace=2s", "--edge_queue_bytes=100000"});
   ASSERT_TRUE(p.ok());
   absl::StatusOr<int> port = (*p)->WaitForField(" listening ", "port", absl::Seconds(20));
   ASSERT_TRUE(port.ok());
-  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", *port),
-                                     grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", *port), grpc::InsecureChannelCredentials());
   // An edge that stops reading with a backlog: its stream cannot flush, so
   // only the grace period ends it.
   grpc::ClientContext context;

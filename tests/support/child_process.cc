@@ -1,11 +1,10 @@
 #include "tests/support/child_process.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <fcntl.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -81,8 +80,8 @@ absl::StatusOr<std::string> ChildProcess::WaitForLine(const std::string& needle,
     absl::SleepFor(absl::Milliseconds(10));
   }
   absl::MutexLock lock(&mu_);
-  return absl::DeadlineExceededError(absl::StrCat("no line with \"", needle, "\" in:\n",
-                                                  absl::StrJoin(lines_, "\n")));
+  return absl::DeadlineExceededError(
+      absl::StrCat("no line with \"", needle, "\" in:\n", absl::StrJoin(lines_, "\n")));
 }
 
 absl::StatusOr<int> ChildProcess::WaitForField(const std::string& needle, const std::string& key,

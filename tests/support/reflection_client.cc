@@ -21,8 +21,8 @@ namespace {
 
 absl::StatusOr<refl::ServerReflectionResponse> Ask(grpc::Channel* channel,
                                                    const refl::ServerReflectionRequest& request) {
-  auto stub = refl::ServerReflection::NewStub(std::shared_ptr<grpc::Channel>(
-      channel, [](grpc::Channel*) {}));
+  auto stub = refl::ServerReflection::NewStub(
+      std::shared_ptr<grpc::Channel>(channel, [](grpc::Channel*) {}));
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   auto stream = stub->ServerReflectionInfo(&context);
@@ -30,9 +30,9 @@ absl::StatusOr<refl::ServerReflectionResponse> Ask(grpc::Channel* channel,
   bool got = stream->Write(request) && stream->Read(&response);
   stream->WritesDone();
   grpc::Status status = stream->Finish();
-  if (!got) return FromGrpcStatus(status.ok() ? grpc::Status(grpc::StatusCode::UNKNOWN,
-                                                             "no reflection answer")
-                                              : status);
+  if (!got)
+    return FromGrpcStatus(
+        status.ok() ? grpc::Status(grpc::StatusCode::UNKNOWN, "no reflection answer") : status);
   if (response.has_error_response()) {
     return absl::Status(static_cast<absl::StatusCode>(response.error_response().error_code()),
                         response.error_response().error_message());
@@ -84,8 +84,7 @@ absl::StatusOr<std::string> ReflectionClient::CallJson(const std::string& method
       (*service)->FindMethodByName(method.substr(slash + 1));
   if (m == nullptr) return absl::NotFoundError(absl::StrCat("no method ", method));
 
-  std::unique_ptr<google::protobuf::Message> request(
-      factory_.GetPrototype(m->input_type())->New());
+  std::unique_ptr<google::protobuf::Message> request(factory_.GetPrototype(m->input_type())->New());
   auto parsed = google::protobuf::util::JsonStringToMessage(json_request, request.get());
   if (!parsed.ok()) return absl::InvalidArgumentError(parsed.ToString());
   std::string wire;

@@ -2,8 +2,7 @@
 
 namespace chat::testing {
 
-TestEdge::TestEdge(std::shared_ptr<grpc::Channel> channel, std::string edge_id,
-                   std::string prefix)
+TestEdge::TestEdge(std::shared_ptr<grpc::Channel> channel, std::string edge_id, std::string prefix)
     : edge_id_(std::move(edge_id)),
       prefix_(std::move(prefix)),
       stub_(v1::ChannelLayer::NewStub(channel)) {

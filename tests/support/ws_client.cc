@@ -19,8 +19,8 @@ absl::StatusOr<std::unique_ptr<WsClient>> WsClient::Connect(
   std::unique_ptr<WsClient> c(new WsClient());
   beast::error_code ec;
   beast::get_lowest_layer(c->ws_).expires_after(std::chrono::seconds(10));
-  beast::get_lowest_layer(c->ws_).connect(
-      net::ip::tcp::endpoint(net::ip::make_address(host), port), ec);
+  beast::get_lowest_layer(c->ws_).connect(net::ip::tcp::endpoint(net::ip::make_address(host), port),
+                                          ec);
   if (ec) return absl::UnavailableError(absl::StrCat("connect: ", ec.message()));
   c->ws_.set_option(websocket::stream_base::decorator([headers](websocket::request_type& req) {
     for (const auto& [k, v] : headers) req.set(k, v);
@@ -28,11 +28,10 @@ absl::StatusOr<std::unique_ptr<WsClient>> WsClient::Connect(
   c->ws_.read_message_max(64 << 20);
   websocket::response_type response;
   bool done = false;
-  c->ws_.async_handshake(response, absl::StrCat(host, ":", port), path,
-                         [&](beast::error_code e) {
-                           ec = e;
-                           done = true;
-                         });
+  c->ws_.async_handshake(response, absl::StrCat(host, ":", port), path, [&](beast::error_code e) {
+    ec = e;
+    done = true;
+  });
   if (!c->RunUntil(done, absl::Seconds(10))) return absl::DeadlineExceededError("handshake");
   if (ec) {
     return absl::FailedPreconditionError(

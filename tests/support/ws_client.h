@@ -10,7 +10,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
-
 #include <map>
 #include <memory>
 #include <optional>

@@ -46,8 +46,9 @@ TEST(RouterTest, RefusesWhatTheTutorialsRouteRefuses) {
 
 TEST(RouterTest, ValidatorCanRefuseAMatch) {
   Router router;
-  router.Add("/ws/chat/{room_name}/", [] { return std::make_unique<ChatConsumer>(); },
-             [](const Router::Captures& c) { return c.at("room_name").size() <= 5; });
+  router.Add(
+      "/ws/chat/{room_name}/", [] { return std::make_unique<ChatConsumer>(); },
+      [](const Router::Captures& c) { return c.at("room_name").size() <= 5; });
   EXPECT_TRUE(router.Find("/ws/chat/short/").has_value());
   EXPECT_FALSE(router.Find("/ws/chat/toolong/").has_value());
 }
@@ -103,7 +104,9 @@ TEST(PagesTest, RoomNameCannotInjectMarkupOrScript) {
   EXPECT_THAT(page, Not(HasSubstr("</script><script>")));
   EXPECT_THAT(page, HasSubstr(R"(const roomName = "x\"\u003c/script\u003e)"));
   EXPECT_THAT(page, HasSubstr("<title>Chat: x&quot;&lt;/script&gt;"));
-  EXPECT_EQ(ScriptStringLiteral("a\xE2\x80\xA8" "b\n"), R"("a\u2028b\n")");
+  EXPECT_EQ(ScriptStringLiteral("a\xE2\x80\xA8"
+                                "b\n"),
+            R"("a\u2028b\n")");
 }
 
 TEST(PagesTest, LobbyLeadsToRooms) {
@@ -113,11 +116,18 @@ TEST(PagesTest, LobbyLeadsToRooms) {
 // ---------------------------------------------------------------- LayerEvent
 
 TEST(LayerEventTest, ParsesOnceAndMemoizesFrames) {
-  LayerEventPtr e = LayerEvent::FromWire("chat.message", R"({"type":"chat.message","message":"hi"})");
+  LayerEventPtr e =
+      LayerEvent::FromWire("chat.message", R"({"type":"chat.message","message":"hi"})");
   EXPECT_EQ(e->StringField("message"), "hi");
   int builds = 0;
-  Frame a = e->Memo("k", [&] { ++builds; return std::string("frame"); });
-  Frame b = e->Memo("k", [&] { ++builds; return std::string("other"); });
+  Frame a = e->Memo("k", [&] {
+    ++builds;
+    return std::string("frame");
+  });
+  Frame b = e->Memo("k", [&] {
+    ++builds;
+    return std::string("other");
+  });
   EXPECT_EQ(builds, 1);
   EXPECT_EQ(a.get(), b.get());
   EXPECT_EQ(*b, "frame");
@@ -222,7 +232,8 @@ TEST(ConsumerTest, DispatchesByTypeAndCountsUnknownTypes) {
   class Probe : public Consumer {
    public:
     Probe() {
-      On("chat.message", [this](const LayerEvent& e) { got.push_back("chat:" + *e.StringField("message")); });
+      On("chat.message",
+         [this](const LayerEvent& e) { got.push_back("chat:" + *e.StringField("message")); });
       On("user.joined", [this](const LayerEvent&) { got.push_back("joined"); });
     }
     std::vector<std::string> got;

@@ -278,7 +278,8 @@ TEST_F(GroupRegistryTest, SameEdgeIdReplacesTheOlderStream) {
 
 TEST_F(GroupRegistryTest, PrefixHeldByAnotherEdgeIsAlreadyExists) {
   Attach("edge-1", "e1!");
-  absl::StatusOr<Attachment> a = registry_->AttachEdge("edge-2", "e1!", std::make_shared<FakeEdge>());
+  absl::StatusOr<Attachment> a =
+      registry_->AttachEdge("edge-2", "e1!", std::make_shared<FakeEdge>());
   EXPECT_EQ(a.status().code(), absl::StatusCode::kAlreadyExists);
   EXPECT_NE(a.status().message().find("edge-1"), absl::string_view::npos);
 }
@@ -380,7 +381,8 @@ TEST_F(GroupRegistryTest, NewChannelNamesAreValidAndDistinct) {
   EXPECT_NE(*a, *b);
   EXPECT_TRUE(absl::StartsWith(*a, "specific."));
   EXPECT_NE(a->find('!'), std::string::npos);
-  EXPECT_EQ(registry_->NewChannel("bad prefix").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(registry_->NewChannel("bad prefix").status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
