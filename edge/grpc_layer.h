@@ -51,7 +51,7 @@ class GrpcLayer : public Layer {
   // Starts connecting; returns at once.
   void Start();
   // Ends the stream and stops reconnecting; pending callbacks get UNAVAILABLE.
-  void Stop();
+  void Stop() override;
 
   std::string Register(std::weak_ptr<ChannelSink> sink) override;
   void Unregister(const std::string& channel) override;

@@ -48,6 +48,8 @@ class Layer {
   virtual bool ready() const = 0;
   // Local groups with at least one local member.
   virtual size_t local_groups() const = 0;
+  // Ends any link to a remote layer; pending callbacks get UNAVAILABLE.
+  virtual void Stop() {}
 };
 
 }  // namespace edge
