@@ -139,7 +139,8 @@ run_peers() {
   # shellcheck source=/dev/null
   source /tmp/peers/common/lib.sh
   local peer
-  local specs=("node 1 18101" "node 2 18101,18102" "django async 1 18001" "django async 2 18001,18002")
+  local specs=("node 1 18101" "node 2 18101,18102" "django sync 1 18001" "django async 1 18001"
+               "django async 2 18001,18002")
   [[ -n "${PEERS:-}" ]] && IFS=';' read -r -a specs <<<"$PEERS"
   for spec in "${specs[@]}"; do
     read -r -a a <<<"$spec"
