@@ -119,6 +119,9 @@ void AttachStream::OnReadDone(bool ok) {
 }
 
 void AttachStream::HandleHello(const v1::Hello& hello) {
+  // Set before registering: a newer stream of this edge may call Replaced()
+  // from another thread as soon as AttachEdge has run.
+  edge_id_ = hello.edge_id();
   absl::StatusOr<Attachment> attachment =
       registry_->AttachEdge(hello.edge_id(), hello.channel_prefix(), shared_from_this());
   if (!attachment.ok()) {
@@ -130,7 +133,6 @@ void AttachStream::HandleHello(const v1::Hello& hello) {
     return;
   }
   attached_ = true;
-  edge_id_ = hello.edge_id();
   generation_ = attachment->generation;
   chat::LogEvent("edge_attached", {{"edge", edge_id_},
                                    {"prefix", hello.channel_prefix()},

@@ -109,7 +109,8 @@ class AttachStream : public grpc::ServerBidiReactor<v1::EdgeMessage, v1::ServerM
   v1::EdgeMessage incoming_;            // Owned by the read in flight.
   v1::ServerMessage batch_;             // Owned by the write in flight.
 
-  // Set by the first message, before any command is read; read-only after.
+  // Set by the first message, before any command is read (edge_id_ before the
+  // stream is registered); read-only after.
   bool attached_ = false;
   std::string edge_id_;
   uint64_t generation_ = 0;
