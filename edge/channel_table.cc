@@ -30,11 +30,19 @@ bool ChannelTable::Leave(const std::string& group, const std::string& channel) {
   return erased;
 }
 
-std::vector<std::string> ChannelTable::Members(const std::string& group) const {
-  absl::MutexLock lock(&mu_);
-  auto it = groups_.find(group);
-  if (it == groups_.end()) return {};
-  return std::vector<std::string>(it->second.begin(), it->second.end());
+size_t ChannelTable::DeliverToGroup(const std::string& group, const LayerEventPtr& event) {
+  Sinks found;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = groups_.find(group);
+    if (it != groups_.end()) found = SinksLocked(it->second);
+  }
+  return Hand(found, event);
+}
+
+size_t ChannelTable::Hand(const Sinks& sinks, const LayerEventPtr& event) {
+  for (const auto& sink : sinks) sink->OnEvent(event);
+  return sinks.size();
 }
 
 std::vector<std::pair<std::string, std::string>> ChannelTable::AllMemberships() const {

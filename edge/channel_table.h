@@ -34,17 +34,23 @@ class ChannelTable {
   // Hands `event` to each listed channel's sink; returns how many were found.
   template <typename Channels>
   size_t Deliver(const Channels& channels, const LayerEventPtr& event);
+  // Hands `event` to every local member of `group`, in one pass under the lock.
+  size_t DeliverToGroup(const std::string& group, const LayerEventPtr& event);
 
   // Memberships. Join returns false if already a member.
   bool Join(const std::string& group, const std::string& channel);
   bool Leave(const std::string& group, const std::string& channel);
-  // Members of `group` here, for local fan-out.
-  std::vector<std::string> Members(const std::string& group) const;
   std::vector<std::pair<std::string, std::string>> AllMemberships() const;
   size_t groups() const;
   size_t channels() const;
 
  private:
+  using Sinks = std::vector<std::shared_ptr<ChannelSink>>;
+  template <typename Channels>
+  Sinks SinksLocked(const Channels& channels) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Called without the lock: sinks only post to their own executors.
+  static size_t Hand(const Sinks& sinks, const LayerEventPtr& event);
+
   const std::string prefix_;
   std::atomic<uint64_t> next_{1};
   mutable absl::Mutex mu_;
@@ -53,19 +59,25 @@ class ChannelTable {
 };
 
 template <typename Channels>
+ChannelTable::Sinks ChannelTable::SinksLocked(const Channels& channels) const {
+  Sinks found;
+  found.reserve(channels.size());
+  for (const auto& c : channels) {
+    auto it = sinks_.find(c);
+    if (it == sinks_.end()) continue;
+    if (auto sink = it->second.lock()) found.push_back(std::move(sink));
+  }
+  return found;
+}
+
+template <typename Channels>
 size_t ChannelTable::Deliver(const Channels& channels, const LayerEventPtr& event) {
-  std::vector<std::shared_ptr<ChannelSink>> found;
+  Sinks found;
   {
     absl::MutexLock lock(&mu_);
-    found.reserve(channels.size());
-    for (const auto& c : channels) {
-      auto it = sinks_.find(c);
-      if (it == sinks_.end()) continue;
-      if (auto sink = it->second.lock()) found.push_back(std::move(sink));
-    }
+    found = SinksLocked(channels);
   }
-  for (const auto& sink : found) sink->OnEvent(event);
-  return found.size();
+  return Hand(found, event);
 }
 
 }  // namespace edge

@@ -45,7 +45,7 @@ void MemoryLayer::GroupDiscard(const std::string& group, const std::string& chan
 void MemoryLayer::GroupSend(const std::string& group, LayerEventPtr event, DoneCallback done) {
   absl::Status s = chat::ValidateGroupName(group);
   if (s.ok()) s = Check(*event);
-  if (s.ok()) table_.Deliver(table_.Members(group), event);
+  if (s.ok()) table_.DeliverToGroup(group, event);
   Call(done, s);
 }
 

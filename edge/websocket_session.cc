@@ -196,7 +196,7 @@ void WebSocketSession::OnRead(beast::error_code ec, size_t bytes) {
 }
 
 void WebSocketSession::SendFrame(Frame text) {
-  if (state_ != State::kOpen && !(state_ == State::kConnecting)) return;
+  if (state_ != State::kOpen && state_ != State::kConnecting) return;
   if (queue_.size() >= context_->options.max_queue_frames ||
       queue_bytes_ + text->size() > context_->options.max_queue_bytes) {
     // The client stopped reading: it must not hold memory or slow the room.
@@ -232,12 +232,8 @@ void WebSocketSession::OnWrite(beast::error_code ec, size_t bytes) {
     queue_bytes_ -= queue_.front()->size();
     queue_.pop_front();
   }
-  if (state_ == State::kClosing) {
-    if (queue_.empty()) {
-      DoClose();
-    } else {
-      DoWrite();
-    }
+  if (state_ == State::kClosing && queue_.empty()) {
+    DoClose();
     return;
   }
   DoWrite();
