@@ -69,6 +69,12 @@ void ChatConsumer::Receive(const std::string& text) {
       group_, LayerEvent::Make("chat.message", std::move(fields)),
       [this, message = std::move(*message)](absl::Status s) {
         if (s.ok()) return;
+        if (absl::IsUnknown(s)) {
+          Send(ErrorFrame("unconfirmed",
+                          absl::StrCat("your message may not have been delivered: ", s.message()),
+                          &message));
+          return;
+        }
         CountDrop("not_delivered");
         Send(ErrorFrame("not_delivered",
                         absl::StrCat("your message was not delivered: ", s.message()), &message));

@@ -5,6 +5,7 @@
 // Bad input gets an error frame and changes nothing for the room:
 //   {"error": "bad_frame", "detail": "..."}                 not JSON, or no string "message"
 //   {"error": "not_delivered", "detail": "...", "undelivered": "..."}  the layer refused it
+//   {"error": "unconfirmed", ...}  the link was lost after it went out: it may have arrived
 // (no "message" key, so pages that print every frame's "message" print nothing).
 #ifndef CHAT_EDGE_CHAT_CONSUMER_H_
 #define CHAT_EDGE_CHAT_CONSUMER_H_

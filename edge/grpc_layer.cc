@@ -148,9 +148,11 @@ class GrpcLayer::AttachCall : public grpc::ClientBidiReactor<v1::EdgeMessage, v1
       awaiting.swap(awaiting_);
       queue_.clear();
     }
+    // These were sent: groupsvc may have carried them out, so they are not
+    // "unavailable" (never sent) but of unknown outcome.
     for (auto& [id, done] : awaiting) {
-      done(
-          absl::UnavailableError("the link to groupsvc was lost before the command was confirmed"));
+      done(absl::UnknownError(
+          "the link to groupsvc was lost before it confirmed the command; it may have been done"));
     }
     RemoveHold();
   }
@@ -298,7 +300,8 @@ void GrpcLayer::GroupAdd(const std::string& group, const std::string& channel, D
   Submit(
       std::move(c),
       [done](absl::Status s) {
-        if (done) done(absl::IsUnavailable(s) ? absl::OkStatus() : s);
+        // Either way the membership is replayed by the next stream.
+        if (done) done(absl::IsUnavailable(s) || absl::IsUnknown(s) ? absl::OkStatus() : s);
       },
       /*require_ready=*/false);
 }

@@ -38,7 +38,9 @@ class Layer {
   virtual void Unregister(const std::string& channel) = 0;
   // `done` may be empty. While groupsvc is unreachable, GroupAdd and
   // GroupDiscard are kept and replayed on reconnect (done gets OK), but sends
-  // fail at once with UNAVAILABLE: the caller must tell its client.
+  // fail at once with UNAVAILABLE: the caller must tell its client. A send
+  // whose link was lost after it went out fails with UNKNOWN: it may have been
+  // delivered.
   virtual void GroupAdd(const std::string& group, const std::string& channel,
                         DoneCallback done) = 0;
   virtual void GroupDiscard(const std::string& group, const std::string& channel) = 0;

@@ -228,6 +228,23 @@ TEST(ChatConsumerTest, NotDeliveredWhenTheLayerRefuses) {
   EXPECT_THAT(*a.connection->frames[0], HasSubstr(R"("undelivered":"lost?")"));
 }
 
+TEST(ChatConsumerTest, UnconfirmedWhenTheLinkBrokeAfterSending) {
+  // A layer whose link broke after the message went out: the outcome is unknown.
+  class LostLayer : public MemoryLayer {
+   public:
+    LostLayer() : MemoryLayer("edge-1!") {}
+    void GroupSend(const std::string&, LayerEventPtr, DoneCallback done) override {
+      done(absl::UnknownError("the link to groupsvc was lost"));
+    }
+  } layer;
+  Client a = Connect(layer, std::make_unique<ChatConsumer>(), "lobby");
+  a.consumer->Receive(R"({"message":"maybe"})");
+  ASSERT_EQ(a.connection->frames.size(), 1u);
+  EXPECT_THAT(*a.connection->frames[0], HasSubstr(R"("error":"unconfirmed")"));
+  EXPECT_THAT(*a.connection->frames[0], HasSubstr(R"("undelivered":"maybe")"));
+  EXPECT_THAT(a.connection->drops, IsEmpty());
+}
+
 TEST(ConsumerTest, DispatchesByTypeAndCountsUnknownTypes) {
   class Probe : public Consumer {
    public:
