@@ -191,9 +191,11 @@ std::optional<HttpSession::Response> HttpSession::Upgrade(Request&& request) {
   }
   scope.client = peer_;
   stream_.expires_never();
-  auto session =
-      std::make_shared<WebSocketSession>(stream_.release_socket(), std::move(request),
-                                         (*match->factory)(), std::move(scope), context_);
+  // A client may send its first frames right behind the upgrade request.
+  std::string early_bytes = beast::buffers_to_string(buffer_.data());
+  auto session = std::make_shared<WebSocketSession>(stream_.release_socket(), std::move(request),
+                                                    std::move(early_bytes), (*match->factory)(),
+                                                    std::move(scope), context_);
   session->Run();
   return std::nullopt;
 }

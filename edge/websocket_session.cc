@@ -2,6 +2,8 @@
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/websocket.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "shared/log.h"
@@ -43,17 +45,42 @@ size_t SessionSet::size() const {
 
 // ---------------------------------------------------------- WebSocketSession
 
+namespace {
+
+// Reads take at most this much at a time, into a buffer each I/O thread owns.
+constexpr size_t kReadChunk = 64 << 10;
+// Consecutive reads from one socket before others get their turn.
+constexpr int kReadsPerTurn = 4;
+// A write gathers queued frames up to about this many bytes.
+constexpr size_t kWriteBatchBytes = 256 << 10;
+constexpr auto kCloseDeadline = std::chrono::seconds(2);
+
+char* ThreadReadBuffer() {
+  thread_local std::unique_ptr<char[]> buffer(new char[kReadChunk]);
+  return buffer.get();
+}
+
+}  // namespace
+
+struct WebSocketSession::Upgrade {
+  http::request<http::string_body> request;
+  Scope scope;  // Handed to the consumer in Run().
+  std::unique_ptr<websocket::stream<net::ip::tcp::socket&>> handshake;
+  http::response<http::string_body> refusal;
+};
+
 WebSocketSession::WebSocketSession(net::ip::tcp::socket&& socket,
                                    http::request<http::string_body> request,
-                                   std::unique_ptr<Consumer> consumer, Scope scope,
-                                   EdgeContext* context)
-    : ws_(std::move(socket)),
-      request_(std::move(request)),
+                                   std::string early_bytes, std::unique_ptr<Consumer> consumer,
+                                   Scope scope, EdgeContext* context)
+    : socket_(std::move(socket)),
+      upgrade_(new Upgrade{std::move(request), std::move(scope), nullptr, {}}),
       consumer_(std::move(consumer)),
       context_(context),
-      peer_(scope.client),
-      scope_(std::move(scope)),
-      force_close_(ws_.get_executor()) {}
+      peer_(upgrade_->scope.client),
+      timer_(socket_.get_executor()),
+      parser_(context->options.max_frame_bytes),
+      carry_(std::move(early_bytes)) {}
 
 WebSocketSession::~WebSocketSession() {
   if (!channel_.empty() && !finished_) context_->layer->Unregister(channel_);
@@ -61,25 +88,21 @@ WebSocketSession::~WebSocketSession() {
 
 void WebSocketSession::Run() {
   channel_ = context_->layer->Register(weak_from_this());
-  consumer_->Attach(this, context_->layer, std::move(scope_), channel_);
+  consumer_->Attach(this, context_->layer, std::move(upgrade_->scope), channel_);
   context_->sessions.Add(shared_from_this());
-  net::dispatch(ws_.get_executor(), [self = shared_from_this()] {
+  net::dispatch(socket_.get_executor(), [self = shared_from_this()] {
     self->connecting_hold_ = self;
-    self->force_close_.expires_after(
-        absl::ToChronoNanoseconds(self->context_->options.handshake_timeout));
-    self->force_close_.async_wait([self](beast::error_code ec) {
-      if (!ec && self->state_ == State::kConnecting) self->Reject();
-    });
+    self->ArmTimer(absl::ToChronoNanoseconds(self->context_->options.handshake_timeout));
     self->consumer_->Connect();
   });
 }
 
 void WebSocketSession::CloseFromOutside(uint16_t code) {
-  net::post(ws_.get_executor(), [self = shared_from_this(), code] { self->Close(code); });
+  net::post(socket_.get_executor(), [self = shared_from_this(), code] { self->Close(code); });
 }
 
 void WebSocketSession::OnEvent(const LayerEventPtr& event) {
-  net::post(ws_.get_executor(), [self = shared_from_this(), event] {
+  net::post(socket_.get_executor(), [self = shared_from_this(), event] {
     if (self->state_ == State::kConnecting || self->state_ == State::kOpen) {
       self->consumer_->Dispatch(event);
     }
@@ -90,7 +113,7 @@ std::function<void()> WebSocketSession::Bind(std::function<void()> fn) {
   return [weak = weak_from_this(), fn = std::move(fn)] {
     auto self = weak.lock();
     if (self == nullptr) return;
-    net::post(self->ws_.get_executor(), [self, fn] {
+    net::post(self->socket_.get_executor(), [self, fn] {
       if (self->state_ != State::kClosed) fn();
     });
   };
@@ -100,30 +123,29 @@ void WebSocketSession::CountDrop(const char* reason) {
   context_->metrics->drops(reason).Increment();
 }
 
+// ------------------------------------------------------------------ handshake
+
 void WebSocketSession::Accept() {
   if (state_ != State::kConnecting) return;
   state_ = State::kOpen;  // Frames sent from now on queue until the handshake is done.
-  force_close_.cancel();
+  timer_.cancel();
   std::shared_ptr<WebSocketSession> hold = std::move(connecting_hold_);
-  websocket::stream_base::timeout timeouts;
-  timeouts.handshake_timeout = absl::ToChronoNanoseconds(context_->options.handshake_timeout);
-  timeouts.idle_timeout = absl::ToChronoNanoseconds(context_->options.idle_timeout);
-  timeouts.keep_alive_pings = true;
-  ws_.set_option(timeouts);
-  ws_.read_message_max(context_->options.max_frame_bytes);
-  ws_.auto_fragment(false);  // One frame per message: fewer headers and writes.
-  ws_.set_option(websocket::stream_base::decorator(
+  // Beast checks the upgrade request and writes the 101; it holds no timer,
+  // so it can go as soon as that is written.
+  upgrade_->handshake = std::make_unique<websocket::stream<net::ip::tcp::socket&>>(socket_);
+  upgrade_->handshake->set_option(websocket::stream_base::decorator(
       [](websocket::response_type& res) { res.set(http::field::server, "chat-edge"); }));
-  writing_ = true;  // No frame goes out before the handshake completes.
-  ws_.async_accept(request_,
-                   beast::bind_front_handler(&WebSocketSession::OnAccept, shared_from_this()));
+  upgrade_->handshake->async_accept(
+      upgrade_->request,
+      [self = shared_from_this()](boost::system::error_code ec) { self->OnAccept(ec); });
 }
 
-void WebSocketSession::OnAccept(beast::error_code ec) {
+void WebSocketSession::OnAccept(boost::system::error_code ec) {
   writing_ = false;
-  request_ = {};  // Its headers live on in the consumer's scope.
+  upgrade_.reset();  // Its headers live on in the consumer's scope.
   if (ec) {
     Finish(kCloseAbnormal);
+    Cut();
     return;
   }
   context_->metrics->connections().Increment();
@@ -132,68 +154,161 @@ void WebSocketSession::OnAccept(beast::error_code ec) {
     chat::LogEvent("ws_open",
                    {{"path", consumer_->scope().path}, {"channel", channel_}, {"peer", peer_}});
   }
-  DoRead();
-  if (state_ == State::kClosing && queue_.empty()) {
-    DoClose();
-  } else {
-    DoWrite();
+  socket_.non_blocking(true, ec);  // Reads are tried only once the socket is readable.
+  last_heard_ = std::chrono::steady_clock::now();
+  if (state_ == State::kOpen) {
+    ArmTimer(absl::ToChronoNanoseconds(context_->options.idle_timeout) / 2);
   }
+  if (!carry_.empty() && !Consume(nullptr, 0)) return;
+  DoRead();
+  DoWrite();
 }
 
 void WebSocketSession::Reject() {
-  refusal_ = std::make_shared<http::response<http::string_body>>(http::status::forbidden,
-                                                                 request_.version());
-  refusal_->set(http::field::content_type, "text/plain");
-  refusal_->body() = "refused by the consumer\n";
-  refusal_->keep_alive(false);
-  refusal_->prepare_payload();
+  auto& refusal = upgrade_->refusal;
+  refusal = http::response<http::string_body>(http::status::forbidden, upgrade_->request.version());
+  refusal.set(http::field::content_type, "text/plain");
+  refusal.body() = "refused by the consumer\n";
+  refusal.keep_alive(false);
+  refusal.prepare_payload();
   std::shared_ptr<WebSocketSession> hold = std::move(connecting_hold_);
   Finish(kCloseAbnormal);
-  // The refusal gets five seconds to go out.
-  force_close_.expires_after(std::chrono::seconds(5));
-  force_close_.async_wait([self = shared_from_this()](beast::error_code ec) {
-    beast::error_code ignored;
-    if (!ec) self->ws_.next_layer().close(ignored);
-  });
-  http::async_write(ws_.next_layer(), *refusal_,
-                    [self = shared_from_this()](beast::error_code, size_t) {
-                      beast::error_code ignored;
-                      self->ws_.next_layer().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
-                      self->force_close_.cancel();
+  ArmTimer(std::chrono::seconds(5));  // The refusal's time to go out.
+  http::async_write(socket_, refusal,
+                    [self = shared_from_this()](boost::system::error_code, size_t) {
+                      boost::system::error_code ignored;
+                      self->socket_.shutdown(net::ip::tcp::socket::shutdown_send, ignored);
+                      self->timer_.cancel();
                     });
 }
 
+// ---------------------------------------------------------------------- reads
+
 void WebSocketSession::DoRead() {
-  ws_.async_read(buffer_, beast::bind_front_handler(&WebSocketSession::OnRead, shared_from_this()));
+  socket_.async_wait(
+      net::ip::tcp::socket::wait_read,
+      [self = shared_from_this()](boost::system::error_code ec) { self->OnReadable(ec); });
 }
 
-void WebSocketSession::OnRead(beast::error_code ec, size_t bytes) {
-  if (ec) {
-    uint16_t code = kCloseAbnormal;
-    if (ec == websocket::error::closed) {
-      code = ws_.reason().code == websocket::close_code::none ? kCloseNoStatus : ws_.reason().code;
-    } else if (ec == websocket::error::message_too_big) {
-      code = kCloseTooBig;
-      CountDrop("too_big");
-      chat::LogEvent("ws_too_big", {{"channel", channel_}, {"peer", peer_}});
-    }
-    Finish(code);
+void WebSocketSession::OnReadable(boost::system::error_code ec) {
+  if (cut_) return;
+  char* buffer = ThreadReadBuffer();
+  for (int turn = 0; !ec && turn < kReadsPerTurn; ++turn) {
+    const size_t n = socket_.read_some(net::buffer(buffer, kReadChunk), ec);
+    if (ec == net::error::would_block) return DoRead();
+    if (ec) break;
+    last_heard_ = std::chrono::steady_clock::now();
+    if (!Consume(buffer, n)) return;
+    // A short read emptied the socket; the wait re-checks readiness anyway.
+    if (n < kReadChunk) return DoRead();
+  }
+  if (!ec) {
+    net::post(socket_.get_executor(), [self = shared_from_this()] { self->OnReadable({}); });
     return;
   }
-  context_->metrics->frames_in().Increment();
-  std::string text = beast::buffers_to_string(buffer_.data());
-  buffer_.consume(buffer_.size());
-  if (state_ == State::kOpen) {
-    if (ws_.got_binary()) {
-      CountDrop("binary_frame");
-      consumer_->ReceiveBinary(text);
-    } else {
-      consumer_->Receive(text);
-    }
-  }
-  // Keep reading while closing: the peer's close frame completes the close.
-  if (state_ != State::kClosed) DoRead();
+  // The peer went away without a close frame (or the socket was cut).
+  Finish(state_ == State::kClosing ? close_code_ : kCloseAbnormal);
+  Cut();
 }
+
+bool WebSocketSession::Consume(char* data, size_t size) {
+  char* p = data;
+  size_t length = size;
+  if (!carry_.empty()) {
+    carry_.append(data, size);
+    p = carry_.data();
+    length = carry_.size();
+  }
+  size_t offset = 0;
+  bool more = true;
+  while (more && offset < length) {
+    size_t used = 0;
+    const WsInput in = parser_.Next(p + offset, length - offset, &used);
+    if (in.kind == WsInput::kNeedMore) break;
+    offset += used;
+    more = OnInput(in);
+  }
+  if (!more) {
+    std::string().swap(carry_);
+  } else if (offset == length) {
+    std::string().swap(carry_);  // Usually: no memory held between reads.
+  } else if (p == carry_.data()) {
+    carry_.erase(0, offset);
+  } else {
+    carry_.assign(p + offset, length - offset);
+  }
+  return more;
+}
+
+bool WebSocketSession::OnInput(const WsInput& in) {
+  switch (in.kind) {
+    case WsInput::kNeedMore:
+    case WsInput::kNone:
+    case WsInput::kPong:  // Hearing anything is enough for the idle timer.
+      return true;
+    case WsInput::kMessage:
+      context_->metrics->frames_in().Increment();
+      if (state_ != State::kOpen) return true;
+      if (in.binary) {
+        CountDrop("binary_frame");
+        consumer_->ReceiveBinary(std::string(in.payload));
+      } else {
+        consumer_->Receive(std::string(in.payload));
+      }
+      return state_ != State::kClosed;
+    case WsInput::kPing:
+      if (close_due_ || close_in_flight_ || close_sent_) return true;
+      pong_.emplace(in.payload);
+      ScheduleWrite();
+      return true;
+    case WsInput::kClose:
+      if (close_due_ || close_in_flight_ || close_sent_) {
+        // The answer to our close: done.
+        Finish(close_code_);
+        if (close_in_flight_) {
+          cut_after_close_ = true;
+        } else {
+          Cut();
+        }
+        return false;
+      }
+      // The peer closes: echo its code, then cut.
+      Finish(in.code);
+      close_code_ = in.code;
+      close_due_ = true;
+      cut_after_close_ = true;
+      ArmTimer(kCloseDeadline);
+      DoWrite();
+      return false;
+    case WsInput::kError:
+      if (in.code == kCloseTooBig) {
+        CountDrop("too_big");
+        chat::LogEvent("ws_too_big", {{"channel", channel_}, {"peer", peer_}});
+      } else {
+        CountDrop("protocol_error");
+        chat::LogEvent("ws_protocol_error",
+                       {{"channel", channel_}, {"peer", peer_}, {"code", absl::StrCat(in.code)}});
+      }
+      Fail(in.code);
+      return false;
+  }
+  return false;
+}
+
+void WebSocketSession::Fail(uint16_t code) {
+  Finish(code);
+  if (close_due_ || close_in_flight_ || close_sent_) {
+    Cut();
+    return;
+  }
+  close_code_ = code;
+  close_due_ = true;
+  cut_after_close_ = true;
+  ArmTimer(kCloseDeadline);
+  DoWrite();
+}
+
+// --------------------------------------------------------------------- writes
 
 void WebSocketSession::SendFrame(Frame text) {
   if (state_ != State::kOpen && state_ != State::kConnecting) return;
@@ -210,33 +325,75 @@ void WebSocketSession::SendFrame(Frame text) {
   }
   queue_bytes_ += text->size();
   queue_.push_back(std::move(text));
-  if (!writing_ && state_ == State::kOpen) DoWrite();
+  if (state_ == State::kOpen) ScheduleWrite();
+}
+
+// Writes wait for the handlers already queued on this thread, so that every
+// frame a fan-out round brings goes out in one write.
+void WebSocketSession::ScheduleWrite() {
+  if (writing_ || write_scheduled_) return;
+  write_scheduled_ = true;
+  net::post(socket_.get_executor(), [self = shared_from_this()] {
+    self->write_scheduled_ = false;
+    self->DoWrite();
+  });
 }
 
 void WebSocketSession::DoWrite() {
-  if (writing_ || queue_.empty()) return;
-  writing_ = true;
-  ws_.text(true);
-  ws_.async_write(net::buffer(*queue_.front()),
-                  beast::bind_front_handler(&WebSocketSession::OnWrite, shared_from_this()));
-}
-
-void WebSocketSession::OnWrite(beast::error_code ec, size_t bytes) {
-  writing_ = false;
-  if (ec) {
-    Finish(kCloseAbnormal);
+  if (writing_ || cut_) return;
+  if (close_in_flight_ || close_sent_) return;  // Nothing may follow a close frame.
+  if (pong_.has_value()) {
+    AppendFrame(&out_, WsOpcode::kPong, *pong_);
+    pong_.reset();
+  }
+  if (ping_due_) {
+    AppendFrame(&out_, WsOpcode::kPing, {});
+    ping_due_ = false;
+  }
+  size_t frames = 0;
+  while (frames < queue_.size() && (frames == 0 || out_.size() < kWriteBatchBytes)) {
+    AppendFrame(&out_, WsOpcode::kText, *queue_[frames]);
+    queue_bytes_ -= queue_[frames]->size();
+    ++frames;
+  }
+  queue_.erase(queue_.begin(), queue_.begin() + frames);
+  if (queue_.empty() && queue_.capacity() > 16) std::vector<Frame>().swap(queue_);
+  if (close_due_ && queue_.empty()) {
+    AppendFrame(&out_, WsOpcode::kClose, ClosePayload(close_code_));
+    close_due_ = false;
+    close_in_flight_ = true;
+  }
+  if (out_.empty()) {
+    std::string().swap(out_);
     return;
   }
-  context_->metrics->frames_out().Increment();
-  if (!queue_.empty()) {
-    queue_bytes_ -= queue_.front()->size();
-    queue_.pop_front();
+  writing_ = true;
+  out_frames_ = frames;
+  net::async_write(
+      socket_, net::buffer(out_),
+      [self = shared_from_this()](boost::system::error_code ec, size_t) { self->OnWrite(ec); });
+}
+
+void WebSocketSession::OnWrite(boost::system::error_code ec) {
+  writing_ = false;
+  out_.clear();
+  if (ec) {
+    std::string().swap(out_);
+    Finish(state_ == State::kClosing ? close_code_ : kCloseAbnormal);
+    Cut();
+    return;
   }
-  if (state_ == State::kClosing && queue_.empty()) {
-    DoClose();
+  if (out_frames_ > 0) context_->metrics->frames_out().Increment(static_cast<double>(out_frames_));
+  out_frames_ = 0;
+  if (close_in_flight_) {
+    close_in_flight_ = false;
+    close_sent_ = true;
+    if (cut_after_close_) Cut();
+    std::string().swap(out_);
     return;
   }
   DoWrite();
+  if (!writing_) std::string().swap(out_);  // Idle sockets hold no write buffer.
 }
 
 void WebSocketSession::Close(uint16_t code) {
@@ -249,15 +406,10 @@ void WebSocketSession::Close(uint16_t code) {
       close_code_ = code;
       // Whatever is queued would only delay these closes.
       if (code == kCloseTryAgainLater || code == kCloseGoingAway) DropQueued();
+      close_due_ = true;
       // If the socket cannot even take the close frame, cut it.
-      force_close_.expires_after(std::chrono::seconds(2));
-      force_close_.async_wait([self = shared_from_this()](beast::error_code ec) {
-        if (ec || self->state_ == State::kClosed) return;
-        beast::error_code ignored;
-        self->ws_.next_layer().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
-        self->ws_.next_layer().close(ignored);
-      });
-      if (!writing_) DoClose();
+      ArmTimer(kCloseDeadline);
+      DoWrite();
       return;
     case State::kClosing:
     case State::kClosed:
@@ -265,22 +417,56 @@ void WebSocketSession::Close(uint16_t code) {
   }
 }
 
-void WebSocketSession::DoClose() {
-  if (writing_) return;
-  writing_ = true;  // A close counts as a write.
-  ws_.async_close(websocket::close_reason(close_code_),
-                  [self = shared_from_this()](beast::error_code ec) {
-                    self->writing_ = false;
-                    self->Finish(self->close_code_);
-                  });
+// ---------------------------------------------------------------------- timer
+
+void WebSocketSession::ArmTimer(std::chrono::steady_clock::duration after) {
+  timer_.expires_after(after);
+  timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (!ec) self->OnTimer();
+  });
 }
+
+void WebSocketSession::OnTimer() {
+  switch (state_) {
+    case State::kConnecting:
+      Reject();
+      return;
+    case State::kOpen: {
+      // Ping at half the idle timeout; drop a client silent for all of it.
+      const auto idle = absl::ToChronoNanoseconds(context_->options.idle_timeout);
+      const auto silent = std::chrono::steady_clock::now() - last_heard_;
+      if (silent >= idle) {
+        if (context_->options.log_connections) {
+          chat::LogEvent("ws_idle_timeout", {{"channel", channel_}, {"peer", peer_}});
+        }
+        Finish(kCloseAbnormal);
+        Cut();
+        return;
+      }
+      if (silent >= idle / 2) {
+        ping_due_ = true;
+        ScheduleWrite();
+      }
+      ArmTimer(idle / 2);
+      return;
+    }
+    case State::kClosing:
+      Finish(close_code_);
+      Cut();
+      return;
+    case State::kClosed:
+      Cut();
+      return;
+  }
+}
+
+// ----------------------------------------------------------------------- end
 
 void WebSocketSession::Finish(uint16_t code) {
   if (finished_) return;
   finished_ = true;
   const bool was_open = state_ == State::kOpen || state_ == State::kClosing;
   state_ = State::kClosed;
-  force_close_.cancel();
   if (was_open) context_->metrics->connections().Decrement();
   consumer_->Disconnect(code);
   consumer_->LeaveGroups();
@@ -293,14 +479,18 @@ void WebSocketSession::Finish(uint16_t code) {
   DropQueued();
 }
 
+void WebSocketSession::Cut() {
+  if (cut_) return;
+  cut_ = true;
+  timer_.cancel();
+  boost::system::error_code ignored;
+  socket_.shutdown(net::ip::tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
+}
+
 void WebSocketSession::DropQueued() {
-  // The frame being written must outlive its write: it may be the last
-  // reference to a frame shared with other sessions.
-  const size_t keep = writing_ && !queue_.empty() ? 1 : 0;
-  while (queue_.size() > keep) {
-    queue_bytes_ -= queue_.back()->size();
-    queue_.pop_back();
-  }
+  queue_bytes_ = 0;
+  std::vector<Frame>().swap(queue_);  // What is being written is a copy.
 }
 
 }  // namespace edge

@@ -2,12 +2,17 @@
 // routed to a consumer. Runs the consumer's lifecycle, reads frames, and owns a
 // bounded outgoing queue with one write in flight.
 //
-// The handshake waits for the consumer: Accept() completes it, Close() before
-// that refuses it with HTTP 403 (as in Channels). A client whose queue passes
-// its bound (it stopped reading) is closed with 1013 and, if even the close
-// cannot be written, its socket is shut two seconds later.
+// The handshake waits for the consumer: Accept() completes it (Beast writes
+// the 101), Close() before that refuses it with HTTP 403 (as in Channels).
+// After the handshake the session frames by itself (edge/ws_frame.h): it reads
+// into its I/O thread's buffer only once the socket is readable, so an idle
+// connection holds no buffer, and every frame queued since the last write goes
+// out in one write. A client whose queue passes its bound (it stopped reading)
+// is closed with 1013 and, if even the close cannot be written, its socket is
+// cut two seconds later. Protocol errors close with 1002, invalid UTF-8 with
+// 1007, oversized messages with 1009.
 //
-//   std::make_shared<WebSocketSession>(std::move(socket), std::move(request),
+//   std::make_shared<WebSocketSession>(std::move(socket), std::move(request), early_bytes,
 //                                      std::move(consumer), std::move(scope), context)->Run();
 //
 // Threading: everything runs on the session's strand; OnEvent and Bind hop
@@ -15,16 +20,18 @@
 #ifndef CHAT_EDGE_WEBSOCKET_SESSION_H_
 #define CHAT_EDGE_WEBSOCKET_SESSION_H_
 
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/beast/websocket.hpp>
-#include <deque>
+#include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "edge/consumer.h"
 #include "edge/edge_context.h"
+#include "edge/ws_frame.h"
 
 namespace edge {
 
@@ -32,9 +39,11 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
                          public ChannelSink,
                          public Connection {
  public:
+  // `early_bytes`: whatever the client sent after its upgrade request.
   WebSocketSession(boost::asio::ip::tcp::socket&& socket,
                    boost::beast::http::request<boost::beast::http::string_body> request,
-                   std::unique_ptr<Consumer> consumer, Scope scope, EdgeContext* context);
+                   std::string early_bytes, std::unique_ptr<Consumer> consumer, Scope scope,
+                   EdgeContext* context);
   ~WebSocketSession() override;
 
   void Run();
@@ -52,42 +61,63 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
   void CountDrop(const char* reason) override;
 
  private:
+  // kClosing: our close frame is queued or sent, the peer's is awaited.
+  // kClosed: the consumer is done; a last close frame may still be going out.
   enum class State { kConnecting, kOpen, kClosing, kClosed };
+  struct Upgrade;  // What only the handshake needs.
 
-  void OnAccept(boost::beast::error_code ec);
+  void OnAccept(boost::system::error_code ec);
   void Reject();
   void DoRead();
-  void OnRead(boost::beast::error_code ec, size_t bytes);
+  void OnReadable(boost::system::error_code ec);
+  // Parses carry_ + data[0, size); false once reading should stop.
+  bool Consume(char* data, size_t size);
+  bool OnInput(const WsInput& in);
+  // Ends the connection with a close frame of `code`, then cuts the socket.
+  void Fail(uint16_t code);
+  void ScheduleWrite();
   void DoWrite();
-  void OnWrite(boost::beast::error_code ec, size_t bytes);
-  void DoClose();
-  // Drops every queued frame but the one being written.
+  void OnWrite(boost::system::error_code ec);
+  void ArmTimer(std::chrono::steady_clock::duration after);
+  void OnTimer();
+  // Drops every queued data frame.
   void DropQueued();
   // Ends the consumer's life once: Disconnect, leave groups, unregister.
   void Finish(uint16_t code);
+  // Closes the socket; pending operations end with errors.
+  void Cut();
 
-  // A plain socket: the websocket stream keeps its own timeouts, and a
-  // tcp_stream would add half a kilobyte and a timer to every connection.
-  boost::beast::websocket::stream<boost::asio::ip::tcp::socket> ws_;
-  // The upgrade request, until the handshake is answered.
-  boost::beast::http::request<boost::beast::http::string_body> request_;
+  boost::asio::ip::tcp::socket socket_;
+  std::unique_ptr<Upgrade> upgrade_;
   std::unique_ptr<Consumer> consumer_;
   EdgeContext* const context_;
   std::string channel_;
   std::string peer_;
-  Scope scope_;  // Handed to the consumer in Run().
-  boost::beast::flat_buffer buffer_;
-  boost::asio::steady_timer force_close_;
-  std::shared_ptr<boost::beast::http::response<boost::beast::http::string_body>> refusal_;
-
+  // Handshake deadline, then idle pings, then the deadline of a close.
+  boost::asio::steady_timer timer_;
   // Keeps the session alive while its consumer decides (e.g. waits for a
   // group_add to be confirmed); released by Accept, Close or the timeout.
   std::shared_ptr<WebSocketSession> connecting_hold_;
-  State state_ = State::kConnecting;
-  std::deque<Frame> queue_;
+
+  FrameParser parser_;
+  std::string carry_;  // The start of a frame not yet all received.
+  std::chrono::steady_clock::time_point last_heard_;
+
+  std::vector<Frame> queue_;
   size_t queue_bytes_ = 0;
-  bool writing_ = false;
+  std::string out_;  // The bytes of the write in flight.
+  size_t out_frames_ = 0;
+  std::optional<std::string> pong_;  // For the latest ping only (RFC 6455 5.5.3).
+  State state_ = State::kConnecting;
   uint16_t close_code_ = kCloseNormal;
+  bool writing_ = true;  // The handshake is written first.
+  bool write_scheduled_ = false;
+  bool ping_due_ = false;
+  bool close_due_ = false;
+  bool close_in_flight_ = false;
+  bool close_sent_ = false;
+  bool cut_after_close_ = false;
+  bool cut_ = false;
   bool finished_ = false;
 };
 

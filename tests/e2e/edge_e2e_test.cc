@@ -3,6 +3,9 @@
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 
+#include <boost/asio/connect.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/write.hpp>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +16,7 @@
 #include "groupsvc/v1/layer.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/support/child_process.h"
+#include "tests/support/client_frame.h"
 #include "tests/support/http_get.h"
 #include "tests/support/ws_client.h"
 
@@ -178,6 +182,56 @@ TEST_F(ChatSystemTest, BinaryFrameClosesWith1003) {
   EXPECT_EQ(alice->WaitClosed(), 1003);
 }
 
+// Bytes written straight to the client's socket, past its WebSocket layer.
+void WriteRaw(WsClient& client, const std::string& bytes) {
+  boost::asio::write(client.stream().next_layer().socket(), boost::asio::buffer(bytes));
+}
+
+TEST_F(ChatSystemTest, ProtocolErrorsCloseWith1002AndBadUtf8With1007) {
+  auto alice = Join(port_a_, "lobby");
+  auto bob = Join(port_a_, "lobby");
+  auto carol = Join(port_b_, "lobby");
+  WriteRaw(*alice, ClientFrame(0x1, Chat("unmasked"), true, /*masked=*/false));
+  EXPECT_EQ(alice->WaitClosed(), 1002);
+  WriteRaw(*bob, ClientFrame(0x1, R"({"message":"caf)"
+                                  "\xc3"
+                                  R"("})"));
+  EXPECT_EQ(bob->WaitClosed(), 1007);
+  EXPECT_GE(MetricValue(port_a_, R"(edge_drops_total{reason="protocol_error"})"), 2);
+  // Neither reached the room, and the room goes on.
+  auto dave = Join(port_a_, "lobby");
+  ASSERT_TRUE(dave->SendText(Chat("still here")));
+  EXPECT_EQ(carol->Read().value_or(""), Chat("still here"));
+}
+
+TEST_F(ChatSystemTest, FragmentedPipelinedAndSplitFramesArriveWholeInOrder) {
+  auto alice = Join(port_a_, "lobby");
+  auto bob = Join(port_b_, "lobby");
+  bool ponged = false;
+  alice->stream().control_callback(
+      [&](boost::beast::websocket::frame_type kind, boost::beast::string_view payload) {
+        if (kind == boost::beast::websocket::frame_type::pong && payload == "are you there") {
+          ponged = true;
+        }
+      });
+  // One write: a message in two fragments with a ping between them, then another.
+  const std::string first = Chat("hello room");
+  WriteRaw(*alice, ClientFrame(0x1, first.substr(0, 7), /*fin=*/false) +
+                       ClientFrame(0x9, "are you there") + ClientFrame(0x0, first.substr(7)) +
+                       ClientFrame(0x1, Chat("second")));
+  // A third, its frame split over two writes.
+  const std::string third = ClientFrame(0x1, Chat(std::string(5000, '3')));
+  WriteRaw(*alice, third.substr(0, 3000));
+  absl::SleepFor(absl::Milliseconds(100));
+  WriteRaw(*alice, third.substr(3000));
+  EXPECT_EQ(bob->Read().value_or(""), first);
+  EXPECT_EQ(bob->Read().value_or(""), Chat("second"));
+  EXPECT_EQ(bob->Read().value_or(""), Chat(std::string(5000, '3')));
+  // The sender hears its own messages, and the pong on the way.
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(alice->Read().ok());
+  EXPECT_TRUE(ponged);
+}
+
 TEST_F(ChatSystemTest, UnknownPathsAndRoomsAre404BeforeTheUpgrade) {
   // The last one is \w+ but makes a group name over 99 characters.
   for (const std::string& path :
@@ -341,6 +395,28 @@ TEST(KeepaliveTest, SilentClientsAreDroppedAndAnsweringOnesKept) {
   // The silent one was dropped: its socket is gone.
   EXPECT_TRUE((*silent)->WaitClosed(absl::Seconds(2)).has_value());
   EXPECT_EQ(MetricValue(port, "edge_connections"), 1);
+}
+
+TEST(SingleEdgeTest, FramesSentWithTheUpgradeRequestAreNotLost) {
+  int port = 0;
+  auto edge = StartLogged({EDGE_BIN, "--listen=127.0.0.1:0"}, &port);
+  ASSERT_NE(port, 0);
+  auto listener = WsClient::Connect(port, "/ws/chat/lobby/");
+  ASSERT_TRUE(listener.ok());
+  // A client that does not wait for the 101 before its first frame.
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::socket socket(ioc);
+  socket.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)});
+  boost::asio::write(
+      socket, boost::asio::buffer(absl::StrCat("GET /ws/chat/lobby/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                               "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                                               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                                               "Sec-WebSocket-Version: 13\r\n\r\n",
+                                               ClientFrame(0x1, Chat("early bird")))));
+  std::string response;
+  boost::asio::read_until(socket, boost::asio::dynamic_buffer(response), "\r\n\r\n");
+  EXPECT_EQ(response.rfind("HTTP/1.1 101", 0), 0u) << response;
+  EXPECT_EQ((*listener)->Read().value_or(""), Chat("early bird"));
 }
 
 TEST(SingleEdgeTest, InProcessLayerChatsWithoutGroupsvc) {
