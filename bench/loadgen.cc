@@ -131,6 +131,7 @@ class Client : public std::enable_shared_from_this<Client> {
   }
   bool open() const { return open_; }
   bool sender() const { return sender_; }
+  int id() const { return id_; }
   void Close() {
     net::post(ws_.get_executor(), [self = shared_from_this()] {
       beast::error_code ec;
@@ -281,6 +282,64 @@ uint32_t Percentile(const std::vector<uint32_t>& sorted, double p) {
   return sorted[i];
 }
 
+// Open loop on the load generator's own threads: message k is due at
+// start + k / rate and goes from sender k mod n. Each thread's timer sends for
+// the senders on that thread, so no message waits for a wake-up of another
+// thread (which would count against the server being measured).
+class Pacer : public std::enable_shared_from_this<Pacer> {
+ public:
+  // `mine`: (k mod n, client) for this thread's senders, in k order.
+  Pacer(net::io_context& ioc, std::vector<std::pair<size_t, Client*>> mine, size_t n,
+        int64_t start_us, int64_t end_us, double rate, std::atomic<int>* running)
+      : timer_(ioc),
+        mine_(std::move(mine)),
+        n_(n),
+        start_us_(start_us),
+        end_us_(end_us),
+        rate_(rate),
+        running_(running) {}
+
+  void Start() {
+    if (mine_.empty()) {
+      --*running_;
+      return;
+    }
+    Next();
+  }
+
+ private:
+  void Next() {
+    const uint64_t k = cycle_ * n_ + mine_[pos_].first;
+    const int64_t due = start_us_ + static_cast<int64_t>(static_cast<double>(k) * 1e6 / rate_);
+    if (due >= end_us_) {
+      --*running_;
+      return;
+    }
+    timer_.expires_at(Clock::time_point(std::chrono::microseconds(due)));
+    timer_.async_wait([self = shared_from_this(), due](boost::system::error_code ec) {
+      if (ec) {
+        --*self->running_;
+        return;
+      }
+      self->mine_[self->pos_].second->SendScheduled(due);
+      if (++self->pos_ == self->mine_.size()) {
+        self->pos_ = 0;
+        ++self->cycle_;
+      }
+      self->Next();
+    });
+  }
+
+  net::steady_timer timer_;
+  const std::vector<std::pair<size_t, Client*>> mine_;
+  const size_t n_;
+  const int64_t start_us_, end_us_;
+  const double rate_;
+  std::atomic<int>* running_;
+  size_t pos_ = 0;
+  uint64_t cycle_ = 0;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -374,11 +433,9 @@ int main(int argc, char** argv) {
                         std::chrono::duration_cast<std::chrono::microseconds>(duration).count();
     std::vector<double> cpu_start(pids.size());
     double self_start = 0;
-    bool sampled = false;
     auto sample_start = [&] {
       for (size_t i = 0; i < pids.size(); ++i) cpu_start[i] = CpuSeconds(pids[i]);
       self_start = SelfCpu();
-      sampled = true;
     };
     std::vector<Client*> active;
     for (auto& c : clients) {
@@ -391,15 +448,25 @@ int main(int argc, char** argv) {
       std::this_thread::sleep_for(duration);
     } else {
       // Open loop: message k is due at start + k / rate, from sender k mod n.
-      const double rate = absl::GetFlag(FLAGS_rate);
       const int64_t end_us = shared.measure_to.load();
-      for (uint64_t k = 0; !active.empty(); ++k) {
-        const int64_t due = start_us + static_cast<int64_t>(k * 1e6 / rate);
-        if (due >= end_us || Clock::now() >= deadline) break;
-        if (!sampled && due >= shared.measure_from) sample_start();
-        int64_t wait = due - NowUs();
-        if (wait > 0) std::this_thread::sleep_for(std::chrono::microseconds(wait));
-        active[k % active.size()]->SendScheduled(due);
+      std::vector<std::vector<std::pair<size_t, Client*>>> per_loop(threads);
+      for (size_t j = 0; j < active.size(); ++j) {
+        per_loop[active[j]->id() % threads].emplace_back(j, active[j]);
+      }
+      std::atomic<int> running{threads};
+      std::vector<std::shared_ptr<Pacer>> pacers;
+      for (int i = 0; i < threads; ++i) {
+        pacers.push_back(std::make_shared<Pacer>(*loops[i], std::move(per_loop[i]), active.size(),
+                                                 start_us, end_us, absl::GetFlag(FLAGS_rate),
+                                                 &running));
+        net::post(*loops[i], [p = pacers.back()] { p->Start(); });
+      }
+      const int64_t until_measured = shared.measure_from.load() - NowUs();
+      if (until_measured > 0)
+        std::this_thread::sleep_for(std::chrono::microseconds(until_measured));
+      sample_start();
+      while (running > 0 && Clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
       }
     }
     double cpu = 0;

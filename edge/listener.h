@@ -1,8 +1,9 @@
-// Listener: accepts TCP connections and starts an HttpSession on its own strand
-// for each. When accept fails (e.g. out of file descriptors) it waits a little
+// Listener: accepts TCP connections and starts an HttpSession for each, on its
+// own strand when several threads run the io_context (with one, a strand would
+// only add a lock and a queue to every handler). When accept fails (e.g. out of file descriptors) it waits a little
 // instead of spinning.
 //
-//   auto listener = Listener::Bind(ioc, endpoint, context);
+//   auto listener = Listener::Bind(ioc, endpoint, context, /*strands=*/threads > 1);
 //   (*listener)->Run();
 #ifndef CHAT_EDGE_LISTENER_H_
 #define CHAT_EDGE_LISTENER_H_
@@ -20,19 +21,20 @@ class Listener : public std::enable_shared_from_this<Listener> {
  public:
   static absl::StatusOr<std::shared_ptr<Listener>> Bind(boost::asio::io_context& ioc,
                                                         boost::asio::ip::tcp::endpoint endpoint,
-                                                        EdgeContext* context);
+                                                        EdgeContext* context, bool strands);
   void Run();
   void Stop();  // Any thread.
   int port() const { return port_; }
 
  private:
-  Listener(boost::asio::io_context& ioc, EdgeContext* context);
+  Listener(boost::asio::io_context& ioc, EdgeContext* context, bool strands);
   void DoAccept();
 
   boost::asio::io_context& ioc_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer retry_;
   EdgeContext* const context_;
+  const bool strands_;
   int port_ = 0;
 };
 

@@ -8,6 +8,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "edge/server.h"
 #include "shared/log.h"
 #include "shared/signals.h"
@@ -34,6 +35,9 @@ int main(int argc, char** argv) {
       "edge: serves the chat pages and WebSockets at /ws/chat/<room>/.\n"
       "  edge --listen=0.0.0.0:8000 --groupsvc=127.0.0.1:50051");
   absl::ParseCommandLine(argc, argv);
+  // Debian builds Abseil without NDEBUG, which leaves Mutex deadlock detection
+  // on: a global graph update on every lock. The tests keep it on.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   chat::SetLogComponent("edge");
 
   edge::EdgeServerOptions options;

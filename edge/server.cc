@@ -82,7 +82,7 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(EdgeServerOptions 
   s->context_.metrics = s->metrics_.get();
 
   absl::StatusOr<std::shared_ptr<Listener>> listener =
-      Listener::Bind(s->ioc_, *endpoint, &s->context_);
+      Listener::Bind(s->ioc_, *endpoint, &s->context_, s->options_.threads > 1);
   if (!listener.ok()) return listener.status();
   s->listener_ = *std::move(listener);
   s->listener_->Run();
