@@ -27,7 +27,8 @@ struct EdgeOptions {
   size_t max_queue_frames = 1024;
   size_t max_queue_bytes = 4 << 20;
   absl::Duration handshake_timeout = absl::Seconds(10);
-  // Pings at half of it; a client silent for all of it is dropped.
+  // A client silent for half of it is pinged; one silent for all of it (at
+  // most one and a half) is dropped.
   absl::Duration idle_timeout = absl::Seconds(60);
   // Origins allowed besides the request's own host: "https://chat.example.com",
   // ".example.com" (any subdomain) or "*".

@@ -70,15 +70,34 @@ class GrpcLayer::AttachCall : public grpc::ClientBidiReactor<v1::EdgeMessage, v1
   }
 
   // False if the call is ending or full; `done` is then not kept.
-  bool Submit(v1::Command command, DoneCallback done) {
+  bool Submit(v1::Command command, DoneCallback done, const std::shared_ptr<AttachCall>& self) {
+    const bool defer = layer_->options_.defer != nullptr;
+    bool schedule = false;
     {
       absl::MutexLock lock(&mu_);
       if (ended_ || queue_.size() + awaiting_.size() >= layer_->options_.max_pending) return false;
       command.set_request_id(next_id_++);
       if (done) awaiting_.emplace(command.request_id(), std::move(done));
       queue_.push_back(std::move(command));
+      if (!defer || writing_ || pump_scheduled_) {
+        schedule = false;
+      } else {
+        schedule = pump_scheduled_ = true;
+      }
     }
-    Pump();
+    if (!defer) {
+      Pump();
+    } else if (schedule) {
+      layer_->options_.defer([weak = std::weak_ptr<AttachCall>(self)] {
+        if (auto call = weak.lock()) {
+          {
+            absl::MutexLock lock(&call->mu_);
+            call->pump_scheduled_ = false;
+          }
+          call->Pump();
+        }
+      });
+    }
     return true;
   }
 
@@ -170,6 +189,7 @@ class GrpcLayer::AttachCall : public grpc::ClientBidiReactor<v1::EdgeMessage, v1
   absl::Mutex mu_;
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool pump_scheduled_ ABSL_GUARDED_BY(mu_) = false;
   bool ended_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<v1::Command> queue_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, DoneCallback> awaiting_ ABSL_GUARDED_BY(mu_);
@@ -280,7 +300,7 @@ void GrpcLayer::Submit(v1::Command command, DoneCallback done, bool require_read
     if (done) done(absl::UnavailableError("the chat service is unavailable"));
     return;
   }
-  if (!call->Submit(std::move(command), done)) {
+  if (!call->Submit(std::move(command), done, call)) {
     if (done) done(absl::ResourceExhaustedError("too many commands waiting for groupsvc"));
   }
 }

@@ -50,21 +50,20 @@ void Listener::Stop() {
 void Listener::DoAccept() {
   net::any_io_executor executor = ioc_.get_executor();
   if (strands_) executor = net::make_strand(ioc_);
-  acceptor_.async_accept(
-      executor,
-      [self = shared_from_this()](boost::system::error_code ec, net::ip::tcp::socket socket) {
-        if (!self->acceptor_.is_open()) return;
-        if (ec) {
-          chat::LogEvent("accept_failed", {{"error", ec.message()}});
-          self->retry_.expires_after(std::chrono::milliseconds(100));
-          self->retry_.async_wait([self](boost::system::error_code e) {
-            if (!e) self->DoAccept();
-          });
-          return;
-        }
-        std::make_shared<HttpSession>(std::move(socket), self->context_)->Run();
-        self->DoAccept();
+  acceptor_.async_accept(executor, [self = shared_from_this()](boost::system::error_code ec,
+                                                               net::ip::tcp::socket socket) {
+    if (!self->acceptor_.is_open()) return;
+    if (ec) {
+      chat::LogEvent("accept_failed", {{"error", ec.message()}});
+      self->retry_.expires_after(std::chrono::milliseconds(100));
+      self->retry_.async_wait([self](boost::system::error_code e) {
+        if (!e) self->DoAccept();
       });
+      return;
+    }
+    std::make_shared<HttpSession>(std::move(socket), self->context_)->Run();
+    self->DoAccept();
+  });
 }
 
 }  // namespace edge

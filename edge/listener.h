@@ -1,7 +1,7 @@
 // Listener: accepts TCP connections and starts an HttpSession for each, on its
 // own strand when several threads run the io_context (with one, a strand would
-// only add a lock and a queue to every handler). When accept fails (e.g. out of file descriptors) it waits a little
-// instead of spinning.
+// only add a lock and a queue to every handler). When accept fails (e.g. out of file descriptors)
+// it waits a little instead of spinning.
 //
 //   auto listener = Listener::Bind(ioc, endpoint, context, /*strands=*/threads > 1);
 //   (*listener)->Run();

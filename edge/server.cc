@@ -4,6 +4,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/post.hpp>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -62,8 +63,10 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(EdgeServerOptions 
   if (s->options_.groupsvc.empty()) {
     s->layer_ = std::make_unique<MemoryLayer>(absl::StrCat(s->options_.edge_id, "!"));
   } else {
-    auto grpc_layer = std::make_unique<GrpcLayer>(
-        GrpcLayerOptions{.target = s->options_.groupsvc, .edge_id = s->options_.edge_id});
+    auto grpc_layer = std::make_unique<GrpcLayer>(GrpcLayerOptions{
+        .target = s->options_.groupsvc,
+        .edge_id = s->options_.edge_id,
+        .defer = [ioc = &s->ioc_](std::function<void()> fn) { net::post(*ioc, std::move(fn)); }});
     grpc_layer->Start();
     s->layer_ = std::move(grpc_layer);
   }

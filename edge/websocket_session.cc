@@ -155,7 +155,6 @@ void WebSocketSession::OnAccept(boost::system::error_code ec) {
                    {{"path", consumer_->scope().path}, {"channel", channel_}, {"peer", peer_}});
   }
   socket_.non_blocking(true, ec);  // Reads are tried only once the socket is readable.
-  last_heard_ = std::chrono::steady_clock::now();
   if (state_ == State::kOpen) {
     ArmTimer(absl::ToChronoNanoseconds(context_->options.idle_timeout) / 2);
   }
@@ -197,7 +196,7 @@ void WebSocketSession::OnReadable(boost::system::error_code ec) {
     const size_t n = socket_.read_some(net::buffer(buffer, kReadChunk), ec);
     if (ec == net::error::would_block) return DoRead();
     if (ec) break;
-    last_heard_ = std::chrono::steady_clock::now();
+    heard_ = true;
     if (!Consume(buffer, n)) return;
     // A short read emptied the socket; the wait re-checks readiness anyway.
     if (n < kReadChunk) return DoRead();
@@ -431,11 +430,16 @@ void WebSocketSession::OnTimer() {
     case State::kConnecting:
       Reject();
       return;
-    case State::kOpen: {
-      // Ping at half the idle timeout; drop a client silent for all of it.
-      const auto idle = absl::ToChronoNanoseconds(context_->options.idle_timeout);
-      const auto silent = std::chrono::steady_clock::now() - last_heard_;
-      if (silent >= idle) {
+    case State::kOpen:
+      // A client silent for a whole tick is pinged; silent for one more, dropped.
+      if (heard_) {
+        heard_ = false;
+        pinged_ = false;
+      } else if (!pinged_) {
+        pinged_ = true;
+        ping_due_ = true;
+        ScheduleWrite();
+      } else {
         if (context_->options.log_connections) {
           chat::LogEvent("ws_idle_timeout", {{"channel", channel_}, {"peer", peer_}});
         }
@@ -443,13 +447,8 @@ void WebSocketSession::OnTimer() {
         Cut();
         return;
       }
-      if (silent >= idle / 2) {
-        ping_due_ = true;
-        ScheduleWrite();
-      }
-      ArmTimer(idle / 2);
+      ArmTimer(absl::ToChronoNanoseconds(context_->options.idle_timeout) / 2);
       return;
-    }
     case State::kClosing:
       Finish(close_code_);
       Cut();

@@ -101,7 +101,10 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
 
   FrameParser parser_;
   std::string carry_;  // The start of a frame not yet all received.
-  std::chrono::steady_clock::time_point last_heard_;
+  // Idle detection, per tick of half the idle timeout: a tick with nothing
+  // heard sends a ping, a second one drops the client.
+  bool heard_ = true;
+  bool pinged_ = false;
 
   std::vector<Frame> queue_;
   size_t queue_bytes_ = 0;

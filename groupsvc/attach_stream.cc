@@ -74,6 +74,22 @@ AttachStream::AttachStream(GroupRegistry* registry, StreamSet* streams,
       clock_(clock),
       peer_(std::move(peer)) {}
 
+namespace {
+// The streams waiting for the end of the batch this thread is handling.
+thread_local std::vector<std::shared_ptr<AttachStream>>* deferred_pumps = nullptr;
+}  // namespace
+
+void AttachStream::PumpSoon() {
+  if (deferred_pumps == nullptr) {
+    Pump();
+    return;
+  }
+  for (const auto& s : *deferred_pumps) {
+    if (s.get() == this) return;
+  }
+  deferred_pumps->push_back(shared_from_this());
+}
+
 void AttachStream::OnReadDone(bool ok) {
   if (!ok) {
     // The edge closed its side (or the call broke): flush what is queued, then end.
@@ -99,12 +115,17 @@ void AttachStream::OnReadDone(bool ok) {
                                "hello may be sent only once per stream"));
     return;
   }
+  streams_->CountIn();
+  std::vector<std::shared_ptr<AttachStream>> pumps;
+  deferred_pumps = &pumps;
   for (const v1::Command& command : incoming_.commands()) {
     Outgoing item;
     item.ack = HandleCommand(command);
     item.bytes = item.ack->ByteSizeLong();
     PushControl(std::move(item));
   }
+  deferred_pumps = nullptr;
+  for (const auto& stream : pumps) stream->Pump();
   bool read = false;
   {
     absl::MutexLock lock(&mu_);
@@ -190,7 +211,7 @@ bool AttachStream::Deliver(const EventPtr& event, std::vector<std::string> chann
     queue_bytes_ += item.bytes;
     queue_.push_back(std::move(item));
   }
-  Pump();
+  PumpSoon();
   return true;
 }
 
@@ -201,7 +222,7 @@ void AttachStream::PushControl(Outgoing item) {
     queue_bytes_ += item.bytes;
     queue_.push_back(std::move(item));
   }
-  Pump();
+  PumpSoon();
 }
 
 void AttachStream::Replaced() {
@@ -284,6 +305,7 @@ void AttachStream::Pump() {
     }
   }
   if (write) {
+    streams_->CountOut();
     StartWrite(&batch_);
   } else if (finish.has_value()) {
     Finish(*finish);

@@ -18,6 +18,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -43,9 +44,17 @@ class StreamSet {
   void DrainAll(absl::Duration grace);
   size_t size() const;
 
+  // Stream messages read from and written to edges, for the metrics.
+  void CountIn() { messages_in_.fetch_add(1, std::memory_order_relaxed); }
+  void CountOut() { messages_out_.fetch_add(1, std::memory_order_relaxed); }
+  uint64_t messages_in() const { return messages_in_.load(std::memory_order_relaxed); }
+  uint64_t messages_out() const { return messages_out_.load(std::memory_order_relaxed); }
+
  private:
   mutable absl::Mutex mu_;
   std::vector<std::weak_ptr<AttachStream>> streams_ ABSL_GUARDED_BY(mu_);
+  std::atomic<uint64_t> messages_in_{0};
+  std::atomic<uint64_t> messages_out_{0};
 };
 
 struct AttachOptions {
@@ -96,6 +105,10 @@ class AttachStream : public grpc::ServerBidiReactor<v1::EdgeMessage, v1::ServerM
   void RequestFinish(grpc::Status status);
   // Starts the next write, or the Finish, if none is in flight.
   void Pump();
+  // Pump(), or, while an incoming batch of commands is being handled on this
+  // thread, once that batch is done: its deliveries to one edge then leave in
+  // one message instead of the first alone and the rest after it.
+  void PumpSoon();
   void FillBatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ResumeReadsIfDrained();
 

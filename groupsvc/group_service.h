@@ -27,6 +27,7 @@ class GroupService final : public v1::ChannelLayer::CallbackService {
   // Refuses new Attach streams (UNAVAILABLE) and tells attached edges to go.
   void Drain(absl::Duration grace);
   size_t attached_streams() const { return streams_.size(); }
+  const StreamSet& streams() const { return streams_; }
 
   grpc::ServerBidiReactor<v1::EdgeMessage, v1::ServerMessage>* Attach(
       grpc::CallbackServerContext* context) override;

@@ -44,7 +44,11 @@ std::vector<prometheus::MetricFamily> RegistryCollector::Collect() const {
   gauge("groupsvc_queued_channels", "Channels with queued events (no edge owns them).", s.channels);
   gauge("groupsvc_queued_events", "Undelivered events queued in groupsvc.", s.queued_events);
   gauge("groupsvc_attached_edges", "Edges attached by a stream.", s.attached_edges);
-  gauge("groupsvc_attach_streams", "Open Attach streams.", streams_());
+  gauge("groupsvc_attach_streams", "Open Attach streams.", streams_->size());
+  counter("groupsvc_stream_messages_in_total", "Messages read from edges' Attach streams.",
+          streams_->messages_in());
+  counter("groupsvc_stream_messages_out_total", "Messages written to edges' Attach streams.",
+          streams_->messages_out());
   counter("groupsvc_events_in_total", "Events accepted by send and group_send.", s.events_in);
   counter("groupsvc_events_out_total", "Copies handed to channels (queued or streamed).",
           s.events_out);

@@ -14,20 +14,21 @@
 #include <functional>
 #include <vector>
 
+#include "groupsvc/attach_stream.h"
 #include "groupsvc/group_registry.h"
 
 namespace groupsvc {
 
 class RegistryCollector : public prometheus::Collectable {
  public:
-  // `streams` reports the number of open Attach streams.
-  RegistryCollector(const GroupRegistry* registry, std::function<size_t()> streams)
-      : registry_(registry), streams_(std::move(streams)) {}
+  // `streams`: the Attach streams, open ones and messages on them.
+  RegistryCollector(const GroupRegistry* registry, const StreamSet* streams)
+      : registry_(registry), streams_(streams) {}
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
   const GroupRegistry* const registry_;
-  const std::function<size_t()> streams_;
+  const StreamSet* const streams_;
 };
 
 }  // namespace groupsvc

@@ -63,8 +63,7 @@ absl::StatusOr<std::unique_ptr<GroupServer>> GroupServer::Start(ServerOptions op
       return absl::UnavailableError(
           absl::StrCat("cannot serve metrics on ", s->options_.metrics_listen, ": ", e.what()));
     }
-    s->collector_ = std::make_shared<RegistryCollector>(
-        &s->registry_, [server = s.get()] { return server->service_.attached_streams(); });
+    s->collector_ = std::make_shared<RegistryCollector>(&s->registry_, &s->service_.streams());
     s->exposer_->RegisterCollectable(s->collector_);
     std::vector<int> ports = s->exposer_->GetListeningPorts();
     s->metrics_port_ = ports.empty() ? 0 : ports.front();
