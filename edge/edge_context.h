@@ -5,6 +5,7 @@
 #define CHAT_EDGE_EDGE_CONTEXT_H_
 
 #include <atomic>
+#include <boost/asio/io_context.hpp>
 #include <memory>
 #include <string>
 #include <vector>
@@ -52,6 +53,9 @@ class SessionSet {
 
 struct EdgeContext {
   EdgeOptions options;
+  // Set when one thread runs the I/O context: sessions then need no strand, and
+  // the events one fan-out hands to many sessions share one handler.
+  boost::asio::io_context* serial_ioc = nullptr;
   Layer* layer = nullptr;
   Router* router = nullptr;
   EdgeMetrics* metrics = nullptr;

@@ -71,7 +71,7 @@ class GrpcLayer::AttachCall : public grpc::ClientBidiReactor<v1::EdgeMessage, v1
 
   // False if the call is ending or full; `done` is then not kept.
   bool Submit(v1::Command command, DoneCallback done, const std::shared_ptr<AttachCall>& self) {
-    const bool defer = layer_->options_.defer != nullptr;
+    const bool defer = layer_->options_.io_post != nullptr;
     bool schedule = false;
     {
       absl::MutexLock lock(&mu_);
@@ -88,7 +88,7 @@ class GrpcLayer::AttachCall : public grpc::ClientBidiReactor<v1::EdgeMessage, v1
     if (!defer) {
       Pump();
     } else if (schedule) {
-      layer_->options_.defer([weak = std::weak_ptr<AttachCall>(self)] {
+      layer_->options_.io_post([weak = std::weak_ptr<AttachCall>(self)] {
         if (auto call = weak.lock()) {
           {
             absl::MutexLock lock(&call->mu_);

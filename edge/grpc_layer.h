@@ -42,10 +42,10 @@ struct GrpcLayerOptions {
   // Commands queued or awaiting an ack before sends are refused.
   size_t max_pending = 20000;
   size_t max_batch_bytes = 1 << 20;
-  // Runs a stream write after the caller's current round of work (the edge
-  // posts it to its I/O thread), so that the commands of one round leave in
-  // one message instead of the first alone. Unset: writes start at once.
-  std::function<void(std::function<void()>)> defer;
+  // Posts work to the edge's I/O threads: stream writes wait there behind the
+  // current round of handlers, so that one round's commands leave in one
+  // message instead of the first alone. Unset: writes start at once.
+  std::function<void(std::function<void()>)> io_post;
 };
 
 class GrpcLayer : public Layer {

@@ -11,17 +11,16 @@ namespace edge {
 
 namespace net = boost::asio;
 
-Listener::Listener(net::io_context& ioc, EdgeContext* context, bool strands)
+Listener::Listener(net::io_context& ioc, EdgeContext* context)
     : ioc_(ioc),
       acceptor_(net::make_strand(ioc)),
       retry_(acceptor_.get_executor()),
-      context_(context),
-      strands_(strands) {}
+      context_(context) {}
 
 absl::StatusOr<std::shared_ptr<Listener>> Listener::Bind(net::io_context& ioc,
                                                          net::ip::tcp::endpoint endpoint,
-                                                         EdgeContext* context, bool strands) {
-  std::shared_ptr<Listener> l(new Listener(ioc, context, strands));
+                                                         EdgeContext* context) {
+  std::shared_ptr<Listener> l(new Listener(ioc, context));
   boost::system::error_code ec;
   l->acceptor_.open(endpoint.protocol(), ec);
   if (!ec) l->acceptor_.set_option(net::socket_base::reuse_address(true), ec);
@@ -49,7 +48,7 @@ void Listener::Stop() {
 
 void Listener::DoAccept() {
   net::any_io_executor executor = ioc_.get_executor();
-  if (strands_) executor = net::make_strand(ioc_);
+  if (context_->serial_ioc == nullptr) executor = net::make_strand(ioc_);
   acceptor_.async_accept(executor, [self = shared_from_this()](boost::system::error_code ec,
                                                                net::ip::tcp::socket socket) {
     if (!self->acceptor_.is_open()) return;

@@ -1,9 +1,9 @@
 // Listener: accepts TCP connections and starts an HttpSession for each, on its
-// own strand when several threads run the io_context (with one, a strand would
-// only add a lock and a queue to every handler). When accept fails (e.g. out of file descriptors)
-// it waits a little instead of spinning.
+// own strand unless one thread runs the io_context (context->serial_ioc; a
+// strand would then only add a lock and a queue to every handler). When accept fails (e.g. out of
+// file descriptors) it waits a little instead of spinning.
 //
-//   auto listener = Listener::Bind(ioc, endpoint, context, /*strands=*/threads > 1);
+//   auto listener = Listener::Bind(ioc, endpoint, context);
 //   (*listener)->Run();
 #ifndef CHAT_EDGE_LISTENER_H_
 #define CHAT_EDGE_LISTENER_H_
@@ -21,20 +21,19 @@ class Listener : public std::enable_shared_from_this<Listener> {
  public:
   static absl::StatusOr<std::shared_ptr<Listener>> Bind(boost::asio::io_context& ioc,
                                                         boost::asio::ip::tcp::endpoint endpoint,
-                                                        EdgeContext* context, bool strands);
+                                                        EdgeContext* context);
   void Run();
   void Stop();  // Any thread.
   int port() const { return port_; }
 
  private:
-  Listener(boost::asio::io_context& ioc, EdgeContext* context, bool strands);
+  Listener(boost::asio::io_context& ioc, EdgeContext* context);
   void DoAccept();
 
   boost::asio::io_context& ioc_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer retry_;
   EdgeContext* const context_;
-  const bool strands_;
   int port_ = 0;
 };
 

@@ -66,7 +66,7 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(EdgeServerOptions 
     auto grpc_layer = std::make_unique<GrpcLayer>(GrpcLayerOptions{
         .target = s->options_.groupsvc,
         .edge_id = s->options_.edge_id,
-        .defer = [ioc = &s->ioc_](std::function<void()> fn) { net::post(*ioc, std::move(fn)); }});
+        .io_post = [ioc = &s->ioc_](std::function<void()> fn) { net::post(*ioc, std::move(fn)); }});
     grpc_layer->Start();
     s->layer_ = std::move(grpc_layer);
   }
@@ -83,9 +83,10 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(EdgeServerOptions 
   s->context_.layer = layer;
   s->context_.router = &s->router_;
   s->context_.metrics = s->metrics_.get();
+  if (s->options_.threads <= 1) s->context_.serial_ioc = &s->ioc_;
 
   absl::StatusOr<std::shared_ptr<Listener>> listener =
-      Listener::Bind(s->ioc_, *endpoint, &s->context_, s->options_.threads > 1);
+      Listener::Bind(s->ioc_, *endpoint, &s->context_);
   if (!listener.ok()) return listener.status();
   s->listener_ = *std::move(listener);
   s->listener_->Run();

@@ -102,11 +102,27 @@ void WebSocketSession::CloseFromOutside(uint16_t code) {
 }
 
 void WebSocketSession::OnEvent(const LayerEventPtr& event) {
-  net::post(socket_.get_executor(), [self = shared_from_this(), event] {
-    if (self->state_ == State::kConnecting || self->state_ == State::kOpen) {
-      self->consumer_->Dispatch(event);
+  if (context_->serial_ioc != nullptr &&
+      context_->serial_ioc->get_executor().running_in_this_thread()) {
+    // A fan-out on the I/O thread: every session it reaches shares one handler.
+    using Pending = std::vector<std::pair<std::shared_ptr<WebSocketSession>, LayerEventPtr>>;
+    thread_local Pending pending;
+    if (pending.empty()) {
+      net::post(*context_->serial_ioc, [] {
+        Pending now;
+        now.swap(pending);
+        for (auto& [session, e] : now) session->DispatchEvent(e);
+      });
     }
-  });
+    pending.emplace_back(shared_from_this(), event);
+    return;
+  }
+  net::post(socket_.get_executor(),
+            [self = shared_from_this(), event] { self->DispatchEvent(event); });
+}
+
+void WebSocketSession::DispatchEvent(const LayerEventPtr& event) {
+  if (state_ == State::kConnecting || state_ == State::kOpen) consumer_->Dispatch(event);
 }
 
 std::function<void()> WebSocketSession::Bind(std::function<void()> fn) {

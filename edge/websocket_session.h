@@ -66,6 +66,7 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
   enum class State { kConnecting, kOpen, kClosing, kClosed };
   struct Upgrade;  // What only the handshake needs.
 
+  void DispatchEvent(const LayerEventPtr& event);
   void OnAccept(boost::system::error_code ec);
   void Reject();
   void DoRead();
