@@ -1,14 +1,28 @@
 #!/usr/bin/env python3
 """Prints the Markdown table of one bench/run.sh results file (JSON lines)."""
 import json
+import statistics
 import sys
 
-rows = {}
-extra = []
+# A scenario run several times (T1, L1) is shown as the median of each figure.
+runs = {}
 for line in open(sys.argv[1]):
     r = json.loads(line)
-    rows.setdefault(r["system"], {})[r["scenario"]] = r["result"]
+    runs.setdefault(r["system"], {}).setdefault(r["scenario"], []).append(r["result"])
+rows = {}
+for system, scenarios in runs.items():
+    for scenario, results in scenarios.items():
+        merged = dict(results[-1])
+        for key, value in results[0].items():
+            if key in ("missing", "errors"):  # Any loss counts: summed over the runs.
+                merged[key] = sum(r[key] for r in results)
+            elif isinstance(value, (int, float)) and len(results) > 1:
+                merged[key] = statistics.median(r[key] for r in results)
+        merged["runs"] = len(results)
+        rows.setdefault(system, {})[scenario] = merged
 
+t1_runs = max((s.get("T1", {}).get("runs", 1) for s in rows.values()), default=1)
+print(f"T1 and L1: medians of {t1_runs} run(s); lost: the sum over them.\n")
 print("| system | T1 deliveries/s | T1 per server CPU-s | T1 lost | L1 p50 / p99 ms | C1 KB per connection |")
 print("|---|---:|---:|---:|---|---:|")
 for system, s in rows.items():
@@ -20,12 +34,17 @@ for system, s in rows.items():
 for system, s in rows.items():
     if "F1" in s:
         f1 = s["F1"]
-        per = s.get("F1-stream-messages-per-group-send", {}).get("value", "-")
+        per = s.get("F1-per-group-send", {})
         print(f"\nF1 ({system}): {f1['delivered']:,} deliveries, p50 {f1['p50_us'] / 1000:.2f} ms, "
-              f"p99 {f1['p99_us'] / 1000:.2f} ms, missing {f1['missing']}, "
-              f"stream messages per group_send: {per}")
+              f"p99 {f1['p99_us'] / 1000:.2f} ms, missing {f1['missing']}; per group_send, groupsvc "
+              f"put {per.get('deliveries', '-')} deliveries on edge streams, in "
+              f"{per.get('stream_messages', '-')} stream messages")
     if "S1" in s:
         a, b = s.get("S1-first-half", {}), s["S1"]
-        print(f"\nS1 ({system}): {a.get('open', 0) + b.get('open', 0):,} idle sockets held on one edge "
-              f"(second half: {b['open']:,} open, {b['kb_per_connection']:.2f} KB each; "
-              f"edge RSS {b['server_rss_kb_after'] / 1024:.0f} MB)")
+        held = a.get('open', 0) + b.get('open', 0)
+        # The first half's "after" is taken once both halves are open: use the
+        # growth from before the first half to after the second, over all sockets.
+        grown = b['server_rss_kb_after'] - a.get('server_rss_kb_before', b['server_rss_kb_before'])
+        print(f"\nS1 ({system}): {held:,} idle sockets held on one edge, "
+              f"{grown / max(held, 1):.2f} KB each (second half alone: {b['kb_per_connection']:.2f}); "
+              f"edge RSS {b['server_rss_kb_after'] / 1024:.0f} MB")
