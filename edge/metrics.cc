@@ -25,14 +25,16 @@ EdgeMetrics::EdgeMetrics(std::function<bool()> link_up, std::function<size_t()> 
       connections_total_(Counter(*registry_, "edge_connections_total", "Accepted WebSockets.")),
       frames_in_(Counter(*registry_, "edge_frames_in_total", "Frames received from clients.")),
       frames_out_(Counter(*registry_, "edge_frames_out_total", "Frames sent to clients.")),
+      socket_writes_(Counter(*registry_, "edge_socket_writes_total",
+                             "Writes to client sockets, each with every frame queued for it.")),
       drops_(prometheus::BuildCounter()
                  .Name("edge_drops_total")
                  .Help("Frames or events dropped, by reason.")
                  .Register(*registry_)),
       link_up_gauge_(Gauge(*registry_, "edge_layer_up", "1 while the channel layer is reachable.")),
       groups_gauge_(Gauge(*registry_, "edge_groups", "Groups with members on this edge.")) {
-  for (const char* reason :
-       {"slow_reader", "not_delivered", "bad_frame", "no_handler", "too_big", "binary_frame"}) {
+  for (const char* reason : {"slow_reader", "not_delivered", "bad_frame", "no_handler", "too_big",
+                             "binary_frame", "protocol_error"}) {
     drops_.Add({{"reason", reason}});
   }
 }

@@ -28,7 +28,10 @@ class EdgeMetrics {
   prometheus::Counter& connections_total() { return connections_total_; }
   prometheus::Counter& frames_in() { return frames_in_; }
   prometheus::Counter& frames_out() { return frames_out_; }
-  // Reasons: slow_reader, not_delivered, bad_frame, no_handler, too_big, binary_frame.
+  // Writes to client sockets: frames_out / socket_writes is the batching.
+  prometheus::Counter& socket_writes() { return socket_writes_; }
+  // Reasons: slow_reader, not_delivered, bad_frame, no_handler, too_big, binary_frame,
+  // protocol_error.
   prometheus::Counter& drops(const std::string& reason);
   std::string Render();
 
@@ -40,6 +43,7 @@ class EdgeMetrics {
   prometheus::Counter& connections_total_;
   prometheus::Counter& frames_in_;
   prometheus::Counter& frames_out_;
+  prometheus::Counter& socket_writes_;
   prometheus::Family<prometheus::Counter>& drops_;
   prometheus::Gauge& link_up_gauge_;
   prometheus::Gauge& groups_gauge_;

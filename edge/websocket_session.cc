@@ -398,6 +398,7 @@ void WebSocketSession::OnWrite(boost::system::error_code ec) {
     Cut();
     return;
   }
+  context_->metrics->socket_writes().Increment();
   if (out_frames_ > 0) context_->metrics->frames_out().Increment(static_cast<double>(out_frames_));
   out_frames_ = 0;
   if (close_in_flight_) {

@@ -419,6 +419,29 @@ TEST(SingleEdgeTest, FramesSentWithTheUpgradeRequestAreNotLost) {
   EXPECT_EQ((*listener)->Read().value_or(""), Chat("early bird"));
 }
 
+TEST(SingleEdgeTest, FramesQueuedTogetherLeaveInOneWrite) {
+  int port = 0;
+  auto edge = StartLogged({EDGE_BIN, "--listen=127.0.0.1:0"}, &port);
+  ASSERT_NE(port, 0);
+  auto a = WsClient::Connect(port, "/ws/chat/lobby/");
+  auto b = WsClient::Connect(port, "/ws/chat/lobby/");
+  ASSERT_TRUE(a.ok() && b.ok());
+  const double frames_before = MetricValue(port, "edge_frames_out_total");
+  const double writes_before = MetricValue(port, "edge_socket_writes_total");
+  // Twenty messages in one TCP write: the edge reads them at once, and each
+  // member's twenty frames go out together.
+  std::string burst;
+  for (int i = 0; i < 20; ++i) burst += ClientFrame(0x1, Chat(absl::StrCat("m", i)));
+  WriteRaw(**a, burst);
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ((*b)->Read().value_or(""), Chat(absl::StrCat("m", i)));
+    EXPECT_EQ((*a)->Read().value_or(""), Chat(absl::StrCat("m", i)));
+  }
+  EXPECT_EQ(MetricValue(port, "edge_frames_out_total") - frames_before, 40);
+  // One write per member (two if the burst arrived in two reads).
+  EXPECT_LE(MetricValue(port, "edge_socket_writes_total") - writes_before, 4);
+}
+
 TEST(SingleEdgeTest, InProcessLayerChatsWithoutGroupsvc) {
   int port = 0;
   auto edge = StartLogged({EDGE_BIN, "--listen=127.0.0.1:0"}, &port);
