@@ -230,7 +230,7 @@ bool WebSocketSession::Consume(char* data, size_t size) {
   char* p = data;
   size_t length = size;
   if (!carry_.empty()) {
-    carry_.append(data, size);
+    if (size > 0) carry_.append(data, size);
     p = carry_.data();
     length = carry_.size();
   }

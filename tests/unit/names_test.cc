@@ -15,7 +15,7 @@ TEST(NamesTest, AcceptsChannelsGroupNames) {
 }
 
 TEST(NamesTest, RefusesBadGroupNamesWithTheRule) {
-  for (const std::string bad : std::vector<std::string>{
+  for (const std::string& bad : std::vector<std::string>{
            "", "has space", "uni\xc3\xa9", "semi;colon", "a!b", "trail\n", std::string(100, 'x')}) {
     absl::Status s = ValidateGroupName(bad);
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
@@ -28,7 +28,7 @@ TEST(NamesTest, ChannelNamesMayHoldOneBang) {
   EXPECT_TRUE(ValidateChannelName("abc").ok());
   EXPECT_TRUE(ValidateChannelName("abc!").ok());
   EXPECT_TRUE(ValidateChannelName("specific.x1!Yz_9").ok());
-  for (const std::string bad :
+  for (const std::string& bad :
        std::vector<std::string>{"!b", "a!b!c", "a!b c", "", std::string(100, 'c'), "a!\xc3\xa9"}) {
     absl::Status s = ValidateChannelName(bad);
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
