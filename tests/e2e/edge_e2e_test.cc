@@ -442,6 +442,26 @@ TEST(SingleEdgeTest, FramesQueuedTogetherLeaveInOneWrite) {
   EXPECT_LE(MetricValue(port, "edge_socket_writes_total") - writes_before, 4);
 }
 
+TEST(SingleEdgeTest, ClientCloseIsAnsweredWithItsCode) {
+  int port = 0;
+  auto edge = StartLogged({EDGE_BIN, "--listen=127.0.0.1:0", "--log_connections"}, &port);
+  ASSERT_NE(port, 0);
+  auto a = WsClient::Connect(port, "/ws/chat/lobby/");
+  ASSERT_TRUE(a.ok());
+  // Beast's close fails unless the server answers with a close frame.
+  (*a)->stream().next_layer().expires_after(std::chrono::seconds(5));
+  boost::beast::error_code ec;
+  (*a)->stream().close(boost::beast::websocket::close_reason(
+                           static_cast<boost::beast::websocket::close_code>(4000), "done here"),
+                       ec);
+  EXPECT_FALSE(ec) << ec.message();
+  // The consumer heard the client's own code.
+  absl::StatusOr<int> code = edge->WaitForField(" ws_close ", "code", absl::Seconds(5));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 4000);
+  EXPECT_EQ(MetricValue(port, "edge_connections"), 0);
+}
+
 TEST(SingleEdgeTest, InProcessLayerChatsWithoutGroupsvc) {
   int port = 0;
   auto edge = StartLogged({EDGE_BIN, "--listen=127.0.0.1:0"}, &port);
