@@ -79,11 +79,8 @@ class GrpcLayer::AttachCall : public grpc::ClientBidiReactor<v1::EdgeMessage, v1
       command.set_request_id(next_id_++);
       if (done) awaiting_.emplace(command.request_id(), std::move(done));
       queue_.push_back(std::move(command));
-      if (!defer || writing_ || pump_scheduled_) {
-        schedule = false;
-      } else {
-        schedule = pump_scheduled_ = true;
-      }
+      schedule = defer && !writing_ && !pump_scheduled_;
+      if (schedule) pump_scheduled_ = true;
     }
     if (!defer) {
       Pump();

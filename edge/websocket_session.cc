@@ -243,9 +243,7 @@ bool WebSocketSession::Consume(char* data, size_t size) {
     offset += used;
     more = OnInput(in);
   }
-  if (!more) {
-    std::string().swap(carry_);
-  } else if (offset == length) {
+  if (!more || offset == length) {
     std::string().swap(carry_);  // Usually: no memory held between reads.
   } else if (p == carry_.data()) {
     carry_.erase(0, offset);
@@ -272,28 +270,22 @@ bool WebSocketSession::OnInput(const WsInput& in) {
       }
       return state_ != State::kClosed;
     case WsInput::kPing:
-      if (close_due_ || close_in_flight_ || close_sent_) return true;
+      if (close_frame_ != CloseFrame::kNone) return true;
       pong_.emplace(in.payload);
       ScheduleWrite();
       return true;
     case WsInput::kClose:
-      if (close_due_ || close_in_flight_ || close_sent_) {
-        // The answer to our close: done.
-        Finish(close_code_);
-        if (close_in_flight_) {
-          cut_after_close_ = true;
-        } else {
-          Cut();
-        }
+      if (close_frame_ == CloseFrame::kNone) {
+        CloseAndCut(in.code);  // The peer closes: echo its code.
         return false;
       }
-      // The peer closes: echo its code, then cut.
-      Finish(in.code);
-      close_code_ = in.code;
-      close_due_ = true;
-      cut_after_close_ = true;
-      ArmTimer(kCloseDeadline);
-      DoWrite();
+      // The answer to our close: done.
+      Finish(close_code_);
+      if (close_frame_ == CloseFrame::kWriting) {
+        cut_after_close_ = true;
+      } else {
+        Cut();
+      }
       return false;
     case WsInput::kError:
       if (in.code == kCloseTooBig) {
@@ -304,20 +296,20 @@ bool WebSocketSession::OnInput(const WsInput& in) {
         chat::LogEvent("ws_protocol_error",
                        {{"channel", channel_}, {"peer", peer_}, {"code", absl::StrCat(in.code)}});
       }
-      Fail(in.code);
+      CloseAndCut(in.code);
       return false;
   }
   return false;
 }
 
-void WebSocketSession::Fail(uint16_t code) {
+void WebSocketSession::CloseAndCut(uint16_t code) {
   Finish(code);
-  if (close_due_ || close_in_flight_ || close_sent_) {
+  if (close_frame_ != CloseFrame::kNone) {
     Cut();
     return;
   }
   close_code_ = code;
-  close_due_ = true;
+  close_frame_ = CloseFrame::kQueued;
   cut_after_close_ = true;
   ArmTimer(kCloseDeadline);
   DoWrite();
@@ -356,7 +348,8 @@ void WebSocketSession::ScheduleWrite() {
 
 void WebSocketSession::DoWrite() {
   if (writing_ || cut_) return;
-  if (close_in_flight_ || close_sent_) return;  // Nothing may follow a close frame.
+  // Nothing may follow a close frame.
+  if (close_frame_ == CloseFrame::kWriting || close_frame_ == CloseFrame::kSent) return;
   if (pong_.has_value()) {
     AppendFrame(&out_, WsOpcode::kPong, *pong_);
     pong_.reset();
@@ -373,15 +366,11 @@ void WebSocketSession::DoWrite() {
   }
   queue_.erase(queue_.begin(), queue_.begin() + frames);
   if (queue_.empty() && queue_.capacity() > 16) std::vector<Frame>().swap(queue_);
-  if (close_due_ && queue_.empty()) {
+  if (close_frame_ == CloseFrame::kQueued && queue_.empty()) {
     AppendFrame(&out_, WsOpcode::kClose, ClosePayload(close_code_));
-    close_due_ = false;
-    close_in_flight_ = true;
+    close_frame_ = CloseFrame::kWriting;
   }
-  if (out_.empty()) {
-    std::string().swap(out_);
-    return;
-  }
+  if (out_.empty()) return;
   writing_ = true;
   out_frames_ = frames;
   net::async_write(
@@ -393,22 +382,19 @@ void WebSocketSession::OnWrite(boost::system::error_code ec) {
   writing_ = false;
   out_.clear();
   if (ec) {
-    std::string().swap(out_);
     Finish(state_ == State::kClosing ? close_code_ : kCloseAbnormal);
     Cut();
-    return;
+  } else {
+    context_->metrics->socket_writes().Increment();
+    if (out_frames_ > 0)
+      context_->metrics->frames_out().Increment(static_cast<double>(out_frames_));
+    out_frames_ = 0;
+    if (close_frame_ == CloseFrame::kWriting) {
+      close_frame_ = CloseFrame::kSent;
+      if (cut_after_close_) Cut();
+    }
+    DoWrite();  // Nothing once cut or closed.
   }
-  context_->metrics->socket_writes().Increment();
-  if (out_frames_ > 0) context_->metrics->frames_out().Increment(static_cast<double>(out_frames_));
-  out_frames_ = 0;
-  if (close_in_flight_) {
-    close_in_flight_ = false;
-    close_sent_ = true;
-    if (cut_after_close_) Cut();
-    std::string().swap(out_);
-    return;
-  }
-  DoWrite();
   if (!writing_) std::string().swap(out_);  // Idle sockets hold no write buffer.
 }
 
@@ -422,7 +408,7 @@ void WebSocketSession::Close(uint16_t code) {
       close_code_ = code;
       // Whatever is queued would only delay these closes.
       if (code == kCloseTryAgainLater || code == kCloseGoingAway) DropQueued();
-      close_due_ = true;
+      close_frame_ = CloseFrame::kQueued;
       // If the socket cannot even take the close frame, cut it.
       ArmTimer(kCloseDeadline);
       DoWrite();

@@ -64,6 +64,8 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
   // kClosing: our close frame is queued or sent, the peer's is awaited.
   // kClosed: the consumer is done; a last close frame may still be going out.
   enum class State { kConnecting, kOpen, kClosing, kClosed };
+  // Our close frame: none, queued behind data frames, being written, written.
+  enum class CloseFrame { kNone, kQueued, kWriting, kSent };
   struct Upgrade;  // What only the handshake needs.
 
   void DispatchEvent(const LayerEventPtr& event);
@@ -74,8 +76,9 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
   // Parses carry_ + data[0, size); false once reading should stop.
   bool Consume(char* data, size_t size);
   bool OnInput(const WsInput& in);
-  // Ends the connection with a close frame of `code`, then cuts the socket.
-  void Fail(uint16_t code);
+  // Ends the consumer's life with `code`, sends a close frame with it (unless
+  // ours is already out), then cuts the socket: for errors and peer closes.
+  void CloseAndCut(uint16_t code);
   void ScheduleWrite();
   void DoWrite();
   void OnWrite(boost::system::error_code ec);
@@ -117,9 +120,7 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
   bool writing_ = true;  // The handshake is written first.
   bool write_scheduled_ = false;
   bool ping_due_ = false;
-  bool close_due_ = false;
-  bool close_in_flight_ = false;
-  bool close_sent_ = false;
+  CloseFrame close_frame_ = CloseFrame::kNone;
   bool cut_after_close_ = false;
   bool cut_ = false;
   bool finished_ = false;
