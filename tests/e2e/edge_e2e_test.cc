@@ -57,6 +57,13 @@ double MetricValue(int port, const std::string& line_prefix) {
   return std::stod(r->body.substr(at + line_prefix.size() + 2));
 }
 
+// A client in `room`'s chat; null (and a failure) if the handshake failed.
+std::unique_ptr<WsClient> Join(int port, const std::string& room) {
+  auto c = WsClient::Connect(port, absl::StrCat("/ws/chat/", room, "/"));
+  EXPECT_TRUE(c.ok()) << c.status();
+  return c.ok() ? *std::move(c) : nullptr;
+}
+
 class ChatSystemTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -74,12 +81,6 @@ class ChatSystemTest : public ::testing::Test {
         {EDGE_BIN, "--listen=127.0.0.1:0", absl::StrCat("--groupsvc=127.0.0.1:", groupsvc_port_),
          absl::StrCat("--edge_id=", id), "--max_queue_frames=256", "--grace=5s"},
         port);
-  }
-
-  std::unique_ptr<WsClient> Join(int port, const std::string& room) {
-    auto c = WsClient::Connect(port, absl::StrCat("/ws/chat/", room, "/"));
-    EXPECT_TRUE(c.ok()) << c.status();
-    return c.ok() ? *std::move(c) : nullptr;
   }
 
   groupsvc::v1::Group GetGroup(const std::string& name, grpc::Status* status) {
@@ -397,16 +398,25 @@ TEST(KeepaliveTest, SilentClientsAreDroppedAndAnsweringOnesKept) {
   EXPECT_EQ(MetricValue(port, "edge_connections"), 1);
 }
 
-TEST(SingleEdgeTest, FramesSentWithTheUpgradeRequestAreNotLost) {
-  int port = 0;
-  auto edge = StartLogged({EDGE_BIN, "--listen=127.0.0.1:0"}, &port);
-  ASSERT_NE(port, 0);
-  auto listener = WsClient::Connect(port, "/ws/chat/lobby/");
-  ASSERT_TRUE(listener.ok());
+// One edge with its in-process layer, no groupsvc.
+class SingleEdgeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    edge_ = StartLogged({EDGE_BIN, "--listen=127.0.0.1:0", "--log_connections"}, &port_);
+    ASSERT_NE(port_, 0);
+  }
+
+  std::unique_ptr<ChildProcess> edge_;
+  int port_ = 0;
+};
+
+TEST_F(SingleEdgeTest, FramesSentWithTheUpgradeRequestAreNotLost) {
+  auto listener = Join(port_, "lobby");
+  ASSERT_TRUE(listener);
   // A client that does not wait for the 101 before its first frame.
   boost::asio::io_context ioc;
   boost::asio::ip::tcp::socket socket(ioc);
-  socket.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)});
+  socket.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port_)});
   boost::asio::write(
       socket, boost::asio::buffer(absl::StrCat("GET /ws/chat/lobby/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -416,63 +426,54 @@ TEST(SingleEdgeTest, FramesSentWithTheUpgradeRequestAreNotLost) {
   std::string response;
   boost::asio::read_until(socket, boost::asio::dynamic_buffer(response), "\r\n\r\n");
   EXPECT_EQ(response.rfind("HTTP/1.1 101", 0), 0u) << response;
-  EXPECT_EQ((*listener)->Read().value_or(""), Chat("early bird"));
+  EXPECT_EQ(listener->Read().value_or(""), Chat("early bird"));
 }
 
-TEST(SingleEdgeTest, FramesQueuedTogetherLeaveInOneWrite) {
-  int port = 0;
-  auto edge = StartLogged({EDGE_BIN, "--listen=127.0.0.1:0"}, &port);
-  ASSERT_NE(port, 0);
-  auto a = WsClient::Connect(port, "/ws/chat/lobby/");
-  auto b = WsClient::Connect(port, "/ws/chat/lobby/");
-  ASSERT_TRUE(a.ok() && b.ok());
-  const double frames_before = MetricValue(port, "edge_frames_out_total");
-  const double writes_before = MetricValue(port, "edge_socket_writes_total");
+TEST_F(SingleEdgeTest, FramesQueuedTogetherLeaveInOneWrite) {
+  auto a = Join(port_, "lobby");
+  auto b = Join(port_, "lobby");
+  ASSERT_TRUE(a && b);
+  const double frames_before = MetricValue(port_, "edge_frames_out_total");
+  const double writes_before = MetricValue(port_, "edge_socket_writes_total");
   // Twenty messages in one TCP write: the edge reads them at once, and each
   // member's twenty frames go out together.
   std::string burst;
   for (int i = 0; i < 20; ++i) burst += ClientFrame(0x1, Chat(absl::StrCat("m", i)));
-  WriteRaw(**a, burst);
+  WriteRaw(*a, burst);
   for (int i = 0; i < 20; ++i) {
-    EXPECT_EQ((*b)->Read().value_or(""), Chat(absl::StrCat("m", i)));
-    EXPECT_EQ((*a)->Read().value_or(""), Chat(absl::StrCat("m", i)));
+    EXPECT_EQ(b->Read().value_or(""), Chat(absl::StrCat("m", i)));
+    EXPECT_EQ(a->Read().value_or(""), Chat(absl::StrCat("m", i)));
   }
-  EXPECT_EQ(MetricValue(port, "edge_frames_out_total") - frames_before, 40);
+  EXPECT_EQ(MetricValue(port_, "edge_frames_out_total") - frames_before, 40);
   // One write per member (two if the burst arrived in two reads).
-  EXPECT_LE(MetricValue(port, "edge_socket_writes_total") - writes_before, 4);
+  EXPECT_LE(MetricValue(port_, "edge_socket_writes_total") - writes_before, 4);
 }
 
-TEST(SingleEdgeTest, ClientCloseIsAnsweredWithItsCode) {
-  int port = 0;
-  auto edge = StartLogged({EDGE_BIN, "--listen=127.0.0.1:0", "--log_connections"}, &port);
-  ASSERT_NE(port, 0);
-  auto a = WsClient::Connect(port, "/ws/chat/lobby/");
-  ASSERT_TRUE(a.ok());
+TEST_F(SingleEdgeTest, ClientCloseIsAnsweredWithItsCode) {
+  auto a = Join(port_, "lobby");
+  ASSERT_TRUE(a);
   // Beast's close fails unless the server answers with a close frame.
-  (*a)->stream().next_layer().expires_after(std::chrono::seconds(5));
+  a->stream().next_layer().expires_after(std::chrono::seconds(5));
   boost::beast::error_code ec;
-  (*a)->stream().close(boost::beast::websocket::close_reason(
-                           static_cast<boost::beast::websocket::close_code>(4000), "done here"),
-                       ec);
+  a->stream().close(boost::beast::websocket::close_reason(
+                        static_cast<boost::beast::websocket::close_code>(4000), "done here"),
+                    ec);
   EXPECT_FALSE(ec) << ec.message();
   // The consumer heard the client's own code.
-  absl::StatusOr<int> code = edge->WaitForField(" ws_close ", "code", absl::Seconds(5));
+  absl::StatusOr<int> code = edge_->WaitForField(" ws_close ", "code", absl::Seconds(5));
   ASSERT_TRUE(code.ok()) << code.status();
   EXPECT_EQ(*code, 4000);
-  EXPECT_EQ(MetricValue(port, "edge_connections"), 0);
+  EXPECT_EQ(MetricValue(port_, "edge_connections"), 0);
 }
 
-TEST(SingleEdgeTest, InProcessLayerChatsWithoutGroupsvc) {
-  int port = 0;
-  auto edge = StartLogged({EDGE_BIN, "--listen=127.0.0.1:0"}, &port);
-  ASSERT_NE(port, 0);
-  auto a = WsClient::Connect(port, "/ws/chat/lobby/");
-  auto b = WsClient::Connect(port, "/ws/chat/lobby/");
-  ASSERT_TRUE(a.ok() && b.ok());
-  ASSERT_TRUE((*a)->SendText(Chat("solo")));
-  EXPECT_EQ((*b)->Read().value_or(""), Chat("solo"));
-  EXPECT_EQ((*a)->Read().value_or(""), Chat("solo"));
-  EXPECT_EQ(HttpGet("127.0.0.1", port, "/readyz")->status, 200);
+TEST_F(SingleEdgeTest, InProcessLayerChatsWithoutGroupsvc) {
+  auto a = Join(port_, "lobby");
+  auto b = Join(port_, "lobby");
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->SendText(Chat("solo")));
+  EXPECT_EQ(b->Read().value_or(""), Chat("solo"));
+  EXPECT_EQ(a->Read().value_or(""), Chat("solo"));
+  EXPECT_EQ(HttpGet("127.0.0.1", port_, "/readyz")->status, 200);
 }
 
 }  // namespace
