@@ -151,6 +151,33 @@ TEST_F(GroupsvcContractTest, StreamGroupSendIsAckedAndDeliveredInSenderOrder) {
   }
 }
 
+TEST_F(GroupsvcContractTest, OneIncomingBatchLeavesInOneMessagePerStream) {
+  auto sender = AttachedEdge("edge-1", "e1!");
+  auto receiver = AttachedEdge("edge-2", "e2!");
+  AddOk(*receiver, 1, "room", "e2!r");
+  const size_t sender_before = sender->messages_received();
+  const size_t receiver_before = receiver->messages_received();
+  // Ten group_sends in one stream message.
+  v1::EdgeMessage batch;
+  for (int i = 0; i < 10; ++i) {
+    v1::Command* c = batch.add_commands();
+    c->set_request_id(100 + i);
+    c->mutable_group_send()->set_group("room");
+    c->mutable_group_send()->mutable_event()->set_type("chat.message");
+    c->mutable_group_send()->mutable_event()->set_json(ChatJson(absl::StrCat(i)));
+  }
+  ASSERT_TRUE(sender->Write(batch));
+  for (int i = 0; i < 10; ++i) {
+    std::optional<v1::Delivery> d = receiver->NextDelivery();
+    ASSERT_TRUE(d.has_value()) << i;
+    EXPECT_EQ(d->event().json(), ChatJson(absl::StrCat(i)));
+    ASSERT_TRUE(sender->NextAck().has_value()) << i;
+  }
+  // Not the first one alone and the rest behind it: one message each way.
+  EXPECT_EQ(receiver->messages_received() - receiver_before, 1u);
+  EXPECT_EQ(sender->messages_received() - sender_before, 1u);
+}
+
 TEST_F(GroupsvcContractTest, OtherGroupsSeeNothing) {
   auto e1 = AttachedEdge("edge-1", "e1!");
   AddOk(*e1, 1, "room_a", "e1!a");

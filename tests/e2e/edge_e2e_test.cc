@@ -67,9 +67,13 @@ std::unique_ptr<WsClient> Join(int port, const std::string& room) {
 class ChatSystemTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    groupsvc_ =
-        StartLogged({GROUPSVC_BIN, "--listen=127.0.0.1:0", "--metrics_listen="}, &groupsvc_port_);
+    groupsvc_ = StartLogged({GROUPSVC_BIN, "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0"},
+                            &groupsvc_port_);
     ASSERT_NE(groupsvc_port_, 0);
+    absl::StatusOr<int> metrics =
+        groupsvc_->WaitForField(" listening ", "metrics_port", absl::Seconds(5));
+    ASSERT_TRUE(metrics.ok()) << metrics.status();
+    groupsvc_metrics_port_ = *metrics;
     edge_a_ = StartEdge("edge-a", &port_a_);
     edge_b_ = StartEdge("edge-b", &port_b_);
     ASSERT_TRUE(WaitReady(port_a_, true));
@@ -95,7 +99,7 @@ class ChatSystemTest : public ::testing::Test {
   }
 
   std::unique_ptr<ChildProcess> groupsvc_, edge_a_, edge_b_;
-  int groupsvc_port_ = 0, port_a_ = 0, port_b_ = 0;
+  int groupsvc_port_ = 0, groupsvc_metrics_port_ = 0, port_a_ = 0, port_b_ = 0;
 };
 
 TEST_F(ChatSystemTest, ClientsOnTwoEdgesChatInSenderOrder) {
@@ -231,6 +235,21 @@ TEST_F(ChatSystemTest, FragmentedPipelinedAndSplitFramesArriveWholeInOrder) {
   // The sender hears its own messages, and the pong on the way.
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(alice->Read().ok());
   EXPECT_TRUE(ponged);
+}
+
+TEST_F(ChatSystemTest, MessagesReadTogetherReachGroupsvcInOneStreamMessage) {
+  auto alice = Join(port_a_, "lobby");
+  auto bob = Join(port_b_, "lobby");
+  ASSERT_TRUE(alice && bob);
+  const double before = MetricValue(groupsvc_metrics_port_, "groupsvc_stream_messages_in_total");
+  ASSERT_GE(before, 0);
+  std::string burst;
+  for (int i = 0; i < 20; ++i) burst += ClientFrame(0x1, Chat(absl::StrCat("b", i)));
+  WriteRaw(*alice, burst);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(bob->Read().value_or(""), Chat(absl::StrCat("b", i)));
+  // edge-a read the twenty frames at once, so their group_sends share one
+  // stream message (not the first alone and the rest behind it).
+  EXPECT_EQ(MetricValue(groupsvc_metrics_port_, "groupsvc_stream_messages_in_total") - before, 1);
 }
 
 TEST_F(ChatSystemTest, UnknownPathsAndRoomsAre404BeforeTheUpgrade) {

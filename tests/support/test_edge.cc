@@ -24,6 +24,7 @@ void TestEdge::ReadLoop() {
     for (const auto& a : message.acks()) acks_.push_back(a);
     for (const auto& d : message.deliveries()) deliveries_.push_back(d);
     deliveries_received_ += message.deliveries_size();
+    ++messages_received_;
   }
   {
     // A well-behaved edge closes its side once the server has ended the stream.
@@ -144,6 +145,11 @@ grpc::Status TestEdge::Close() {
 size_t TestEdge::deliveries_received() {
   absl::MutexLock lock(&mu_);
   return deliveries_received_;
+}
+
+size_t TestEdge::messages_received() {
+  absl::MutexLock lock(&mu_);
+  return messages_received_;
 }
 
 }  // namespace chat::testing

@@ -52,6 +52,8 @@ class TestEdge {
   // Cuts the stream as a crash would.
   void Cancel() { context_.TryCancel(); }
   size_t deliveries_received();
+  // ServerMessages read so far (each may carry several acks and deliveries).
+  size_t messages_received();
 
  private:
   void ReadLoop();
@@ -69,6 +71,7 @@ class TestEdge {
   std::deque<v1::Ack> acks_ ABSL_GUARDED_BY(mu_);
   std::deque<v1::Delivery> deliveries_ ABSL_GUARDED_BY(mu_);
   size_t deliveries_received_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t messages_received_ ABSL_GUARDED_BY(mu_) = 0;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   bool ended_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
