@@ -135,10 +135,18 @@ test("the room page shows a lost connection and reconnects by itself", async () 
   const first = await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", "--grace=2s"]);
   const context = await browser.newContext();
   const page = await openRoom(context, first.port, "phoenix");
+  // Every state the page shows: "disconnected (1001), retrying in 0.3 s" may
+  // last only until the first retry, too briefly for polling to catch it.
+  await page.evaluate(() => {
+    const state = document.querySelector("#state");
+    window.shownStates = [];
+    new MutationObserver(() => window.shownStates.push(state.textContent))
+        .observe(state, { childList: true, characterData: true, subtree: true });
+  });
   const stopped = new Promise((r) => first.child.on("exit", r));
   first.child.kill("SIGTERM");
   await stopped;
-  await page.waitForFunction(() => document.querySelector("#state").textContent.startsWith("disconnected (1001)"));
+  await page.waitForFunction(() => window.shownStates.some((s) => s.startsWith("disconnected (1001)")));
   // Back on the same port: the page's backoff finds it without a reload.
   const again = await startLogged(`${build}/edge/edge`, [`--listen=127.0.0.1:${first.port}`]);
   await page.waitForFunction(() => document.querySelector("#state").textContent === "connected",
