@@ -70,6 +70,7 @@ void ChatConsumer::Receive(const std::string& text) {
       [this, message = std::move(*message)](absl::Status s) {
         if (s.ok()) return;
         if (absl::IsUnknown(s)) {
+          CountDrop("unconfirmed");
           Send(ErrorFrame("unconfirmed",
                           absl::StrCat("your message may not have been delivered: ", s.message()),
                           &message));

@@ -31,8 +31,22 @@ void SetWireEvent(const LayerEvent& event, v1::WireEvent* wire) {
 }
 
 absl::Status AckStatus(const v1::Ack& ack) {
-  return ack.code() == 0 ? absl::OkStatus()
-                         : absl::Status(static_cast<absl::StatusCode>(ack.code()), ack.message());
+  if (ack.code() != 0)
+    return absl::Status(static_cast<absl::StatusCode>(ack.code()), ack.message());
+  if (ack.unsettled()) {
+    return absl::UnknownError(
+        "groupsvc cannot see every member of the room right now (it restarted, or an edge was "
+        "lost, moments ago), so it may not have reached everyone");
+  }
+  return absl::OkStatus();
+}
+
+// 16 random bytes, once per process: see Hello.incarnation.
+std::string RandomIncarnation() {
+  absl::BitGen gen;
+  std::string bytes(16, '\0');
+  for (char& c : bytes) c = static_cast<char>(absl::Uniform<unsigned>(gen, 0, 256));
+  return bytes;
 }
 
 }  // namespace
@@ -47,6 +61,7 @@ class GrpcLayer::AttachCall : public grpc::ClientBidiReactor<v1::EdgeMessage, v1
     v1::EdgeMessage first;
     first.mutable_hello()->set_edge_id(layer->options_.edge_id);
     first.mutable_hello()->set_channel_prefix(layer->table_.prefix());
+    first.mutable_hello()->set_incarnation(layer->incarnation_);
     for (auto& [group, channel] : replay) {
       v1::Command* c = first.add_commands();
       c->set_request_id(next_id_++);
@@ -58,8 +73,12 @@ class GrpcLayer::AttachCall : public grpc::ClientBidiReactor<v1::EdgeMessage, v1
 
   void Start(std::shared_ptr<AttachCall> self) {
     self_ = std::move(self);
+    // Waits for groupsvc to be reachable instead of failing at once, so the
+    // stream starts as soon as the channel connects (see the backoff).
+    context_.set_wait_for_ready(true);
     layer_->stub_->async()->Attach(&context_, this);
-    AddHold();
+    AddHold();  // The read side's, until EndCall.
+    AddHold();  // Each write holds the call open until its OnWriteDone.
     StartRead(&incoming_);
     {
       absl::MutexLock lock(&mu_);
@@ -69,13 +88,16 @@ class GrpcLayer::AttachCall : public grpc::ClientBidiReactor<v1::EdgeMessage, v1
     StartCall();
   }
 
-  // False if the call is ending or full; `done` is then not kept.
-  bool Submit(v1::Command command, DoneCallback done, const std::shared_ptr<AttachCall>& self) {
+  enum class Queued { kYes, kEnded, kFull };
+
+  // `done` is kept only when kYes.
+  Queued Submit(v1::Command command, DoneCallback done, const std::shared_ptr<AttachCall>& self) {
     const bool defer = layer_->options_.io_post != nullptr;
     bool schedule = false;
     {
       absl::MutexLock lock(&mu_);
-      if (ended_ || queue_.size() + awaiting_.size() >= layer_->options_.max_pending) return false;
+      if (ended_) return Queued::kEnded;
+      if (queue_.size() + awaiting_.size() >= layer_->options_.max_pending) return Queued::kFull;
       command.set_request_id(next_id_++);
       if (done) awaiting_.emplace(command.request_id(), std::move(done));
       queue_.push_back(std::move(command));
@@ -95,7 +117,7 @@ class GrpcLayer::AttachCall : public grpc::ClientBidiReactor<v1::EdgeMessage, v1
         }
       });
     }
-    return true;
+    return Queued::kYes;
   }
 
   void Cancel() { context_.TryCancel(); }
@@ -105,6 +127,9 @@ class GrpcLayer::AttachCall : public grpc::ClientBidiReactor<v1::EdgeMessage, v1
     {
       absl::MutexLock lock(&mu_);
       if (writing_ || ended_ || queue_.empty()) return;
+      // Taken while ended_ is false, so EndCall's RemoveHold cannot finish the
+      // call before this write is done.
+      AddHold();
       batch_.Clear();
       size_t bytes = 0;
       while (!queue_.empty() && bytes < layer_->options_.max_batch_bytes) {
@@ -124,6 +149,7 @@ class GrpcLayer::AttachCall : public grpc::ClientBidiReactor<v1::EdgeMessage, v1
       if (!ok) ended_ = true;
     }
     if (ok) Pump();
+    RemoveHold();
   }
 
   void OnReadDone(bool ok) override {
@@ -194,16 +220,22 @@ class GrpcLayer::AttachCall : public grpc::ClientBidiReactor<v1::EdgeMessage, v1
 
 GrpcLayer::GrpcLayer(GrpcLayerOptions options)
     : options_(std::move(options)),
-      table_(absl::StrCat(options_.edge_id, ".", RandomPrefixTag(), "!")) {
+      table_(absl::StrCat(options_.edge_id, ".", RandomPrefixTag(), "!")),
+      incarnation_(RandomIncarnation()) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 3000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  // The channel's own reconnects, which the stream waits for (wait_for_ready):
+  // with gRPC's jitter of 20% the stream is back within max_backoff of
+  // groupsvc being reachable again, however long it was away.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
               static_cast<int>(absl::ToInt64Milliseconds(options_.min_backoff)));
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(options_.min_backoff)));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
-              static_cast<int>(absl::ToInt64Milliseconds(options_.max_backoff)));
+              static_cast<int>(absl::ToInt64Milliseconds(options_.max_backoff) * 5 / 6));
   args.SetMaxReceiveMessageSize(64 << 20);
   channel_ = grpc::CreateCustomChannel(options_.target, grpc::InsecureChannelCredentials(), args);
   stub_ = v1::ChannelLayer::NewStub(channel_);
@@ -273,14 +305,27 @@ void GrpcLayer::OnCallEnded(AttachCall* call, const grpc::Status& status) {
   absl::MutexLock lock(&mu_);
   if (call_.get() == call) call_.reset();
   if (stopping_) return;
-  // Capped exponential backoff with full jitter in [50%, 100%].
+  // Capped exponential backoff with jitter in [50%, 100%]. A refusal of our
+  // edge id (another process holds it) waits longer: it will not change soon.
+  const bool refused = status.error_code() == grpc::StatusCode::ALREADY_EXISTS ||
+                       status.error_code() == grpc::StatusCode::INVALID_ARGUMENT;
   const double base = absl::ToDoubleSeconds(options_.min_backoff) * std::pow(2.0, failures_);
-  const double cap = std::min(base, absl::ToDoubleSeconds(options_.max_backoff));
+  const double cap = refused ? absl::ToDoubleSeconds(options_.refused_backoff)
+                             : std::min(base, absl::ToDoubleSeconds(options_.max_backoff));
   absl::BitGen gen;
   const absl::Duration delay = absl::Seconds(cap * absl::Uniform(gen, 0.5, 1.0));
   if (failures_ < 30) ++failures_;
   next_attempt_ = absl::Now() + delay;
   call_ended_ = true;
+  if (refused) {
+    chat::LogEvent("layer_refused", {{"target", options_.target},
+                                     {"edge", options_.edge_id},
+                                     {"code", absl::StrCat(status.error_code())},
+                                     {"error", status.error_message()},
+                                     {"hint", "give each edge process its own --edge_id"},
+                                     {"retry_in", absl::FormatDuration(delay)}});
+    return;
+  }
   chat::LogEvent("layer_down", {{"target", options_.target},
                                 {"code", absl::StrCat(status.error_code())},
                                 {"error", status.error_message()},
@@ -297,8 +342,16 @@ void GrpcLayer::Submit(v1::Command command, DoneCallback done, bool require_read
     if (done) done(absl::UnavailableError("the chat service is unavailable"));
     return;
   }
-  if (!call->Submit(std::move(command), done, call)) {
-    if (done) done(absl::ResourceExhaustedError("too many commands waiting for groupsvc"));
+  switch (call->Submit(std::move(command), done, call)) {
+    case AttachCall::Queued::kYes:
+      return;
+    case AttachCall::Queued::kEnded:
+      // The stream just ended; the next one replays memberships.
+      if (done) done(absl::UnavailableError("the chat service is unavailable"));
+      return;
+    case AttachCall::Queued::kFull:
+      if (done) done(absl::ResourceExhaustedError("too many commands waiting for groupsvc"));
+      return;
   }
 }
 

@@ -5,10 +5,17 @@
 // Commands queue while one write is in flight and go out batched. Each is
 // acknowledged by request id; a delivery names the local channels it is for.
 // When the stream ends (groupsvc restarts, the network is cut, or groupsvc
-// drains) the layer turns unready, fails pending sends with UNAVAILABLE, and
-// reconnects with capped exponential backoff and jitter; the new stream first
-// replays every local membership, so rooms work again without any browser
-// reconnecting.
+// drains) the layer turns unready, fails pending sends with UNAVAILABLE (or
+// UNKNOWN for those already sent: they may have been delivered), and
+// reconnects with capped exponential backoff and jitter, capped low (0.5 s)
+// so that it is back within that of groupsvc being reachable again however
+// long the outage; the new stream first replays every local membership, so
+// rooms work again without any browser reconnecting. A group_send groupsvc
+// acks as unsettled (it cannot see every member yet) fails with UNKNOWN too.
+//
+// Each process announces a random incarnation with its edge id: groupsvc lets
+// only this process's later streams replace its stream, and refuses another
+// process that claims the same id (ALREADY_EXISTS; logged as layer_refused).
 //
 //   GrpcLayer layer({.target = "127.0.0.1:50051", .edge_id = "edge-1"});
 //   layer.Start();
@@ -38,7 +45,9 @@ struct GrpcLayerOptions {
   std::string target;   // groupsvc's HOST:PORT
   std::string edge_id;  // Unique per process, e.g. the pod name.
   absl::Duration min_backoff = absl::Milliseconds(100);
-  absl::Duration max_backoff = absl::Seconds(5);
+  absl::Duration max_backoff = absl::Milliseconds(500);
+  // After groupsvc refused our edge id (another process holds it).
+  absl::Duration refused_backoff = absl::Seconds(5);
   // Commands queued or awaiting an ack before sends are refused.
   size_t max_pending = 20000;
   size_t max_batch_bytes = 1 << 20;
@@ -82,6 +91,7 @@ class GrpcLayer : public Layer {
 
   const GrpcLayerOptions options_;
   ChannelTable table_;
+  const std::string incarnation_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<groupsvc::v1::ChannelLayer::Stub> stub_;
   std::atomic<bool> ready_{false};

@@ -19,13 +19,77 @@ namespace net = boost::asio;
 
 namespace {
 
-// "host[:port]" of an origin, lower-case, with the scheme's default port dropped.
-std::string OriginAuthority(const boost::urls::url_view& u) {
-  std::string host = absl::AsciiStrToLower(std::string(u.encoded_host()));
-  std::string port(u.port());
-  const bool default_port =
-      (u.scheme() == "http" && port == "80") || (u.scheme() == "https" && port == "443");
-  return port.empty() || default_port ? host : absl::StrCat(host, ":", port);
+// An origin or a Host header's parts, lower-case; port 0 when none was given.
+struct Authority {
+  std::string host;
+  int port = 0;
+};
+
+bool HostChar(char c) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_';
+}
+
+// "name[:port]", "1.2.3.4[:port]" or "[v6][:port]", and nothing else.
+std::optional<Authority> ParseAuthority(absl::string_view text) {
+  Authority out;
+  size_t end_of_host = 0;
+  if (!text.empty() && text.front() == '[') {
+    end_of_host = text.find(']');
+    if (end_of_host == absl::string_view::npos || end_of_host < 2) return std::nullopt;
+    for (char c : text.substr(1, end_of_host - 1)) {
+      if (!absl::ascii_isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.') {
+        return std::nullopt;
+      }
+    }
+    ++end_of_host;
+  } else {
+    while (end_of_host < text.size() && HostChar(text[end_of_host])) ++end_of_host;
+    if (end_of_host == 0) return std::nullopt;
+  }
+  out.host = absl::AsciiStrToLower(text.substr(0, end_of_host));
+  absl::string_view rest = text.substr(end_of_host);
+  if (rest.empty()) return out;
+  if (rest.front() != ':' || rest.size() < 2 || rest.size() > 6) return std::nullopt;
+  int port = 0;
+  for (char c : rest.substr(1)) {
+    if (!absl::ascii_isdigit(static_cast<unsigned char>(c))) return std::nullopt;
+    port = port * 10 + (c - '0');
+  }
+  if (port < 1 || port > 65535) return std::nullopt;
+  out.port = port;
+  return out;
+}
+
+struct Origin {
+  std::string scheme;
+  Authority authority;  // With the scheme's default port filled in.
+};
+
+std::optional<Origin> ParseOrigin(absl::string_view text) {
+  Origin out;
+  for (const char* scheme : {"http", "https"}) {
+    const std::string prefix = absl::StrCat(scheme, "://");
+    if (absl::StartsWithIgnoreCase(text, prefix)) {
+      out.scheme = scheme;
+      text.remove_prefix(prefix.size());
+      break;
+    }
+  }
+  if (out.scheme.empty()) return std::nullopt;
+  std::optional<Authority> authority = ParseAuthority(text);
+  if (!authority.has_value()) return std::nullopt;
+  out.authority = *std::move(authority);
+  if (out.authority.port == 0) out.authority.port = out.scheme == "https" ? 443 : 80;
+  return out;
+}
+
+bool NameMatches(const std::string& host, const std::string& pattern) {
+  if (pattern == "*") return true;
+  const std::string p = absl::AsciiStrToLower(pattern);
+  if (!p.empty() && p.front() == '.') {
+    return host == p.substr(1) || (host.size() > p.size() && absl::EndsWith(host, p));
+  }
+  return host == p;
 }
 
 }  // namespace
@@ -33,43 +97,107 @@ std::string OriginAuthority(const boost::urls::url_view& u) {
 bool OriginAllowed(const std::string& origin, const std::string& host,
                    const std::vector<std::string>& allowed) {
   if (origin.empty()) return true;
-  auto parsed = boost::urls::parse_absolute_uri(origin);
-  if (!parsed) return false;
-  const std::string authority = OriginAuthority(*parsed);
-  std::string own = absl::AsciiStrToLower(host);
-  if (absl::EndsWith(own, ":80") && parsed->scheme() == "http") own.resize(own.size() - 3);
-  if (absl::EndsWith(own, ":443") && parsed->scheme() == "https") own.resize(own.size() - 4);
-  if (authority == own) return true;
-  const std::string origin_host = absl::AsciiStrToLower(std::string(parsed->encoded_host()));
+  std::optional<Origin> o = ParseOrigin(origin);
+  if (!o.has_value()) return false;
+  if (std::optional<Authority> own = ParseAuthority(host)) {
+    const int own_port = own->port != 0 ? own->port : o->authority.port;
+    if (own->host == o->authority.host && own_port == o->authority.port) return true;
+  }
   for (const std::string& a : allowed) {
     if (a == "*") return true;
-    if (a.front() == '.') {
-      if (origin_host == a.substr(1) || absl::EndsWith(origin_host, a)) return true;
-    } else if (auto want = boost::urls::parse_absolute_uri(a)) {
-      if (want->scheme() == parsed->scheme() && OriginAuthority(*want) == authority) return true;
+    if (!a.empty() && a.front() == '.') {
+      if (NameMatches(o->authority.host, a)) return true;
+    } else if (std::optional<Origin> want = ParseOrigin(a)) {
+      if (want->scheme == o->scheme && want->authority.host == o->authority.host &&
+          want->authority.port == o->authority.port) {
+        return true;
+      }
     }
   }
   return false;
 }
 
-HttpSession::HttpSession(net::ip::tcp::socket&& socket, EdgeContext* context)
-    : stream_(std::move(socket)), context_(context) {
+bool HostAllowed(const std::string& host, const std::vector<std::string>& allowed) {
+  std::optional<Authority> parsed = ParseAuthority(host);
+  if (!parsed.has_value()) return false;
+  for (const std::string& a : allowed) {
+    if (NameMatches(parsed->host, a)) return true;
+  }
+  return false;
+}
+
+bool ValidWebSocketKey(std::string_view key) {
+  // 16 bytes are 24 base64 characters, the last two "==".
+  if (key.size() != 24 || key.substr(22) != "==") return false;
+  static constexpr std::string_view kLast = "AQgw";  // The 4 bits left over must be 0.
+  for (size_t i = 0; i < 22; ++i) {
+    const char c = key[i];
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '+' && c != '/') return false;
+  }
+  return kLast.find(key[21]) != std::string_view::npos;
+}
+
+HttpSession::HttpSession(net::ip::tcp::socket&& socket, std::shared_ptr<EdgeContext> context,
+                         bool metrics_port)
+    : stream_(std::move(socket)), context_(std::move(context)), metrics_port_(metrics_port) {
   beast::error_code ec;
   auto endpoint = stream_.socket().remote_endpoint(ec);
-  if (!ec) peer_ = absl::StrCat(endpoint.address().to_string(), ":", endpoint.port());
+  if (!ec) {
+    address_ = endpoint.address().to_string();
+    peer_ = absl::StrCat(address_, ":", endpoint.port());
+  }
   stream_.socket().set_option(net::ip::tcp::no_delay(true), ec);
 }
 
 void HttpSession::Run() {
+  if (!metrics_port_) {
+    absl::StatusOr<Admission::Ticket> ticket =
+        context_->admission->Admit(address_, [weak = weak_from_this()] {
+          if (auto self = weak.lock()) self->Evict();
+        });
+    if (!ticket.ok()) {
+      Refuse(std::string(ticket.status().message()));
+      return;
+    }
+    ticket_ = *std::move(ticket);
+  }
   net::dispatch(stream_.get_executor(),
                 beast::bind_front_handler(&HttpSession::DoRead, shared_from_this()));
+}
+
+void HttpSession::Refuse(const std::string& why) {
+  const bool per_address = absl::StrContains(why, "address");
+  context_->metrics->refused(per_address ? "max_per_address" : "max_connections").Increment();
+  const std::string body = absl::StrCat("refused: ", why, "; try again later\n");
+  const std::string reply = absl::StrCat(
+      "HTTP/1.1 503 Service Unavailable\r\nServer: chat-edge\r\nContent-Type: text/plain\r\n"
+      "Retry-After: 5\r\nConnection: close\r\nContent-Length: ",
+      body.size(), "\r\n\r\n", body);
+  // Non-blocking and best effort: a refusal must cost no more than the accept.
+  auto& socket = stream_.socket();
+  beast::error_code ec;
+  socket.non_blocking(true, ec);
+  char sink[4096];
+  socket.read_some(net::buffer(sink), ec);  // Whatever arrived, so close() sends no RST.
+  socket.write_some(net::buffer(reply), ec);
+  socket.shutdown(net::ip::tcp::socket::shutdown_send, ec);
+  socket.close(ec);
+}
+
+void HttpSession::Evict() {
+  net::post(stream_.get_executor(), [self = shared_from_this()] {
+    self->context_->metrics->refused("evicted").Increment();
+    beast::error_code ignored;
+    self->stream_.socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
+    self->stream_.socket().close(ignored);
+  });
 }
 
 void HttpSession::DoRead() {
   parser_.emplace();
   parser_->header_limit(16 << 10);
   parser_->body_limit(16 << 10);
-  stream_.expires_after(std::chrono::seconds(30));
+  stream_.expires_after(absl::ToChronoNanoseconds(context_->options.header_timeout));
   http::async_read(stream_, buffer_, *parser_,
                    beast::bind_front_handler(&HttpSession::OnRead, shared_from_this()));
 }
@@ -81,8 +209,11 @@ void HttpSession::OnRead(beast::error_code ec, size_t) {
     return;
   }
   Request request = parser_->release();
+  ticket_.Settle();
   std::optional<Response> response;
-  if (beast::websocket::is_upgrade(request)) {
+  if (metrics_port_) {
+    response = Handle(request);
+  } else if (beast::websocket::is_upgrade(request)) {
     response = Upgrade(std::move(request));
     if (!response.has_value()) return;  // The WebSocketSession owns the socket now.
     response->keep_alive(false);
@@ -131,7 +262,15 @@ HttpSession::Response HttpSession::Handle(const Request& request) {
   }
   const std::string path = target->path();  // Decoded.
   Response r;
-  if (path == "/") {
+  if (metrics_port_) {
+    if (path == "/metrics") {
+      r = Text(http::status::ok, v, context_->metrics->Render(), "text/plain; version=0.0.4");
+    } else if (path == "/healthz") {
+      r = Text(http::status::ok, v, "ok\n");
+    } else {
+      r = Text(http::status::not_found, v, "not found: this port serves /metrics and /healthz\n");
+    }
+  } else if (path == "/") {
     r = Text(http::status::found, v, "");
     r.set(http::field::location, "/chat/");
   } else if (path == "/chat/") {
@@ -146,8 +285,6 @@ HttpSession::Response HttpSession::Handle(const Request& request) {
     const bool ready = context_->layer->ready() && !context_->shutting_down;
     r = Text(ready ? http::status::ok : http::status::service_unavailable, v,
              ready ? "ready\n" : "not ready: the channel layer is unreachable or draining\n");
-  } else if (path == "/metrics") {
-    r = Text(http::status::ok, v, context_->metrics->Render(), "text/plain; version=0.0.4");
   } else {
     r = Text(http::status::not_found, v, "not found\n");
   }
@@ -169,17 +306,38 @@ HttpSession::Response HttpSession::Handle(const Request& request) {
 
 std::optional<HttpSession::Response> HttpSession::Upgrade(Request&& request) {
   const unsigned v = request.version();
+  auto refuse = [&](http::status status, std::string body) {
+    context_->metrics->http_errors(absl::StrCat(static_cast<unsigned>(status))).Increment();
+    return Text(status, v, std::move(body));
+  };
   auto target = boost::urls::parse_origin_form(request.target());
   std::optional<Router::Match> match;
   if (target) match = context_->router->Find(target->path());
   if (!match.has_value() || context_->shutting_down) {
-    return Text(http::status::not_found, v, "no WebSocket route here\n");
+    return refuse(http::status::not_found, "no WebSocket route here\n");
+  }
+  // Everything Beast's handshake would refuse is refused here, in our words.
+  if (request.method() != http::verb::get || v != 11) {
+    return refuse(http::status::bad_request, "a WebSocket upgrade is a GET in HTTP/1.1\n");
+  }
+  if (request[http::field::sec_websocket_version] != "13") {
+    Response r = refuse(http::status::upgrade_required, "WebSocket version 13 is required\n");
+    r.set(http::field::sec_websocket_version, "13");
+    return r;
+  }
+  if (!ValidWebSocketKey(request[http::field::sec_websocket_key])) {
+    return refuse(http::status::bad_request,
+                  "Sec-WebSocket-Key must be 16 random bytes in base64 (RFC 6455)\n");
+  }
+  const std::string host(request[http::field::host]);
+  if (!HostAllowed(host, context_->options.allowed_hosts)) {
+    chat::LogEvent("ws_host_refused", {{"host", host}, {"peer", peer_}});
+    return refuse(http::status::forbidden, "host not allowed (see --allowed_hosts)\n");
   }
   const std::string origin(request[http::field::origin]);
-  if (!OriginAllowed(origin, std::string(request[http::field::host]),
-                     context_->options.allowed_origins)) {
+  if (!OriginAllowed(origin, host, context_->options.allowed_origins)) {
     chat::LogEvent("ws_origin_refused", {{"origin", origin}, {"peer", peer_}});
-    return Text(http::status::forbidden, v, "origin not allowed\n");
+    return refuse(http::status::forbidden, "origin not allowed (see --allowed_origins)\n");
   }
   Scope scope;
   scope.path = target->path();
@@ -195,7 +353,7 @@ std::optional<HttpSession::Response> HttpSession::Upgrade(Request&& request) {
   std::string early_bytes = beast::buffers_to_string(buffer_.data());
   auto session = std::make_shared<WebSocketSession>(stream_.release_socket(), std::move(request),
                                                     std::move(early_bytes), (*match->factory)(),
-                                                    std::move(scope), context_);
+                                                    std::move(scope), context_, std::move(ticket_));
   session->Run();
   return std::nullopt;
 }

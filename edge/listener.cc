@@ -11,16 +11,18 @@ namespace edge {
 
 namespace net = boost::asio;
 
-Listener::Listener(net::io_context& ioc, EdgeContext* context)
+Listener::Listener(net::io_context& ioc, std::shared_ptr<EdgeContext> context, Serves serves)
     : ioc_(ioc),
       acceptor_(net::make_strand(ioc)),
       retry_(acceptor_.get_executor()),
-      context_(context) {}
+      context_(std::move(context)),
+      serves_(serves) {}
 
 absl::StatusOr<std::shared_ptr<Listener>> Listener::Bind(net::io_context& ioc,
                                                          net::ip::tcp::endpoint endpoint,
-                                                         EdgeContext* context) {
-  std::shared_ptr<Listener> l(new Listener(ioc, context));
+                                                         std::shared_ptr<EdgeContext> context,
+                                                         Serves serves) {
+  std::shared_ptr<Listener> l(new Listener(ioc, std::move(context), serves));
   boost::system::error_code ec;
   l->acceptor_.open(endpoint.protocol(), ec);
   if (!ec) l->acceptor_.set_option(net::socket_base::reuse_address(true), ec);
@@ -60,7 +62,9 @@ void Listener::DoAccept() {
       });
       return;
     }
-    std::make_shared<HttpSession>(std::move(socket), self->context_)->Run();
+    std::make_shared<HttpSession>(std::move(socket), self->context_,
+                                  self->serves_ == Serves::kMetrics)
+        ->Run();
     self->DoAccept();
   });
 }

@@ -1,4 +1,5 @@
 // edge: the chat system's HTTP and WebSocket server.
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -15,15 +16,36 @@
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:8000",
           "HTTP/WebSocket address HOST:PORT; port 0 picks one");
+ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9091",
+          "address HOST:PORT of /metrics (and /healthz), apart from the public port; port 0 picks "
+          "one; empty: no metrics");
 ABSL_FLAG(std::string, groupsvc, "",
           "groupsvc's gRPC address HOST:PORT; empty: the in-process layer (a single edge)");
-ABSL_FLAG(std::string, edge_id, "", "this edge's id at groupsvc (default: the host name)");
+ABSL_FLAG(std::string, edge_id, "",
+          "this edge's id at groupsvc, unique per process (default: the host name and a random "
+          "suffix)");
 ABSL_FLAG(int, threads, 1, "I/O threads");
+ABSL_FLAG(int64_t, max_connections, 10000,
+          "client TCP connections held at most (lowered to fit the open-file limit); more get 503");
+ABSL_FLAG(int64_t, max_connections_per_ip, 1000,
+          "client TCP connections from one address at most; more get 503");
 ABSL_FLAG(int64_t, max_frame_bytes, 64 << 10, "larger client frames close with 1009");
 ABSL_FLAG(int64_t, max_queue_frames, 1024, "a client with more unsent frames is closed (1013)");
 ABSL_FLAG(int64_t, max_queue_bytes, 4 << 20, "a client with more unsent bytes is closed (1013)");
 ABSL_FLAG(absl::Duration, idle_timeout, absl::Seconds(60),
           "a WebSocket silent this long is dropped; pings go out at half of it");
+ABSL_FLAG(absl::Duration, header_timeout, absl::Seconds(10),
+          "an HTTP request must arrive whole within this");
+ABSL_FLAG(absl::Duration, frame_timeout, absl::Seconds(10),
+          "a WebSocket frame or message begun must be complete within this (else 1008)");
+ABSL_FLAG(absl::Duration, write_timeout, absl::Seconds(5),
+          "a write to a client in flight longer than this closes it (1013)");
+ABSL_FLAG(int64_t, socket_send_buffer, 64 << 10,
+          "kernel send buffer per WebSocket in bytes (SO_SNDBUF); 0: the kernel's autotuning");
+ABSL_FLAG(std::vector<std::string>, allowed_hosts,
+          std::vector<std::string>({"localhost", "127.0.0.1", "[::1]"}),
+          "Host names WebSocket upgrades may name (Django's ALLOWED_HOSTS): chat.example.com, "
+          ".example.com, or *");
 ABSL_FLAG(
     std::vector<std::string>, allowed_origins, {},
     "origins allowed besides the page's own host, e.g. https://chat.example.com,.example.com");
@@ -42,9 +64,19 @@ int main(int argc, char** argv) {
 
   edge::EdgeServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
+  options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options.groupsvc = absl::GetFlag(FLAGS_groupsvc);
   options.edge_id = absl::GetFlag(FLAGS_edge_id);
   options.threads = absl::GetFlag(FLAGS_threads);
+  options.max_connections =
+      static_cast<size_t>(std::max<int64_t>(1, absl::GetFlag(FLAGS_max_connections)));
+  options.max_connections_per_ip =
+      static_cast<size_t>(std::max<int64_t>(1, absl::GetFlag(FLAGS_max_connections_per_ip)));
+  options.edge.header_timeout = absl::GetFlag(FLAGS_header_timeout);
+  options.edge.frame_timeout = absl::GetFlag(FLAGS_frame_timeout);
+  options.edge.write_timeout = absl::GetFlag(FLAGS_write_timeout);
+  options.edge.socket_send_buffer = static_cast<int>(absl::GetFlag(FLAGS_socket_send_buffer));
+  options.edge.allowed_hosts = absl::GetFlag(FLAGS_allowed_hosts);
   options.edge.max_frame_bytes = absl::GetFlag(FLAGS_max_frame_bytes);
   options.edge.max_queue_frames = absl::GetFlag(FLAGS_max_queue_frames);
   options.edge.max_queue_bytes = absl::GetFlag(FLAGS_max_queue_bytes);
@@ -68,7 +100,9 @@ int main(int argc, char** argv) {
   chat::LogEvent("listening", {{"listen", options.listen},
                                {"port", absl::StrCat((*server)->port())},
                                {"edge", (*server)->edge_id()},
-                               {"layer", options.groupsvc.empty() ? "memory" : options.groupsvc}});
+                               {"layer", options.groupsvc.empty() ? "memory" : options.groupsvc},
+                               {"metrics_port", absl::StrCat((*server)->metrics_port())},
+                               {"max_connections", absl::StrCat((*server)->max_connections())}});
 
   const char* signal_name = chat::WaitForTerminationSignal();
   const absl::Duration grace = absl::GetFlag(FLAGS_grace);

@@ -31,11 +31,26 @@ EdgeMetrics::EdgeMetrics(std::function<bool()> link_up, std::function<size_t()> 
                  .Name("edge_drops_total")
                  .Help("Frames or events dropped, by reason.")
                  .Register(*registry_)),
+      refused_(prometheus::BuildCounter()
+                   .Name("edge_connections_refused_total")
+                   .Help("TCP connections turned away before their request, by reason.")
+                   .Register(*registry_)),
+      http_errors_(prometheus::BuildCounter()
+                       .Name("edge_http_errors_total")
+                       .Help("Requests answered with an error status, by status.")
+                       .Register(*registry_)),
+      tcp_gauge_(Gauge(*registry_, "edge_tcp_connections", "Client TCP connections held.")),
+      pending_gauge_(Gauge(*registry_, "edge_tcp_pending",
+                           "Client TCP connections whose HTTP request has not arrived whole.")),
       link_up_gauge_(Gauge(*registry_, "edge_layer_up", "1 while the channel layer is reachable.")),
       groups_gauge_(Gauge(*registry_, "edge_groups", "Groups with members on this edge.")) {
-  for (const char* reason : {"slow_reader", "not_delivered", "bad_frame", "no_handler", "too_big",
-                             "binary_frame", "protocol_error"}) {
+  for (const char* reason :
+       {"slow_reader", "write_timeout", "frame_timeout", "not_delivered", "unconfirmed",
+        "bad_frame", "no_handler", "too_big", "binary_frame", "protocol_error"}) {
     drops_.Add({{"reason", reason}});
+  }
+  for (const char* reason : {"max_connections", "max_per_address", "evicted"}) {
+    refused_.Add({{"reason", reason}});
   }
 }
 
@@ -43,7 +58,20 @@ prometheus::Counter& EdgeMetrics::drops(const std::string& reason) {
   return drops_.Add({{"reason", reason}});
 }
 
+prometheus::Counter& EdgeMetrics::refused(const std::string& reason) {
+  return refused_.Add({{"reason", reason}});
+}
+
+prometheus::Counter& EdgeMetrics::http_errors(const std::string& status) {
+  return http_errors_.Add({{"status", status}});
+}
+
 std::string EdgeMetrics::Render() {
+  if (tcp_counts_) {
+    auto [held, pending] = tcp_counts_();
+    tcp_gauge_.Set(static_cast<double>(held));
+    pending_gauge_.Set(static_cast<double>(pending));
+  }
   link_up_gauge_.Set(link_up_() ? 1 : 0);
   groups_gauge_.Set(static_cast<double>(groups_()));
   std::ostringstream out;

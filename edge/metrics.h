@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 namespace edge {
 
@@ -30,9 +31,18 @@ class EdgeMetrics {
   prometheus::Counter& frames_out() { return frames_out_; }
   // Writes to client sockets: frames_out / socket_writes is the batching.
   prometheus::Counter& socket_writes() { return socket_writes_; }
-  // Reasons: slow_reader, not_delivered, bad_frame, no_handler, too_big, binary_frame,
-  // protocol_error.
+  // Reasons: slow_reader, write_timeout, frame_timeout, not_delivered, unconfirmed,
+  // bad_frame, no_handler, too_big, binary_frame, protocol_error.
   prometheus::Counter& drops(const std::string& reason);
+  // TCP connections turned away before any request: max_connections,
+  // max_per_address, or evicted (a pending one closed to make room).
+  prometheus::Counter& refused(const std::string& reason);
+  // HTTP requests answered with an error status before an upgrade (400, 403, 404, 426).
+  prometheus::Counter& http_errors(const std::string& status);
+  // Reported at each Render: TCP connections held and those still sending a request.
+  void SetConnectionCounts(std::function<std::pair<size_t, size_t>()> counts) {
+    tcp_counts_ = std::move(counts);
+  }
   std::string Render();
 
  private:
@@ -45,6 +55,11 @@ class EdgeMetrics {
   prometheus::Counter& frames_out_;
   prometheus::Counter& socket_writes_;
   prometheus::Family<prometheus::Counter>& drops_;
+  prometheus::Family<prometheus::Counter>& refused_;
+  prometheus::Family<prometheus::Counter>& http_errors_;
+  std::function<std::pair<size_t, size_t>()> tcp_counts_;
+  prometheus::Gauge& tcp_gauge_;
+  prometheus::Gauge& pending_gauge_;
   prometheus::Gauge& link_up_gauge_;
   prometheus::Gauge& groups_gauge_;
 };

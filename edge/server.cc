@@ -1,11 +1,14 @@
 #include "edge/server.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/post.hpp>
+#include <optional>
 
+#include "absl/random/random.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -36,60 +39,128 @@ absl::StatusOr<net::ip::tcp::endpoint> ParseEndpoint(const std::string& hostport
   return net::ip::tcp::endpoint(address, static_cast<unsigned short>(port));
 }
 
-std::string HostName() {
+// The host name and a random suffix: two edges on one host (or two
+// containers with one host name) never share an id by default.
+std::string DefaultEdgeId() {
   char name[256] = {};
   gethostname(name, sizeof(name) - 1);
   std::string out;
   for (char c : std::string(name)) {
     out.push_back((isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.') ? c : '-');
   }
-  return out.empty() ? "edge" : out;
+  if (out.empty()) out = "edge";
+  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  absl::BitGen gen;
+  out.push_back('-');
+  for (int i = 0; i < 6; ++i) out.push_back(kAlphabet[absl::Uniform<size_t>(gen, 0, 36)]);
+  return out;
+}
+
+// Descriptors kept back from client connections: groupsvc's channel, the
+// listeners, gRPC's and Asio's own, logs.
+constexpr size_t kReservedDescriptors = 64;
+
+// Raises the soft open-file limit to the hard one and returns how many client
+// connections fit under it.
+size_t ConnectionsThatFit(size_t wanted) {
+  struct rlimit limit = {};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return wanted;
+  if (limit.rlim_cur < limit.rlim_max) {
+    struct rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  if (limit.rlim_cur == RLIM_INFINITY) return wanted;
+  const size_t fit = limit.rlim_cur > 2 * kReservedDescriptors
+                         ? static_cast<size_t>(limit.rlim_cur) - kReservedDescriptors
+                         : static_cast<size_t>(limit.rlim_cur) / 2;
+  if (fit < wanted) {
+    chat::LogEvent("connections_capped", {{"wanted", absl::StrCat(wanted)},
+                                          {"max_connections", absl::StrCat(fit)},
+                                          {"open_file_limit", absl::StrCat(limit.rlim_cur)}});
+  }
+  return std::min(wanted, fit);
 }
 
 }  // namespace
 
 EdgeServer::EdgeServer(EdgeServerOptions options)
-    : options_(std::move(options)), ioc_(std::max(1, options_.threads)) {}
+    : options_(std::move(options)),
+      context_(std::make_shared<EdgeContext>()),
+      ioc_(std::max(1, options_.threads)),
+      write_check_(ioc_) {}
 
 absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(EdgeServerOptions options) {
-  if (options.edge_id.empty()) options.edge_id = HostName();
+  if (options.edge_id.empty()) options.edge_id = DefaultEdgeId();
   if (absl::Status s = chat::ValidateGroupName(options.edge_id); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--edge_id: ", s.message()));
   }
   absl::StatusOr<net::ip::tcp::endpoint> endpoint = ParseEndpoint(options.listen);
   if (!endpoint.ok()) return endpoint.status();
+  std::optional<net::ip::tcp::endpoint> metrics_endpoint;
+  if (!options.metrics_listen.empty()) {
+    absl::StatusOr<net::ip::tcp::endpoint> e = ParseEndpoint(options.metrics_listen);
+    if (!e.ok())
+      return absl::InvalidArgumentError(absl::StrCat("--metrics_listen: ", e.status().message()));
+    metrics_endpoint = *e;
+  }
 
   std::unique_ptr<EdgeServer> s(new EdgeServer(std::move(options)));
+  EdgeContext& context = *s->context_;
   if (s->options_.groupsvc.empty()) {
-    s->layer_ = std::make_unique<MemoryLayer>(absl::StrCat(s->options_.edge_id, "!"));
+    context.layer = std::make_shared<MemoryLayer>(absl::StrCat(s->options_.edge_id, "!"));
   } else {
-    auto grpc_layer = std::make_unique<GrpcLayer>(GrpcLayerOptions{
+    auto grpc_layer = std::make_shared<GrpcLayer>(GrpcLayerOptions{
         .target = s->options_.groupsvc,
         .edge_id = s->options_.edge_id,
         .io_post = [ioc = &s->ioc_](std::function<void()> fn) { net::post(*ioc, std::move(fn)); }});
     grpc_layer->Start();
-    s->layer_ = std::move(grpc_layer);
+    context.layer = std::move(grpc_layer);
   }
-  s->router_.Add(
+  context.router = std::make_shared<Router>();
+  context.router->Add(
       "/ws/chat/{room_name}/", [] { return std::make_unique<ChatConsumer>(); },
       [](const Router::Captures& c) {
         return chat::ValidateGroupName(ChatConsumer::GroupFor(c.at("room_name"))).ok();
       });
-  s->router_.Add("/ws/echo/", [] { return std::make_unique<EchoConsumer>(); });
-  Layer* layer = s->layer_.get();
-  s->metrics_ = std::make_unique<EdgeMetrics>([layer] { return layer->ready(); },
-                                              [layer] { return layer->local_groups(); });
-  s->context_.options = s->options_.edge;
-  s->context_.layer = layer;
-  s->context_.router = &s->router_;
-  s->context_.metrics = s->metrics_.get();
-  if (s->options_.threads <= 1) s->context_.serial_ioc = &s->ioc_;
+  context.router->Add("/ws/echo/", [] { return std::make_unique<EchoConsumer>(); });
+  std::weak_ptr<Layer> layer = context.layer;
+  context.metrics = std::make_shared<EdgeMetrics>(
+      [layer] {
+        auto l = layer.lock();
+        return l != nullptr && l->ready();
+      },
+      [layer] {
+        auto l = layer.lock();
+        return l == nullptr ? size_t{0} : l->local_groups();
+      });
+  context.admission = std::make_shared<Admission>(
+      Admission::Limits{.max_connections = ConnectionsThatFit(s->options_.max_connections),
+                        .max_per_address = s->options_.max_connections_per_ip});
+  context.metrics->SetConnectionCounts([admission = std::weak_ptr<Admission>(context.admission)] {
+    auto a = admission.lock();
+    if (a == nullptr) return std::pair<size_t, size_t>{0, 0};
+    Admission::Counts c = a->counts();
+    return std::pair<size_t, size_t>{c.connections, c.pending};
+  });
+  context.options = s->options_.edge;
+  if (s->options_.threads <= 1) context.serial_ioc = &s->ioc_;
 
   absl::StatusOr<std::shared_ptr<Listener>> listener =
-      Listener::Bind(s->ioc_, *endpoint, &s->context_);
+      Listener::Bind(s->ioc_, *endpoint, s->context_, Listener::Serves::kEverything);
   if (!listener.ok()) return listener.status();
   s->listener_ = *std::move(listener);
+  if (metrics_endpoint.has_value()) {
+    absl::StatusOr<std::shared_ptr<Listener>> metrics =
+        Listener::Bind(s->ioc_, *metrics_endpoint, s->context_, Listener::Serves::kMetrics);
+    if (!metrics.ok()) {
+      return absl::UnavailableError(absl::StrCat("--metrics_listen: ", metrics.status().message()));
+    }
+    s->metrics_listener_ = *std::move(metrics);
+    s->metrics_listener_->Run();
+  }
   s->listener_->Run();
+  s->ScheduleWriteCheck();
   for (int i = 0; i < std::max(1, s->options_.threads); ++i) {
     s->threads_.emplace_back([ioc = &s->ioc_] {
       auto work = net::make_work_guard(*ioc);
@@ -99,24 +170,43 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(EdgeServerOptions 
   return s;
 }
 
+void EdgeServer::ScheduleWriteCheck() {
+  const auto timeout = absl::ToChronoNanoseconds(context_->options.write_timeout);
+  if (timeout <= std::chrono::nanoseconds::zero()) return;
+  write_check_.expires_after(timeout / 4);
+  write_check_.async_wait([this, timeout](boost::system::error_code ec) {
+    if (ec) return;
+    context_->sessions.CloseStalledWriters(std::chrono::steady_clock::now() - timeout);
+    ScheduleWriteCheck();
+  });
+}
+
 EdgeServer::~EdgeServer() { Shutdown(absl::ZeroDuration()); }
 
 void EdgeServer::Shutdown(absl::Duration grace) {
   if (stopped_) return;
   stopped_ = true;
-  const absl::Time deadline = absl::Now() + grace;
-  context_.shutting_down = true;
+  const absl::Time start = absl::Now();
+  const absl::Time deadline = start + grace;
+  context_->shutting_down = true;
   if (listener_) listener_->Stop();
-  context_.sessions.CloseAll(kCloseGoingAway);
-  while (context_.sessions.size() > 0 && absl::Now() < deadline) {
+  if (metrics_listener_) metrics_listener_->Stop();
+  context_->sessions.CloseAll(kCloseGoingAway);
+  // Every client is told (1001) even with no grace: its close frame is handed
+  // to the kernel, unless the client has stopped reading (bounded).
+  const absl::Time frames_deadline = std::max(deadline, start + absl::Seconds(1));
+  while (context_->sessions.closes_unsent() > 0 && absl::Now() < frames_deadline) {
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  while (context_->sessions.size() > 0 && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(10));
   }
   // Give the layer a moment to send the group_discards of the closed sessions.
-  if (auto* grpc_layer = dynamic_cast<GrpcLayer*>(layer_.get())) {
+  if (!options_.groupsvc.empty()) {
     absl::SleepFor(
         std::min(absl::Milliseconds(100), std::max(absl::ZeroDuration(), deadline - absl::Now())));
-    grpc_layer->Stop();
   }
+  context_->layer->Stop();
   ioc_.stop();
   for (auto& t : threads_) t.join();
   threads_.clear();

@@ -10,6 +10,7 @@
 #define CHAT_EDGE_SERVER_H_
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <memory>
 #include <string>
 #include <thread>
@@ -26,9 +27,17 @@ namespace edge {
 
 struct EdgeServerOptions {
   std::string listen = "0.0.0.0:8000";  // Port 0 picks a free one.
-  std::string groupsvc;                 // Empty: the in-process layer.
-  std::string edge_id;                  // Defaults to the host name.
+  // /metrics (and /healthz) only; empty: no metrics port.
+  std::string metrics_listen;
+  std::string groupsvc;  // Empty: the in-process layer.
+  // Defaults to the host name and a random suffix, unique per process.
+  std::string edge_id;
   int threads = 1;
+  // Client TCP connections in all (lowered to fit the open-file limit, with
+  // descriptors kept back for groupsvc, the metrics port and logs) and per
+  // client address.
+  size_t max_connections = 10000;
+  size_t max_connections_per_ip = 1000;
   EdgeOptions edge;
 };
 
@@ -38,7 +47,11 @@ class EdgeServer {
   ~EdgeServer();
 
   int port() const { return listener_->port(); }
-  Layer& layer() { return *layer_; }
+  // 0 without a metrics port.
+  int metrics_port() const { return metrics_listener_ ? metrics_listener_->port() : 0; }
+  Layer& layer() { return *context_->layer; }
+  // After the open-file limit.
+  size_t max_connections() const { return context_->admission->limits().max_connections; }
   const std::string& edge_id() const { return options_.edge_id; }
 
   // Stops accepting, closes every WebSocket with 1001 (their groups are left),
@@ -47,14 +60,17 @@ class EdgeServer {
 
  private:
   explicit EdgeServer(EdgeServerOptions options);
+  // Every quarter of the write timeout, closes the sessions whose write is stuck.
+  void ScheduleWriteCheck();
 
   EdgeServerOptions options_;
+  // Shared with every session (see edge_context.h), so it is declared, and
+  // destroyed, independently of the io_context's handlers.
+  std::shared_ptr<EdgeContext> context_;
   boost::asio::io_context ioc_;
-  std::unique_ptr<Layer> layer_;
-  Router router_;
-  std::unique_ptr<EdgeMetrics> metrics_;
-  EdgeContext context_;
+  boost::asio::steady_timer write_check_;
   std::shared_ptr<Listener> listener_;
+  std::shared_ptr<Listener> metrics_listener_;
   std::vector<std::thread> threads_;
   bool stopped_ = false;
 };

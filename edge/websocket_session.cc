@@ -43,6 +43,29 @@ size_t SessionSet::size() const {
   return sessions_.size();
 }
 
+size_t SessionSet::closes_unsent() const {
+  absl::MutexLock lock(&mu_);
+  size_t n = 0;
+  for (const auto& [ptr, weak] : sessions_) {
+    if (auto s = weak.lock(); s != nullptr && s->close_unsent()) ++n;
+  }
+  return n;
+}
+
+void SessionSet::CloseStalledWriters(std::chrono::steady_clock::time_point cutoff) {
+  std::vector<std::shared_ptr<WebSocketSession>> stalled;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [ptr, weak] : sessions_) {
+      auto s = weak.lock();
+      if (s == nullptr) continue;
+      auto since = s->writing_since();
+      if (since.has_value() && *since < cutoff) stalled.push_back(std::move(s));
+    }
+  }
+  for (auto& s : stalled) s->CloseIfWritingSince(cutoff);
+}
+
 // ---------------------------------------------------------- WebSocketSession
 
 namespace {
@@ -72,14 +95,16 @@ struct WebSocketSession::Upgrade {
 WebSocketSession::WebSocketSession(net::ip::tcp::socket&& socket,
                                    http::request<http::string_body> request,
                                    std::string early_bytes, std::unique_ptr<Consumer> consumer,
-                                   Scope scope, EdgeContext* context)
+                                   Scope scope, std::shared_ptr<EdgeContext> context,
+                                   Admission::Ticket ticket)
     : socket_(std::move(socket)),
       upgrade_(new Upgrade{std::move(request), std::move(scope), nullptr, {}}),
       consumer_(std::move(consumer)),
-      context_(context),
+      context_(std::move(context)),
+      ticket_(std::move(ticket)),
       peer_(upgrade_->scope.client),
       timer_(socket_.get_executor()),
-      parser_(context->options.max_frame_bytes),
+      parser_(context_->options.max_frame_bytes),
       carry_(std::move(early_bytes)) {}
 
 WebSocketSession::~WebSocketSession() {
@@ -87,8 +112,13 @@ WebSocketSession::~WebSocketSession() {
 }
 
 void WebSocketSession::Run() {
+  if (context_->options.socket_send_buffer > 0) {
+    boost::system::error_code ignored;
+    socket_.set_option(net::socket_base::send_buffer_size(context_->options.socket_send_buffer),
+                       ignored);
+  }
   channel_ = context_->layer->Register(weak_from_this());
-  consumer_->Attach(this, context_->layer, std::move(upgrade_->scope), channel_);
+  consumer_->Attach(this, context_->layer.get(), std::move(upgrade_->scope), channel_);
   context_->sessions.Add(shared_from_this());
   net::dispatch(socket_.get_executor(), [self = shared_from_this()] {
     self->connecting_hold_ = self;
@@ -98,7 +128,28 @@ void WebSocketSession::Run() {
 }
 
 void WebSocketSession::CloseFromOutside(uint16_t code) {
-  net::post(socket_.get_executor(), [self = shared_from_this(), code] { self->Close(code); });
+  close_unsent_ = true;  // Until Close() finds there is nothing left to send.
+  net::post(socket_.get_executor(), [self = shared_from_this(), code] {
+    self->Close(code);
+    if (self->close_frame_ == CloseFrame::kNone || self->close_frame_ == CloseFrame::kSent ||
+        self->cut_) {
+      self->close_unsent_ = false;
+    }
+  });
+}
+
+std::optional<std::chrono::steady_clock::time_point> WebSocketSession::writing_since() const {
+  const int64_t ns = writing_since_ns_.load(std::memory_order_relaxed);
+  if (ns == 0) return std::nullopt;
+  return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(ns));
+}
+
+void WebSocketSession::CloseIfWritingSince(std::chrono::steady_clock::time_point cutoff) {
+  net::post(socket_.get_executor(), [self = shared_from_this(), cutoff] {
+    auto since = self->writing_since();
+    if (!since.has_value() || *since >= cutoff || self->state_ != State::kOpen) return;
+    self->CloseSlowReader("write_timeout");
+  });
 }
 
 void WebSocketSession::OnEvent(const LayerEventPtr& event) {
@@ -212,7 +263,6 @@ void WebSocketSession::OnReadable(boost::system::error_code ec) {
     const size_t n = socket_.read_some(net::buffer(buffer, kReadChunk), ec);
     if (ec == net::error::would_block) return DoRead();
     if (ec) break;
-    heard_ = true;
     if (!Consume(buffer, n)) return;
     // A short read emptied the socket; the wait re-checks readiness anyway.
     if (n < kReadChunk) return DoRead();
@@ -250,16 +300,33 @@ bool WebSocketSession::Consume(char* data, size_t size) {
   } else {
     carry_.assign(p + offset, length - offset);
   }
-  return more;
+  if (!more) return false;
+  // A frame or message that trickles in must still arrive within the frame timeout.
+  if (carry_.empty() && !parser_.in_message()) {
+    partial_since_.reset();
+  } else {
+    const auto now = std::chrono::steady_clock::now();
+    if (!partial_since_.has_value()) partial_since_ = now;
+    if (now - *partial_since_ > absl::ToChronoNanoseconds(context_->options.frame_timeout)) {
+      CountDrop("frame_timeout");
+      chat::LogEvent("ws_frame_timeout", {{"channel", channel_}, {"peer", peer_}});
+      CloseAndCut(kClosePolicy);
+      return false;
+    }
+  }
+  return true;
 }
 
 bool WebSocketSession::OnInput(const WsInput& in) {
   switch (in.kind) {
     case WsInput::kNeedMore:
+      return true;
     case WsInput::kNone:
-    case WsInput::kPong:  // Hearing anything is enough for the idle timer.
+    case WsInput::kPong:  // Any whole frame is enough for the idle timer.
+      heard_ = true;
       return true;
     case WsInput::kMessage:
+      heard_ = true;
       context_->metrics->frames_in().Increment();
       if (state_ != State::kOpen) return true;
       if (in.binary) {
@@ -270,6 +337,7 @@ bool WebSocketSession::OnInput(const WsInput& in) {
       }
       return state_ != State::kClosed;
     case WsInput::kPing:
+      heard_ = true;
       if (close_frame_ != CloseFrame::kNone) return true;
       pong_.emplace(in.payload);
       ScheduleWrite();
@@ -310,6 +378,7 @@ void WebSocketSession::CloseAndCut(uint16_t code) {
   }
   close_code_ = code;
   close_frame_ = CloseFrame::kQueued;
+  close_unsent_ = true;
   cut_after_close_ = true;
   ArmTimer(kCloseDeadline);
   DoWrite();
@@ -322,17 +391,36 @@ void WebSocketSession::SendFrame(Frame text) {
   if (queue_.size() >= context_->options.max_queue_frames ||
       queue_bytes_ + text->size() > context_->options.max_queue_bytes) {
     // The client stopped reading: it must not hold memory or slow the room.
-    CountDrop("slow_reader");
-    chat::LogEvent(
-        "ws_slow_reader",
-        {{"channel", channel_}, {"peer", peer_}, {"queued", absl::StrCat(queue_.size())}});
-    DropQueued();
-    Close(kCloseTryAgainLater);
+    CloseSlowReader("slow_reader");
     return;
   }
   queue_bytes_ += text->size();
   queue_.push_back(std::move(text));
   if (state_ == State::kOpen) ScheduleWrite();
+}
+
+void WebSocketSession::CloseSlowReader(const char* reason) {
+  CountDrop(reason);
+  chat::LogEvent("ws_slow_reader", {{"channel", channel_},
+                                    {"peer", peer_},
+                                    {"reason", reason},
+                                    {"queued", absl::StrCat(queue_.size())},
+                                    {"writing", absl::StrCat(out_.size())}});
+  DropQueued();
+  if (writing_) {
+    // Room in the kernel for the rest of the write in flight and the close
+    // frame behind it, so that both go out now and a reader that resumes
+    // reads 1013 after what it was sent.
+    net::socket_base::send_buffer_size size;
+    boost::system::error_code ec;
+    socket_.get_option(size, ec);
+    if (!ec) {
+      socket_.set_option(
+          net::socket_base::send_buffer_size(size.value() + static_cast<int>(out_.size()) + 256),
+          ec);
+    }
+  }
+  Close(kCloseTryAgainLater);
 }
 
 // Writes wait for the handlers already queued on this thread, so that every
@@ -372,6 +460,10 @@ void WebSocketSession::DoWrite() {
   }
   if (out_.empty()) return;
   writing_ = true;
+  writing_since_ns_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                              std::chrono::steady_clock::now().time_since_epoch())
+                              .count(),
+                          std::memory_order_relaxed);
   out_frames_ = frames;
   net::async_write(
       socket_, net::buffer(out_),
@@ -380,6 +472,7 @@ void WebSocketSession::DoWrite() {
 
 void WebSocketSession::OnWrite(boost::system::error_code ec) {
   writing_ = false;
+  writing_since_ns_.store(0, std::memory_order_relaxed);
   out_.clear();
   if (ec) {
     Finish(state_ == State::kClosing ? close_code_ : kCloseAbnormal);
@@ -391,6 +484,7 @@ void WebSocketSession::OnWrite(boost::system::error_code ec) {
     out_frames_ = 0;
     if (close_frame_ == CloseFrame::kWriting) {
       close_frame_ = CloseFrame::kSent;
+      close_unsent_ = false;
       if (cut_after_close_) Cut();
     }
     DoWrite();  // Nothing once cut or closed.
@@ -406,6 +500,7 @@ void WebSocketSession::Close(uint16_t code) {
     case State::kOpen:
       state_ = State::kClosing;
       close_code_ = code;
+      close_unsent_ = true;
       // Whatever is queued would only delay these closes.
       if (code == kCloseTryAgainLater || code == kCloseGoingAway) DropQueued();
       close_frame_ = CloseFrame::kQueued;
@@ -484,6 +579,7 @@ void WebSocketSession::Finish(uint16_t code) {
 void WebSocketSession::Cut() {
   if (cut_) return;
   cut_ = true;
+  close_unsent_ = false;
   timer_.cancel();
   boost::system::error_code ignored;
   socket_.shutdown(net::ip::tcp::socket::shutdown_both, ignored);

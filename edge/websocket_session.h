@@ -7,10 +7,17 @@
 // After the handshake the session frames by itself (edge/ws_frame.h): it reads
 // into its I/O thread's buffer only once the socket is readable, so an idle
 // connection holds no buffer, and every frame queued since the last write goes
-// out in one write. A client whose queue passes its bound (it stopped reading)
-// is closed with 1013 and, if even the close cannot be written, its socket is
-// cut two seconds later. Protocol errors close with 1002, invalid UTF-8 with
-// 1007, oversized messages with 1009.
+// out in one write. A client that stopped reading (its queue passes its bound,
+// or a write stays in flight past the write timeout, see SessionSet) is closed
+// with 1013: its queue is dropped, the kernel's send buffer is widened just
+// enough for the write in flight and the close frame, and the socket is cut
+// once that is written (at most two seconds later): a reader that resumes
+// still reads 1013, and the edge holds nothing for it meanwhile. The kernel
+// send buffer is capped (EdgeOptions::socket_send_buffer) so that a stalled
+// reader is noticed in seconds. Protocol errors close with 1002, invalid
+// UTF-8 with 1007, oversized messages with 1009, a frame that takes longer
+// than the frame timeout with 1008. Only whole frames count as hearing from
+// the client for the idle timeout.
 //
 //   std::make_shared<WebSocketSession>(std::move(socket), std::move(request), early_bytes,
 //                                      std::move(consumer), std::move(scope), context)->Run();
@@ -20,6 +27,7 @@
 #ifndef CHAT_EDGE_WEBSOCKET_SESSION_H_
 #define CHAT_EDGE_WEBSOCKET_SESSION_H_
 
+#include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/http.hpp>
@@ -43,12 +51,19 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
   WebSocketSession(boost::asio::ip::tcp::socket&& socket,
                    boost::beast::http::request<boost::beast::http::string_body> request,
                    std::string early_bytes, std::unique_ptr<Consumer> consumer, Scope scope,
-                   EdgeContext* context);
+                   std::shared_ptr<EdgeContext> context, Admission::Ticket ticket);
   ~WebSocketSession() override;
 
   void Run();
   // From any thread: closes the connection with `code` (shutdown uses 1001).
   void CloseFromOutside(uint16_t code);
+  // From any thread: closes with 1013 if a write is still in flight since
+  // before `cutoff`.
+  void CloseIfWritingSince(std::chrono::steady_clock::time_point cutoff);
+  // Any thread: whether a close frame is due but not yet handed to the kernel.
+  bool close_unsent() const { return close_unsent_.load(std::memory_order_acquire); }
+  // Any thread: when the write in flight started; nullopt if none.
+  std::optional<std::chrono::steady_clock::time_point> writing_since() const;
 
   // ChannelSink: any thread.
   void OnEvent(const LayerEventPtr& event) override;
@@ -79,6 +94,8 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
   // Ends the consumer's life with `code`, sends a close frame with it (unless
   // ours is already out), then cuts the socket: for errors and peer closes.
   void CloseAndCut(uint16_t code);
+  // A reader that stopped reading: see the header comment.
+  void CloseSlowReader(const char* reason);
   void ScheduleWrite();
   void DoWrite();
   void OnWrite(boost::system::error_code ec);
@@ -94,7 +111,8 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
   boost::asio::ip::tcp::socket socket_;
   std::unique_ptr<Upgrade> upgrade_;
   std::unique_ptr<Consumer> consumer_;
-  EdgeContext* const context_;
+  const std::shared_ptr<EdgeContext> context_;
+  Admission::Ticket ticket_;
   std::string channel_;
   std::string peer_;
   // Handshake deadline, then idle pings, then the deadline of a close.
@@ -105,6 +123,8 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
 
   FrameParser parser_;
   std::string carry_;  // The start of a frame not yet all received.
+  // When the frame or fragmented message being received began arriving.
+  std::optional<std::chrono::steady_clock::time_point> partial_since_;
   // Idle detection, per tick of half the idle timeout: a tick with nothing
   // heard sends a ping, a second one drops the client.
   bool heard_ = true;
@@ -124,6 +144,9 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
   bool cut_after_close_ = false;
   bool cut_ = false;
   bool finished_ = false;
+  // Read from other threads (shutdown and the write-timeout check).
+  std::atomic<bool> close_unsent_{false};
+  std::atomic<int64_t> writing_since_ns_{0};  // steady_clock; 0: no write in flight.
 };
 
 }  // namespace edge

@@ -47,8 +47,8 @@ before(async () => {
   groupsvcPort = (await startLogged(`${build}/groupsvc/groupsvc`,
                                     ["--listen=127.0.0.1:0", "--metrics_listen="])).port;
   const layer = `--groupsvc=127.0.0.1:${groupsvcPort}`;
-  edgeA = (await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", layer, "--edge_id=browser-a"])).port;
-  edgeB = (await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", layer, "--edge_id=browser-b"])).port;
+  edgeA = (await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", "--metrics_listen=", layer, "--edge_id=browser-a"])).port;
+  edgeB = (await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", "--metrics_listen=", layer, "--edge_id=browser-b"])).port;
   await waitReady(edgeA);
   await waitReady(edgeB);
   browser = await launch();
@@ -132,7 +132,7 @@ test("the tutorial's own room.html, unchanged, chats through the edge", async ()
 
 test("the room page shows a lost connection and reconnects by itself", async () => {
   // An edge of its own, so that stopping it disturbs no other test.
-  const first = await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", "--grace=2s"]);
+  const first = await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", "--metrics_listen=", "--grace=2s"]);
   const context = await browser.newContext();
   const page = await openRoom(context, first.port, "phoenix");
   // Every state the page shows: "disconnected (1001), retrying in 0.3 s" may
@@ -148,7 +148,7 @@ test("the room page shows a lost connection and reconnects by itself", async () 
   await stopped;
   await page.waitForFunction(() => window.shownStates.some((s) => s.startsWith("disconnected (1001)")));
   // Back on the same port: the page's backoff finds it without a reload.
-  const again = await startLogged(`${build}/edge/edge`, [`--listen=127.0.0.1:${first.port}`]);
+  const again = await startLogged(`${build}/edge/edge`, [`--listen=127.0.0.1:${first.port}`, "--metrics_listen="]);
   await page.waitForFunction(() => document.querySelector("#state").textContent === "connected",
                              null, { timeout: 30000 });
   const other = await openRoom(context, again.port, "phoenix");

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -27,14 +28,29 @@ using ::testing::HasSubstr;
 
 std::string Chat(const std::string& m) { return absl::StrCat(R"({"message":")", m, R"("})"); }
 
-// Starts a process and returns it with the port it logged.
+// An edge's metrics port (logged as metrics_port), by its public port.
+absl::flat_hash_map<int, int>& MetricsPorts() {
+  static auto* ports = new absl::flat_hash_map<int, int>();
+  return *ports;
+}
+
+// Starts a process and returns it with the port it logged. Edges get a
+// metrics port of their own (their default is fixed), noted in MetricsPorts().
 std::unique_ptr<ChildProcess> StartLogged(std::vector<std::string> argv, int* port) {
+  const bool edge = argv.front() == EDGE_BIN;
+  if (edge) argv.push_back("--metrics_listen=127.0.0.1:0");
   auto p = ChildProcess::Start(std::move(argv));
   EXPECT_TRUE(p.ok()) << p.status();
   if (!p.ok()) return nullptr;
   absl::StatusOr<int> got = (*p)->WaitForField(" listening ", "port", absl::Seconds(20));
   EXPECT_TRUE(got.ok()) << got.status();
   *port = got.value_or(0);
+  if (edge && got.ok()) {
+    absl::StatusOr<int> metrics =
+        (*p)->WaitForField(" listening ", "metrics_port", absl::Seconds(1));
+    EXPECT_TRUE(metrics.ok()) << metrics.status();
+    MetricsPorts()[*port] = metrics.value_or(0);
+  }
   return *std::move(p);
 }
 
@@ -48,7 +64,9 @@ bool WaitReady(int port, bool ready, absl::Duration timeout = absl::Seconds(10))
   return false;
 }
 
+// For an edge, `port` is its public port (its metrics port is looked up).
 double MetricValue(int port, const std::string& line_prefix) {
+  if (auto it = MetricsPorts().find(port); it != MetricsPorts().end()) port = it->second;
   absl::StatusOr<HttpReply> r = HttpGet("127.0.0.1", port, "/metrics");
   if (!r.ok()) return -1;
   // A sample line, not the "# HELP" line that also names the metric.
