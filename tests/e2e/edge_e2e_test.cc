@@ -2,6 +2,8 @@
 // loopback ports, real WebSockets and gRPC.
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/read_until.hpp>
@@ -511,6 +513,201 @@ TEST_F(SingleEdgeTest, InProcessLayerChatsWithoutGroupsvc) {
   EXPECT_EQ(b->Read().value_or(""), Chat("solo"));
   EXPECT_EQ(a->Read().value_or(""), Chat("solo"));
   EXPECT_EQ(HttpGet("127.0.0.1", port_, "/readyz")->status, 200);
+}
+
+// ------------------------------------------------- issue 9: faults and bad input
+
+// A raw TCP connection from `source` (any 127.x address), with a receive
+// timeout, for requests no well-behaved client would send.
+class RawConnection {
+ public:
+  RawConnection(int port, const std::string& source = "127.0.0.1") : socket_(ioc_) {
+    socket_.open(boost::asio::ip::tcp::v4());
+    socket_.bind({boost::asio::ip::make_address(source), 0});
+    socket_.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)});
+    timeval tv{0, 200 * 1000};
+    setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  }
+  bool Send(const std::string& bytes) {
+    boost::system::error_code ec;
+    boost::asio::write(socket_, boost::asio::buffer(bytes), ec);
+    return !ec;
+  }
+  // Everything read until the server closes, or until `timeout`; `closed`
+  // says which.
+  std::string ReadAll(absl::Duration timeout, bool* closed = nullptr) {
+    std::string out;
+    const absl::Time deadline = absl::Now() + timeout;
+    char buffer[4096];
+    while (absl::Now() < deadline) {
+      const ssize_t n = recv(socket_.native_handle(), buffer, sizeof(buffer), 0);
+      if (n > 0) {
+        out.append(buffer, n);
+      } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+        if (closed) *closed = true;
+        return out;
+      }
+    }
+    if (closed) *closed = false;
+    return out;
+  }
+
+ private:
+  boost::asio::io_context ioc_;
+  boost::asio::ip::tcp::socket socket_;
+};
+
+std::string Upgrade(const std::string& host, const std::string& extra,
+                    const std::string& key = "dGhlIHNhbXBsZSBub25jZQ==") {
+  return absl::StrCat("GET /ws/chat/lobby/ HTTP/1.1\r\nHost: ", host,
+                      "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ", key,
+                      "\r\nSec-WebSocket-Version: 13\r\n", extra, "\r\n");
+}
+
+// Defect 1: with no grace, SIGTERM crashed (SIGSEGV) and clients saw 1006.
+TEST(ShutdownTest, NoGraceStillClosesEveryClientWith1001AndExitsCleanly) {
+  for (int run = 0; run < 4; ++run) {
+    int port = 0;
+    auto edge = StartLogged({EDGE_BIN, "--listen=127.0.0.1:0", "--grace=0s"}, &port);
+    ASSERT_NE(port, 0);
+    auto a = Join(port, "lobby");
+    auto b = Join(port, "lobby");
+    ASSERT_TRUE(a && b);
+    edge->Signal(SIGTERM);
+    EXPECT_EQ(a->WaitClosed(), 1001) << "run " << run;
+    EXPECT_EQ(b->WaitClosed(), 1001) << "run " << run;
+    std::optional<int> code = edge->WaitExit(absl::Seconds(5));
+    ASSERT_TRUE(code.has_value());
+    EXPECT_EQ(*code, 0) << "run " << run << "\n" << edge->Output();
+  }
+}
+
+// Defect 2: two edges started without --edge_id took the same id and evicted
+// each other forever.
+TEST_F(ChatSystemTest, TwoEdgesWithoutAnIdOnOneHostBothChat) {
+  int port_c = 0, port_d = 0;
+  auto c = StartLogged(
+      {EDGE_BIN, "--listen=127.0.0.1:0", absl::StrCat("--groupsvc=127.0.0.1:", groupsvc_port_)},
+      &port_c);
+  auto d = StartLogged(
+      {EDGE_BIN, "--listen=127.0.0.1:0", absl::StrCat("--groupsvc=127.0.0.1:", groupsvc_port_)},
+      &port_d);
+  ASSERT_TRUE(WaitReady(port_c, true) && WaitReady(port_d, true));
+  auto on_c = Join(port_c, "pair");
+  auto on_d = Join(port_d, "pair");
+  ASSERT_TRUE(on_c && on_d);
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(on_c->SendText(Chat(absl::StrCat("c", i))));
+    EXPECT_EQ(on_d->Read().value_or(""), Chat(absl::StrCat("c", i)));
+    EXPECT_EQ(on_c->Read().value_or(""), Chat(absl::StrCat("c", i)));
+  }
+  absl::SleepFor(absl::Milliseconds(300));
+  // Four edges attached once each (a and b from the fixture), none replaced.
+  const std::string log = groupsvc_->Output();
+  size_t attached = 0;
+  for (size_t at = log.find(" edge_attached "); at != std::string::npos;
+       at = log.find(" edge_attached ", at + 1)) {
+    ++attached;
+  }
+  EXPECT_EQ(attached, 4u) << log;
+  EXPECT_THAT(log, ::testing::Not(HasSubstr("edge_replaced")));
+}
+
+// Defect 7: the Host header was trusted (DNS rebinding), the key unchecked,
+// and refusals quoted Beast's internals.
+TEST_F(SingleEdgeTest, UpgradesAreCheckedBeforeTheHandshake) {
+  struct Case {
+    std::string request;
+    std::string status;
+    std::string body;
+  };
+  const std::string own = absl::StrCat("127.0.0.1:", port_);
+  const std::vector<Case> cases = {
+      {Upgrade("evil.com", "Origin: http://evil.com\r\n"), "HTTP/1.1 403", "host not allowed"},
+      {Upgrade(own, absl::StrCat("Origin: http://", own, ".evil.com\r\n")), "HTTP/1.1 403",
+       "origin not allowed"},
+      {Upgrade(own, absl::StrCat("Origin: ftp://", own, "\r\n")), "HTTP/1.1 403",
+       "origin not allowed"},
+      {Upgrade(own, "", "!!!"), "HTTP/1.1 400", "Sec-WebSocket-Key must be 16 random bytes"},
+      {absl::StrCat(
+           "GET /ws/chat/lobby/ HTTP/1.1\r\nHost: ", own,
+           "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n"),
+       "HTTP/1.1 426", "WebSocket version 13 is required"},
+  };
+  for (const Case& c : cases) {
+    RawConnection raw(port_);
+    ASSERT_TRUE(raw.Send(c.request));
+    const std::string reply = raw.ReadAll(absl::Seconds(3));
+    EXPECT_EQ(reply.rfind(c.status, 0), 0u) << c.request << "\n" << reply;
+    EXPECT_THAT(reply, HasSubstr(c.body)) << c.request;
+  }
+  // The same upgrade from an allowed host and origin works.
+  RawConnection ok(port_);
+  ASSERT_TRUE(ok.Send(Upgrade(own, absl::StrCat("Origin: http://", own, "\r\n"))));
+  EXPECT_EQ(ok.ReadAll(absl::Milliseconds(500)).rfind("HTTP/1.1 101", 0), 0u);
+  EXPECT_EQ(MetricValue(port_, R"(edge_http_errors_total{status="403"})"), 3);
+}
+
+TEST_F(SingleEdgeTest, MetricsAreServedOnTheirOwnPortOnly) {
+  EXPECT_EQ(HttpGet("127.0.0.1", port_, "/metrics")->status, 404);
+  const int metrics_port = MetricsPorts()[port_];
+  absl::StatusOr<HttpReply> metrics = HttpGet("127.0.0.1", metrics_port, "/metrics");
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_THAT(metrics->body, HasSubstr("edge_connections"));
+  EXPECT_EQ(HttpGet("127.0.0.1", metrics_port, "/chat/")->status, 404);
+}
+
+// Defect 6: no caps, 30 s to send a request, and a frame trickled byte by
+// byte kept a socket alive forever.
+TEST(LimitsTest, ConnectionsPerAddressAreCappedWith503) {
+  int port = 0;
+  auto edge = StartLogged({EDGE_BIN, "--listen=127.0.0.1:0", "--max_connections_per_ip=2"}, &port);
+  ASSERT_NE(port, 0);
+  auto a = Join(port, "lobby");
+  auto b = Join(port, "lobby");
+  ASSERT_TRUE(a && b);
+  RawConnection third(port);
+  third.Send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+  const std::string reply = third.ReadAll(absl::Seconds(2));
+  EXPECT_EQ(reply.rfind("HTTP/1.1 503", 0), 0u) << reply;
+  EXPECT_THAT(reply, HasSubstr("too many connections from this address"));
+  // Another address still gets in.
+  RawConnection other(port, "127.0.0.2");
+  other.Send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(other.ReadAll(absl::Seconds(2)).rfind("HTTP/1.1 200", 0), 0u);
+  EXPECT_EQ(MetricValue(port, R"(edge_connections_refused_total{reason="max_per_address"})"), 1);
+}
+
+TEST(LimitsTest, SlowRequestsAndTrickledFramesAreCut) {
+  int port = 0;
+  auto edge = StartLogged({EDGE_BIN, "--listen=127.0.0.1:0", "--header_timeout=1s",
+                           "--frame_timeout=1s", "--idle_timeout=60s"},
+                          &port);
+  ASSERT_NE(port, 0);
+  // A request that never ends is closed after the header timeout.
+  RawConnection slow(port);
+  slow.Send("GET /chat/ HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+  const absl::Time start = absl::Now();
+  bool closed = false;
+  slow.ReadAll(absl::Seconds(4), &closed);
+  EXPECT_TRUE(closed);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  // A frame sent one byte at a time is closed with 1008 after the frame timeout.
+  RawConnection trickle(port);
+  trickle.Send(Upgrade(absl::StrCat("127.0.0.1:", port), ""));
+  ASSERT_EQ(trickle.ReadAll(absl::Milliseconds(300)).rfind("HTTP/1.1 101", 0), 0u);
+  const std::string frame = ClientFrame(0x1, Chat("a message that takes forever to arrive"));
+  std::string reply;
+  for (size_t i = 0; i + 1 < frame.size() && absl::Now() - start < absl::Seconds(8); ++i) {
+    if (!trickle.Send(frame.substr(i, 1))) break;
+    reply += trickle.ReadAll(absl::Milliseconds(150), &closed);
+    if (closed) break;
+  }
+  EXPECT_TRUE(closed);
+  // The close frame: 0x88, length, then the code 1008 (0x03F0).
+  EXPECT_EQ(reply.substr(0, 4), std::string("\x88\x02\x03\xf0", 4));
 }
 
 }  // namespace
