@@ -68,7 +68,8 @@ start_ours() {  # EDGES (0: one edge with the in-process layer)
   local edges="$1"
   ulimit -n 20000 2>/dev/null || true
   if ((edges == 0)); then
-    "$root/build/edge/edge" --listen=127.0.0.1:18201 2>/dev/null &
+    "$root/build/edge/edge" --listen=127.0.0.1:18201 --metrics_listen=127.0.0.1:18301 \
+      --max_connections_per_ip=20000 2>/dev/null &
     pids_started+=($!)
     OURS_PIDS=$!
     OURS_TARGETS=127.0.0.1:18201
@@ -81,6 +82,7 @@ start_ours() {  # EDGES (0: one edge with the in-process layer)
   OURS_TARGETS=""
   for ((i = 0; i < edges; i++)); do
     "$root/build/edge/edge" --listen=127.0.0.1:$((18201 + i)) --groupsvc=127.0.0.1:18250 \
+      --metrics_listen=127.0.0.1:$((18301 + i)) --max_connections_per_ip=20000 \
       --edge_id=bench-$i 2>/dev/null &
     pids_started+=($!)
     OURS_PIDS+=",$!"
