@@ -342,6 +342,13 @@ void GrpcLayer::Submit(v1::Command command, DoneCallback done, bool require_read
     if (done) done(absl::UnavailableError("the chat service is unavailable"));
     return;
   }
+  // A membership change while the stream waits for groupsvc is in the table:
+  // the stream carries it when it connects, and a later one replays it, so
+  // the consumer need not wait for groupsvc to come back.
+  if (!require_ready && !ready_ && done) {
+    done(absl::OkStatus());
+    done = nullptr;
+  }
   switch (call->Submit(std::move(command), done, call)) {
     case AttachCall::Queued::kYes:
       return;
@@ -350,6 +357,12 @@ void GrpcLayer::Submit(v1::Command command, DoneCallback done, bool require_read
       if (done) done(absl::UnavailableError("the chat service is unavailable"));
       return;
     case AttachCall::Queued::kFull:
+      if (!ready_) {
+        // Too much changed while waiting: a fresh stream replays the table instead.
+        call->Cancel();
+        if (done) done(absl::UnavailableError("the chat service is unavailable"));
+        return;
+      }
       if (done) done(absl::ResourceExhaustedError("too many commands waiting for groupsvc"));
       return;
   }

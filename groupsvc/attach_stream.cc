@@ -4,22 +4,11 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "groupsvc/commands.h"
+#include "groupsvc/wire.h"
 #include "shared/log.h"
 
 namespace groupsvc {
-namespace {
-
-EventPtr FromWire(const v1::WireEvent& wire) { return MakeEvent(wire.type(), wire.json()); }
-
-v1::Ack AckFor(uint64_t request_id, const absl::Status& status) {
-  v1::Ack ack;
-  ack.set_request_id(request_id);
-  ack.set_code(static_cast<int>(status.code()));
-  ack.set_message(std::string(status.message()));
-  return ack;
-}
-
-}  // namespace
 
 // ------------------------------------------------------------------ StreamSet
 
@@ -62,7 +51,7 @@ AttachStream* AttachStream::Start(GroupRegistry* registry, StreamSet* streams,
   auto stream = std::make_shared<AttachStream>(registry, streams, options, clock, context->peer());
   stream->self_ = stream;
   streams->Add(stream);
-  stream->StartRead(&stream->incoming_);
+  stream->StartRead(&stream->incoming_raw_);
   return stream.get();
 }
 
@@ -100,12 +89,20 @@ void AttachStream::OnReadDone(bool ok) {
     RequestFinish(grpc::Status::OK);
     return;
   }
+  absl::Status parsed = ParseWire(incoming_raw_, &incoming_);
+  incoming_raw_.Clear();  // Holds no slices while reads are paused.
+  if (!parsed.ok()) {
+    chat::LogEvent("stream_bad_message", {{"peer", peer_}, {"edge", edge_id_}});
+    RequestFinish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(parsed.message())));
+    return;
+  }
+  const bool first = !attached_;
   if (!attached_) {
     if (!incoming_.has_hello()) {
       chat::LogEvent("stream_refused", {{"peer", peer_}, {"reason", "no_hello"}});
       RequestFinish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                                  "the first message on an Attach stream must carry hello "
-                                 "(edge_id and channel_prefix)"));
+                                 "(edge_id, channel_prefix and incarnation)"));
       return;
     }
     HandleHello(incoming_.hello());
@@ -120,11 +117,13 @@ void AttachStream::OnReadDone(bool ok) {
   deferred_pumps = &pumps;
   for (const v1::Command& command : incoming_.commands()) {
     Outgoing item;
-    item.ack = HandleCommand(command);
+    item.ack = ApplyCommand(*registry_, command);
     item.bytes = item.ack->ByteSizeLong();
     PushControl(std::move(item));
   }
   deferred_pumps = nullptr;
+  // The edge replays its memberships with its hello: its groups are whole again.
+  if (first) registry_->ReplayApplied(edge_id_, generation_);
   for (const auto& stream : pumps) stream->Pump();
   bool read = false;
   {
@@ -136,19 +135,22 @@ void AttachStream::OnReadDone(bool ok) {
       read = true;
     }
   }
-  if (read) StartRead(&incoming_);
+  if (read) StartRead(&incoming_raw_);
 }
 
 void AttachStream::HandleHello(const v1::Hello& hello) {
   // Set before registering: a newer stream of this edge may call Replaced()
   // from another thread as soon as AttachEdge has run.
   edge_id_ = hello.edge_id();
-  absl::StatusOr<Attachment> attachment =
-      registry_->AttachEdge(hello.edge_id(), hello.channel_prefix(), shared_from_this());
+  AttachRequest request{hello.edge_id(), hello.channel_prefix(), hello.incarnation(), peer_};
+  absl::StatusOr<Attachment> attachment = registry_->AttachEdge(request, shared_from_this());
   if (!attachment.ok()) {
-    chat::LogEvent(
-        "stream_refused",
-        {{"peer", peer_}, {"edge", hello.edge_id()}, {"reason", attachment.status().message()}});
+    const absl::StatusCode code = attachment.status().code();
+    chat::LogEvent("stream_refused",
+                   {{"peer", peer_},
+                    {"edge", hello.edge_id()},
+                    {"reason", code == absl::StatusCode::kAlreadyExists ? "in_use" : "bad_hello"},
+                    {"detail", attachment.status().message()}});
     RequestFinish(grpc::Status(static_cast<grpc::StatusCode>(attachment.status().code()),
                                std::string(attachment.status().message())));
     return;
@@ -165,35 +167,6 @@ void AttachStream::HandleHello(const v1::Hello& hello) {
   item.welcome->set_max_event_bytes(registry_->options().max_event_bytes);
   item.welcome->set_replaced_previous(attachment->replaced_previous);
   PushControl(std::move(item));
-}
-
-v1::Ack AttachStream::HandleCommand(const v1::Command& command) {
-  const uint64_t id = command.request_id();
-  switch (command.op_case()) {
-    case v1::Command::kGroupAdd:
-      return AckFor(
-          id, registry_->GroupAdd(command.group_add().group(), command.group_add().channel()));
-    case v1::Command::kGroupDiscard:
-      return AckFor(id, registry_->GroupDiscard(command.group_discard().group(),
-                                                command.group_discard().channel()));
-    case v1::Command::kSend:
-      return AckFor(id,
-                    registry_->Send(command.send().channel(), FromWire(command.send().event())));
-    case v1::Command::kGroupSend: {
-      absl::StatusOr<SendReport> report = registry_->GroupSend(
-          command.group_send().group(), FromWire(command.group_send().event()));
-      v1::Ack ack = AckFor(id, report.status());
-      if (report.ok()) {
-        ack.set_delivered(report->delivered);
-        ack.set_dropped(report->dropped);
-      }
-      return ack;
-    }
-    case v1::Command::OP_NOT_SET:
-      break;
-  }
-  return AckFor(id, absl::InvalidArgumentError(
-                        "command names no operation (group_add, group_discard, group_send, send)"));
 }
 
 bool AttachStream::Deliver(const EventPtr& event, std::vector<std::string> channels,
@@ -240,6 +213,10 @@ void AttachStream::Drain(absl::Duration grace) {
   Outgoing item;
   item.draining.emplace();
   item.draining->mutable_grace()->set_seconds(absl::ToInt64Seconds(grace));
+  {
+    absl::MutexLock lock(&mu_);
+    draining_ = true;
+  }
   PushControl(std::move(item));
   {
     absl::MutexLock lock(&mu_);
@@ -305,8 +282,13 @@ void AttachStream::Pump() {
     }
   }
   if (write) {
+    // batch_ belongs to this write until OnWriteDone: serialized without mu_.
+    if (!SerializeWire(batch_, &batch_raw_).ok()) {
+      OnWriteDone(false);
+      return;
+    }
     streams_->CountOut();
-    StartWrite(&batch_);
+    StartWrite(&batch_raw_);
   } else if (finish.has_value()) {
     Finish(*finish);
   }
@@ -343,12 +325,13 @@ void AttachStream::ResumeReadsIfDrained() {
     }
     reads_paused_ = false;
   }
-  StartRead(&incoming_);
+  StartRead(&incoming_raw_);
 }
 
 void AttachStream::OnCancel() {
   {
     absl::MutexLock lock(&mu_);
+    cancelled_ = true;
     closed_ = true;
     broken_ = true;
     queue_.clear();
@@ -359,8 +342,18 @@ void AttachStream::OnCancel() {
 
 void AttachStream::OnDone() {
   if (attached_) {
-    registry_->DetachEdge(edge_id_, generation_);
-    chat::LogEvent("edge_detached", {{"edge", edge_id_}, {"peer", peer_}});
+    bool lost;
+    {
+      absl::MutexLock lock(&mu_);
+      // Drained by groupsvc or closed by the edge (then finished with OK): on
+      // purpose. Anything else may leave the edge believing in its members.
+      lost = !draining_ &&
+             (cancelled_ || broken_ || !finish_status_.has_value() || !finish_status_->ok());
+    }
+    registry_->DetachEdge(edge_id_, generation_,
+                          lost ? DetachReason::kLost : DetachReason::kClosed);
+    chat::LogEvent("edge_detached",
+                   {{"edge", edge_id_}, {"peer", peer_}, {"lost", lost ? "true" : "false"}});
   }
   streams_->Remove(this);
   std::shared_ptr<AttachStream> keep = std::move(self_);

@@ -7,6 +7,14 @@
 // one write is in flight at a time, and everything queued meanwhile goes out
 // batched in the next ServerMessage. When the queue passes half its bound, the
 // stream stops reading commands until it drains (backpressure on the edge).
+// The commands of the first message (the hello's, i.e. the edge's replay of
+// its memberships) settle the edge's groups again (GroupRegistry::ReplayApplied).
+//
+// Messages travel as raw bytes and are parsed here (see wire.h), so that one
+// that is not an EdgeMessage ends the stream with INVALID_ARGUMENT, not as if
+// the edge had closed it. When the stream ends, the edge is detached: as lost
+// (its groups unsettled for a while) unless the edge closed its side or
+// groupsvc drained it.
 //
 //   return AttachStream::Start(&registry, &streams, options, context);
 //
@@ -64,7 +72,7 @@ struct AttachOptions {
   size_t max_batch_bytes = 1 << 20;
 };
 
-class AttachStream : public grpc::ServerBidiReactor<v1::EdgeMessage, v1::ServerMessage>,
+class AttachStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
                      public EdgeSink,
                      public std::enable_shared_from_this<AttachStream> {
  public:
@@ -99,7 +107,6 @@ class AttachStream : public grpc::ServerBidiReactor<v1::EdgeMessage, v1::ServerM
   void OnDone() override;
 
   void HandleHello(const v1::Hello& hello);
-  v1::Ack HandleCommand(const v1::Command& command);
   // Queues acks and control messages; these are never dropped (reads pause instead).
   void PushControl(Outgoing item);
   void RequestFinish(grpc::Status status);
@@ -119,8 +126,10 @@ class AttachStream : public grpc::ServerBidiReactor<v1::EdgeMessage, v1::ServerM
   const std::string peer_;
 
   std::shared_ptr<AttachStream> self_;  // Released in OnDone.
-  v1::EdgeMessage incoming_;            // Owned by the read in flight.
-  v1::ServerMessage batch_;             // Owned by the write in flight.
+  grpc::ByteBuffer incoming_raw_;       // Owned by the read in flight.
+  v1::EdgeMessage incoming_;            // The last message read, parsed.
+  v1::ServerMessage batch_;             // Filled under mu_ for the next write.
+  grpc::ByteBuffer batch_raw_;          // Owned by the write in flight.
 
   // Set by the first message, before any command is read (edge_id_ before the
   // stream is registered); read-only after.
@@ -138,6 +147,10 @@ class AttachStream : public grpc::ServerBidiReactor<v1::EdgeMessage, v1::ServerM
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  // Set by OnCancel (the client cancelled, the network broke, or a deadline).
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  // Set by Drain: groupsvc itself ends the stream, on purpose.
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<grpc::Status> finish_status_ ABSL_GUARDED_BY(mu_);
 };
 

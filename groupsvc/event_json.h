@@ -12,7 +12,13 @@
 
 namespace groupsvc {
 
-// INVALID_ARGUMENT when "type" is missing or not a non-empty string.
+// Levels of objects and arrays an event may nest ({"type": "x"} is one).
+// protobuf's JSON printer has a limit of its own, which it reports in its own
+// words; this one is checked first, and is below it.
+inline constexpr int kMaxEventDepth = 32;
+
+// INVALID_ARGUMENT when "type" is missing or not a non-empty string, or the
+// event nests deeper than kMaxEventDepth.
 absl::StatusOr<EventPtr> EventFromStruct(const google::protobuf::Struct& fields);
 absl::StatusOr<google::protobuf::Struct> StructFromEvent(const Event& event);
 

@@ -21,10 +21,22 @@ std::string RandomTag(size_t length) {
   return tag;
 }
 
+// Compares secrets in time that depends on their lengths only.
+bool SameSecret(absl::string_view a, absl::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
 }  // namespace
 
 GroupRegistry::GroupRegistry(RegistryOptions options, const chat::Clock* clock)
-    : options_(std::move(options)), clock_(clock), process_tag_(RandomTag(8)) {}
+    : options_(std::move(options)),
+      clock_(clock),
+      warmup_until_(clock->Now() + options_.warmup),
+      warming_up_(options_.warmup > absl::ZeroDuration()),
+      process_tag_(RandomTag(8)) {}
 
 GroupRegistry::Shard& GroupRegistry::ShardFor(absl::string_view name) const {
   return shards_[absl::HashOf(name) % kShards];
@@ -60,9 +72,10 @@ size_t GroupRegistry::CapacityFor(absl::string_view channel) const {
 
 // ------------------------------------------------------------------- Edges
 
-absl::StatusOr<Attachment> GroupRegistry::AttachEdge(absl::string_view edge_id,
-                                                     absl::string_view prefix,
+absl::StatusOr<Attachment> GroupRegistry::AttachEdge(const AttachRequest& hello,
                                                      std::shared_ptr<EdgeSink> sink) {
+  const std::string& edge_id = hello.edge_id;
+  const std::string& prefix = hello.channel_prefix;
   if (absl::Status s = chat::ValidateGroupName(edge_id); !s.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("edge_id follows the group name rules: ", s.message()));
@@ -72,6 +85,12 @@ absl::StatusOr<Attachment> GroupRegistry::AttachEdge(absl::string_view edge_id,
     return absl::InvalidArgumentError(absl::StrCat(
         "channel_prefix must be a channel name ending in its only '!', like \"edge-1!\"; got \"",
         prefix, "\""));
+  }
+  if (hello.incarnation.size() < kMinIncarnationBytes ||
+      hello.incarnation.size() > kMaxIncarnationBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "hello.incarnation must be ", kMinIncarnationBytes, " to ", kMaxIncarnationBytes,
+        " random bytes chosen once per edge process; got ", hello.incarnation.size()));
   }
   EdgeEntry replaced;
   Attachment attachment;
@@ -88,45 +107,79 @@ absl::StatusOr<Attachment> GroupRegistry::AttachEdge(absl::string_view edge_id,
     if (old != prefix_by_edge_.end()) {
       old_prefix = old->second;
       auto entry = edges_by_prefix_.find(old_prefix);
+      if (!SameSecret(entry->second.incarnation, hello.incarnation)) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "edge id \"", edge_id, "\" is attached by another process",
+            entry->second.peer.empty() ? "" : absl::StrCat(" (from ", entry->second.peer, ")"),
+            "; give each edge process its own --edge_id"));
+      }
       replaced = std::move(entry->second);
       edges_by_prefix_.erase(entry);
       attachment.replaced_previous = true;
     }
     attachment.generation = next_generation_++;
+    if (attachment.replaced_previous) {
+      // The old stream's groups lack its members until this one's replay is in.
+      MarkLost(edge_id, OwnerGroups(old_prefix), attachment.generation, clock_->Now());
+    }
     edges_by_prefix_[prefix] =
-        EdgeEntry{std::string(edge_id), std::move(sink), attachment.generation};
-    prefix_by_edge_[edge_id] = std::string(prefix);
+        EdgeEntry{edge_id, hello.incarnation, hello.peer, std::move(sink), attachment.generation};
+    prefix_by_edge_[edge_id] = prefix;
     if (attachment.replaced_previous) {
       // The new stream re-registers what it has; nothing of the old one lingers.
-      RemoveOwnerMemberships(old_prefix);
+      absl::flat_hash_set<std::string> groups;
+      RemoveOwnerMemberships(old_prefix, &groups);
+      AddLostGroups(edge_id, std::move(groups));
     }
   }
   if (replaced.sink != nullptr) replaced.sink->Replaced();
   return attachment;
 }
 
-void GroupRegistry::DetachEdge(absl::string_view edge_id, uint64_t generation) {
+void GroupRegistry::DetachEdge(absl::string_view edge_id, uint64_t generation,
+                               DetachReason reason) {
   std::string prefix;
+  auto attached = [&]() ABSL_SHARED_LOCKS_REQUIRED(edges_mu_) {
+    auto it = prefix_by_edge_.find(edge_id);
+    return it != prefix_by_edge_.end() &&
+           edges_by_prefix_.find(it->second)->second.generation == generation;
+  };
+  {
+    absl::ReaderMutexLock lock(&edges_mu_);
+    if (!attached()) return;
+    prefix = prefix_by_edge_.find(edge_id)->second;
+  }
+  // Recorded before the edge and its memberships go (see MarkLost), and
+  // outside edges_mu_, which every group_send takes to find edges.
+  if (reason == DetachReason::kLost) {
+    MarkLost(edge_id, OwnerGroups(prefix), generation + 1, clock_->Now());
+  }
   {
     absl::MutexLock lock(&edges_mu_);
-    auto it = prefix_by_edge_.find(edge_id);
-    if (it == prefix_by_edge_.end()) return;
-    auto entry = edges_by_prefix_.find(it->second);
-    if (entry->second.generation != generation) return;
-    prefix = it->second;
-    edges_by_prefix_.erase(entry);
-    prefix_by_edge_.erase(it);
+    // A newer stream may have replaced this one meanwhile; it took over then.
+    if (!attached()) return;
+    edges_by_prefix_.erase(prefix);
+    prefix_by_edge_.erase(edge_id);
   }
-  RemoveOwnerMemberships(prefix);
+  if (reason == DetachReason::kLost) {
+    // Groups joined between OwnerGroups and here (unary GroupAdds) count too.
+    absl::flat_hash_set<std::string> groups;
+    RemoveOwnerMemberships(prefix, &groups);
+    AddLostGroups(edge_id, std::move(groups));
+  } else {
+    RemoveOwnerMemberships(prefix);
+  }
 }
 
-void GroupRegistry::RemoveOwnerMemberships(absl::string_view prefix) {
+void GroupRegistry::RemoveOwnerMemberships(absl::string_view prefix,
+                                           absl::flat_hash_set<std::string>* groups) {
   for (Shard& shard : shards_) {
     absl::MutexLock lock(&shard.mu);
     for (auto it = shard.groups.begin(); it != shard.groups.end();) {
       Group& group = it->second;
       auto bucket = group.by_owner.find(prefix);
       if (bucket != group.by_owner.end()) {
+        if (groups != nullptr) groups->insert(it->first);
         group.size -= bucket->second.size();
         group.by_owner.erase(bucket);
       }
@@ -137,6 +190,97 @@ void GroupRegistry::RemoveOwnerMemberships(absl::string_view prefix) {
       }
     }
   }
+}
+
+absl::flat_hash_set<std::string> GroupRegistry::OwnerGroups(absl::string_view prefix) const {
+  absl::flat_hash_set<std::string> groups;
+  for (const Shard& shard : shards_) {
+    absl::MutexLock lock(&shard.mu);
+    for (const auto& [name, group] : shard.groups) {
+      if (group.by_owner.contains(prefix)) groups.insert(name);
+    }
+  }
+  return groups;
+}
+
+// ------------------------------------------------------------ Unsettled groups
+
+void GroupRegistry::MarkLost(absl::string_view edge_id, absl::flat_hash_set<std::string> groups,
+                             uint64_t settled_by, absl::Time now) {
+  if (groups.empty() || options_.unsettled_window <= absl::ZeroDuration()) return;
+  const absl::Time until = now + options_.unsettled_window;
+  absl::MutexLock lock(&unsettled_mu_);
+  auto it = lost_edges_.find(edge_id);
+  if (it == lost_edges_.end() && lost_edges_.size() >= options_.max_lost_edges) {
+    // Too many to track one by one: everything is unsettled for the window.
+    if (all_unsettled_until_ == absl::InfinitePast()) {
+      unsettled_entries_.fetch_add(1, std::memory_order_release);
+    }
+    all_unsettled_until_ = std::max(all_unsettled_until_, until);
+    return;
+  }
+  if (it == lost_edges_.end()) {
+    it = lost_edges_.emplace(edge_id, LostEdge{}).first;
+    unsettled_entries_.fetch_add(1, std::memory_order_release);
+  }
+  LostEdge& lost = it->second;
+  if (lost.groups.empty()) {
+    lost.groups = std::move(groups);
+  } else {
+    lost.groups.merge(groups);
+  }
+  lost.until = until;
+  lost.settled_by = std::max(lost.settled_by, settled_by);
+}
+
+void GroupRegistry::AddLostGroups(absl::string_view edge_id,
+                                  absl::flat_hash_set<std::string> groups) {
+  if (groups.empty()) return;
+  absl::MutexLock lock(&unsettled_mu_);
+  auto it = lost_edges_.find(edge_id);
+  if (it != lost_edges_.end()) it->second.groups.merge(groups);
+}
+
+void GroupRegistry::ReplayApplied(absl::string_view edge_id, uint64_t generation) {
+  if (unsettled_entries_.load(std::memory_order_acquire) == 0) return;
+  absl::MutexLock lock(&unsettled_mu_);
+  auto it = lost_edges_.find(edge_id);
+  if (it == lost_edges_.end() || it->second.settled_by > generation) return;
+  lost_edges_.erase(it);
+  unsettled_entries_.fetch_sub(1, std::memory_order_release);
+}
+
+bool GroupRegistry::Unsettled(absl::string_view group, absl::Time now) const {
+  if (warming_up_.load(std::memory_order_relaxed)) {
+    if (now < warmup_until_) return true;
+    warming_up_.store(false, std::memory_order_relaxed);
+  }
+  if (unsettled_entries_.load(std::memory_order_acquire) == 0) return false;
+  absl::ReaderMutexLock lock(&unsettled_mu_);
+  if (now < all_unsettled_until_) return true;
+  for (const auto& [edge_id, lost] : lost_edges_) {
+    if (now < lost.until && lost.groups.contains(group)) return true;
+  }
+  return false;
+}
+
+void GroupRegistry::SweepLostEdges(absl::Time now) {
+  if (unsettled_entries_.load(std::memory_order_acquire) == 0) return;
+  absl::MutexLock lock(&unsettled_mu_);
+  size_t erased = 0;
+  for (auto it = lost_edges_.begin(); it != lost_edges_.end();) {
+    if (it->second.until <= now) {
+      lost_edges_.erase(it++);
+      ++erased;
+    } else {
+      ++it;
+    }
+  }
+  if (all_unsettled_until_ != absl::InfinitePast() && all_unsettled_until_ <= now) {
+    all_unsettled_until_ = absl::InfinitePast();
+    ++erased;
+  }
+  if (erased > 0) unsettled_entries_.fetch_sub(erased, std::memory_order_release);
 }
 
 // ------------------------------------------------------------- Channel layer
@@ -251,7 +395,13 @@ absl::StatusOr<SendReport> GroupRegistry::GroupSend(absl::string_view group, Eve
     Shard& shard = ShardFor(group);
     absl::MutexLock lock(&shard.mu);
     auto g = shard.groups.find(group);
-    if (g == shard.groups.end()) return SendReport{};
+    if (g == shard.groups.end()) {
+      // No member visible; a lost edge's may still be there.
+      SendReport report;
+      report.unsettled = Unsettled(group, now);
+      if (report.unsettled) unsettled_group_sends_.fetch_add(1, std::memory_order_relaxed);
+      return report;
+    }
     targets.reserve(g->second.by_owner.size());
     for (auto bucket = g->second.by_owner.begin(); bucket != g->second.by_owner.end();) {
       std::vector<std::string> channels;
@@ -297,6 +447,10 @@ absl::StatusOr<SendReport> GroupRegistry::GroupSend(absl::string_view group, Eve
       }
     }
   }
+  // Checked after the members were read: a loss recorded before its members
+  // were removed is seen here (see MarkLost).
+  report.unsettled = Unsettled(group, now);
+  if (report.unsettled) unsettled_group_sends_.fetch_add(1, std::memory_order_relaxed);
   return report;
 }
 
@@ -458,6 +612,11 @@ StatsSnapshot GroupRegistry::Stats() const {
   s.events_in = events_in_.load(std::memory_order_relaxed);
   s.events_out = events_out_.load(std::memory_order_relaxed);
   s.stream_deliveries = stream_deliveries_.load(std::memory_order_relaxed);
+  s.unsettled_group_sends = unsettled_group_sends_.load(std::memory_order_relaxed);
+  {
+    absl::ReaderMutexLock lock(&unsettled_mu_);
+    s.lost_edges = lost_edges_.size();
+  }
   for (size_t i = 0; i < kDropReasonCount; ++i) s.drops[i] = drops_[i].load();
   return s;
 }
@@ -468,6 +627,7 @@ void GroupRegistry::CountDrop(DropReason reason, uint64_t n) {
 
 void GroupRegistry::Sweep() {
   const absl::Time now = clock_->Now();
+  SweepLostEdges(now);
   for (Shard& shard : shards_) {
     absl::MutexLock lock(&shard.mu);
     for (auto g = shard.groups.begin(); g != shard.groups.end();) {

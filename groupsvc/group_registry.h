@@ -10,9 +10,21 @@
 //   registry.GroupAdd("chat_lobby", "edge-1!c1");
 //   absl::StatusOr<SendReport> r = registry.GroupSend("chat_lobby", event);
 //
+// Edge ids: while a stream of an edge id is attached, only a stream with the
+// same Hello.incarnation (the same process reconnecting) may replace it; any
+// other is refused, so two processes given one id cannot evict each other.
+//
+// Unsettled group_sends: a group_send is reported `unsettled` when the group
+// may have members the registry cannot see: during `warmup` after it starts
+// (edges are re-attaching and replaying), and for `unsettled_window` after an
+// edge's stream was lost (not closed by the edge, not drained), in each group
+// that edge had members in, until that edge id re-attaches and its first
+// message (the replay) is applied (ReplayApplied).
+//
 // Thread-safe. Groups and channel queues are sharded by name, each shard under
 // its own mutex, so a group_send to a huge room holds one shard for as long as
 // it takes to copy the member names, and never calls out while holding a lock.
+// Lock order: edges_mu_, then a shard's mu, then unsettled_mu_ (a leaf).
 #ifndef CHAT_GROUPSVC_GROUP_REGISTRY_H_
 #define CHAT_GROUPSVC_GROUP_REGISTRY_H_
 
@@ -28,6 +40,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -46,7 +59,8 @@ class EdgeSink {
   // stream's outbound queue is full or closed: the copies are lost.
   virtual bool Deliver(const EventPtr& event, std::vector<std::string> channels,
                        absl::string_view group) = 0;
-  // A newer stream of the same edge id took over; this one should end.
+  // A newer stream of the same edge process (same edge id and incarnation)
+  // took over; this one should end.
   virtual void Replaced() = 0;
 };
 
@@ -70,11 +84,43 @@ struct RegistryOptions {
   // Bounds on everything queued here, across channels.
   size_t max_queued_bytes = 256 << 20;
   size_t max_receivers_per_channel = 16;
+  // After the registry is created, every group_send is unsettled for this long
+  // (edges re-attach and replay their memberships after a restart). 0: none.
+  absl::Duration warmup = absl::Seconds(3);
+  // How long the groups of a lost edge stay unsettled at most, when it does
+  // not come back and replay first.
+  absl::Duration unsettled_window = absl::Seconds(5);
+  // Lost edges tracked one by one; beyond this many, every group is unsettled
+  // until the window of the latest loss has passed.
+  size_t max_lost_edges = 256;
+};
+
+// What an edge's hello says, and where it came from.
+struct AttachRequest {
+  std::string edge_id;
+  std::string channel_prefix;
+  // Random bytes chosen once per edge process; never shown by any RPC or log.
+  std::string incarnation;
+  // The peer address, for messages and logs only ("" if unknown).
+  std::string peer;
+};
+inline constexpr size_t kMinIncarnationBytes = 16;
+inline constexpr size_t kMaxIncarnationBytes = 256;
+
+// How an edge's stream ended, which decides whether its groups are unsettled.
+enum class DetachReason {
+  // The edge closed its side, or groupsvc drained it: its members left on purpose.
+  kClosed,
+  // Cancelled, broken, or ended by an error: the edge may still think its
+  // members are in their groups, and will re-attach and replay them.
+  kLost,
 };
 
 struct SendReport {
   uint32_t delivered = 0;
   uint32_t dropped = 0;
+  // The group may have members the registry cannot see now (see above).
+  bool unsettled = false;
 };
 
 struct MemberInfo {
@@ -108,6 +154,9 @@ struct StatsSnapshot {
   uint64_t events_in = 0;
   uint64_t events_out = 0;
   uint64_t stream_deliveries = 0;
+  uint64_t unsettled_group_sends = 0;
+  // Lost edges whose groups are unsettled (expired ones may linger until Sweep).
+  uint64_t lost_edges = 0;
   std::array<uint64_t, kDropReasonCount> drops{};
 };
 
@@ -123,14 +172,20 @@ class GroupRegistry {
   GroupRegistry& operator=(const GroupRegistry&) = delete;
 
   // --- Edges.
-  // Registers an edge's stream. The same edge id again replaces the older
-  // stream (its memberships are removed and it is told so); a prefix held by
-  // another edge id is ALREADY_EXISTS.
-  absl::StatusOr<Attachment> AttachEdge(absl::string_view edge_id, absl::string_view prefix,
-                                        std::shared_ptr<EdgeSink> sink);
+  // Registers an edge's stream. The same edge id with the same incarnation
+  // replaces the older stream (its memberships are removed and it is told so);
+  // with another incarnation it is ALREADY_EXISTS, as is a prefix held by
+  // another edge id. An incarnation shorter than kMinIncarnationBytes (or
+  // longer than kMaxIncarnationBytes) is INVALID_ARGUMENT.
+  absl::StatusOr<Attachment> AttachEdge(const AttachRequest& hello, std::shared_ptr<EdgeSink> sink);
   // Removes the edge and all its channels' memberships, unless a newer stream
-  // (another generation) has replaced it meanwhile.
-  void DetachEdge(absl::string_view edge_id, uint64_t generation);
+  // (another generation) has replaced it meanwhile. kLost leaves the groups it
+  // had members in unsettled.
+  void DetachEdge(absl::string_view edge_id, uint64_t generation, DetachReason reason);
+  // The first message of the stream `generation` of `edge_id` (its replay of
+  // memberships) has been applied: its groups are settled again, unless a
+  // newer stream of the edge was lost meanwhile.
+  void ReplayApplied(absl::string_view edge_id, uint64_t generation);
 
   // --- The channel layer.
   absl::Status Send(absl::string_view channel, EventPtr event);
@@ -189,8 +244,17 @@ class GroupRegistry {
   };
   struct EdgeEntry {
     std::string edge_id;
+    std::string incarnation;
+    std::string peer;
     std::shared_ptr<EdgeSink> sink;
     uint64_t generation = 0;
+  };
+  // The groups an edge had members in when its stream was lost.
+  struct LostEdge {
+    absl::flat_hash_set<std::string> groups;
+    absl::Time until;
+    // A replay by a stream of at least this generation settles them.
+    uint64_t settled_by = 0;
   };
   static constexpr size_t kShards = 16;
 
@@ -204,7 +268,19 @@ class GroupRegistry {
   bool Lapsed(const Membership& m, absl::Time now) const {
     return m.renewed + options_.group_expiry <= now;
   }
-  void RemoveOwnerMemberships(absl::string_view prefix);
+  // Removes the memberships of `prefix`'s channels; adds the groups they were
+  // in to `groups` if set.
+  void RemoveOwnerMemberships(absl::string_view prefix,
+                              absl::flat_hash_set<std::string>* groups = nullptr);
+  // The groups in which `prefix`'s channels have members.
+  absl::flat_hash_set<std::string> OwnerGroups(absl::string_view prefix) const;
+  // Records (or extends) the loss of `edge_id` before its memberships go, so
+  // that a group_send that no longer sees them sees the record.
+  void MarkLost(absl::string_view edge_id, absl::flat_hash_set<std::string> groups,
+                uint64_t settled_by, absl::Time now);
+  void AddLostGroups(absl::string_view edge_id, absl::flat_hash_set<std::string> groups);
+  bool Unsettled(absl::string_view group, absl::Time now) const;
+  void SweepLostEdges(absl::Time now);
 
   const RegistryOptions options_;
   const chat::Clock* const clock_;
@@ -214,6 +290,18 @@ class GroupRegistry {
   absl::flat_hash_map<std::string, EdgeEntry> edges_by_prefix_ ABSL_GUARDED_BY(edges_mu_);
   absl::flat_hash_map<std::string, std::string> prefix_by_edge_ ABSL_GUARDED_BY(edges_mu_);
   uint64_t next_generation_ ABSL_GUARDED_BY(edges_mu_) = 1;
+
+  const absl::Time warmup_until_;
+  // False once the warm-up has passed, so that group_sends skip its check.
+  mutable std::atomic<bool> warming_up_;
+  mutable absl::Mutex unsettled_mu_;
+  absl::flat_hash_map<std::string, LostEdge> lost_edges_ ABSL_GUARDED_BY(unsettled_mu_);
+  // Set when more than max_lost_edges are lost at once: every group is unsettled until then.
+  absl::Time all_unsettled_until_ ABSL_GUARDED_BY(unsettled_mu_) = absl::InfinitePast();
+  // lost_edges_.size(), plus one while all_unsettled_until_ is set: read
+  // without the lock, so that a group_send with nothing unsettled takes none.
+  std::atomic<size_t> unsettled_entries_{0};
+  std::atomic<uint64_t> unsettled_group_sends_{0};
 
   std::atomic<uint64_t> queued_bytes_{0};
   std::atomic<uint64_t> queued_events_{0};

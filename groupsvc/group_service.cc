@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "groupsvc/event_json.h"
+#include "groupsvc/wire.h"
 #include "shared/grpc_status.h"
 
 namespace groupsvc {
@@ -35,7 +36,7 @@ class ReceiveCall : public grpc::ServerUnaryReactor,
                     public std::enable_shared_from_this<ReceiveCall> {
  public:
   ReceiveCall(GroupRegistry* registry, TimerQueue* timers, std::string channel,
-              v1::ReceiveResponse* response)
+              grpc::ByteBuffer* response)
       : registry_(registry), timers_(timers), channel_(std::move(channel)), response_(response) {}
 
   void Start(std::shared_ptr<ReceiveCall> self, absl::Time deadline) {
@@ -63,11 +64,19 @@ class ReceiveCall : public grpc::ServerUnaryReactor,
  private:
   void Respond(const Event& event) {
     absl::StatusOr<google::protobuf::Struct> fields = StructFromEvent(event);
-    if (fields.ok()) *response_->mutable_event() = std::move(*fields);
-    Finish(ToGrpcStatus(fields.status()));
+    absl::Status status = fields.status();
+    if (status.ok()) {
+      v1::ReceiveResponse response;
+      *response.mutable_event() = *std::move(fields);
+      status = SerializeWire(response, response_);
+    }
+    Finish(ToGrpcStatus(status));
   }
   void GiveUp(grpc::Status status) {
-    if (registry_->CancelReceive(channel_, this)) Finish(std::move(status));
+    if (!registry_->CancelReceive(channel_, this)) return;
+    // Nothing in time is an empty answer, which must still be a message.
+    if (status.ok()) status = ToGrpcStatus(SerializeWire(v1::ReceiveResponse(), response_));
+    Finish(std::move(status));
   }
   void OnCancel() override {
     GiveUp(grpc::Status(grpc::StatusCode::CANCELLED, "Receive cancelled by the client"));
@@ -80,7 +89,7 @@ class ReceiveCall : public grpc::ServerUnaryReactor,
   GroupRegistry* const registry_;
   TimerQueue* const timers_;
   const std::string channel_;
-  v1::ReceiveResponse* const response_;
+  grpc::ByteBuffer* const response_;
   std::shared_ptr<ReceiveCall> self_;
   std::atomic<uint64_t> timer_{0};
 };
@@ -96,10 +105,23 @@ void GroupService::Drain(absl::Duration grace) {
   streams_.DrainAll(grace);
 }
 
-grpc::ServerBidiReactor<v1::EdgeMessage, v1::ServerMessage>* GroupService::Attach(
+template <class Request, class Response>
+grpc::ServerUnaryReactor* GroupService::Unary(grpc::CallbackServerContext* context,
+                                              const Raw* request, Raw* response,
+                                              absl::Status (GroupService::*handler)(const Request&,
+                                                                                    Response*)) {
+  Request typed_request;
+  if (absl::Status s = ParseWire(*request, &typed_request); !s.ok()) return Done(context, s);
+  Response typed_response;
+  absl::Status status = (this->*handler)(typed_request, &typed_response);
+  if (status.ok()) status = SerializeWire(typed_response, response);
+  return Done(context, status);
+}
+
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* GroupService::Attach(
     grpc::CallbackServerContext* context) {
   if (draining_) {
-    class Refused : public grpc::ServerBidiReactor<v1::EdgeMessage, v1::ServerMessage> {
+    class Refused : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
      public:
       Refused() {
         Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "groupsvc is shutting down"));
@@ -112,97 +134,139 @@ grpc::ServerBidiReactor<v1::EdgeMessage, v1::ServerMessage>* GroupService::Attac
 }
 
 grpc::ServerUnaryReactor* GroupService::Send(grpc::CallbackServerContext* context,
-                                             const v1::SendRequest* request,
-                                             v1::SendResponse* response) {
-  absl::StatusOr<EventPtr> event = EventFromStruct(request->event());
-  if (!event.ok()) return Done(context, event.status());
-  return Done(context, registry_->Send(request->channel(), *std::move(event)));
+                                             const Raw* request, Raw* response) {
+  return Unary(context, request, response, &GroupService::DoSend);
 }
 
 grpc::ServerUnaryReactor* GroupService::Receive(grpc::CallbackServerContext* context,
-                                                const v1::ReceiveRequest* request,
-                                                v1::ReceiveResponse* response) {
+                                                const Raw* raw_request, Raw* raw_response) {
+  v1::ReceiveRequest request;
+  if (absl::Status s = ParseWire(*raw_request, &request); !s.ok()) return Done(context, s);
   absl::Duration wait =
-      absl::Seconds(request->timeout().seconds()) + absl::Nanoseconds(request->timeout().nanos());
+      absl::Seconds(request.timeout().seconds()) + absl::Nanoseconds(request.timeout().nanos());
   if (wait < absl::ZeroDuration() || wait > kMaxReceiveWait) {
     return Done(context,
                 absl::InvalidArgumentError(absl::StrCat("timeout must be between 0 and ",
                                                         absl::FormatDuration(kMaxReceiveWait))));
   }
   if (wait == absl::ZeroDuration()) {
-    absl::StatusOr<EventPtr> event = registry_->Receive(request->channel());
-    if (!event.ok() || *event == nullptr) return Done(context, event.status());
-    absl::StatusOr<google::protobuf::Struct> fields = StructFromEvent(**event);
-    if (fields.ok()) *response->mutable_event() = std::move(*fields);
-    return Done(context, fields.status());
+    absl::StatusOr<EventPtr> event = registry_->Receive(request.channel());
+    if (!event.ok()) return Done(context, event.status());
+    v1::ReceiveResponse response;
+    if (*event != nullptr) {
+      absl::StatusOr<google::protobuf::Struct> fields = StructFromEvent(**event);
+      if (!fields.ok()) return Done(context, fields.status());
+      *response.mutable_event() = *std::move(fields);
+    }
+    return Done(context, SerializeWire(response, raw_response));
   }
   // A call deadline that comes first is gRPC's to enforce: the call is
   // cancelled (OnCancel) and the client sees DEADLINE_EXCEEDED, never an
   // empty answer racing it.
-  auto call = std::make_shared<ReceiveCall>(registry_, timers_, request->channel(), response);
+  auto call = std::make_shared<ReceiveCall>(registry_, timers_, request.channel(), raw_response);
   call->Start(call, absl::Now() + wait);
   return call.get();
 }
 
 grpc::ServerUnaryReactor* GroupService::NewChannel(grpc::CallbackServerContext* context,
-                                                   const v1::NewChannelRequest* request,
-                                                   v1::NewChannelResponse* response) {
-  absl::StatusOr<std::string> name = registry_->NewChannel(request->prefix());
-  if (name.ok()) response->set_channel(*name);
-  return Done(context, name.status());
+                                                   const Raw* request, Raw* response) {
+  return Unary(context, request, response, &GroupService::DoNewChannel);
 }
 
 grpc::ServerUnaryReactor* GroupService::GroupAdd(grpc::CallbackServerContext* context,
-                                                 const v1::GroupAddRequest* request,
-                                                 v1::GroupAddResponse* response) {
-  return Done(context, registry_->GroupAdd(request->group(), request->channel()));
+                                                 const Raw* request, Raw* response) {
+  return Unary(context, request, response, &GroupService::DoGroupAdd);
 }
 
 grpc::ServerUnaryReactor* GroupService::GroupDiscard(grpc::CallbackServerContext* context,
-                                                     const v1::GroupDiscardRequest* request,
-                                                     v1::GroupDiscardResponse* response) {
-  return Done(context, registry_->GroupDiscard(request->group(), request->channel()));
+                                                     const Raw* request, Raw* response) {
+  return Unary(context, request, response, &GroupService::DoGroupDiscard);
 }
 
 grpc::ServerUnaryReactor* GroupService::GroupSend(grpc::CallbackServerContext* context,
-                                                  const v1::GroupSendRequest* request,
-                                                  v1::GroupSendResponse* response) {
-  absl::StatusOr<EventPtr> event = EventFromStruct(request->event());
-  if (!event.ok()) return Done(context, event.status());
-  absl::StatusOr<SendReport> report = registry_->GroupSend(request->group(), *std::move(event));
-  if (report.ok()) {
-    response->set_delivered(report->delivered);
-    response->set_dropped(report->dropped);
-  }
-  return Done(context, report.status());
+                                                  const Raw* request, Raw* response) {
+  return Unary(context, request, response, &GroupService::DoGroupSend);
 }
 
 grpc::ServerUnaryReactor* GroupService::Flush(grpc::CallbackServerContext* context,
-                                              const v1::FlushRequest* request,
-                                              v1::FlushResponse* response) {
-  registry_->Flush();
-  return Done(context, absl::OkStatus());
+                                              const Raw* request, Raw* response) {
+  return Unary(context, request, response, &GroupService::DoFlush);
 }
 
 grpc::ServerUnaryReactor* GroupService::ListGroups(grpc::CallbackServerContext* context,
-                                                   const v1::ListGroupsRequest* request,
-                                                   v1::ListGroupsResponse* response) {
-  size_t page_size = request->page_size() == 0 ? 100 : std::min<size_t>(request->page_size(), 1000);
-  GroupPage page = registry_->ListGroups(request->name_prefix(), page_size, request->page_token());
+                                                   const Raw* request, Raw* response) {
+  return Unary(context, request, response, &GroupService::DoListGroups);
+}
+
+grpc::ServerUnaryReactor* GroupService::GetGroup(grpc::CallbackServerContext* context,
+                                                 const Raw* request, Raw* response) {
+  return Unary(context, request, response, &GroupService::DoGetGroup);
+}
+
+grpc::ServerUnaryReactor* GroupService::Stats(grpc::CallbackServerContext* context,
+                                              const Raw* request, Raw* response) {
+  return Unary(context, request, response, &GroupService::DoStats);
+}
+
+// ------------------------------------------------------------ Typed handlers
+
+absl::Status GroupService::DoSend(const v1::SendRequest& request, v1::SendResponse* response) {
+  absl::StatusOr<EventPtr> event = EventFromStruct(request.event());
+  if (!event.ok()) return event.status();
+  return registry_->Send(request.channel(), *std::move(event));
+}
+
+absl::Status GroupService::DoNewChannel(const v1::NewChannelRequest& request,
+                                        v1::NewChannelResponse* response) {
+  absl::StatusOr<std::string> name = registry_->NewChannel(request.prefix());
+  if (!name.ok()) return name.status();
+  response->set_channel(*name);
+  return absl::OkStatus();
+}
+
+absl::Status GroupService::DoGroupAdd(const v1::GroupAddRequest& request,
+                                      v1::GroupAddResponse* response) {
+  return registry_->GroupAdd(request.group(), request.channel());
+}
+
+absl::Status GroupService::DoGroupDiscard(const v1::GroupDiscardRequest& request,
+                                          v1::GroupDiscardResponse* response) {
+  return registry_->GroupDiscard(request.group(), request.channel());
+}
+
+absl::Status GroupService::DoGroupSend(const v1::GroupSendRequest& request,
+                                       v1::GroupSendResponse* response) {
+  absl::StatusOr<EventPtr> event = EventFromStruct(request.event());
+  if (!event.ok()) return event.status();
+  absl::StatusOr<SendReport> report = registry_->GroupSend(request.group(), *std::move(event));
+  if (!report.ok()) return report.status();
+  response->set_delivered(report->delivered);
+  response->set_dropped(report->dropped);
+  response->set_unsettled(report->unsettled);
+  return absl::OkStatus();
+}
+
+absl::Status GroupService::DoFlush(const v1::FlushRequest& request, v1::FlushResponse* response) {
+  registry_->Flush();
+  return absl::OkStatus();
+}
+
+absl::Status GroupService::DoListGroups(const v1::ListGroupsRequest& request,
+                                        v1::ListGroupsResponse* response) {
+  size_t page_size = request.page_size() == 0 ? 100 : std::min<size_t>(request.page_size(), 1000);
+  GroupPage page = registry_->ListGroups(request.name_prefix(), page_size, request.page_token());
   for (const GroupSummary& g : page.groups) {
     v1::GroupSummary* out = response->add_groups();
     out->set_name(g.name);
     out->set_size(g.size);
   }
   response->set_next_page_token(page.next_page_token);
-  return Done(context, absl::OkStatus());
+  return absl::OkStatus();
 }
 
-grpc::ServerUnaryReactor* GroupService::GetGroup(grpc::CallbackServerContext* context,
-                                                 const v1::GetGroupRequest* request,
-                                                 v1::Group* response) {
-  absl::StatusOr<GroupInfo> info = registry_->GetGroup(request->name());
-  if (!info.ok()) return Done(context, info.status());
+absl::Status GroupService::DoGetGroup(const v1::GetGroupRequest& request, v1::Group* response) {
+  absl::StatusOr<GroupInfo> info = registry_->GetGroup(request.name());
+  if (!info.ok()) return info.status();
   response->set_name(info->name);
   response->set_size(info->members.size());
   for (const MemberInfo& m : info->members) {
@@ -212,12 +276,10 @@ grpc::ServerUnaryReactor* GroupService::GetGroup(grpc::CallbackServerContext* co
     *out->mutable_joined() = ToProto(m.joined);
     *out->mutable_renewed() = ToProto(m.renewed);
   }
-  return Done(context, absl::OkStatus());
+  return absl::OkStatus();
 }
 
-grpc::ServerUnaryReactor* GroupService::Stats(grpc::CallbackServerContext* context,
-                                              const v1::StatsRequest* request,
-                                              v1::StatsResponse* response) {
+absl::Status GroupService::DoStats(const v1::StatsRequest& request, v1::StatsResponse* response) {
   StatsSnapshot s = registry_->Stats();
   response->set_groups(s.groups);
   response->set_memberships(s.memberships);
@@ -231,7 +293,7 @@ grpc::ServerUnaryReactor* GroupService::Stats(grpc::CallbackServerContext* conte
     (*response->mutable_drops())[std::string(DropReasonName(static_cast<DropReason>(i)))] =
         s.drops[i];
   }
-  return Done(context, absl::OkStatus());
+  return absl::OkStatus();
 }
 
 }  // namespace groupsvc

@@ -6,6 +6,12 @@
 //   ...
 //   service.Drain(absl::Seconds(10));  // on SIGTERM: refuse new streams, drain the rest
 //
+// Every method is registered raw (grpc::ByteBuffer in and out) and parses its
+// request itself (wire.h): a request that is not the method's message is
+// INVALID_ARGUMENT with the reason, where gRPC 1.51's generated callback
+// handlers would answer UNIMPLEMENTED. Reflection still describes the typed
+// methods (it reads layer.proto's descriptors, not the handlers).
+//
 // Thread-safe; no reaction blocks.
 #ifndef CHAT_GROUPSVC_GROUP_SERVICE_H_
 #define CHAT_GROUPSVC_GROUP_SERVICE_H_
@@ -19,7 +25,17 @@
 
 namespace groupsvc {
 
-class GroupService final : public v1::ChannelLayer::CallbackService {
+namespace internal {
+using C = v1::ChannelLayer;
+using RawChannelLayer = C::WithRawCallbackMethod_Attach<C::WithRawCallbackMethod_Send<
+    C::WithRawCallbackMethod_Receive<C::WithRawCallbackMethod_NewChannel<
+        C::WithRawCallbackMethod_GroupAdd<C::WithRawCallbackMethod_GroupDiscard<
+            C::WithRawCallbackMethod_GroupSend<C::WithRawCallbackMethod_Flush<
+                C::WithRawCallbackMethod_ListGroups<C::WithRawCallbackMethod_GetGroup<
+                    C::WithRawCallbackMethod_Stats<C::Service>>>>>>>>>>>;
+}  // namespace internal
+
+class GroupService final : public internal::RawChannelLayer {
  public:
   GroupService(GroupRegistry* registry, TimerQueue* timers, AttachOptions attach_options,
                const chat::Clock* clock);
@@ -29,43 +45,51 @@ class GroupService final : public v1::ChannelLayer::CallbackService {
   size_t attached_streams() const { return streams_.size(); }
   const StreamSet& streams() const { return streams_; }
 
-  grpc::ServerBidiReactor<v1::EdgeMessage, v1::ServerMessage>* Attach(
-      grpc::CallbackServerContext* context) override;
-  grpc::ServerUnaryReactor* Send(grpc::CallbackServerContext* context,
-                                 const v1::SendRequest* request,
-                                 v1::SendResponse* response) override;
-  grpc::ServerUnaryReactor* Receive(grpc::CallbackServerContext* context,
-                                    const v1::ReceiveRequest* request,
-                                    v1::ReceiveResponse* response) override;
-  grpc::ServerUnaryReactor* NewChannel(grpc::CallbackServerContext* context,
-                                       const v1::NewChannelRequest* request,
-                                       v1::NewChannelResponse* response) override;
-  grpc::ServerUnaryReactor* GroupAdd(grpc::CallbackServerContext* context,
-                                     const v1::GroupAddRequest* request,
-                                     v1::GroupAddResponse* response) override;
-  grpc::ServerUnaryReactor* GroupDiscard(grpc::CallbackServerContext* context,
-                                         const v1::GroupDiscardRequest* request,
-                                         v1::GroupDiscardResponse* response) override;
-  grpc::ServerUnaryReactor* GroupSend(grpc::CallbackServerContext* context,
-                                      const v1::GroupSendRequest* request,
-                                      v1::GroupSendResponse* response) override;
-  grpc::ServerUnaryReactor* Flush(grpc::CallbackServerContext* context,
-                                  const v1::FlushRequest* request,
-                                  v1::FlushResponse* response) override;
-  grpc::ServerUnaryReactor* ListGroups(grpc::CallbackServerContext* context,
-                                       const v1::ListGroupsRequest* request,
-                                       v1::ListGroupsResponse* response) override;
-  grpc::ServerUnaryReactor* GetGroup(grpc::CallbackServerContext* context,
-                                     const v1::GetGroupRequest* request,
-                                     v1::Group* response) override;
-  grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* context,
-                                  const v1::StatsRequest* request,
-                                  v1::StatsResponse* response) override;
+  using Raw = grpc::ByteBuffer;
+  grpc::ServerBidiReactor<Raw, Raw>* Attach(grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* Send(grpc::CallbackServerContext* context, const Raw* request,
+                                 Raw* response) override;
+  grpc::ServerUnaryReactor* Receive(grpc::CallbackServerContext* context, const Raw* request,
+                                    Raw* response) override;
+  grpc::ServerUnaryReactor* NewChannel(grpc::CallbackServerContext* context, const Raw* request,
+                                       Raw* response) override;
+  grpc::ServerUnaryReactor* GroupAdd(grpc::CallbackServerContext* context, const Raw* request,
+                                     Raw* response) override;
+  grpc::ServerUnaryReactor* GroupDiscard(grpc::CallbackServerContext* context, const Raw* request,
+                                         Raw* response) override;
+  grpc::ServerUnaryReactor* GroupSend(grpc::CallbackServerContext* context, const Raw* request,
+                                      Raw* response) override;
+  grpc::ServerUnaryReactor* Flush(grpc::CallbackServerContext* context, const Raw* request,
+                                  Raw* response) override;
+  grpc::ServerUnaryReactor* ListGroups(grpc::CallbackServerContext* context, const Raw* request,
+                                       Raw* response) override;
+  grpc::ServerUnaryReactor* GetGroup(grpc::CallbackServerContext* context, const Raw* request,
+                                     Raw* response) override;
+  grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* context, const Raw* request,
+                                  Raw* response) override;
 
   // The longest a Receive waits.
   static constexpr absl::Duration kMaxReceiveWait = absl::Seconds(60);
 
  private:
+  // The typed handlers of the unary RPCs that answer at once.
+  absl::Status DoSend(const v1::SendRequest& request, v1::SendResponse* response);
+  absl::Status DoNewChannel(const v1::NewChannelRequest& request, v1::NewChannelResponse* response);
+  absl::Status DoGroupAdd(const v1::GroupAddRequest& request, v1::GroupAddResponse* response);
+  absl::Status DoGroupDiscard(const v1::GroupDiscardRequest& request,
+                              v1::GroupDiscardResponse* response);
+  absl::Status DoGroupSend(const v1::GroupSendRequest& request, v1::GroupSendResponse* response);
+  absl::Status DoFlush(const v1::FlushRequest& request, v1::FlushResponse* response);
+  absl::Status DoListGroups(const v1::ListGroupsRequest& request, v1::ListGroupsResponse* response);
+  absl::Status DoGetGroup(const v1::GetGroupRequest& request, v1::Group* response);
+  absl::Status DoStats(const v1::StatsRequest& request, v1::StatsResponse* response);
+
+  // Parses the request, runs `handler`, serializes its response, finishes.
+  template <class Request, class Response>
+  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context, const Raw* request,
+                                  Raw* response,
+                                  absl::Status (GroupService::*handler)(const Request&, Response*));
+
   GroupRegistry* const registry_;
   TimerQueue* const timers_;
   const AttachOptions attach_options_;

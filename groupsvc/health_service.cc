@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <optional>
 
+#include "groupsvc/wire.h"
+#include "shared/grpc_status.h"
+
 namespace groupsvc {
 
 using grpc::health::v1::HealthCheckRequest;
@@ -10,7 +13,7 @@ using grpc::health::v1::HealthCheckResponse;
 
 // One Watch call: writes the status now and after every change, one write in
 // flight, only the latest status pending.
-class HealthService::Watcher : public grpc::ServerWriteReactor<HealthCheckResponse> {
+class HealthService::Watcher : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   Watcher(HealthService* service, bool known) : service_(service), known_(known) {}
 
@@ -44,7 +47,14 @@ class HealthService::Watcher : public grpc::ServerWriteReactor<HealthCheckRespon
         done_ = finish = true;
       }
     }
-    if (write) StartWrite(&current_);
+    if (write) {
+      // current_ belongs to this write until OnWriteDone.
+      if (!SerializeWire(current_, &current_raw_).ok()) {
+        OnWriteDone(false);
+        return;
+      }
+      StartWrite(&current_raw_);
+    }
     if (finish) Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
   }
   void OnWriteDone(bool ok) override {
@@ -61,6 +71,7 @@ class HealthService::Watcher : public grpc::ServerWriteReactor<HealthCheckRespon
   HealthService* const service_;
   const bool known_;
   HealthCheckResponse current_;
+  grpc::ByteBuffer current_raw_;
   absl::Mutex mu_;
   std::optional<ServingStatus> pending_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
@@ -108,23 +119,40 @@ void HealthService::Forget(Watcher* watcher) {
 }
 
 grpc::ServerUnaryReactor* HealthService::Check(grpc::CallbackServerContext* context,
-                                               const HealthCheckRequest* request,
-                                               HealthCheckResponse* response) {
+                                               const grpc::ByteBuffer* raw_request,
+                                               grpc::ByteBuffer* raw_response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (!Known(request->service())) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                 "unknown service \"" + request->service() + "\""));
+  HealthCheckRequest request;
+  if (absl::Status s = ParseWire(*raw_request, &request); !s.ok()) {
+    reactor->Finish(chat::ToGrpcStatus(s));
     return reactor;
   }
-  absl::MutexLock lock(&mu_);
-  response->set_status(serving_ ? HealthCheckResponse::SERVING : HealthCheckResponse::NOT_SERVING);
-  reactor->Finish(grpc::Status::OK);
+  if (!Known(request.service())) {
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown service \"" + request.service() + "\""));
+    return reactor;
+  }
+  HealthCheckResponse response;
+  {
+    absl::MutexLock lock(&mu_);
+    response.set_status(serving_ ? HealthCheckResponse::SERVING : HealthCheckResponse::NOT_SERVING);
+  }
+  reactor->Finish(chat::ToGrpcStatus(SerializeWire(response, raw_response)));
   return reactor;
 }
 
-grpc::ServerWriteReactor<HealthCheckResponse>* HealthService::Watch(
-    grpc::CallbackServerContext* context, const HealthCheckRequest* request) {
-  auto watcher = std::make_shared<Watcher>(this, Known(request->service()));
+grpc::ServerWriteReactor<grpc::ByteBuffer>* HealthService::Watch(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw_request) {
+  HealthCheckRequest request;
+  if (absl::Status s = ParseWire(*raw_request, &request); !s.ok()) {
+    class Refused : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+     public:
+      explicit Refused(grpc::Status status) { Finish(std::move(status)); }
+      void OnDone() override { delete this; }
+    };
+    return new Refused(chat::ToGrpcStatus(s));
+  }
+  auto watcher = std::make_shared<Watcher>(this, Known(request.service()));
   bool serving, shut_down;
   {
     absl::MutexLock lock(&mu_);

@@ -2,6 +2,8 @@
 // health.proto so that server reflection (and so grpcurl) can describe it.
 // "" and "groupsvc.v1.ChannelLayer" are SERVING until SetServing(false), which
 // shutdown calls first; other names are NOT_FOUND (Check) or SERVICE_UNKNOWN (Watch).
+// Both methods are raw and parse their requests themselves (see wire.h), so a
+// request that does not parse is INVALID_ARGUMENT, not gRPC 1.51's UNIMPLEMENTED.
 //
 //   HealthService health;
 //   builder.RegisterService(&health);
@@ -22,7 +24,12 @@
 
 namespace groupsvc {
 
-class HealthService final : public grpc::health::v1::Health::CallbackService {
+namespace internal {
+using RawHealth = grpc::health::v1::Health::WithRawCallbackMethod_Check<
+    grpc::health::v1::Health::WithRawCallbackMethod_Watch<grpc::health::v1::Health::Service>>;
+}  // namespace internal
+
+class HealthService final : public internal::RawHealth {
  public:
   using ServingStatus = grpc::health::v1::HealthCheckResponse::ServingStatus;
   class Watcher;
@@ -33,11 +40,10 @@ class HealthService final : public grpc::health::v1::Health::CallbackService {
   void Shutdown();
 
   grpc::ServerUnaryReactor* Check(grpc::CallbackServerContext* context,
-                                  const grpc::health::v1::HealthCheckRequest* request,
-                                  grpc::health::v1::HealthCheckResponse* response) override;
-  grpc::ServerWriteReactor<grpc::health::v1::HealthCheckResponse>* Watch(
-      grpc::CallbackServerContext* context,
-      const grpc::health::v1::HealthCheckRequest* request) override;
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Watch(grpc::CallbackServerContext* context,
+                                                    const grpc::ByteBuffer* request) override;
 
  private:
   static bool Known(const std::string& service);

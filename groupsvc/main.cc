@@ -1,4 +1,6 @@
 // groupsvc: the channel layer of the chat system, as a gRPC service.
+#include <google/protobuf/stubs/logging.h>
+
 #include <cstdio>
 #include <string>
 #include <utility>
@@ -29,9 +31,25 @@ ABSL_FLAG(int64_t, max_event_bytes, 256 << 10, "largest event accepted (type plu
 ABSL_FLAG(int64_t, max_queued_bytes, 256 << 20, "bytes of undelivered events queued in all");
 ABSL_FLAG(int64_t, edge_queue_bytes, 32 << 20,
           "bytes queued for one edge's stream before further copies are dropped");
+ABSL_FLAG(absl::Duration, warmup, absl::Seconds(3),
+          "after start, group_sends are acked unsettled (may not have reached every member) "
+          "for this long, while edges re-attach and replay their memberships; 0 to disable");
+ABSL_FLAG(absl::Duration, unsettled_window, absl::Seconds(5),
+          "after an edge's stream is lost, group_sends to the groups it had members in are "
+          "acked unsettled until it re-attaches and replays, for at most this long; 0 to disable");
 ABSL_FLAG(absl::Duration, grace, absl::Seconds(10), "how long SIGTERM waits for streams to drain");
 
 namespace {
+
+// protobuf reports some parse failures itself (a string that is not UTF-8):
+// one line in our format, like every other event.
+void LogProtobuf(google::protobuf::LogLevel level, const char* file, int line,
+                 const std::string& message) {
+  static constexpr const char* kLevels[] = {"info", "warning", "error", "fatal"};
+  const int index = static_cast<int>(level);
+  chat::LogEvent("protobuf_log",
+                 {{"level", index >= 0 && index < 4 ? kLevels[index] : "?"}, {"message", message}});
+}
 
 bool ParseOverrides(const std::string& text, std::vector<std::pair<std::string, size_t>>* out) {
   for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipEmpty())) {
@@ -54,6 +72,7 @@ int main(int argc, char** argv) {
   // on: a global graph update on every lock. The tests keep it on.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   chat::SetLogComponent("groupsvc");
+  google::protobuf::SetLogHandler(&LogProtobuf);
 
   groupsvc::ServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
@@ -63,7 +82,14 @@ int main(int argc, char** argv) {
   options.registry.group_expiry = absl::GetFlag(FLAGS_group_expiry);
   options.registry.max_event_bytes = absl::GetFlag(FLAGS_max_event_bytes);
   options.registry.max_queued_bytes = absl::GetFlag(FLAGS_max_queued_bytes);
+  options.registry.warmup = absl::GetFlag(FLAGS_warmup);
+  options.registry.unsettled_window = absl::GetFlag(FLAGS_unsettled_window);
   options.attach.max_queue_bytes = absl::GetFlag(FLAGS_edge_queue_bytes);
+  if (options.registry.warmup < absl::ZeroDuration() ||
+      options.registry.unsettled_window < absl::ZeroDuration()) {
+    fprintf(stderr, "groupsvc: --warmup and --unsettled_window must not be negative\n");
+    return 2;
+  }
   if (absl::GetFlag(FLAGS_capacity) <= 0 || absl::GetFlag(FLAGS_max_event_bytes) <= 0 ||
       !ParseOverrides(absl::GetFlag(FLAGS_capacity_overrides),
                       &options.registry.capacity_overrides)) {

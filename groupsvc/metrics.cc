@@ -55,6 +55,12 @@ std::vector<prometheus::MetricFamily> RegistryCollector::Collect() const {
   counter("groupsvc_stream_deliveries_total",
           "Delivery messages put on edge streams: one per edge per group_send.",
           s.stream_deliveries);
+  counter("groupsvc_unsettled_group_sends_total",
+          "group_sends acked unsettled: the group may have had members groupsvc could not see "
+          "(warm-up after start, or an edge lost and not yet replayed).",
+          s.unsettled_group_sends);
+  gauge("groupsvc_lost_edges", "Lost edges whose groups are unsettled until they replay.",
+        s.lost_edges);
   out.push_back(Family("groupsvc_drops_total", "Copies dropped, by reason.", MetricType::Counter));
   for (size_t i = 0; i < kDropReasonCount; ++i) {
     AddValue(out.back(), s.drops[i],

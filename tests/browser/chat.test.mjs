@@ -45,7 +45,7 @@ async function logContains(page, text) {
 
 before(async () => {
   groupsvcPort = (await startLogged(`${build}/groupsvc/groupsvc`,
-                                    ["--listen=127.0.0.1:0", "--metrics_listen="])).port;
+                                    ["--listen=127.0.0.1:0", "--metrics_listen=", "--warmup=0s"])).port;
   const layer = `--groupsvc=127.0.0.1:${groupsvcPort}`;
   edgeA = (await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", "--metrics_listen=", layer, "--edge_id=browser-a"])).port;
   edgeB = (await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", "--metrics_listen=", layer, "--edge_id=browser-b"])).port;

@@ -1,13 +1,16 @@
 // Contract tests: a real groupsvc (GroupServer) on a loopback port, real gRPC
 // clients, real streams.
 #include <google/protobuf/util/json_util.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "groupsvc/server.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -29,9 +32,26 @@ google::protobuf::Struct JsonStruct(const std::string& json) {
   return s;
 }
 
+// No warm-up, so that acks say `unsettled` only for what a test does.
+ServerOptions Settled() {
+  ServerOptions options;
+  options.registry.warmup = absl::ZeroDuration();
+  return options;
+}
+
+// A GroupSendRequest whose event nests `depth` levels of objects.
+std::string NestedGroupSend(int depth) {
+  v1::GroupSendRequest request;
+  request.set_group("room");
+  google::protobuf::Struct* level = request.mutable_event();
+  (*level->mutable_fields())["type"].set_string_value("chat.message");
+  for (int i = 1; i < depth; ++i) level = (*level->mutable_fields())["x"].mutable_struct_value();
+  return request.SerializeAsString();
+}
+
 class GroupsvcContractTest : public ::testing::Test {
  protected:
-  void SetUp() override { StartServer(ServerOptions{}); }
+  void SetUp() override { StartServer(Settled()); }
 
   void StartServer(ServerOptions options) {
     options.listen = "127.0.0.1:0";
@@ -89,6 +109,76 @@ class GroupsvcContractTest : public ::testing::Test {
       absl::SleepFor(absl::Milliseconds(10));
     } while (absl::Now() < deadline);
     return false;
+  }
+
+  // A unary call of `method` with `bytes` as its request, whatever they are.
+  grpc::Status RawCall(const std::string& method, const std::string& bytes,
+                       grpc::ByteBuffer* response = nullptr) {
+    grpc::GenericStub stub(channel_);
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1);
+    grpc::ByteBuffer ignored;
+    absl::Notification done;
+    grpc::Status status;
+    stub.UnaryCall(&context, method, grpc::StubOptions(), &request, response ? response : &ignored,
+                   [&](grpc::Status s) {
+                     status = std::move(s);
+                     done.Notify();
+                   });
+    done.WaitForNotification();
+    return status;
+  }
+
+  // A streaming call of `method` that writes `messages` (bytes, whatever they
+  // are), closes its side, and reads until the server ends it: its status,
+  // and in `read` how many messages came back.
+  grpc::Status RawStream(const std::string& method, const std::vector<std::string>& messages,
+                         int* read = nullptr) {
+    grpc::GenericStub stub(channel_);
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    grpc::CompletionQueue cq;
+    auto call = stub.PrepareCall(&context, method, &cq);
+    intptr_t next_tag = 1;
+    // Starts one operation with `op(tag)` and waits for it: its ok.
+    auto run = [&](auto op) {
+      const intptr_t tag = next_tag++;
+      op(reinterpret_cast<void*>(tag));
+      void* got = nullptr;
+      bool ok = false;
+      EXPECT_TRUE(cq.Next(&got, &ok));
+      EXPECT_EQ(reinterpret_cast<intptr_t>(got), tag);
+      return ok;
+    };
+    EXPECT_TRUE(run([&](void* tag) { call->StartCall(tag); }));
+    for (const std::string& bytes : messages) {
+      grpc::Slice slice(bytes);
+      grpc::ByteBuffer buffer(&slice, 1);
+      if (!run([&](void* tag) { call->Write(buffer, tag); })) break;
+    }
+    run([&](void* tag) { call->WritesDone(tag); });
+    int n = 0;
+    grpc::ByteBuffer incoming;
+    while (run([&](void* tag) { call->Read(&incoming, tag); })) ++n;
+    if (read != nullptr) *read = n;
+    grpc::Status status;
+    run([&](void* tag) { call->Finish(&status, tag); });
+    cq.Shutdown();
+    void* tag;
+    bool ok;
+    while (cq.Next(&tag, &ok)) {
+    }
+    return status;
+  }
+
+  // The ack of one group_send on `edge`'s stream.
+  v1::Ack StreamGroupSend(TestEdge& edge, uint64_t id, const std::string& group) {
+    EXPECT_TRUE(edge.GroupSend(id, group, "chat.message", ChatJson("hi")));
+    std::optional<v1::Ack> ack = edge.NextAck();
+    EXPECT_TRUE(ack.has_value());
+    return ack.value_or(v1::Ack());
   }
 
   v1::StatsResponse Stats() {
@@ -332,10 +422,13 @@ TEST_F(GroupsvcContractTest, ClosedStreamAlsoRemovesItsMembers) {
   EXPECT_TRUE(WaitGroupSize("room", 0));
 }
 
-TEST_F(GroupsvcContractTest, SameEdgeIdReplacesTheOlderStream) {
+TEST_F(GroupsvcContractTest, SameIncarnationReplacesTheOlderStream) {
   auto old_stream = AttachedEdge("edge-1", "e1!");
   AddOk(*old_stream, 1, "room", "e1!a");
-  auto new_stream = AttachedEdge("edge-1", "e1!");
+  // The same process reconnecting (its old stream may be half-dead).
+  auto new_stream =
+      std::make_unique<TestEdge>(channel_, "edge-1", "e1!", old_stream->incarnation());
+  ASSERT_TRUE(new_stream->Hello().ok());
   std::optional<grpc::Status> ended = old_stream->WaitEnded(absl::Seconds(5));
   ASSERT_TRUE(ended.has_value());
   EXPECT_EQ(ended->error_code(), grpc::StatusCode::ABORTED);
@@ -343,6 +436,238 @@ TEST_F(GroupsvcContractTest, SameEdgeIdReplacesTheOlderStream) {
   AddOk(*new_stream, 2, "room", "e1!a");
   ASSERT_TRUE(GroupSend("room", ChatJson("to the new stream")).ok());
   EXPECT_TRUE(new_stream->NextDelivery().has_value());
+}
+
+TEST_F(GroupsvcContractTest, AnotherProcessWithTheSameEdgeIdIsRefused) {
+  auto first = AttachedEdge("edge-1", "e1!");
+  AddOk(*first, 1, "room", "e1!a");
+  for (const char* prefix : {"e1!", "other!"}) {
+    TestEdge second(channel_, "edge-1", prefix);  // Another incarnation.
+    grpc::Status s = second.Hello();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::ALREADY_EXISTS) << prefix;
+    EXPECT_NE(s.error_message().find("edge id \"edge-1\" is attached by another process (from "),
+              std::string::npos)
+        << s.error_message();
+    EXPECT_NE(s.error_message().find("give each edge process its own --edge_id"),
+              std::string::npos);
+  }
+  // The first stream is untouched: still open, its members kept, deliveries flowing.
+  EXPECT_FALSE(first->WaitEnded(absl::Milliseconds(200)).has_value());
+  v1::Group group;
+  ASSERT_TRUE(GetGroup("room", &group).ok());
+  ASSERT_EQ(group.members_size(), 1);
+  EXPECT_EQ(group.members(0).channel(), "e1!a");
+  v1::GroupSendResponse response;
+  ASSERT_TRUE(GroupSend("room", ChatJson("still here"), &response).ok());
+  EXPECT_EQ(response.delivered(), 1u);
+  std::optional<v1::Delivery> d = first->NextDelivery();
+  ASSERT_TRUE(d.has_value());
+  EXPECT_NE(d->event().json().find("still here"), std::string::npos);
+  AddOk(*first, 2, "room", "e1!b");
+  EXPECT_EQ(Stats().attached_edges(), 1u);
+}
+
+TEST_F(GroupsvcContractTest, HelloWithoutA16ByteIncarnationIsInvalidArgument) {
+  for (const std::string& incarnation : {std::string(), std::string(15, 'x')}) {
+    TestEdge edge(channel_, "edge-1", "e1!", incarnation);
+    grpc::Status s = edge.Hello();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << incarnation.size();
+    EXPECT_NE(s.error_message().find("incarnation"), std::string::npos) << s.error_message();
+  }
+  EXPECT_EQ(Stats().attached_edges(), 0u);
+}
+
+TEST_F(GroupsvcContractTest, NoRpcShowsTheIncarnation) {
+  const std::string secret = "a-secret-of-the-edge-process";
+  TestEdge edge(channel_, "edge-1", "e1!", secret);
+  ASSERT_TRUE(edge.Hello().ok());
+  AddOk(edge, 1, "room", "e1!a");
+  std::string seen;
+  v1::Group group;
+  ASSERT_TRUE(GetGroup("room", &group).ok());
+  seen += group.SerializeAsString();
+  seen += Stats().SerializeAsString();
+  grpc::ClientContext context;
+  v1::ListGroupsResponse groups;
+  ASSERT_TRUE(stub_->ListGroups(&context, v1::ListGroupsRequest(), &groups).ok());
+  seen += groups.SerializeAsString();
+  EXPECT_NE(seen.find("edge-1"), std::string::npos);
+  EXPECT_EQ(seen.find(secret), std::string::npos);
+}
+
+TEST_F(GroupsvcContractTest, CancelledStreamLeavesItsGroupsUnsettledUntilItReplays) {
+  auto lost = AttachedEdge("edge-1", "e1!");
+  auto other = AttachedEdge("edge-2", "e2!");
+  AddOk(*lost, 1, "room", "e1!a");
+  AddOk(*other, 2, "room", "e2!b");
+  AddOk(*other, 3, "quiet", "e2!c");
+  EXPECT_FALSE(StreamGroupSend(*other, 4, "room").unsettled());
+  const std::string incarnation = lost->incarnation();
+  lost->Cancel();
+  ASSERT_TRUE(WaitGroupSize("room", 1));
+  // The room's members on edge-1 are out of sight: the sender is told.
+  v1::Ack ack = StreamGroupSend(*other, 5, "room");
+  EXPECT_EQ(ack.code(), 0);
+  EXPECT_EQ(ack.delivered(), 1u);
+  EXPECT_TRUE(ack.unsettled());
+  EXPECT_FALSE(StreamGroupSend(*other, 6, "quiet").unsettled());
+  v1::GroupSendResponse response;
+  ASSERT_TRUE(GroupSend("room", ChatJson("unary"), &response).ok());
+  EXPECT_TRUE(response.unsettled());
+  // edge-1 comes back with its replay in its first message: settled again.
+  TestEdge back(channel_, "edge-1", "e1!", incarnation);
+  v1::EdgeMessage first;
+  first.mutable_hello()->set_edge_id("edge-1");
+  first.mutable_hello()->set_channel_prefix("e1!");
+  first.mutable_hello()->set_incarnation(incarnation);
+  v1::Command* replay = first.add_commands();
+  replay->set_request_id(1);
+  replay->mutable_group_add()->set_group("room");
+  replay->mutable_group_add()->set_channel("e1!a");
+  ASSERT_TRUE(back.Write(first));
+  std::optional<v1::Ack> replayed = back.NextAck();
+  ASSERT_TRUE(replayed.has_value());
+  EXPECT_EQ(replayed->code(), 0) << replayed->message();
+  ack = StreamGroupSend(*other, 7, "room");
+  EXPECT_FALSE(ack.unsettled());
+  EXPECT_EQ(ack.delivered(), 2u);
+}
+
+TEST_F(GroupsvcContractTest, ClosedStreamLeavesNothingUnsettled) {
+  auto closing = AttachedEdge("edge-1", "e1!");
+  auto other = AttachedEdge("edge-2", "e2!");
+  AddOk(*closing, 1, "room", "e1!a");
+  AddOk(*other, 2, "room", "e2!b");
+  ASSERT_TRUE(closing->Close().ok());
+  ASSERT_TRUE(WaitGroupSize("room", 1));
+  v1::Ack ack = StreamGroupSend(*other, 3, "room");
+  EXPECT_EQ(ack.delivered(), 1u);
+  EXPECT_FALSE(ack.unsettled());
+}
+
+TEST_F(GroupsvcContractTest, GroupSendsDuringTheWarmupAreUnsettled) {
+  ServerOptions options;
+  options.registry.warmup = absl::Minutes(10);
+  StartServer(options);
+  auto edge = AttachedEdge("edge-1", "e1!");
+  AddOk(*edge, 1, "room", "e1!a");
+  v1::Ack ack = StreamGroupSend(*edge, 2, "room");
+  EXPECT_EQ(ack.delivered(), 1u);
+  EXPECT_TRUE(ack.unsettled());
+  v1::GroupSendResponse response;
+  ASSERT_TRUE(GroupSend("nobody_here", ChatJson("hi"), &response).ok());
+  EXPECT_EQ(response.delivered(), 0u);
+  EXPECT_TRUE(response.unsettled());
+}
+
+TEST_F(GroupsvcContractTest, UnparsableRequestsAreInvalidArgument) {
+  const std::string kGroupSend = "/groupsvc.v1.ChannelLayer/GroupSend";
+  // A valid request first: the raw path itself works.
+  v1::GroupSendRequest valid;
+  valid.set_group("room");
+  *valid.mutable_event() = JsonStruct(ChatJson("hi"));
+  grpc::ByteBuffer answer;
+  ASSERT_TRUE(RawCall(kGroupSend, valid.SerializeAsString(), &answer).ok());
+  const struct {
+    const char* what;
+    std::string bytes;
+  } cases[] = {
+      {"garbage", std::string("\xff\xff\xff\xff\xff\x01garbage", 13)},
+      {"string field not UTF-8", std::string("\x0a\x02\xc3\x28", 4)},
+      {"nested beyond protobuf's limit", NestedGroupSend(40)},
+  };
+  for (const auto& c : cases) {
+    grpc::Status s = RawCall(kGroupSend, c.bytes);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.what;
+    EXPECT_NE(s.error_message().find("is not a valid groupsvc.v1.GroupSendRequest"),
+              std::string::npos)
+        << c.what << ": " << s.error_message();
+  }
+  // Every unary method parses its request itself.
+  for (const char* method : {"Send", "Receive", "NewChannel", "GroupAdd", "GroupDiscard", "Flush",
+                             "ListGroups", "GetGroup", "Stats"}) {
+    grpc::Status s = RawCall(absl::StrCat("/groupsvc.v1.ChannelLayer/", method), "\xff\xff");
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << method;
+  }
+}
+
+TEST_F(GroupsvcContractTest, EventNestedTooDeepIsInvalidArgumentInOurWords) {
+  const std::string kGroupSend = "/groupsvc.v1.ChannelLayer/GroupSend";
+  EXPECT_TRUE(RawCall(kGroupSend, NestedGroupSend(32)).ok());
+  for (int depth : {33, 34}) {
+    grpc::Status s = RawCall(kGroupSend, NestedGroupSend(depth));
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << depth;
+    EXPECT_EQ(s.error_message(), "event nests objects and arrays more than 32 levels deep")
+        << depth;
+  }
+  // As deep as allowed goes there and back.
+  v1::SendRequest send;
+  send.set_channel("backend.deep");
+  v1::GroupSendRequest nested;
+  ASSERT_TRUE(nested.ParseFromString(NestedGroupSend(32)));
+  *send.mutable_event() = nested.event();
+  ASSERT_TRUE(RawCall("/groupsvc.v1.ChannelLayer/Send", send.SerializeAsString()).ok());
+  grpc::ClientContext context;
+  v1::ReceiveRequest receive;
+  receive.set_channel("backend.deep");
+  v1::ReceiveResponse received;
+  ASSERT_TRUE(stub_->Receive(&context, receive, &received).ok());
+  EXPECT_EQ(received.event().fields().at("type").string_value(), "chat.message");
+  // A stream's event is JSON text groupsvc passes on unparsed; one too deep
+  // for a Struct is refused at Receive, in our words too.
+  auto edge = AttachedEdge("edge-1", "e1!");
+  std::string deep = R"({"type":"x","x":)";
+  for (int i = 0; i < 60; ++i) deep += R"({"x":)";
+  deep += "1" + std::string(61, '}');
+  ASSERT_TRUE(edge->Send(1, "backend.deeper", "x", deep));
+  ASSERT_EQ(edge->NextAck()->code(), 0);
+  grpc::ClientContext context2;
+  receive.set_channel("backend.deeper");
+  grpc::Status s = stub_->Receive(&context2, receive, &received);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DATA_LOSS);
+  EXPECT_EQ(s.error_message(),
+            "event of type \"x\" cannot be returned as a Struct: it is not a JSON object, or "
+            "nests more than 32 levels deep");
+}
+
+TEST_F(GroupsvcContractTest, UnparsableStreamMessageEndsTheStreamWithInvalidArgument) {
+  auto edge = AttachedEdge("edge-1", "e1!");
+  AddOk(*edge, 1, "room", "e1!a");
+  v1::EdgeMessage hello;
+  hello.mutable_hello()->set_edge_id("edge-2");
+  hello.mutable_hello()->set_channel_prefix("e2!");
+  hello.mutable_hello()->set_incarnation(TestEdge::RandomIncarnation());
+  int read = 0;
+  grpc::Status status =
+      RawStream("/groupsvc.v1.ChannelLayer/Attach",
+                {hello.SerializeAsString(), std::string("\x12\x05\xff\xff\xff\xff\xff", 7)}, &read);
+  EXPECT_EQ(read, 1);  // The welcome.
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("is not a valid groupsvc.v1.EdgeMessage"),
+            std::string::npos)
+      << status.error_message();
+  // Only that stream ended.
+  ASSERT_TRUE(WaitGroupSize("room", 1));
+  AddOk(*edge, 2, "room", "e1!b");
+}
+
+TEST_F(GroupsvcContractTest, UnparsableHealthRequestsAreInvalidArgument) {
+  grpc::Status s = RawCall("/grpc.health.v1.Health/Check", "\xff\xff");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("grpc.health.v1.HealthCheckRequest"), std::string::npos)
+      << s.error_message();
+  s = RawStream("/grpc.health.v1.Health/Watch", {"\xff\xff"});
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // And a valid Watch still works.
+  grpc::health::v1::HealthCheckRequest unknown;
+  unknown.set_service("no.such.Service");
+  grpc::ClientContext context;
+  auto stub = grpc::health::v1::Health::NewStub(channel_);
+  auto watch = stub->Watch(&context, unknown);
+  grpc::health::v1::HealthCheckResponse response;
+  ASSERT_TRUE(watch->Read(&response));
+  EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVICE_UNKNOWN);
+  context.TryCancel();
 }
 
 TEST_F(GroupsvcContractTest, ReceiveWaitsUpToItsTimeout) {
@@ -427,20 +752,43 @@ TEST_F(GroupsvcContractTest, FlushEmptiesTheLayer) {
 }
 
 TEST_F(GroupsvcContractTest, HealthServesUntilShutdown) {
+  using grpc::health::v1::HealthCheckResponse;
   auto health = grpc::health::v1::Health::NewStub(channel_);
   grpc::health::v1::HealthCheckRequest request;
-  grpc::health::v1::HealthCheckResponse response;
+  HealthCheckResponse response;
   {
     grpc::ClientContext context;
     ASSERT_TRUE(health->Check(&context, request, &response).ok());
-    EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+    EXPECT_EQ(response.status(), HealthCheckResponse::SERVING);
   }
   {
     grpc::ClientContext context;
-    request.set_service("no.such.Service");
-    EXPECT_EQ(health->Check(&context, request, &response).error_code(),
+    grpc::health::v1::HealthCheckRequest unknown;
+    unknown.set_service("no.such.Service");
+    EXPECT_EQ(health->Check(&context, unknown, &response).error_code(),
               grpc::StatusCode::NOT_FOUND);
   }
+  // A watcher sees every change: SERVING now, NOT_SERVING once shutdown
+  // begins (before the streams drain), then the end of the watch.
+  grpc::ClientContext watch_context;
+  watch_context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+  auto watch = health->Watch(&watch_context, request);
+  ASSERT_TRUE(watch->Read(&response));
+  EXPECT_EQ(response.status(), HealthCheckResponse::SERVING);
+  auto edge = AttachedEdge("edge-1", "e1!");
+  std::thread stopper([this] { server_->Shutdown(absl::Seconds(5)); });
+  std::vector<HealthCheckResponse::ServingStatus> seen;
+  while (watch->Read(&response)) seen.push_back(response.status());
+  grpc::Status ended = watch->Finish();
+  stopper.join();
+  EXPECT_EQ(seen,
+            std::vector<HealthCheckResponse::ServingStatus>{HealthCheckResponse::NOT_SERVING});
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::UNAVAILABLE);
+  // Once shut down, nothing answers SERVING any more.
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  grpc::Status after = health->Check(&context, request, &response);
+  EXPECT_EQ(after.error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
 TEST_F(GroupsvcContractTest, ShutdownDrainsAttachedEdges) {

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/write.hpp>
@@ -87,8 +88,10 @@ std::unique_ptr<WsClient> Join(int port, const std::string& room) {
 class ChatSystemTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    groupsvc_ = StartLogged({GROUPSVC_BIN, "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0"},
-                            &groupsvc_port_);
+    // No warm-up at the first start: the edges attach before any message.
+    groupsvc_ = StartLogged(
+        {GROUPSVC_BIN, "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", "--warmup=0s"},
+        &groupsvc_port_);
     ASSERT_NE(groupsvc_port_, 0);
     absl::StatusOr<int> metrics =
         groupsvc_->WaitForField(" listening ", "metrics_port", absl::Seconds(5));
@@ -351,13 +354,25 @@ TEST_F(ChatSystemTest, RoomWorksAgainAfterGroupsvcRestartsWithoutReconnecting) {
   ASSERT_EQ(port, groupsvc_port_);
   ASSERT_TRUE(WaitReady(port_a_, true, absl::Seconds(15)));
   ASSERT_TRUE(WaitReady(port_b_, true, absl::Seconds(15)));
-  // Both sockets stayed open; the edges re-registered their members.
+  // Both sockets stayed open; the edges re-registered their members. Within
+  // groupsvc's warm-up the message arrives, and its sender hears that it
+  // cannot be sure (another edge might not have re-attached yet).
   ASSERT_TRUE(alice->SendText(Chat("after")));
   EXPECT_EQ(bob->Read().value_or("nothing"), Chat("after"));
+  // Her own copy and the ack's verdict, in either order.
+  std::vector<std::string> at_alice = {alice->Read().value_or("nothing"),
+                                       alice->Read().value_or("nothing")};
+  std::sort(at_alice.begin(), at_alice.end());
+  EXPECT_THAT(at_alice[0], HasSubstr(R"("error":"unconfirmed")"));
+  EXPECT_THAT(at_alice[0], HasSubstr(R"("undelivered":"after")"));
+  EXPECT_EQ(at_alice[1], Chat("after"));
+  // After the warm-up, sends are confirmed again.
+  absl::SleepFor(absl::Seconds(3));
   ASSERT_TRUE(bob->SendText(Chat("back")));
-  absl::StatusOr<std::string> at_alice = alice->Read();
-  EXPECT_EQ(at_alice.value_or("nothing"), Chat("after"));
   EXPECT_EQ(alice->Read().value_or("nothing"), Chat("back"));
+  EXPECT_EQ(bob->Read().value_or("nothing"), Chat("back"));
+  EXPECT_EQ(bob->Read(absl::Milliseconds(300)).status().code(),
+            absl::StatusCode::kDeadlineExceeded);
   EXPECT_FALSE(alice->close_code().has_value());
 }
 
@@ -708,6 +723,56 @@ TEST(LimitsTest, SlowRequestsAndTrickledFramesAreCut) {
   EXPECT_TRUE(closed);
   // The close frame: 0x88, length, then the code 1008 (0x03F0).
   EXPECT_EQ(reply.substr(0, 4), std::string("\x88\x02\x03\xf0", 4));
+}
+
+// While groupsvc is away a browser is still accepted at once (its membership
+// is kept and replayed), and once groupsvc listens the room works within half
+// a second.
+TEST(LayerDownTest, BrowsersAreAcceptedBeforeGroupsvcStartsAndChatOnceItDoes) {
+  int groupsvc_port = 0;
+  {
+    boost::asio::io_context ioc;
+    boost::asio::ip::tcp::acceptor probe(
+        ioc, {boost::asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(0)});
+    groupsvc_port = probe.local_endpoint().port();
+  }
+  int port = 0;
+  auto edge = StartLogged(
+      {EDGE_BIN, "--listen=127.0.0.1:0", absl::StrCat("--groupsvc=127.0.0.1:", groupsvc_port)},
+      &port);
+  ASSERT_NE(port, 0);
+  absl::SleepFor(absl::Seconds(2));  // Long enough for backoff to grow, were it uncapped.
+  const absl::Time before = absl::Now();
+  auto a = Join(port, "early");
+  auto b = Join(port, "early");
+  ASSERT_TRUE(a && b);
+  EXPECT_LT(absl::Now() - before, absl::Seconds(1));
+  ASSERT_TRUE(a->SendText(Chat("too soon")));
+  EXPECT_THAT(a->Read().value_or(""), HasSubstr(R"("error":"not_delivered")"));
+  int got_port = 0;
+  auto groupsvc = StartLogged(
+      {GROUPSVC_BIN, absl::StrCat("--listen=127.0.0.1:", groupsvc_port), "--metrics_listen="},
+      &got_port);
+  ASSERT_EQ(got_port, groupsvc_port);
+  const absl::Time up = absl::Now();
+  ASSERT_TRUE(WaitReady(port, true, absl::Seconds(5)));
+  EXPECT_LT(absl::Now() - up, absl::Milliseconds(700));
+  ASSERT_TRUE(a->SendText(Chat("now")));
+  EXPECT_EQ(b->Read().value_or(""), Chat("now"));
+}
+
+// Issue 9, defect 9: the unit test of this called LeaveGroups itself.
+TEST_F(SingleEdgeTest, AClosedSocketLeavesItsGroups) {
+  auto a = Join(port_, "stays");
+  auto b = Join(port_, "leaves");
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(MetricValue(port_, "edge_groups"), 2);
+  b->Close();
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (MetricValue(port_, "edge_groups") != 1 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(MetricValue(port_, "edge_groups"), 1);
 }
 
 }  // namespace

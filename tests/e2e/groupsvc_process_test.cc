@@ -1,11 +1,13 @@
 // End-to-end tests of the real groupsvc binary: what an operator with grpcurl
 // and a scraper see, and how it stops on SIGTERM.
+#include <grpcpp/generic/generic_stub.h>
 #include <signal.h>
 
 #include <memory>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/child_process.h"
@@ -21,9 +23,12 @@ using ::testing::IsSupersetOf;
 
 class GroupsvcProcessTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    auto p = ChildProcess::Start(
-        {GROUPSVC_BIN, "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", "--grace=10s"});
+  // No warm-up: group_sends say `unsettled` only when a test makes them.
+  void SetUp() override { Start("--warmup=0s"); }
+
+  void Start(const std::string& warmup_flag) {
+    auto p = ChildProcess::Start({GROUPSVC_BIN, "--listen=127.0.0.1:0",
+                                  "--metrics_listen=127.0.0.1:0", "--grace=10s", warmup_flag});
     ASSERT_TRUE(p.ok()) << p.status();
     process_ = *std::move(p);
     absl::StatusOr<int> port = process_->WaitForField(" listening ", "port", absl::Seconds(20));
@@ -110,6 +115,60 @@ TEST_F(GroupsvcProcessTest, MetricsAreServedForPrometheus) {
   EXPECT_THAT(reply->body, HasSubstr("groupsvc_drops_total{reason=\"channel_full\"} 0"));
 }
 
+TEST_F(GroupsvcProcessTest, AfterAStartGroupSendsAreUnsettledForTheWarmup) {
+  process_.reset();
+  Start("--warmup=10m");
+  ReflectionClient client(channel_);
+  absl::StatusOr<std::string> sent = client.CallJson(
+      "groupsvc.v1.ChannelLayer/GroupSend",
+      R"({"group": "chat_lobby", "event": {"type": "chat.message", "message": "anyone?"}})");
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  EXPECT_EQ(*sent, R"({"unsettled":true})");
+  absl::StatusOr<HttpReply> reply = HttpGet("127.0.0.1", metrics_port_, "/metrics");
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  EXPECT_THAT(reply->body, HasSubstr("groupsvc_unsettled_group_sends_total 1"));
+}
+
+TEST_F(GroupsvcProcessTest, ASecondProcessWithTheSameEdgeIdIsRefusedWithALogLine) {
+  TestEdge first(channel_, "edge-1", "e1!");
+  ASSERT_TRUE(first.Hello().ok());
+  for (int i = 0; i < 3; ++i) {  // It retries; it never takes over.
+    TestEdge second(channel_, "edge-1", "e1b!");
+    grpc::Status s = second.Hello();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+    EXPECT_THAT(s.error_message(), HasSubstr("give each edge process its own --edge_id"));
+  }
+  absl::StatusOr<std::string> line = process_->WaitForLine(" stream_refused ", absl::Seconds(5));
+  ASSERT_TRUE(line.ok()) << line.status();
+  EXPECT_THAT(*line, HasSubstr("edge=edge-1"));
+  EXPECT_THAT(*line, HasSubstr("reason=in_use"));
+  EXPECT_THAT(*line, HasSubstr("attached by another process (from ipv4:127.0.0.1:"));
+  EXPECT_THAT(process_->Output(), ::testing::Not(HasSubstr("edge_replaced")));
+  EXPECT_FALSE(first.WaitEnded(absl::Milliseconds(100)).has_value());
+}
+
+TEST_F(GroupsvcProcessTest, AStringThatIsNotUtf8IsInvalidArgumentLoggedInOneLine) {
+  grpc::GenericStub stub(channel_);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  grpc::Slice slice(std::string("\x0a\x02\xc3\x28", 4));  // group = C3 28
+  grpc::ByteBuffer request(&slice, 1), response;
+  absl::Notification done;
+  grpc::Status status;
+  stub.UnaryCall(&context, "/groupsvc.v1.ChannelLayer/GroupSend", grpc::StubOptions(), &request,
+                 &response, [&](grpc::Status s) {
+                   status = std::move(s);
+                   done.Notify();
+                 });
+  done.WaitForNotification();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  absl::StatusOr<std::string> line = process_->WaitForLine(" protobuf_log ", absl::Seconds(5));
+  ASSERT_TRUE(line.ok()) << line.status() << process_->Output();
+  EXPECT_THAT(*line, HasSubstr("level=error"));
+  EXPECT_THAT(*line, HasSubstr("invalid UTF-8"));
+  EXPECT_THAT(process_->Output(), ::testing::Not(HasSubstr("[libprotobuf")));
+}
+
 TEST_F(GroupsvcProcessTest, SigtermDrainsEdgesAndExitsZero) {
   TestEdge edge(channel_, "edge-1", "e1!");
   ASSERT_TRUE(edge.Hello().ok());
@@ -144,6 +203,7 @@ TEST(GroupsvcGraceTest, SigtermWithAStuckEdgeStillExitsWithinGrace) {
   groupsvc::v1::EdgeMessage hello;
   hello.mutable_hello()->set_edge_id("stuck");
   hello.mutable_hello()->set_channel_prefix("stuck!");
+  hello.mutable_hello()->set_incarnation(TestEdge::RandomIncarnation());
   ASSERT_TRUE(stream->Write(hello));
   groupsvc::v1::EdgeMessage add;
   auto* c = add.add_commands();
@@ -169,9 +229,11 @@ TEST(GroupsvcGraceTest, SigtermWithAStuckEdgeStillExitsWithinGrace) {
 }
 
 TEST(GroupsvcStartTest, BadFlagsAndBusyPortsExitNonZero) {
-  auto bad = ChildProcess::Start({GROUPSVC_BIN, "--capacity=0"});
-  ASSERT_TRUE(bad.ok());
-  EXPECT_EQ((*bad)->WaitExit(absl::Seconds(10)), 2);
+  for (const char* flag : {"--capacity=0", "--warmup=-1s", "--unsettled_window=-1s"}) {
+    auto bad = ChildProcess::Start({GROUPSVC_BIN, flag});
+    ASSERT_TRUE(bad.ok());
+    EXPECT_EQ((*bad)->WaitExit(absl::Seconds(10)), 2) << flag;
+  }
 
   auto first = ChildProcess::Start({GROUPSVC_BIN, "--listen=127.0.0.1:0", "--metrics_listen="});
   ASSERT_TRUE(first.ok());

@@ -1,10 +1,21 @@
 #include "tests/support/test_edge.h"
 
+#include <random>
+
 namespace chat::testing {
 
-TestEdge::TestEdge(std::shared_ptr<grpc::Channel> channel, std::string edge_id, std::string prefix)
+std::string TestEdge::RandomIncarnation() {
+  std::random_device random;
+  std::string bytes(16, '\0');
+  for (char& c : bytes) c = static_cast<char>(random() & 0xff);
+  return bytes;
+}
+
+TestEdge::TestEdge(std::shared_ptr<grpc::Channel> channel, std::string edge_id, std::string prefix,
+                   std::string incarnation)
     : edge_id_(std::move(edge_id)),
       prefix_(std::move(prefix)),
+      incarnation_(std::move(incarnation)),
       stub_(v1::ChannelLayer::NewStub(channel)) {
   stream_ = stub_->Attach(&context_);
   reader_ = std::thread([this] { ReadLoop(); });
@@ -42,6 +53,7 @@ grpc::Status TestEdge::Hello() {
   v1::EdgeMessage hello;
   hello.mutable_hello()->set_edge_id(edge_id_);
   hello.mutable_hello()->set_channel_prefix(prefix_);
+  hello.mutable_hello()->set_incarnation(incarnation_);
   Write(hello);
   absl::MutexLock lock(&mu_);
   auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return welcome_.has_value() || ended_; };

@@ -1,7 +1,7 @@
 // TestEdge: a real gRPC client of the Attach stream, for contract and e2e
 // tests. A background thread reads every ServerMessage into a queue.
 //
-//   TestEdge edge(channel, "edge-1", "e1!");
+//   TestEdge edge(channel, "edge-1", "e1!");   // a process of its own (random incarnation)
 //   ASSERT_TRUE(edge.Hello().ok());
 //   edge.GroupAdd(1, "room", "e1!a");
 //   v1::Ack ack = edge.NextAck();
@@ -26,8 +26,15 @@ namespace v1 = ::groupsvc::v1;
 
 class TestEdge {
  public:
-  TestEdge(std::shared_ptr<grpc::Channel> channel, std::string edge_id, std::string prefix);
+  // `incarnation`: Hello.incarnation; pass another TestEdge's incarnation() to
+  // be the same edge process reconnecting.
+  TestEdge(std::shared_ptr<grpc::Channel> channel, std::string edge_id, std::string prefix,
+           std::string incarnation = RandomIncarnation());
   ~TestEdge();
+
+  // 16 random bytes, as an edge process picks once.
+  static std::string RandomIncarnation();
+  const std::string& incarnation() const { return incarnation_; }
 
   // Sends hello and waits for welcome; the stream's status if it ended instead.
   grpc::Status Hello();
@@ -60,6 +67,7 @@ class TestEdge {
 
   const std::string edge_id_;
   const std::string prefix_;
+  const std::string incarnation_;
   std::unique_ptr<v1::ChannelLayer::Stub> stub_;
   grpc::ClientContext context_;
   std::unique_ptr<grpc::ClientReaderWriter<v1::EdgeMessage, v1::ServerMessage>> stream_;

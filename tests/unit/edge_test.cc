@@ -354,7 +354,9 @@ TEST(ConsumerTest, DispatchesByTypeAndCountsUnknownTypes) {
   EXPECT_THAT(c.connection->drops, ElementsAre("no_handler"));
 }
 
-TEST(ConsumerTest, GroupsJoinedAreLeftAfterDisconnect) {
+// That the session calls LeaveGroups when a socket closes is tested end to end
+// (SingleEdgeTest.AClosedSocketLeavesItsGroups).
+TEST(ConsumerTest, LeaveGroupsLeavesEveryGroupJoined) {
   MemoryLayer layer("edge-1!");
   Client a = Connect(layer, std::make_unique<ChatConsumer>(), "lobby");
   Client b = Connect(layer, std::make_unique<ChatConsumer>(), "lobby");

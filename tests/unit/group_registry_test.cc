@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "gmock/gmock.h"
+#include "groupsvc/commands.h"
 #include "gtest/gtest.h"
 
 namespace groupsvc {
@@ -47,19 +48,41 @@ EventPtr Ev(std::string type = "chat.message", std::string body = "hi") {
   return MakeEvent(type, R"({"type":")" + type + R"(","message":")" + body + R"("})");
 }
 
+// Options with no warm-up, so that group_sends are settled from the start.
+RegistryOptions Settled() {
+  RegistryOptions options;
+  options.warmup = absl::ZeroDuration();
+  return options;
+}
+
+// An edge process's incarnation: 16 bytes or more.
+std::string Incarnation(const std::string& id) { return "incarnation-of-" + id; }
+
+AttachRequest Hello(const std::string& id, const std::string& prefix,
+                    const std::string& incarnation, const std::string& peer = "") {
+  return AttachRequest{id, prefix, incarnation, peer};
+}
+
 class GroupRegistryTest : public ::testing::Test {
  protected:
-  explicit GroupRegistryTest(RegistryOptions options = {})
+  explicit GroupRegistryTest(RegistryOptions options = Settled())
       : registry_(std::make_unique<GroupRegistry>(options, &clock_)) {}
   void Reset(RegistryOptions options) {
     registry_ = std::make_unique<GroupRegistry>(options, &clock_);
   }
-  std::shared_ptr<FakeEdge> Attach(const std::string& id, const std::string& prefix) {
+  std::shared_ptr<FakeEdge> Attach(const std::string& id, const std::string& prefix,
+                                   const std::string& incarnation = "") {
     auto edge = std::make_shared<FakeEdge>();
-    absl::StatusOr<Attachment> a = registry_->AttachEdge(id, prefix, edge);
+    absl::StatusOr<Attachment> a = registry_->AttachEdge(
+        Hello(id, prefix, incarnation.empty() ? Incarnation(id) : incarnation), edge);
     EXPECT_TRUE(a.ok()) << a.status();
     generations_[id] = a.ok() ? a->generation : 0;
     return edge;
+  }
+  bool Unsettled(const std::string& group) {
+    absl::StatusOr<SendReport> r = registry_->GroupSend(group, Ev());
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() && r->unsettled;
   }
   std::vector<std::string> Members(const std::string& group) {
     std::vector<std::string> out;
@@ -251,47 +274,248 @@ TEST_F(GroupRegistryTest, DetachRemovesEveryMembershipOfTheEdge) {
   ASSERT_TRUE(registry_->GroupAdd("g1", "e1!a").ok());
   ASSERT_TRUE(registry_->GroupAdd("g1", "e2!b").ok());
   ASSERT_TRUE(registry_->GroupAdd("g2", "e1!c").ok());
-  registry_->DetachEdge("edge-1", generations_["edge-1"]);
+  registry_->DetachEdge("edge-1", generations_["edge-1"], DetachReason::kClosed);
   EXPECT_THAT(Members("g1"), ElementsAre("e2!b"));
   EXPECT_EQ(registry_->GetGroup("g2").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(registry_->Stats().attached_edges, 1u);
 }
 
-TEST_F(GroupRegistryTest, SameEdgeIdReplacesTheOlderStream) {
+TEST_F(GroupRegistryTest, SameIncarnationReplacesTheOlderStream) {
   auto old_stream = Attach("edge-1", "e1!");
   uint64_t old_generation = generations_["edge-1"];
   ASSERT_TRUE(registry_->GroupAdd("g", "e1!a").ok());
   auto new_stream = std::make_shared<FakeEdge>();
-  absl::StatusOr<Attachment> a = registry_->AttachEdge("edge-1", "e1!", new_stream);
+  absl::StatusOr<Attachment> a =
+      registry_->AttachEdge(Hello("edge-1", "e1!", Incarnation("edge-1")), new_stream);
   ASSERT_TRUE(a.ok());
   EXPECT_TRUE(a->replaced_previous);
   EXPECT_TRUE(old_stream->replaced);
   // The new stream re-registers; the old one's late detach must not undo that.
   EXPECT_TRUE(Members("g").empty());
   ASSERT_TRUE(registry_->GroupAdd("g", "e1!a").ok());
-  registry_->DetachEdge("edge-1", old_generation);
+  registry_->DetachEdge("edge-1", old_generation, DetachReason::kLost);
   EXPECT_THAT(Members("g"), ElementsAre("e1!a"));
   ASSERT_TRUE(registry_->GroupSend("g", Ev()).ok());
   EXPECT_EQ(new_stream->got.size(), 1u);
   EXPECT_TRUE(old_stream->got.empty());
 }
 
+TEST_F(GroupRegistryTest, OtherIncarnationIsRefusedAndTheAttachedEdgeKeepsItsMembers) {
+  const std::string first_secret = "first-process-0123456789";
+  const std::string second_secret = "second-process-0123456789";
+  absl::StatusOr<Attachment> first = registry_->AttachEdge(
+      Hello("edge-1", "e1!", first_secret, "ipv4:10.0.0.1:4000"), std::make_shared<FakeEdge>());
+  ASSERT_TRUE(first.ok());
+  auto attached = std::make_shared<FakeEdge>();
+  ASSERT_TRUE(
+      registry_->AttachEdge(Hello("edge-1", "e1!", first_secret, "ipv4:10.0.0.1:4001"), attached)
+          .ok());
+  ASSERT_TRUE(registry_->GroupAdd("g", "e1!a").ok());
+  // Another process with the same edge id, with or without the same prefix.
+  for (const char* prefix : {"e1!", "e1b!"}) {
+    auto intruder = std::make_shared<FakeEdge>();
+    absl::StatusOr<Attachment> a = registry_->AttachEdge(
+        Hello("edge-1", prefix, second_secret, "ipv4:10.0.0.2:5000"), intruder);
+    EXPECT_EQ(a.status().code(), absl::StatusCode::kAlreadyExists) << prefix;
+    EXPECT_EQ(a.status().message(),
+              "edge id \"edge-1\" is attached by another process (from ipv4:10.0.0.1:4001); "
+              "give each edge process its own --edge_id");
+    EXPECT_FALSE(intruder->replaced);
+  }
+  EXPECT_FALSE(attached->replaced);
+  EXPECT_THAT(Members("g"), ElementsAre("e1!a"));
+  ASSERT_TRUE(registry_->GroupSend("g", Ev()).ok());
+  EXPECT_EQ(attached->got.size(), 1u);
+  // Without a known peer, the message says no "from".
+  Attach("edge-2", "e2!");
+  absl::StatusOr<Attachment> a =
+      registry_->AttachEdge(Hello("edge-2", "e2!", second_secret), std::make_shared<FakeEdge>());
+  EXPECT_EQ(a.status().message(),
+            "edge id \"edge-2\" is attached by another process; give each edge process its own "
+            "--edge_id");
+}
+
+TEST_F(GroupRegistryTest, AnEdgeIdIsFreeAgainOnceDetached) {
+  Attach("edge-1", "e1!", "first-process-0123456789");
+  registry_->DetachEdge("edge-1", generations_["edge-1"], DetachReason::kLost);
+  Attach("edge-1", "e1!", "second-process-0123456789");  // The restarted process.
+  EXPECT_EQ(registry_->Stats().attached_edges, 1u);
+}
+
+TEST_F(GroupRegistryTest, IncarnationOfFewerThan16BytesIsInvalidArgument) {
+  for (const std::string& incarnation :
+       {std::string(), std::string(15, 'x'), std::string(kMaxIncarnationBytes + 1, 'x')}) {
+    absl::StatusOr<Attachment> a =
+        registry_->AttachEdge(Hello("edge-1", "e1!", incarnation), std::make_shared<FakeEdge>());
+    EXPECT_EQ(a.status().code(), absl::StatusCode::kInvalidArgument) << incarnation.size();
+    EXPECT_NE(a.status().message().find("incarnation"), absl::string_view::npos);
+  }
+  EXPECT_EQ(registry_->Stats().attached_edges, 0u);
+  EXPECT_TRUE(
+      registry_
+          ->AttachEdge(Hello("edge-1", "e1!", std::string(16, '\0')), std::make_shared<FakeEdge>())
+          .ok());
+}
+
 TEST_F(GroupRegistryTest, PrefixHeldByAnotherEdgeIsAlreadyExists) {
   Attach("edge-1", "e1!");
-  absl::StatusOr<Attachment> a =
-      registry_->AttachEdge("edge-2", "e1!", std::make_shared<FakeEdge>());
+  absl::StatusOr<Attachment> a = registry_->AttachEdge(
+      Hello("edge-2", "e1!", Incarnation("edge-1")), std::make_shared<FakeEdge>());
   EXPECT_EQ(a.status().code(), absl::StatusCode::kAlreadyExists);
   EXPECT_NE(a.status().message().find("edge-1"), absl::string_view::npos);
 }
 
 TEST_F(GroupRegistryTest, BadHelloIsInvalidArgument) {
   auto sink = std::make_shared<FakeEdge>();
-  EXPECT_EQ(registry_->AttachEdge("edge 1", "e1!", sink).status().code(),
+  const std::string secret = Incarnation("edge-1");
+  EXPECT_EQ(registry_->AttachEdge(Hello("edge 1", "e1!", secret), sink).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(registry_->AttachEdge("edge-1", "e1", sink).status().code(),
+  EXPECT_EQ(registry_->AttachEdge(Hello("edge-1", "e1", secret), sink).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(registry_->AttachEdge("edge-1", "e1!x", sink).status().code(),
+  EXPECT_EQ(registry_->AttachEdge(Hello("edge-1", "e1!x", secret), sink).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// ------------------------------------------------------- Unsettled group_sends
+
+TEST_F(GroupRegistryTest, WarmupLeavesGroupSendsUnsettledUntilItPasses) {
+  RegistryOptions options;
+  options.warmup = absl::Seconds(3);
+  Reset(options);
+  auto e1 = Attach("edge-1", "e1!");
+  ASSERT_TRUE(registry_->GroupAdd("g", "e1!a").ok());
+  absl::StatusOr<SendReport> r = registry_->GroupSend("g", Ev());
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->unsettled);
+  EXPECT_EQ(r->delivered, 1u);  // Delivered to whom it can see, all the same.
+  EXPECT_TRUE(Unsettled("empty_group"));
+  clock_.Advance(absl::Milliseconds(2999));
+  EXPECT_TRUE(Unsettled("g"));
+  clock_.Advance(absl::Milliseconds(1));
+  EXPECT_FALSE(Unsettled("g"));
+  EXPECT_FALSE(Unsettled("empty_group"));
+  EXPECT_EQ(registry_->Stats().unsettled_group_sends, 3u);
+}
+
+TEST_F(GroupRegistryTest, NoWarmupIsSettledAtOnce) {
+  RegistryOptions options;
+  options.warmup = absl::ZeroDuration();
+  Reset(options);
+  EXPECT_FALSE(Unsettled("g"));
+  EXPECT_EQ(registry_->Stats().unsettled_group_sends, 0u);
+}
+
+TEST_F(GroupRegistryTest, LostEdgeUnsettlesOnlyTheGroupsItHadMembersIn) {
+  Attach("edge-1", "e1!");
+  Attach("edge-2", "e2!");
+  ASSERT_TRUE(registry_->GroupAdd("g1", "e1!a").ok());
+  ASSERT_TRUE(registry_->GroupAdd("g2", "e1!b").ok());
+  ASSERT_TRUE(registry_->GroupAdd("g2", "e2!c").ok());
+  ASSERT_TRUE(registry_->GroupAdd("g3", "e2!d").ok());
+  EXPECT_FALSE(Unsettled("g1"));
+  registry_->DetachEdge("edge-1", generations_["edge-1"], DetachReason::kLost);
+  EXPECT_TRUE(Unsettled("g1"));  // No member left that groupsvc can see.
+  EXPECT_TRUE(Unsettled("g2"));
+  EXPECT_FALSE(Unsettled("g3"));
+  EXPECT_FALSE(Unsettled("other"));
+  StatsSnapshot s = registry_->Stats();
+  EXPECT_EQ(s.unsettled_group_sends, 2u);
+  EXPECT_EQ(s.lost_edges, 1u);
+}
+
+TEST_F(GroupRegistryTest, ReattachAndReplaySettlesTheLostEdgesGroups) {
+  Attach("edge-1", "e1!", "first-process-0123456789");
+  Attach("edge-2", "e2!");
+  ASSERT_TRUE(registry_->GroupAdd("g", "e1!a").ok());
+  registry_->DetachEdge("edge-1", generations_["edge-1"], DetachReason::kLost);
+  // Another edge's replay settles nothing of edge-1's.
+  registry_->ReplayApplied("edge-2", generations_["edge-2"]);
+  EXPECT_TRUE(Unsettled("g"));
+  // edge-1 again (restarted: another incarnation), before and after its replay.
+  Attach("edge-1", "e1!", "second-process-0123456789");
+  EXPECT_TRUE(Unsettled("g"));
+  ASSERT_TRUE(registry_->GroupAdd("g", "e1!a").ok());
+  registry_->ReplayApplied("edge-1", generations_["edge-1"]);
+  EXPECT_FALSE(Unsettled("g"));
+  EXPECT_EQ(registry_->Stats().lost_edges, 0u);
+}
+
+TEST_F(GroupRegistryTest, TheLostWindowPassesWithoutAReplay) {
+  Attach("edge-1", "e1!");
+  ASSERT_TRUE(registry_->GroupAdd("g", "e1!a").ok());
+  registry_->DetachEdge("edge-1", generations_["edge-1"], DetachReason::kLost);
+  clock_.Advance(absl::Milliseconds(4999));
+  EXPECT_TRUE(Unsettled("g"));
+  clock_.Advance(absl::Milliseconds(1));
+  EXPECT_FALSE(Unsettled("g"));
+  EXPECT_EQ(registry_->Stats().lost_edges, 1u);  // Until the sweep.
+  registry_->Sweep();
+  EXPECT_EQ(registry_->Stats().lost_edges, 0u);
+  EXPECT_FALSE(Unsettled("g"));
+}
+
+TEST_F(GroupRegistryTest, CleanDetachUnsettlesNothing) {
+  Attach("edge-1", "e1!");
+  ASSERT_TRUE(registry_->GroupAdd("g", "e1!a").ok());
+  registry_->DetachEdge("edge-1", generations_["edge-1"], DetachReason::kClosed);
+  EXPECT_FALSE(Unsettled("g"));
+  EXPECT_EQ(registry_->Stats().lost_edges, 0u);
+}
+
+TEST_F(GroupRegistryTest, LostEdgeWithoutMembersUnsettlesNothing) {
+  Attach("edge-1", "e1!");
+  registry_->DetachEdge("edge-1", generations_["edge-1"], DetachReason::kLost);
+  EXPECT_FALSE(Unsettled("g"));
+  EXPECT_EQ(registry_->Stats().lost_edges, 0u);
+}
+
+TEST_F(GroupRegistryTest, ReplacedStreamUnsettlesUntilTheNewOneReplays) {
+  Attach("edge-1", "e1!");
+  const uint64_t old_generation = generations_["edge-1"];
+  ASSERT_TRUE(registry_->GroupAdd("g", "e1!a").ok());
+  Attach("edge-1", "e1!");  // Same process, new stream: the old one's members are gone.
+  EXPECT_TRUE(Unsettled("g"));
+  registry_->ReplayApplied("edge-1", old_generation);  // Late, from the old stream.
+  EXPECT_TRUE(Unsettled("g"));
+  ASSERT_TRUE(registry_->GroupAdd("g", "e1!a").ok());
+  registry_->ReplayApplied("edge-1", generations_["edge-1"]);
+  EXPECT_FALSE(Unsettled("g"));
+}
+
+TEST_F(GroupRegistryTest, TooManyLostEdgesUnsettleEveryGroup) {
+  RegistryOptions options = Settled();
+  options.max_lost_edges = 2;
+  Reset(options);
+  for (const char* id : {"edge-1", "edge-2", "edge-3"}) {
+    Attach(id, std::string(id) + "!");
+    ASSERT_TRUE(registry_->GroupAdd(std::string("g-") + id, std::string(id) + "!a").ok());
+    registry_->DetachEdge(id, generations_[id], DetachReason::kLost);
+  }
+  EXPECT_TRUE(Unsettled("unrelated"));
+  clock_.Advance(absl::Seconds(5));
+  EXPECT_FALSE(Unsettled("unrelated"));
+  EXPECT_FALSE(Unsettled("g-edge-1"));
+  registry_->Sweep();
+  EXPECT_EQ(registry_->Stats().lost_edges, 0u);
+}
+
+TEST_F(GroupRegistryTest, ApplyCommandAcksUnsettledGroupSends) {
+  Attach("edge-1", "e1!");
+  ASSERT_TRUE(registry_->GroupAdd("g", "e1!a").ok());
+  v1::Command command;
+  command.set_request_id(7);
+  command.mutable_group_send()->set_group("g");
+  command.mutable_group_send()->mutable_event()->set_type("chat.message");
+  command.mutable_group_send()->mutable_event()->set_json(R"({"type":"chat.message"})");
+  v1::Ack ack = ApplyCommand(*registry_, command);
+  EXPECT_EQ(ack.request_id(), 7u);
+  EXPECT_EQ(ack.code(), 0);
+  EXPECT_EQ(ack.delivered(), 1u);
+  EXPECT_FALSE(ack.unsettled());
+  registry_->DetachEdge("edge-1", generations_["edge-1"], DetachReason::kLost);
+  ack = ApplyCommand(*registry_, command);
+  EXPECT_EQ(ack.delivered(), 0u);
+  EXPECT_TRUE(ack.unsettled());
 }
 
 TEST_F(GroupRegistryTest, WaitingReceiverGetsTheNextEvent) {

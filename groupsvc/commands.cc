@@ -1,0 +1,52 @@
+#include "groupsvc/commands.h"
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace groupsvc {
+namespace {
+
+EventPtr FromWire(const v1::WireEvent& wire) { return MakeEvent(wire.type(), wire.json()); }
+
+v1::Ack AckFor(uint64_t request_id, const absl::Status& status) {
+  v1::Ack ack;
+  ack.set_request_id(request_id);
+  ack.set_code(static_cast<int>(status.code()));
+  ack.set_message(std::string(status.message()));
+  return ack;
+}
+
+}  // namespace
+
+v1::Ack ApplyCommand(GroupRegistry& registry, const v1::Command& command) {
+  const uint64_t id = command.request_id();
+  switch (command.op_case()) {
+    case v1::Command::kGroupAdd:
+      return AckFor(id,
+                    registry.GroupAdd(command.group_add().group(), command.group_add().channel()));
+    case v1::Command::kGroupDiscard:
+      return AckFor(id, registry.GroupDiscard(command.group_discard().group(),
+                                              command.group_discard().channel()));
+    case v1::Command::kSend:
+      return AckFor(id, registry.Send(command.send().channel(), FromWire(command.send().event())));
+    case v1::Command::kGroupSend: {
+      absl::StatusOr<SendReport> report =
+          registry.GroupSend(command.group_send().group(), FromWire(command.group_send().event()));
+      v1::Ack ack = AckFor(id, report.status());
+      if (report.ok()) {
+        ack.set_delivered(report->delivered);
+        ack.set_dropped(report->dropped);
+        ack.set_unsettled(report->unsettled);
+      }
+      return ack;
+    }
+    case v1::Command::OP_NOT_SET:
+      break;
+  }
+  return AckFor(id, absl::InvalidArgumentError(
+                        "command names no operation (group_add, group_discard, group_send, send)"));
+}
+
+}  // namespace groupsvc

@@ -1,0 +1,27 @@
+// ApplyCommand: one Attach-stream command (group_add, group_discard, send,
+// group_send) applied to a GroupRegistry and answered with its Ack.
+//
+// This is the whole of what an edge's command can do to the registry, kept
+// apart from the gRPC reactor (AttachStream) so that it can be unit-tested and
+// fuzzed without a stream.
+//
+//   v1::Ack ack = ApplyCommand(registry, command);
+//
+// Thread-safety: as thread-safe as GroupRegistry (it is); it keeps no state of
+// its own. Deliveries it causes reach the edges' EdgeSinks from the calling
+// thread, with no registry lock held.
+#ifndef CHAT_GROUPSVC_COMMANDS_H_
+#define CHAT_GROUPSVC_COMMANDS_H_
+
+#include "groupsvc/group_registry.h"
+#include "groupsvc/v1/layer.pb.h"
+
+namespace groupsvc {
+
+// Never fails: a refused command is an Ack with a non-zero code and the
+// reason in its message. The Ack carries the command's request_id.
+v1::Ack ApplyCommand(GroupRegistry& registry, const v1::Command& command);
+
+}  // namespace groupsvc
+
+#endif  // CHAT_GROUPSVC_COMMANDS_H_
