@@ -29,7 +29,6 @@ void Admission::Ticket::Release() {
 
 absl::StatusOr<Admission::Ticket> Admission::Admit(const std::string& address,
                                                    std::function<void()> evict) {
-  if (!evict) evict = [] {};  // Non-empty marks an entry as pending.
   std::function<void()> evicted;
   Ticket ticket;
   {
@@ -49,26 +48,27 @@ absl::StatusOr<Admission::Ticket> Admission::Admit(const std::string& address,
       }
       // The oldest connection still sending its request makes room.
       const uint64_t oldest = pending_.front();
-      evicted = std::move(entries_[oldest].evict);
+      evicted = std::move(entries_.at(oldest).evict);
       EraseLocked(oldest);
       ++evicted_;
     }
     const uint64_t id = next_id_++;
     pending_.push_back(id);
-    entries_[id] = Entry{address, std::move(evict), std::prev(pending_.end())};
+    entries_[id] = Entry{address, std::move(evict), true, std::prev(pending_.end())};
     ++per_address_[address];
     ticket.owner_ = shared_from_this();
     ticket.id_ = id;
   }
-  if (evicted) evicted();
+  if (evicted) evicted();  // Outside the lock: it posts the close.
   return ticket;
 }
 
 void Admission::Settle(uint64_t id) {
   absl::MutexLock lock(&mu_);
   auto it = entries_.find(id);
-  if (it == entries_.end() || !it->second.evict) return;
+  if (it == entries_.end() || !it->second.pending) return;
   pending_.erase(it->second.at);
+  it->second.pending = false;
   it->second.evict = nullptr;
 }
 
@@ -80,7 +80,7 @@ void Admission::Release(uint64_t id) {
 void Admission::EraseLocked(uint64_t id) {
   auto it = entries_.find(id);
   if (it == entries_.end()) return;  // Evicted earlier: its place is already free.
-  if (it->second.evict) pending_.erase(it->second.at);
+  if (it->second.pending) pending_.erase(it->second.at);
   auto count = per_address_.find(it->second.address);
   if (count != per_address_.end() && --count->second == 0) per_address_.erase(count);
   entries_.erase(it);

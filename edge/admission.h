@@ -74,8 +74,9 @@ class Admission : public std::enable_shared_from_this<Admission> {
  private:
   struct Entry {
     std::string address;
-    std::function<void()> evict;       // Empty once settled.
-    std::list<uint64_t>::iterator at;  // Its place in pending_, if pending.
+    std::function<void()> evict;
+    bool pending = true;               // Until Settle().
+    std::list<uint64_t>::iterator at;  // Its place in pending_, while pending.
   };
 
   void Settle(uint64_t id);

@@ -411,13 +411,16 @@ void WebSocketSession::CloseSlowReader(const char* reason) {
     // Room in the kernel for the rest of the write in flight and the close
     // frame behind it, so that both go out now and a reader that resumes
     // reads 1013 after what it was sent.
+    // Linux doubles what is set and wakes a writer only once a third of the
+    // buffer is free, so the buffer grows to three times what it was, plus
+    // the rest: bounded by the cap and one write batch.
     net::socket_base::send_buffer_size size;
     boost::system::error_code ec;
-    socket_.get_option(size, ec);
+    socket_.get_option(size, ec);  // Asio undoes the doubling.
     if (!ec) {
-      socket_.set_option(
-          net::socket_base::send_buffer_size(size.value() + static_cast<int>(out_.size()) + 256),
-          ec);
+      socket_.set_option(net::socket_base::send_buffer_size(3 * size.value() +
+                                                            static_cast<int>(out_.size()) + 256),
+                         ec);
     }
   }
   Close(kCloseTryAgainLater);

@@ -181,6 +181,27 @@ TEST(AdmissionTest, TheOldestPendingConnectionMakesRoom) {
   // The evicted connection's own release later changes nothing.
   *slow1 = Admission::Ticket();
   EXPECT_EQ(admission->counts().connections, 2u);
+  EXPECT_EQ(admission->counts().pending, 1u);
+  fresh->Settle();
+  EXPECT_EQ(admission->counts().pending, 0u);
+  // Full again, with nothing pending: the next one is refused, not let in.
+  EXPECT_TRUE(absl::IsResourceExhausted(admission->Admit("10.0.0.2", nullptr).status()));
+  EXPECT_EQ(admission->counts().connections, 2u);
+}
+
+TEST(AdmissionTest, EvictionKeepsTheCapUnderAFlood) {
+  auto admission =
+      std::make_shared<Admission>(Admission::Limits{.max_connections = 3, .max_per_address = 100});
+  std::vector<Admission::Ticket> held;
+  int evictions = 0;
+  for (int i = 0; i < 20; ++i) {
+    absl::StatusOr<Admission::Ticket> t = admission->Admit("10.0.0.9", [&] { ++evictions; });
+    ASSERT_TRUE(t.ok());
+    held.push_back(*std::move(t));
+    EXPECT_LE(admission->counts().connections, 3u);
+    EXPECT_LE(admission->counts().pending, 3u);
+  }
+  EXPECT_EQ(evictions, 17);
 }
 
 // -------------------------------------------------------------------- Pages
