@@ -1,5 +1,10 @@
 #include "edge/grpc_layer.h"
 
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/security/tls_certificate_verifier.h>
+#include <grpcpp/security/tls_credentials_options.h>
+
+#include <algorithm>
 #include <cmath>
 #include <deque>
 #include <vector>
@@ -237,7 +242,22 @@ GrpcLayer::GrpcLayer(GrpcLayerOptions options)
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
               static_cast<int>(absl::ToInt64Milliseconds(options_.max_backoff) * 5 / 6));
   args.SetMaxReceiveMessageSize(64 << 20);
-  channel_ = grpc::CreateCustomChannel(options_.target, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  const GrpcTlsOptions& tls = options_.tls;
+  if (!tls.ca_file.empty()) {
+    certificates_ = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+        tls.key_file, tls.cert_file, tls.ca_file,
+        static_cast<unsigned>(std::max<int64_t>(1, absl::ToInt64Seconds(tls.reload_interval))));
+    grpc::experimental::TlsChannelCredentialsOptions tls_options;
+    tls_options.set_certificate_provider(certificates_);
+    tls_options.watch_root_certs();
+    if (!tls.cert_file.empty()) tls_options.watch_identity_key_cert_pairs();
+    tls_options.set_certificate_verifier(
+        std::make_shared<grpc::experimental::HostNameCertificateVerifier>());
+    credentials = grpc::experimental::TlsCredentials(tls_options);
+    if (!tls.server_name.empty()) args.SetSslTargetNameOverride(tls.server_name);
+  }
+  channel_ = grpc::CreateCustomChannel(options_.target, credentials, args);
   stub_ = v1::ChannelLayer::NewStub(channel_);
 }
 
@@ -278,9 +298,11 @@ void GrpcLayer::ReconnectLoop() {
     mu_.AwaitWithDeadline(absl::Condition(&due),
                           call_ == nullptr ? next_attempt_ : absl::Now() + absl::Seconds(1));
     call_ended_ = false;
+    if (call_ != nullptr) CheckConnectingLocked();
     if (stopping_ || call_ != nullptr || absl::Now() < next_attempt_) continue;
     auto call = std::make_shared<AttachCall>(this, table_.AllMemberships());
     call_ = call;
+    if (waiting_since_ == absl::InfiniteFuture()) waiting_since_ = absl::Now();
     connects_.fetch_add(1);
     mu_.Unlock();
     call->Start(call);
@@ -288,11 +310,29 @@ void GrpcLayer::ReconnectLoop() {
   }
 }
 
+void GrpcLayer::CheckConnectingLocked() {
+  if (ready_ || connect_failure_logged_ || absl::Now() - waiting_since_ < absl::Seconds(2)) return;
+  if (channel_->GetState(false) != GRPC_CHANNEL_TRANSIENT_FAILURE) return;
+  connect_failure_logged_ = true;
+  const bool tls = !options_.tls.ca_file.empty();
+  chat::LogEvent(
+      "layer_connect_failing",
+      {{"target", options_.target},
+       {"tls", tls ? "on" : "off"},
+       {"hint", tls ? "groupsvc is down, or the TLS handshake fails: --groupsvc_tls_ca must "
+                      "sign groupsvc's certificate, which must name the host of --groupsvc (or "
+                      "--groupsvc_tls_server_name), and --groupsvc_tls_cert must be valid and "
+                      "signed by groupsvc's --tls_client_ca (gRPC logs the handshake error)"
+                    : "groupsvc is not reachable (or speaks TLS: set --groupsvc_tls_ca)"}});
+}
+
 void GrpcLayer::OnWelcome() {
   ready_ = true;
   {
     absl::MutexLock lock(&mu_);
     failures_ = 0;
+    waiting_since_ = absl::InfiniteFuture();
+    connect_failure_logged_ = false;
   }
   chat::LogEvent("layer_up", {{"target", options_.target},
                               {"edge", options_.edge_id},
@@ -307,7 +347,9 @@ void GrpcLayer::OnCallEnded(AttachCall* call, const grpc::Status& status) {
   if (stopping_) return;
   // Capped exponential backoff with jitter in [50%, 100%]. A refusal of our
   // edge id (another process holds it) waits longer: it will not change soon.
-  const bool refused = status.error_code() == grpc::StatusCode::ALREADY_EXISTS ||
+  const bool identity = status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+                        status.error_code() == grpc::StatusCode::PERMISSION_DENIED;
+  const bool refused = identity || status.error_code() == grpc::StatusCode::ALREADY_EXISTS ||
                        status.error_code() == grpc::StatusCode::INVALID_ARGUMENT;
   const double base = absl::ToDoubleSeconds(options_.min_backoff) * std::pow(2.0, failures_);
   const double cap = refused ? absl::ToDoubleSeconds(options_.refused_backoff)
@@ -318,12 +360,16 @@ void GrpcLayer::OnCallEnded(AttachCall* call, const grpc::Status& status) {
   next_attempt_ = absl::Now() + delay;
   call_ended_ = true;
   if (refused) {
-    chat::LogEvent("layer_refused", {{"target", options_.target},
-                                     {"edge", options_.edge_id},
-                                     {"code", absl::StrCat(status.error_code())},
-                                     {"error", status.error_message()},
-                                     {"hint", "give each edge process its own --edge_id"},
-                                     {"retry_in", absl::FormatDuration(delay)}});
+    chat::LogEvent("layer_refused",
+                   {{"target", options_.target},
+                    {"edge", options_.edge_id},
+                    {"code", absl::StrCat(status.error_code())},
+                    {"error", status.error_message()},
+                    {"hint", identity ? "groupsvc wants a client certificate "
+                                        "(--groupsvc_tls_cert, --groupsvc_tls_key) "
+                                        "whose DNS names include --edge_id"
+                                      : "give each edge process its own --edge_id"},
+                    {"retry_in", absl::FormatDuration(delay)}});
     return;
   }
   chat::LogEvent("layer_down", {{"target", options_.target},

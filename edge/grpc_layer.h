@@ -17,6 +17,17 @@
 // only this process's later streams replace its stream, and refuses another
 // process that claims the same id (ALREADY_EXISTS; logged as layer_refused).
 //
+// With `tls.ca_file` the channel speaks TLS and checks that groupsvc's
+// certificate chains to that CA and names the host of `target` (or
+// `tls.server_name`); with `tls.cert_file`/`key_file` it presents the edge's
+// client certificate (mutual TLS: groupsvc admits the stream only if the
+// certificate names the edge id). gRPC's file watcher re-reads the three
+// files every `reload_interval`, so renewed certificates are used by the next
+// connection without a restart. A refusal for the certificate
+// (UNAUTHENTICATED, PERMISSION_DENIED) is retried like one for the edge id; a
+// handshake that keeps failing (unknown CA, expired, wrong name) is logged as
+// layer_connect_failing once per outage.
+//
 //   GrpcLayer layer({.target = "127.0.0.1:50051", .edge_id = "edge-1"});
 //   layer.Start();
 //
@@ -25,6 +36,7 @@
 #define CHAT_EDGE_GRPC_LAYER_H_
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/security/tls_certificate_provider.h>
 
 #include <atomic>
 #include <functional>
@@ -41,6 +53,17 @@
 
 namespace edge {
 
+struct GrpcTlsOptions {
+  // PEM CA bundle that signs groupsvc's certificate; empty: plaintext.
+  std::string ca_file;
+  // The edge's client certificate chain and key, for mutual TLS; both or neither.
+  std::string cert_file;
+  std::string key_file;
+  // The name groupsvc's certificate must carry; empty: the host in `target`.
+  std::string server_name;
+  absl::Duration reload_interval = absl::Seconds(10);
+};
+
 struct GrpcLayerOptions {
   std::string target;   // groupsvc's HOST:PORT
   std::string edge_id;  // Unique per process, e.g. the pod name.
@@ -55,6 +78,7 @@ struct GrpcLayerOptions {
   // current round of handlers, so that one round's commands leave in one
   // message instead of the first alone. Unset: writes start at once.
   std::function<void(std::function<void()>)> io_post;
+  GrpcTlsOptions tls;
 };
 
 class GrpcLayer : public Layer {
@@ -86,12 +110,17 @@ class GrpcLayer : public Layer {
   void ReconnectLoop();
   void OnCallEnded(AttachCall* call, const grpc::Status& status);
   void OnWelcome();
+  // Logs layer_connect_failing once when the stream has waited a while for a
+  // channel whose connection attempts fail.
+  void CheckConnectingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues on the current call; fails `done` with UNAVAILABLE if there is none.
   void Submit(groupsvc::v1::Command command, DoneCallback done, bool require_ready);
 
   const GrpcLayerOptions options_;
   ChannelTable table_;
   const std::string incarnation_;
+  // Kept for the channel's life (gRPC also holds a reference).
+  std::shared_ptr<grpc::experimental::CertificateProviderInterface> certificates_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<groupsvc::v1::ChannelLayer::Stub> stub_;
   std::atomic<bool> ready_{false};
@@ -104,6 +133,10 @@ class GrpcLayer : public Layer {
   int failures_ ABSL_GUARDED_BY(mu_) = 0;
   bool call_ended_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time next_attempt_ ABSL_GUARDED_BY(mu_);
+  // Since when the current stream has waited for a connection; and whether
+  // the failing handshakes were logged for this outage.
+  absl::Time waiting_since_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  bool connect_failure_logged_ ABSL_GUARDED_BY(mu_) = false;
   std::thread reconnector_;
 };
 

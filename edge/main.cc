@@ -21,6 +21,17 @@ ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9091",
           "one; empty: no metrics");
 ABSL_FLAG(std::string, groupsvc, "",
           "groupsvc's gRPC address HOST:PORT; empty: the in-process layer (a single edge)");
+ABSL_FLAG(std::string, groupsvc_tls_ca, "",
+          "PEM CA bundle that signs groupsvc's certificate: the link to groupsvc speaks TLS; "
+          "empty: plaintext");
+ABSL_FLAG(std::string, groupsvc_tls_cert, "",
+          "PEM client certificate chain for groupsvc's mutual TLS (with --groupsvc_tls_key); its "
+          "DNS names must include --edge_id; reloaded when the file changes");
+ABSL_FLAG(std::string, groupsvc_tls_key, "", "PEM private key of --groupsvc_tls_cert; reloaded");
+ABSL_FLAG(std::string, groupsvc_tls_server_name, "",
+          "the name groupsvc's certificate must carry; empty: the host in --groupsvc");
+ABSL_FLAG(absl::Duration, groupsvc_tls_reload_interval, absl::Seconds(10),
+          "how often the --groupsvc_tls_* files are looked at for a new version (at least 1s)");
 ABSL_FLAG(std::string, edge_id, "",
           "this edge's id at groupsvc, unique per process (default: the host name and a random "
           "suffix)");
@@ -67,6 +78,11 @@ int main(int argc, char** argv) {
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options.groupsvc = absl::GetFlag(FLAGS_groupsvc);
   options.edge_id = absl::GetFlag(FLAGS_edge_id);
+  options.groupsvc_tls.ca_file = absl::GetFlag(FLAGS_groupsvc_tls_ca);
+  options.groupsvc_tls.cert_file = absl::GetFlag(FLAGS_groupsvc_tls_cert);
+  options.groupsvc_tls.key_file = absl::GetFlag(FLAGS_groupsvc_tls_key);
+  options.groupsvc_tls.server_name = absl::GetFlag(FLAGS_groupsvc_tls_server_name);
+  options.groupsvc_tls.reload_interval = absl::GetFlag(FLAGS_groupsvc_tls_reload_interval);
   options.threads = absl::GetFlag(FLAGS_threads);
   options.max_connections =
       static_cast<size_t>(std::max<int64_t>(1, absl::GetFlag(FLAGS_max_connections)));

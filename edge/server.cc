@@ -6,6 +6,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/post.hpp>
+#include <fstream>
 #include <optional>
 
 #include "absl/random/random.h"
@@ -82,6 +83,45 @@ size_t ConnectionsThatFit(size_t wanted) {
   return std::min(wanted, fit);
 }
 
+// The first bytes of `path` hold a PEM block of `kind` ("CERTIFICATE",
+// "PRIVATE KEY"); gRPC parses the files itself, and reads them again when
+// they change.
+absl::Status CheckPemFile(const std::string& flag, const std::string& path,
+                          absl::string_view kind) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat(flag, ": cannot read ", path));
+  std::string text(1 << 20, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.find("-----BEGIN ") == std::string::npos ||
+      text.find(absl::StrCat(kind, "-----")) == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", path, " holds no PEM ", kind));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckGroupsvcTls(const GrpcTlsOptions& tls) {
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    return absl::InvalidArgumentError("--groupsvc_tls_cert and --groupsvc_tls_key go together");
+  }
+  if (tls.ca_file.empty()) {
+    if (!tls.cert_file.empty() || !tls.server_name.empty()) {
+      return absl::InvalidArgumentError(
+          "--groupsvc_tls_cert, --groupsvc_tls_key and --groupsvc_tls_server_name need "
+          "--groupsvc_tls_ca (the CA that signs groupsvc's certificate)");
+    }
+    return absl::OkStatus();
+  }
+  if (absl::Status s = CheckPemFile("--groupsvc_tls_ca", tls.ca_file, "CERTIFICATE"); !s.ok()) {
+    return s;
+  }
+  if (tls.cert_file.empty()) return absl::OkStatus();
+  if (absl::Status s = CheckPemFile("--groupsvc_tls_cert", tls.cert_file, "CERTIFICATE"); !s.ok()) {
+    return s;
+  }
+  return CheckPemFile("--groupsvc_tls_key", tls.key_file, "PRIVATE KEY");
+}
+
 }  // namespace
 
 EdgeServer::EdgeServer(EdgeServerOptions options)
@@ -105,6 +145,10 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(EdgeServerOptions 
     metrics_endpoint = *e;
   }
 
+  if (!options.groupsvc.empty()) {
+    if (absl::Status s = CheckGroupsvcTls(options.groupsvc_tls); !s.ok()) return s;
+  }
+
   std::unique_ptr<EdgeServer> s(new EdgeServer(std::move(options)));
   EdgeContext& context = *s->context_;
   if (s->options_.groupsvc.empty()) {
@@ -113,7 +157,21 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(EdgeServerOptions 
     auto grpc_layer = std::make_shared<GrpcLayer>(GrpcLayerOptions{
         .target = s->options_.groupsvc,
         .edge_id = s->options_.edge_id,
-        .io_post = [ioc = &s->ioc_](std::function<void()> fn) { net::post(*ioc, std::move(fn)); }});
+        .io_post = [ioc = &s->ioc_](std::function<void()> fn) { net::post(*ioc, std::move(fn)); },
+        .tls = s->options_.groupsvc_tls});
+    const GrpcTlsOptions& tls = s->options_.groupsvc_tls;
+    if (tls.ca_file.empty()) {
+      chat::LogEvent("security_warning",
+                     {{"issue", "plaintext"},
+                      {"detail", absl::StrCat("the link to groupsvc (", s->options_.groupsvc,
+                                              ") is plaintext; set --groupsvc_tls_ca, "
+                                              "--groupsvc_tls_cert and --groupsvc_tls_key")}});
+    } else {
+      chat::LogEvent("layer_tls", {{"ca", tls.ca_file},
+                                   {"cert", tls.cert_file},
+                                   {"server_name", tls.server_name},
+                                   {"client_certificate", tls.cert_file.empty() ? "no" : "yes"}});
+    }
     grpc_layer->Start();
     context.layer = std::move(grpc_layer);
   }

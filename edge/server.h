@@ -18,6 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "edge/edge_context.h"
+#include "edge/grpc_layer.h"
 #include "edge/layer.h"
 #include "edge/listener.h"
 #include "edge/metrics.h"
@@ -30,6 +31,8 @@ struct EdgeServerOptions {
   // /metrics (and /healthz) only; empty: no metrics port.
   std::string metrics_listen;
   std::string groupsvc;  // Empty: the in-process layer.
+  // TLS (and the client certificate) of the link to groupsvc; see GrpcLayer.
+  GrpcTlsOptions groupsvc_tls;
   // Defaults to the host name and a random suffix, unique per process.
   std::string edge_id;
   int threads = 1;

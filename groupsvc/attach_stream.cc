@@ -4,7 +4,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "groupsvc/commands.h"
+#include "groupsvc/peer_identity.h"
 #include "groupsvc/wire.h"
 #include "shared/log.h"
 
@@ -47,8 +49,9 @@ size_t StreamSet::size() const {
 
 AttachStream* AttachStream::Start(GroupRegistry* registry, StreamSet* streams,
                                   const AttachOptions& options, const chat::Clock* clock,
-                                  grpc::CallbackServerContext* context) {
-  auto stream = std::make_shared<AttachStream>(registry, streams, options, clock, context->peer());
+                                  AttachIdentity identity, grpc::CallbackServerContext* context) {
+  auto stream = std::make_shared<AttachStream>(registry, streams, options, clock,
+                                               std::move(identity), context->peer());
   stream->self_ = stream;
   streams->Add(stream);
   stream->StartRead(&stream->incoming_raw_);
@@ -56,11 +59,13 @@ AttachStream* AttachStream::Start(GroupRegistry* registry, StreamSet* streams,
 }
 
 AttachStream::AttachStream(GroupRegistry* registry, StreamSet* streams,
-                           const AttachOptions& options, const chat::Clock* clock, std::string peer)
+                           const AttachOptions& options, const chat::Clock* clock,
+                           AttachIdentity identity, std::string peer)
     : registry_(registry),
       streams_(streams),
       options_(options),
       clock_(clock),
+      identity_(std::move(identity)),
       peer_(std::move(peer)) {}
 
 namespace {
@@ -117,7 +122,7 @@ void AttachStream::OnReadDone(bool ok) {
   deferred_pumps = &pumps;
   for (const v1::Command& command : incoming_.commands()) {
     Outgoing item;
-    item.ack = ApplyCommand(*registry_, command);
+    item.ack = ApplyCommand(*registry_, command, quota_);
     item.bytes = item.ack->ByteSizeLong();
     PushControl(std::move(item));
   }
@@ -139,6 +144,20 @@ void AttachStream::OnReadDone(bool ok) {
 }
 
 void AttachStream::HandleHello(const v1::Hello& hello) {
+  if (identity_.dns_names.has_value() && !EdgeIdAllowed(hello.edge_id(), *identity_.dns_names)) {
+    const std::string names = absl::StrJoin(*identity_.dns_names, ",");
+    if (identity_.guard != nullptr) identity_.guard->CountAttachRefused("identity");
+    chat::LogEvent("stream_refused", {{"peer", peer_},
+                                      {"edge", hello.edge_id()},
+                                      {"reason", "identity"},
+                                      {"certificate_names", names}});
+    RequestFinish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                               absl::StrCat("the client certificate (DNS names [", names,
+                                            "]) does not admit edge id \"", hello.edge_id(),
+                                            "\"; an edge may attach only as a name its certificate "
+                                            "carries")));
+    return;
+  }
   // Set before registering: a newer stream of this edge may call Replaced()
   // from another thread as soon as AttachEdge has run.
   edge_id_ = hello.edge_id();
@@ -157,10 +176,12 @@ void AttachStream::HandleHello(const v1::Hello& hello) {
   }
   attached_ = true;
   generation_ = attachment->generation;
+  if (identity_.guard != nullptr) quota_ = identity_.guard->EdgeQuota(edge_id_);
   chat::LogEvent("edge_attached", {{"edge", edge_id_},
                                    {"prefix", hello.channel_prefix()},
                                    {"peer", peer_},
-                                   {"replaced", attachment->replaced_previous ? "true" : "false"}});
+                                   {"replaced", attachment->replaced_previous ? "true" : "false"},
+                                   {"identity", identity_.dns_names ? "certificate" : "none"}});
   Outgoing item;
   item.welcome.emplace();
   item.welcome->set_edge_id(edge_id_);

@@ -10,13 +10,19 @@
 // The commands of the first message (the hello's, i.e. the edge's replay of
 // its memberships) settle the edge's groups again (GroupRegistry::ReplayApplied).
 //
+// With a client certificate required (AttachIdentity::dns_names set), the
+// hello's edge id must be one the certificate admits (EdgeIdAllowed), else
+// the stream ends with PERMISSION_DENIED before anything is registered, so no
+// stream can take another edge's id. The edge's sends to queued channels are
+// charged to its QueueQuota (ApiGuard::EdgeQuota).
+//
 // Messages travel as raw bytes and are parsed here (see wire.h), so that one
 // that is not an EdgeMessage ends the stream with INVALID_ARGUMENT, not as if
 // the edge had closed it. When the stream ends, the edge is detached: as lost
 // (its groups unsettled for a while) unless the edge closed its side or
 // groupsvc drained it.
 //
-//   return AttachStream::Start(&registry, &streams, options, context);
+//   return AttachStream::Start(&registry, &streams, options, clock, identity, context);
 //
 // Threading: reactions run on gRPC's callback threads; the queue and the state
 // below are guarded by mu_. The object is owned by shared_ptrs (itself until
@@ -36,6 +42,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "groupsvc/api_guard.h"
 #include "groupsvc/group_registry.h"
 #include "groupsvc/v1/layer.grpc.pb.h"
 
@@ -72,16 +79,25 @@ struct AttachOptions {
   size_t max_batch_bytes = 1 << 20;
 };
 
+// Who is at the other end of a stream, as far as its TLS connection says.
+struct AttachIdentity {
+  // The DNS names of the verified client certificate; nullopt when no
+  // certificate is required (then any edge id is accepted, as without TLS).
+  std::optional<std::vector<std::string>> dns_names;
+  // For the edge's queue quota and the refusal counts; may be null.
+  ApiGuard* guard = nullptr;
+};
+
 class AttachStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
                      public EdgeSink,
                      public std::enable_shared_from_this<AttachStream> {
  public:
   static AttachStream* Start(GroupRegistry* registry, StreamSet* streams,
                              const AttachOptions& options, const chat::Clock* clock,
-                             grpc::CallbackServerContext* context);
+                             AttachIdentity identity, grpc::CallbackServerContext* context);
 
   AttachStream(GroupRegistry* registry, StreamSet* streams, const AttachOptions& options,
-               const chat::Clock* clock, std::string peer);
+               const chat::Clock* clock, AttachIdentity identity, std::string peer);
 
   bool Deliver(const EventPtr& event, std::vector<std::string> channels,
                absl::string_view group) override;
@@ -123,6 +139,7 @@ class AttachStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
   StreamSet* const streams_;
   const AttachOptions options_;
   const chat::Clock* const clock_;
+  const AttachIdentity identity_;
   const std::string peer_;
 
   std::shared_ptr<AttachStream> self_;  // Released in OnDone.
@@ -136,6 +153,7 @@ class AttachStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
   bool attached_ = false;
   std::string edge_id_;
   uint64_t generation_ = 0;
+  std::shared_ptr<QueueQuota> quota_;
 
   absl::Mutex mu_;
   std::deque<Outgoing> queue_ ABSL_GUARDED_BY(mu_);

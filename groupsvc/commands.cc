@@ -20,7 +20,8 @@ v1::Ack AckFor(uint64_t request_id, const absl::Status& status) {
 
 }  // namespace
 
-v1::Ack ApplyCommand(GroupRegistry& registry, const v1::Command& command) {
+v1::Ack ApplyCommand(GroupRegistry& registry, const v1::Command& command,
+                     const std::shared_ptr<QueueQuota>& quota) {
   const uint64_t id = command.request_id();
   switch (command.op_case()) {
     case v1::Command::kGroupAdd:
@@ -30,10 +31,11 @@ v1::Ack ApplyCommand(GroupRegistry& registry, const v1::Command& command) {
       return AckFor(id, registry.GroupDiscard(command.group_discard().group(),
                                               command.group_discard().channel()));
     case v1::Command::kSend:
-      return AckFor(id, registry.Send(command.send().channel(), FromWire(command.send().event())));
+      return AckFor(
+          id, registry.Send(command.send().channel(), FromWire(command.send().event()), quota));
     case v1::Command::kGroupSend: {
-      absl::StatusOr<SendReport> report =
-          registry.GroupSend(command.group_send().group(), FromWire(command.group_send().event()));
+      absl::StatusOr<SendReport> report = registry.GroupSend(
+          command.group_send().group(), FromWire(command.group_send().event()), quota);
       v1::Ack ack = AckFor(id, report.status());
       if (report.ok()) {
         ack.set_delivered(report->delivered);

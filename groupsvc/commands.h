@@ -13,14 +13,18 @@
 #ifndef CHAT_GROUPSVC_COMMANDS_H_
 #define CHAT_GROUPSVC_COMMANDS_H_
 
+#include <memory>
+
 #include "groupsvc/group_registry.h"
 #include "groupsvc/v1/layer.pb.h"
 
 namespace groupsvc {
 
 // Never fails: a refused command is an Ack with a non-zero code and the
-// reason in its message. The Ack carries the command's request_id.
-v1::Ack ApplyCommand(GroupRegistry& registry, const v1::Command& command);
+// reason in its message. The Ack carries the command's request_id. `quota`,
+// if set, is the sending edge's (see GroupRegistry::Send).
+v1::Ack ApplyCommand(GroupRegistry& registry, const v1::Command& command,
+                     const std::shared_ptr<QueueQuota>& quota = nullptr);
 
 }  // namespace groupsvc
 

@@ -285,10 +285,16 @@ void GroupRegistry::SweepLostEdges(absl::Time now) {
 
 // ------------------------------------------------------------- Channel layer
 
+void GroupRegistry::Unqueued(const QueuedEvent& q) {
+  const size_t bytes = q.event->ByteSize();
+  queued_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+  if (q.quota != nullptr) q.quota->Refund(bytes);
+}
+
 void GroupRegistry::DropExpired(ChannelQueue& queue, absl::Time now) {
   uint64_t dropped = 0;
   while (!queue.events.empty() && queue.events.front().expires <= now) {
-    queued_bytes_.fetch_sub(queue.events.front().event->ByteSize(), std::memory_order_relaxed);
+    Unqueued(queue.events.front());
     queue.events.pop_front();
     ++dropped;
   }
@@ -299,7 +305,7 @@ void GroupRegistry::DropExpired(ChannelQueue& queue, absl::Time now) {
 }
 
 absl::Status GroupRegistry::Enqueue(absl::string_view channel, const EventPtr& event,
-                                    absl::Time now) {
+                                    absl::Time now, const std::shared_ptr<QueueQuota>& quota) {
   std::shared_ptr<Receiver> waiting;
   {
     Shard& shard = ShardFor(channel);
@@ -322,7 +328,14 @@ absl::Status GroupRegistry::Enqueue(absl::string_view channel, const EventPtr& e
         return absl::ResourceExhaustedError(absl::StrCat(
             "layer full: ", options_.max_queued_bytes, " bytes of undelivered events are queued"));
       }
-      queue.events.push_back(QueuedEvent{event, now + options_.expiry});
+      if (quota != nullptr && !quota->TryCharge(event->ByteSize())) {
+        if (queue.events.empty()) shard.channels.erase(channel);
+        return absl::ResourceExhaustedError(
+            absl::StrCat("caller quota: ", quota->owner(), " has ", quota->bytes(),
+                         " bytes of undelivered events queued, and may queue at most ",
+                         quota->limit(), " (--caller_queued_bytes)"));
+      }
+      queue.events.push_back(QueuedEvent{event, now + options_.expiry, quota});
       queued_bytes_.fetch_add(event->ByteSize(), std::memory_order_relaxed);
       queued_events_.fetch_add(1, std::memory_order_relaxed);
     }
@@ -332,7 +345,8 @@ absl::Status GroupRegistry::Enqueue(absl::string_view channel, const EventPtr& e
   return absl::OkStatus();
 }
 
-absl::Status GroupRegistry::Send(absl::string_view channel, EventPtr event) {
+absl::Status GroupRegistry::Send(absl::string_view channel, EventPtr event,
+                                 const std::shared_ptr<QueueQuota>& quota) {
   if (absl::Status s = chat::ValidateChannelName(channel); !s.ok()) return s;
   if (absl::Status s = ValidateEvent(event); !s.ok()) return s;
   events_in_.fetch_add(1, std::memory_order_relaxed);
@@ -346,7 +360,7 @@ absl::Status GroupRegistry::Send(absl::string_view channel, EventPtr event) {
     stream_deliveries_.fetch_add(1, std::memory_order_relaxed);
     return absl::OkStatus();
   }
-  absl::Status status = Enqueue(channel, event, clock_->Now());
+  absl::Status status = Enqueue(channel, event, clock_->Now(), quota);
   if (!status.ok()) CountDrop(DropReason::kChannelFull, 1);
   return status;
 }
@@ -385,7 +399,8 @@ absl::Status GroupRegistry::GroupDiscard(absl::string_view group, absl::string_v
   return absl::OkStatus();
 }
 
-absl::StatusOr<SendReport> GroupRegistry::GroupSend(absl::string_view group, EventPtr event) {
+absl::StatusOr<SendReport> GroupRegistry::GroupSend(absl::string_view group, EventPtr event,
+                                                    const std::shared_ptr<QueueQuota>& quota) {
   if (absl::Status s = chat::ValidateGroupName(group); !s.ok()) return s;
   if (absl::Status s = ValidateEvent(event); !s.ok()) return s;
   events_in_.fetch_add(1, std::memory_order_relaxed);
@@ -439,7 +454,7 @@ absl::StatusOr<SendReport> GroupRegistry::GroupSend(absl::string_view group, Eve
       continue;
     }
     for (const std::string& channel : channels) {
-      if (Enqueue(channel, event, now).ok()) {
+      if (Enqueue(channel, event, now, quota).ok()) {
         ++report.delivered;
       } else {
         ++report.dropped;
@@ -460,9 +475,7 @@ void GroupRegistry::Flush() {
     shard.groups.clear();
     for (auto it = shard.channels.begin(); it != shard.channels.end();) {
       ChannelQueue& queue = it->second;
-      for (const QueuedEvent& q : queue.events) {
-        queued_bytes_.fetch_sub(q.event->ByteSize(), std::memory_order_relaxed);
-      }
+      for (const QueuedEvent& q : queue.events) Unqueued(q);
       queued_events_.fetch_sub(queue.events.size(), std::memory_order_relaxed);
       queue.events.clear();
       if (queue.receivers.empty()) {
@@ -488,9 +501,9 @@ absl::StatusOr<EventPtr> GroupRegistry::Receive(absl::string_view channel,
     ChannelQueue& queue = it->second;
     DropExpired(queue, clock_->Now());
     if (!queue.events.empty()) {
+      Unqueued(queue.events.front());
       EventPtr event = std::move(queue.events.front().event);
       queue.events.pop_front();
-      queued_bytes_.fetch_sub(event->ByteSize(), std::memory_order_relaxed);
       queued_events_.fetch_sub(1, std::memory_order_relaxed);
       if (queue.events.empty() && queue.receivers.empty()) shard.channels.erase(it);
       return event;

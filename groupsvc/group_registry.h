@@ -47,6 +47,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "groupsvc/event.h"
+#include "groupsvc/queue_quota.h"
 #include "shared/clock.h"
 
 namespace groupsvc {
@@ -188,10 +189,15 @@ class GroupRegistry {
   void ReplayApplied(absl::string_view edge_id, uint64_t generation);
 
   // --- The channel layer.
-  absl::Status Send(absl::string_view channel, EventPtr event);
+  // `quota`, if set, is charged for the copies queued on channels no edge
+  // owns (and refunded when they leave the queue); past its limit, a copy is
+  // refused like one for a full channel (RESOURCE_EXHAUSTED for Send).
+  absl::Status Send(absl::string_view channel, EventPtr event,
+                    const std::shared_ptr<QueueQuota>& quota = nullptr);
   absl::Status GroupAdd(absl::string_view group, absl::string_view channel);
   absl::Status GroupDiscard(absl::string_view group, absl::string_view channel);
-  absl::StatusOr<SendReport> GroupSend(absl::string_view group, EventPtr event);
+  absl::StatusOr<SendReport> GroupSend(absl::string_view group, EventPtr event,
+                                       const std::shared_ptr<QueueQuota>& quota = nullptr);
   void Flush();
   // The next queued event of `channel`. When there is none and `receiver` is
   // set, it is registered and the result is nullptr: the receiver then gets the
@@ -232,6 +238,7 @@ class GroupRegistry {
   struct QueuedEvent {
     EventPtr event;
     absl::Time expires;
+    std::shared_ptr<QueueQuota> quota;  // Charged for this copy; may be null.
   };
   struct ChannelQueue {
     std::deque<QueuedEvent> events;
@@ -263,7 +270,10 @@ class GroupRegistry {
   std::shared_ptr<EdgeSink> FindEdge(absl::string_view prefix) const;
   size_t CapacityFor(absl::string_view channel) const;
   // Queues on a channel no edge owns, or hands it to a waiting receiver.
-  absl::Status Enqueue(absl::string_view channel, const EventPtr& event, absl::Time now);
+  absl::Status Enqueue(absl::string_view channel, const EventPtr& event, absl::Time now,
+                       const std::shared_ptr<QueueQuota>& quota);
+  // Accounts for a copy that leaves a queue (not the queue itself).
+  void Unqueued(const QueuedEvent& q);
   void DropExpired(ChannelQueue& queue, absl::Time now);
   bool Lapsed(const Membership& m, absl::Time now) const {
     return m.renewed + options_.group_expiry <= now;

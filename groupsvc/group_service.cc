@@ -10,8 +10,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "groupsvc/event_json.h"
+#include "groupsvc/peer_identity.h"
 #include "groupsvc/wire.h"
 #include "shared/grpc_status.h"
+#include "shared/log.h"
 
 namespace groupsvc {
 namespace {
@@ -97,8 +99,14 @@ class ReceiveCall : public grpc::ServerUnaryReactor,
 }  // namespace
 
 GroupService::GroupService(GroupRegistry* registry, TimerQueue* timers,
-                           AttachOptions attach_options, const chat::Clock* clock)
-    : registry_(registry), timers_(timers), attach_options_(attach_options), clock_(clock) {}
+                           AttachOptions attach_options, const chat::Clock* clock, ApiGuard* guard,
+                           bool require_client_certificate)
+    : registry_(registry),
+      timers_(timers),
+      attach_options_(attach_options),
+      clock_(clock),
+      guard_(guard),
+      require_client_certificate_(require_client_certificate) {}
 
 void GroupService::Drain(absl::Duration grace) {
   draining_ = true;
@@ -106,40 +114,56 @@ void GroupService::Drain(absl::Duration grace) {
 }
 
 template <class Request, class Response>
-grpc::ServerUnaryReactor* GroupService::Unary(grpc::CallbackServerContext* context,
-                                              const Raw* request, Raw* response,
-                                              absl::Status (GroupService::*handler)(const Request&,
-                                                                                    Response*)) {
+grpc::ServerUnaryReactor* GroupService::Unary(
+    grpc::CallbackServerContext* context, Scope scope, const Raw* request, Raw* response,
+    absl::Status (GroupService::*handler)(const Caller&, const Request&, Response*)) {
+  absl::StatusOr<Caller> caller = guard_->Authorize(*context, scope);
+  if (!caller.ok()) return Done(context, caller.status());
   Request typed_request;
   if (absl::Status s = ParseWire(*request, &typed_request); !s.ok()) return Done(context, s);
   Response typed_response;
-  absl::Status status = (this->*handler)(typed_request, &typed_response);
+  absl::Status status = (this->*handler)(*caller, typed_request, &typed_response);
   if (status.ok()) status = SerializeWire(typed_response, response);
   return Done(context, status);
 }
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* GroupService::Attach(
     grpc::CallbackServerContext* context) {
+  class Refused : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+   public:
+    explicit Refused(grpc::Status status) { Finish(std::move(status)); }
+    void OnDone() override { delete this; }
+  };
   if (draining_) {
-    class Refused : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
-     public:
-      Refused() {
-        Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "groupsvc is shutting down"));
-      }
-      void OnDone() override { delete this; }
-    };
-    return new Refused();
+    return new Refused(grpc::Status(grpc::StatusCode::UNAVAILABLE, "groupsvc is shutting down"));
   }
-  return AttachStream::Start(registry_, &streams_, attach_options_, clock_, context);
+  AttachIdentity identity;
+  if (require_client_certificate_) {
+    identity.dns_names = CertificateDnsNames(*context);
+    if (!identity.dns_names.has_value()) {
+      guard_->CountAttachRefused("no_certificate");
+      chat::LogEvent("stream_refused", {{"peer", context->peer()}, {"reason", "no_certificate"}});
+      return new Refused(
+          grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                       "Attach needs a client certificate signed by groupsvc's --tls_client_ca "
+                       "(the edge's --groupsvc_tls_cert and --groupsvc_tls_key)"));
+    }
+  }
+  identity.guard = guard_;
+  return AttachStream::Start(registry_, &streams_, attach_options_, clock_, std::move(identity),
+                             context);
 }
 
 grpc::ServerUnaryReactor* GroupService::Send(grpc::CallbackServerContext* context,
                                              const Raw* request, Raw* response) {
-  return Unary(context, request, response, &GroupService::DoSend);
+  return Unary(context, kScopeSend, request, response, &GroupService::DoSend);
 }
 
 grpc::ServerUnaryReactor* GroupService::Receive(grpc::CallbackServerContext* context,
                                                 const Raw* raw_request, Raw* raw_response) {
+  if (absl::StatusOr<Caller> caller = guard_->Authorize(*context, kScopeAdmin); !caller.ok()) {
+    return Done(context, caller.status());
+  }
   v1::ReceiveRequest request;
   if (absl::Status s = ParseWire(*raw_request, &request); !s.ok()) return Done(context, s);
   absl::Duration wait =
@@ -170,53 +194,54 @@ grpc::ServerUnaryReactor* GroupService::Receive(grpc::CallbackServerContext* con
 
 grpc::ServerUnaryReactor* GroupService::NewChannel(grpc::CallbackServerContext* context,
                                                    const Raw* request, Raw* response) {
-  return Unary(context, request, response, &GroupService::DoNewChannel);
+  return Unary(context, kScopeAdmin, request, response, &GroupService::DoNewChannel);
 }
 
 grpc::ServerUnaryReactor* GroupService::GroupAdd(grpc::CallbackServerContext* context,
                                                  const Raw* request, Raw* response) {
-  return Unary(context, request, response, &GroupService::DoGroupAdd);
+  return Unary(context, kScopeAdmin, request, response, &GroupService::DoGroupAdd);
 }
 
 grpc::ServerUnaryReactor* GroupService::GroupDiscard(grpc::CallbackServerContext* context,
                                                      const Raw* request, Raw* response) {
-  return Unary(context, request, response, &GroupService::DoGroupDiscard);
+  return Unary(context, kScopeAdmin, request, response, &GroupService::DoGroupDiscard);
 }
 
 grpc::ServerUnaryReactor* GroupService::GroupSend(grpc::CallbackServerContext* context,
                                                   const Raw* request, Raw* response) {
-  return Unary(context, request, response, &GroupService::DoGroupSend);
+  return Unary(context, kScopeSend, request, response, &GroupService::DoGroupSend);
 }
 
 grpc::ServerUnaryReactor* GroupService::Flush(grpc::CallbackServerContext* context,
                                               const Raw* request, Raw* response) {
-  return Unary(context, request, response, &GroupService::DoFlush);
+  return Unary(context, kScopeAdmin, request, response, &GroupService::DoFlush);
 }
 
 grpc::ServerUnaryReactor* GroupService::ListGroups(grpc::CallbackServerContext* context,
                                                    const Raw* request, Raw* response) {
-  return Unary(context, request, response, &GroupService::DoListGroups);
+  return Unary(context, kScopeRead, request, response, &GroupService::DoListGroups);
 }
 
 grpc::ServerUnaryReactor* GroupService::GetGroup(grpc::CallbackServerContext* context,
                                                  const Raw* request, Raw* response) {
-  return Unary(context, request, response, &GroupService::DoGetGroup);
+  return Unary(context, kScopeRead, request, response, &GroupService::DoGetGroup);
 }
 
 grpc::ServerUnaryReactor* GroupService::Stats(grpc::CallbackServerContext* context,
                                               const Raw* request, Raw* response) {
-  return Unary(context, request, response, &GroupService::DoStats);
+  return Unary(context, kScopeRead, request, response, &GroupService::DoStats);
 }
 
 // ------------------------------------------------------------ Typed handlers
 
-absl::Status GroupService::DoSend(const v1::SendRequest& request, v1::SendResponse* response) {
+absl::Status GroupService::DoSend(const Caller& caller, const v1::SendRequest& request,
+                                  v1::SendResponse* response) {
   absl::StatusOr<EventPtr> event = EventFromStruct(request.event());
   if (!event.ok()) return event.status();
-  return registry_->Send(request.channel(), *std::move(event));
+  return registry_->Send(request.channel(), *std::move(event), caller.quota);
 }
 
-absl::Status GroupService::DoNewChannel(const v1::NewChannelRequest& request,
+absl::Status GroupService::DoNewChannel(const Caller& caller, const v1::NewChannelRequest& request,
                                         v1::NewChannelResponse* response) {
   absl::StatusOr<std::string> name = registry_->NewChannel(request.prefix());
   if (!name.ok()) return name.status();
@@ -224,21 +249,23 @@ absl::Status GroupService::DoNewChannel(const v1::NewChannelRequest& request,
   return absl::OkStatus();
 }
 
-absl::Status GroupService::DoGroupAdd(const v1::GroupAddRequest& request,
+absl::Status GroupService::DoGroupAdd(const Caller& caller, const v1::GroupAddRequest& request,
                                       v1::GroupAddResponse* response) {
   return registry_->GroupAdd(request.group(), request.channel());
 }
 
-absl::Status GroupService::DoGroupDiscard(const v1::GroupDiscardRequest& request,
+absl::Status GroupService::DoGroupDiscard(const Caller& caller,
+                                          const v1::GroupDiscardRequest& request,
                                           v1::GroupDiscardResponse* response) {
   return registry_->GroupDiscard(request.group(), request.channel());
 }
 
-absl::Status GroupService::DoGroupSend(const v1::GroupSendRequest& request,
+absl::Status GroupService::DoGroupSend(const Caller& caller, const v1::GroupSendRequest& request,
                                        v1::GroupSendResponse* response) {
   absl::StatusOr<EventPtr> event = EventFromStruct(request.event());
   if (!event.ok()) return event.status();
-  absl::StatusOr<SendReport> report = registry_->GroupSend(request.group(), *std::move(event));
+  absl::StatusOr<SendReport> report =
+      registry_->GroupSend(request.group(), *std::move(event), caller.quota);
   if (!report.ok()) return report.status();
   response->set_delivered(report->delivered);
   response->set_dropped(report->dropped);
@@ -246,12 +273,13 @@ absl::Status GroupService::DoGroupSend(const v1::GroupSendRequest& request,
   return absl::OkStatus();
 }
 
-absl::Status GroupService::DoFlush(const v1::FlushRequest& request, v1::FlushResponse* response) {
+absl::Status GroupService::DoFlush(const Caller& caller, const v1::FlushRequest& request,
+                                   v1::FlushResponse* response) {
   registry_->Flush();
   return absl::OkStatus();
 }
 
-absl::Status GroupService::DoListGroups(const v1::ListGroupsRequest& request,
+absl::Status GroupService::DoListGroups(const Caller& caller, const v1::ListGroupsRequest& request,
                                         v1::ListGroupsResponse* response) {
   size_t page_size = request.page_size() == 0 ? 100 : std::min<size_t>(request.page_size(), 1000);
   GroupPage page = registry_->ListGroups(request.name_prefix(), page_size, request.page_token());
@@ -264,7 +292,8 @@ absl::Status GroupService::DoListGroups(const v1::ListGroupsRequest& request,
   return absl::OkStatus();
 }
 
-absl::Status GroupService::DoGetGroup(const v1::GetGroupRequest& request, v1::Group* response) {
+absl::Status GroupService::DoGetGroup(const Caller& caller, const v1::GetGroupRequest& request,
+                                      v1::Group* response) {
   absl::StatusOr<GroupInfo> info = registry_->GetGroup(request.name());
   if (!info.ok()) return info.status();
   response->set_name(info->name);
@@ -279,7 +308,8 @@ absl::Status GroupService::DoGetGroup(const v1::GetGroupRequest& request, v1::Gr
   return absl::OkStatus();
 }
 
-absl::Status GroupService::DoStats(const v1::StatsRequest& request, v1::StatsResponse* response) {
+absl::Status GroupService::DoStats(const Caller& caller, const v1::StatsRequest& request,
+                                   v1::StatsResponse* response) {
   StatsSnapshot s = registry_->Stats();
   response->set_groups(s.groups);
   response->set_memberships(s.memberships);

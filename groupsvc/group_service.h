@@ -1,7 +1,14 @@
 // GroupService: the groupsvc.v1.ChannelLayer gRPC service. It creates an
 // AttachStream per edge and answers the unary RPCs from the GroupRegistry.
 //
-//   GroupService service(&registry, &timers, AttachOptions{}, &clock);
+// Every unary call passes the ApiGuard first (token, scope, rate; see
+// api_guard.h), before its request is even parsed. With
+// `require_client_certificate`, an Attach stream without a verified client
+// certificate ends at once with UNAUTHENTICATED, and its hello must name an
+// edge id the certificate's DNS names admit (else PERMISSION_DENIED, see
+// AttachStream).
+//
+//   GroupService service(&registry, &timers, AttachOptions{}, &clock, &guard, true);
 //   builder.RegisterService(&service);
 //   ...
 //   service.Drain(absl::Seconds(10));  // on SIGTERM: refuse new streams, drain the rest
@@ -18,6 +25,7 @@
 
 #include <atomic>
 
+#include "groupsvc/api_guard.h"
 #include "groupsvc/attach_stream.h"
 #include "groupsvc/group_registry.h"
 #include "groupsvc/timer_queue.h"
@@ -37,8 +45,9 @@ using RawChannelLayer = C::WithRawCallbackMethod_Attach<C::WithRawCallbackMethod
 
 class GroupService final : public internal::RawChannelLayer {
  public:
+  // `guard` must outlive the service.
   GroupService(GroupRegistry* registry, TimerQueue* timers, AttachOptions attach_options,
-               const chat::Clock* clock);
+               const chat::Clock* clock, ApiGuard* guard, bool require_client_certificate);
 
   // Refuses new Attach streams (UNAVAILABLE) and tells attached edges to go.
   void Drain(absl::Duration grace);
@@ -73,27 +82,39 @@ class GroupService final : public internal::RawChannelLayer {
 
  private:
   // The typed handlers of the unary RPCs that answer at once.
-  absl::Status DoSend(const v1::SendRequest& request, v1::SendResponse* response);
-  absl::Status DoNewChannel(const v1::NewChannelRequest& request, v1::NewChannelResponse* response);
-  absl::Status DoGroupAdd(const v1::GroupAddRequest& request, v1::GroupAddResponse* response);
-  absl::Status DoGroupDiscard(const v1::GroupDiscardRequest& request,
+  absl::Status DoSend(const Caller& caller, const v1::SendRequest& request,
+                      v1::SendResponse* response);
+  absl::Status DoNewChannel(const Caller& caller, const v1::NewChannelRequest& request,
+                            v1::NewChannelResponse* response);
+  absl::Status DoGroupAdd(const Caller& caller, const v1::GroupAddRequest& request,
+                          v1::GroupAddResponse* response);
+  absl::Status DoGroupDiscard(const Caller& caller, const v1::GroupDiscardRequest& request,
                               v1::GroupDiscardResponse* response);
-  absl::Status DoGroupSend(const v1::GroupSendRequest& request, v1::GroupSendResponse* response);
-  absl::Status DoFlush(const v1::FlushRequest& request, v1::FlushResponse* response);
-  absl::Status DoListGroups(const v1::ListGroupsRequest& request, v1::ListGroupsResponse* response);
-  absl::Status DoGetGroup(const v1::GetGroupRequest& request, v1::Group* response);
-  absl::Status DoStats(const v1::StatsRequest& request, v1::StatsResponse* response);
+  absl::Status DoGroupSend(const Caller& caller, const v1::GroupSendRequest& request,
+                           v1::GroupSendResponse* response);
+  absl::Status DoFlush(const Caller& caller, const v1::FlushRequest& request,
+                       v1::FlushResponse* response);
+  absl::Status DoListGroups(const Caller& caller, const v1::ListGroupsRequest& request,
+                            v1::ListGroupsResponse* response);
+  absl::Status DoGetGroup(const Caller& caller, const v1::GetGroupRequest& request,
+                          v1::Group* response);
+  absl::Status DoStats(const Caller& caller, const v1::StatsRequest& request,
+                       v1::StatsResponse* response);
 
-  // Parses the request, runs `handler`, serializes its response, finishes.
+  // Authorizes the caller for `scope`, parses the request, runs `handler`,
+  // serializes its response, finishes.
   template <class Request, class Response>
-  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context, const Raw* request,
-                                  Raw* response,
-                                  absl::Status (GroupService::*handler)(const Request&, Response*));
+  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context, Scope scope,
+                                  const Raw* request, Raw* response,
+                                  absl::Status (GroupService::*handler)(const Caller&,
+                                                                        const Request&, Response*));
 
   GroupRegistry* const registry_;
   TimerQueue* const timers_;
   const AttachOptions attach_options_;
   const chat::Clock* const clock_;
+  ApiGuard* const guard_;
+  const bool require_client_certificate_;
   StreamSet streams_;
   std::atomic<bool> draining_{false};
 };

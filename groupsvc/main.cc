@@ -38,6 +38,28 @@ ABSL_FLAG(absl::Duration, unsettled_window, absl::Seconds(5),
           "after an edge's stream is lost, group_sends to the groups it had members in are "
           "acked unsettled until it re-attaches and replays, for at most this long; 0 to disable");
 ABSL_FLAG(absl::Duration, grace, absl::Seconds(10), "how long SIGTERM waits for streams to drain");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain of groupsvc's TLS port (with --tls_key); reloaded when the file "
+          "changes; empty: plaintext (logged as a warning)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert; reloaded with it");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle that signs edges' client certificates (mutual TLS): Attach then needs a "
+          "client certificate from it whose DNS names include the edge id; reloaded");
+ABSL_FLAG(absl::Duration, tls_reload_interval, absl::Seconds(10),
+          "how often the TLS files are looked at for a new version (at least 1s)");
+ABSL_FLAG(std::string, api_tokens_file, "",
+          "bearer tokens of the unary API, one a line: NAME SCOPES TOKEN (scopes read,send,admin "
+          "comma-separated; # starts a comment); re-read when it changes; empty: the API is open");
+ABSL_FLAG(double, api_rate, 1000,
+          "unary calls a second per caller (API token, or client address without tokens); past "
+          "it RESOURCE_EXHAUSTED; 0: no limit");
+ABSL_FLAG(double, api_burst, 2000, "unary calls one caller may make at once, above --api_rate");
+ABSL_FLAG(int64_t, caller_queued_bytes, 64 << 20,
+          "bytes of undelivered events one caller (API token, client address, or edge) may have "
+          "queued on channels no edge owns; 0: only --max_queued_bytes");
+ABSL_FLAG(std::string, health_listen, "",
+          "HOST:PORT of a plaintext port serving only grpc.health.v1 (for kubelet's gRPC probes, "
+          "which cannot speak TLS); empty: none");
 
 namespace {
 
@@ -85,6 +107,21 @@ int main(int argc, char** argv) {
   options.registry.warmup = absl::GetFlag(FLAGS_warmup);
   options.registry.unsettled_window = absl::GetFlag(FLAGS_unsettled_window);
   options.attach.max_queue_bytes = absl::GetFlag(FLAGS_edge_queue_bytes);
+  options.health_listen = absl::GetFlag(FLAGS_health_listen);
+  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  options.tls.reload_interval = absl::GetFlag(FLAGS_tls_reload_interval);
+  options.api.tokens_file = absl::GetFlag(FLAGS_api_tokens_file);
+  options.api.rate = absl::GetFlag(FLAGS_api_rate);
+  options.api.burst = absl::GetFlag(FLAGS_api_burst);
+  if (absl::GetFlag(FLAGS_api_rate) < 0 || absl::GetFlag(FLAGS_api_burst) < 0 ||
+      absl::GetFlag(FLAGS_caller_queued_bytes) < 0) {
+    fprintf(stderr,
+            "groupsvc: --api_rate, --api_burst and --caller_queued_bytes must not be negative\n");
+    return 2;
+  }
+  options.api.caller_queued_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_caller_queued_bytes));
   if (options.registry.warmup < absl::ZeroDuration() ||
       options.registry.unsettled_window < absl::ZeroDuration()) {
     fprintf(stderr, "groupsvc: --warmup and --unsettled_window must not be negative\n");
@@ -109,8 +146,10 @@ int main(int argc, char** argv) {
   }
   const std::string port = absl::StrCat((*server)->port());
   const std::string metrics_port = absl::StrCat((*server)->metrics_port());
-  chat::LogEvent("listening",
-                 {{"listen", options.listen}, {"port", port}, {"metrics_port", metrics_port}});
+  chat::LogEvent("listening", {{"listen", options.listen},
+                               {"port", port},
+                               {"metrics_port", metrics_port},
+                               {"health_port", absl::StrCat((*server)->health_port())}});
 
   const char* signal_name = chat::WaitForTerminationSignal();
   const absl::Duration grace = absl::GetFlag(FLAGS_grace);

@@ -66,6 +66,22 @@ std::vector<prometheus::MetricFamily> RegistryCollector::Collect() const {
     AddValue(out.back(), s.drops[i],
              {{"reason", std::string(DropReasonName(static_cast<DropReason>(i)))}});
   }
+  if (guard_ != nullptr) {
+    out.push_back(Family("groupsvc_api_calls_total",
+                         "Unary API calls by authorization result (ok, unauthenticated, "
+                         "permission_denied, rate_limited) and token name.",
+                         MetricType::Counter));
+    for (const auto& [key, n] : guard_->CallCounts()) {
+      AddValue(out.back(), n, {{"result", key.first}, {"token", key.second}});
+    }
+    out.push_back(Family("groupsvc_attach_refused_total",
+                         "Attach streams refused for their client certificate, by reason "
+                         "(no_certificate, identity).",
+                         MetricType::Counter));
+    for (const auto& [reason, n] : guard_->AttachRefusals()) {
+      AddValue(out.back(), n, {{"reason", reason}});
+    }
+  }
   return out;
 }
 

@@ -14,6 +14,7 @@
 #include <functional>
 #include <vector>
 
+#include "groupsvc/api_guard.h"
 #include "groupsvc/attach_stream.h"
 #include "groupsvc/group_registry.h"
 
@@ -21,14 +22,17 @@ namespace groupsvc {
 
 class RegistryCollector : public prometheus::Collectable {
  public:
-  // `streams`: the Attach streams, open ones and messages on them.
-  RegistryCollector(const GroupRegistry* registry, const StreamSet* streams)
-      : registry_(registry), streams_(streams) {}
+  // `streams`: the Attach streams, open ones and messages on them. `guard`
+  // (may be null): the API's authorization decisions.
+  RegistryCollector(const GroupRegistry* registry, const StreamSet* streams,
+                    const ApiGuard* guard = nullptr)
+      : registry_(registry), streams_(streams), guard_(guard) {}
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
   const GroupRegistry* const registry_;
   const StreamSet* const streams_;
+  const ApiGuard* const guard_;
 };
 
 }  // namespace groupsvc

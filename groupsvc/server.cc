@@ -1,11 +1,14 @@
 #include "groupsvc/server.h"
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_credentials_options.h>
 
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "groupsvc/tls_files.h"
 #include "shared/log.h"
 
 namespace groupsvc {
@@ -20,24 +23,104 @@ int Millis(absl::Duration d) { return static_cast<int>(absl::ToInt64Milliseconds
 
 }  // namespace
 
-GroupServer::GroupServer(ServerOptions options, const chat::Clock* clock)
+GroupServer::GroupServer(ServerOptions options, const chat::Clock* clock,
+                         std::unique_ptr<ApiGuard> guard)
     : options_(std::move(options)),
       clock_(clock),
       registry_(options_.registry, clock_),
-      service_(&registry_, &timers_, options_.attach, clock_) {}
+      guard_(std::move(guard)),
+      service_(&registry_, &timers_, options_.attach, clock_, guard_.get(),
+               /*require_client_certificate=*/!options_.tls.client_ca_file.empty()) {}
 
 GroupServer::~GroupServer() {
   Shutdown(absl::ZeroDuration());
   Wait();
 }
 
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GroupServer::Credentials() {
+  const TlsOptions& tls = options_.tls;
+  if (tls.cert_file.empty() && tls.key_file.empty()) {
+    if (!tls.client_ca_file.empty()) {
+      return absl::InvalidArgumentError("--tls_client_ca needs --tls_cert and --tls_key");
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  if (tls.cert_file.empty() || tls.key_file.empty()) {
+    return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
+  }
+  // gRPC's watcher reads the files again every reload_interval, so a renewed
+  // certificate (a Secret or cert-manager rewriting them) serves new
+  // handshakes without a restart. It must be given whole: Kubernetes swaps a
+  // Secret's files at once.
+  certificates_ = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      tls.key_file, tls.cert_file, tls.client_ca_file,
+      static_cast<unsigned>(std::max<int64_t>(1, absl::ToInt64Seconds(tls.reload_interval))));
+  grpc::experimental::TlsServerCredentialsOptions credentials(certificates_);
+  credentials.watch_identity_key_cert_pairs();
+  if (tls.client_ca_file.empty()) {
+    credentials.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  } else {
+    credentials.watch_root_certs();
+    // Asked for and verified when presented, not required: unary callers
+    // (grpcurl with a token) have none. Attach requires one (GroupService).
+    credentials.set_cert_request_type(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+  }
+  return grpc::experimental::TlsServerCredentials(credentials);
+}
+
+void GroupServer::LogSecurity(const std::string& certificate) const {
+  const bool tls = !options_.tls.cert_file.empty();
+  const bool mtls = !options_.tls.client_ca_file.empty();
+  chat::LogEvent("security",
+                 {{"tls", tls ? "on" : "off"},
+                  {"certificate", tls ? certificate : ""},
+                  {"attach", mtls ? "client_certificate" : "open"},
+                  {"api", guard_->open() ? "open" : "tokens"},
+                  {"tokens", absl::StrCat(guard_->token_count())},
+                  {"api_rate", absl::StrCat(options_.api.rate)},
+                  {"caller_queued_bytes", absl::StrCat(options_.api.caller_queued_bytes)}});
+  if (!tls) {
+    chat::LogEvent(
+        "security_warning",
+        {{"issue", "plaintext"},
+         {"detail", absl::StrCat("gRPC on ", options_.listen,
+                                 " is plaintext: whoever reaches the port can read the traffic "
+                                 "and attach as any edge; set --tls_cert, --tls_key and "
+                                 "--tls_client_ca")}});
+  } else if (!mtls) {
+    chat::LogEvent("security_warning",
+                   {{"issue", "attach_open"},
+                    {"detail", "no --tls_client_ca: any TLS client may attach as any edge id"}});
+  }
+  if (guard_->open()) {
+    chat::LogEvent("security_warning",
+                   {{"issue", "api_open"},
+                    {"detail",
+                     "no --api_tokens_file: the unary API (GroupSend, GroupAdd, Flush, ...) is "
+                     "open to whoever reaches the port"}});
+  }
+}
+
 absl::StatusOr<std::unique_ptr<GroupServer>> GroupServer::Start(ServerOptions options,
                                                                 const chat::Clock* clock) {
+  std::string certificate;
+  if (!options.tls.cert_file.empty() && !options.tls.key_file.empty()) {
+    absl::StatusOr<std::string> checked = CheckKeyPair(options.tls.cert_file, options.tls.key_file);
+    if (!checked.ok()) return checked.status();
+    certificate = *std::move(checked);
+  }
+  if (!options.tls.client_ca_file.empty()) {
+    if (absl::Status s = CheckCertificates(options.tls.client_ca_file); !s.ok()) return s;
+  }
+  absl::StatusOr<std::unique_ptr<ApiGuard>> guard = ApiGuard::Create(options.api);
+  if (!guard.ok()) return guard.status();
   std::unique_ptr<GroupServer> s(
-      new GroupServer(std::move(options), clock ? clock : DefaultClock()));
+      new GroupServer(std::move(options), clock ? clock : DefaultClock(), *std::move(guard)));
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = s->Credentials();
+  if (!credentials.ok()) return credentials.status();
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(s->options_.listen, grpc::InsecureServerCredentials(), &s->port_);
+  builder.AddListeningPort(s->options_.listen, *credentials, &s->port_);
   builder.RegisterService(&s->service_);
   builder.RegisterService(&s->health_);
   // Room for a batch of commands around the largest event; the registry refuses
@@ -55,6 +138,19 @@ absl::StatusOr<std::unique_ptr<GroupServer>> GroupServer::Start(ServerOptions op
   if (s->server_ == nullptr || s->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", s->options_.listen));
   }
+  if (!s->options_.health_listen.empty()) {
+    grpc::ServerBuilder health;
+    health.AddListeningPort(s->options_.health_listen, grpc::InsecureServerCredentials(),
+                            &s->health_port_);
+    health.RegisterService(&s->plain_health_);
+    health.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    s->health_server_ = health.BuildAndStart();
+    if (s->health_server_ == nullptr || s->health_port_ == 0) {
+      s->server_->Shutdown();
+      return absl::UnavailableError(
+          absl::StrCat("cannot serve health on ", s->options_.health_listen));
+    }
+  }
   if (!s->options_.metrics_listen.empty()) {
     try {
       s->exposer_ = std::make_unique<prometheus::Exposer>(s->options_.metrics_listen);
@@ -63,11 +159,13 @@ absl::StatusOr<std::unique_ptr<GroupServer>> GroupServer::Start(ServerOptions op
       return absl::UnavailableError(
           absl::StrCat("cannot serve metrics on ", s->options_.metrics_listen, ": ", e.what()));
     }
-    s->collector_ = std::make_shared<RegistryCollector>(&s->registry_, &s->service_.streams());
+    s->collector_ =
+        std::make_shared<RegistryCollector>(&s->registry_, &s->service_.streams(), s->guard_.get());
     s->exposer_->RegisterCollectable(s->collector_);
     std::vector<int> ports = s->exposer_->GetListeningPorts();
     s->metrics_port_ = ports.empty() ? 0 : ports.front();
   }
+  s->LogSecurity(certificate);
   s->ScheduleSweep();
   return s;
 }
@@ -84,22 +182,26 @@ void GroupServer::Shutdown(absl::Duration grace) {
   if (server_ == nullptr || shut_down_.exchange(true)) return;
   const absl::Time deadline = absl::Now() + grace;
   health_.SetServing(false);
+  plain_health_.SetServing(false);
   service_.Drain(grace);
   while (service_.attached_streams() > 0 && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(10));
   }
   chat::LogEvent("streams_drained", {{"left", absl::StrCat(service_.attached_streams())}});
   health_.Shutdown();
+  plain_health_.Shutdown();
   // Our streams are gone; what is left are short unary calls and waiting
   // Receives. gRPC would also wait for idle clients to drop their connections
   // after its GOAWAY, which they need not do, so give in-flight calls at most a
   // second before they are cancelled.
   server_->Shutdown(absl::ToChronoTime(std::min(deadline, absl::Now() + absl::Seconds(1))));
+  if (health_server_ != nullptr) health_server_->Shutdown(absl::ToChronoTime(absl::Now()));
   chat::LogEvent("server_shutdown");
 }
 
 void GroupServer::Wait() {
   if (server_ != nullptr) server_->Wait();
+  if (health_server_ != nullptr) health_server_->Wait();
 }
 
 }  // namespace groupsvc

@@ -2,6 +2,16 @@
 // Health services and reflection, the periodic sweep, and the metrics endpoint.
 // main() and the contract tests both start it this way.
 //
+// Security (see README, "Security"): with tls.cert_file/key_file the port
+// speaks TLS only, its certificate reloaded when the files change; with
+// tls.client_ca_file the server asks clients for a certificate (verified
+// against that CA when presented, but not required at the TLS layer, so that
+// grpcurl with a token can connect) and Attach requires one whose DNS names
+// admit the announced edge id; with api.tokens_file the unary API needs
+// bearer tokens (ApiGuard). What is left open is logged at start, one line
+// each. health_listen adds a plaintext port with grpc.health.v1 only, for
+// probes that cannot speak TLS (kubelet's gRPC probes).
+//
 //   absl::StatusOr<std::unique_ptr<GroupServer>> server = GroupServer::Start(options);
 //   ... (*server)->port() ...
 //   (*server)->Shutdown(absl::Seconds(10));
@@ -9,12 +19,14 @@
 #define CHAT_GROUPSVC_SERVER_H_
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/security/tls_certificate_provider.h>
 #include <prometheus/exposer.h>
 
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "groupsvc/api_guard.h"
 #include "groupsvc/group_registry.h"
 #include "groupsvc/group_service.h"
 #include "groupsvc/health_service.h"
@@ -24,13 +36,29 @@
 
 namespace groupsvc {
 
+struct TlsOptions {
+  // PEM files of the server's certificate chain and key; both or neither.
+  // Neither: plaintext (logged as a warning).
+  std::string cert_file;
+  std::string key_file;
+  // PEM CA bundle that signs edges' client certificates; needs cert_file.
+  // Set: Attach requires a client certificate that names the edge id.
+  std::string client_ca_file;
+  // How often gRPC looks at the files for a new version (at least 1 s).
+  absl::Duration reload_interval = absl::Seconds(10);
+};
+
 struct ServerOptions {
   // HOST:PORT for gRPC; port 0 picks a free one (see port()).
   std::string listen = "0.0.0.0:50051";
+  // HOST:PORT of a plaintext port serving only grpc.health.v1; empty: none.
+  std::string health_listen;
   // HOST:PORT for Prometheus' /metrics; empty: none.
   std::string metrics_listen;
   RegistryOptions registry;
   AttachOptions attach;
+  TlsOptions tls;
+  ApiOptions api;
   absl::Duration sweep_interval = absl::Seconds(1);
   // Pings on idle connections, so that a cut network ends an edge's stream
   // (and so its memberships) within keepalive_time + keepalive_timeout.
@@ -47,6 +75,8 @@ class GroupServer {
 
   int port() const { return port_; }
   int metrics_port() const { return metrics_port_; }
+  // 0 without health_listen.
+  int health_port() const { return health_port_; }
   GroupRegistry& registry() { return registry_; }
 
   // Graceful stop: health turns NOT_SERVING, new streams are refused, attached
@@ -57,20 +87,30 @@ class GroupServer {
   void Wait();
 
  private:
-  GroupServer(ServerOptions options, const chat::Clock* clock);
+  GroupServer(ServerOptions options, const chat::Clock* clock, std::unique_ptr<ApiGuard> guard);
   void ScheduleSweep();
+  // The listening port's credentials (TLS from the files, or plaintext).
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials();
+  // One line for what is secured, and one warning line for each thing left open.
+  void LogSecurity(const std::string& certificate) const;
 
   const ServerOptions options_;
   const chat::Clock* const clock_;
   GroupRegistry registry_;
   TimerQueue timers_;
+  const std::unique_ptr<ApiGuard> guard_;
   GroupService service_;
   HealthService health_;
+  // The plaintext health port's own copy (a service joins one server only).
+  HealthService plain_health_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> health_server_;
+  std::shared_ptr<grpc::experimental::CertificateProviderInterface> certificates_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::shared_ptr<RegistryCollector> collector_;
   int port_ = 0;
   int metrics_port_ = 0;
+  int health_port_ = 0;
   std::atomic<bool> shut_down_{false};
 };
 

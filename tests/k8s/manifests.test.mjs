@@ -5,7 +5,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -94,8 +94,9 @@ test("replicas, probes, disruption budget and network policy fit the design", ()
   assert.equal(groupsvc.spec.strategy.type, "Recreate");
   assert.ok(edge.spec.replicas >= 2);
   const g = container(groupsvc);
-  assert.equal(g.readinessProbe.grpc.port, portNamed(g, "grpc"));
-  assert.equal(g.livenessProbe.grpc.port, portNamed(g, "grpc"));
+  // kubelet's gRPC probes cannot speak TLS: they ask the plaintext health port.
+  assert.equal(g.readinessProbe.grpc.port, portNamed(g, "health"));
+  assert.equal(g.livenessProbe.grpc.port, portNamed(g, "health"));
   const e = container(edge);
   assert.equal(e.readinessProbe.httpGet.path, "/readyz");
   assert.equal(e.livenessProbe.httpGet.path, "/healthz");
@@ -117,13 +118,122 @@ test("replicas, probes, disruption budget and network policy fit the design", ()
   }
 });
 
+// --- Security (issue 12): Secrets for certificates and tokens, and the flags that use them.
+
+// The Secret volumes of a deployment's container: [{ secret, mountPath }].
+function secretMounts(deployment) {
+  const pod = deployment.spec.template.spec;
+  return container(deployment).volumeMounts.flatMap((m) => {
+    const volume = pod.volumes.find((v) => v.name === m.name);
+    return volume?.secret ? [{ secret: volume.secret.secretName, mountPath: m.mountPath, mount: m, volume }] : [];
+  });
+}
+
+function flagsData() {
+  return objects.find((o) => o.kind === "ConfigMap" && o.metadata.name.startsWith("chat-flags-")).data;
+}
+
+// What each Secret must hold (the files k8s/make-certs.sh writes, and the
+// keys cert-manager's Secrets and CSI volumes use).
+const secretKeys = {
+  "groupsvc-tls": ["ca.crt", "tls.crt", "tls.key"],
+  "groupsvc-api-tokens": ["tokens"],
+  "edge-tls": ["ca.crt", "tls.crt", "tls.key"],
+};
+const fileFlags = {
+  groupsvc: { tls_cert: "groupsvc-tls/tls.crt", tls_key: "groupsvc-tls/tls.key",
+              tls_client_ca: "groupsvc-tls/ca.crt", api_tokens_file: "groupsvc-api-tokens/tokens" },
+  edge: { groupsvc_tls_ca: "edge-tls/ca.crt", groupsvc_tls_cert: "edge-tls/tls.crt",
+          groupsvc_tls_key: "edge-tls/tls.key" },
+};
+
+// Throws unless every certificate and token flag reads a file of a mounted
+// Secret, mounted so that its updates reach the files.
+function checkSecurity(deployments, data) {
+  for (const [svc, flags] of Object.entries(fileFlags)) {
+    const d = deployments[svc];
+    const mounts = secretMounts(d);
+    assert.ok(d.spec.template.spec.securityContext.fsGroup > 0, `${svc}: fsGroup, so the files are readable`);
+    for (const m of mounts) {
+      assert.equal(m.mount.readOnly, true, `${svc}: ${m.secret} read-only`);
+      assert.equal(m.mount.subPath, undefined, `${svc}: ${m.secret} without subPath (updates must reach the files)`);
+      assert.equal(m.volume.secret.defaultMode & 0o007, 0, `${svc}: ${m.secret} not world-readable`);
+      assert.ok(m.volume.secret.defaultMode & 0o040, `${svc}: ${m.secret} group-readable`);
+    }
+    for (const [name, want] of Object.entries(flags)) {
+      const value = flag(data[`${svc}.flags`], name);
+      assert.ok(value, `${svc}: --${name} is set`);
+      const [secret, key] = want.split("/");
+      const m = mounts.find((x) => x.secret === secret);
+      assert.ok(m, `${svc}: Secret ${secret} is mounted`);
+      assert.equal(value, `${m.mountPath}/${key}`, `${svc}: --${name} reads ${secret}'s ${key}`);
+      assert.ok(secretKeys[secret].includes(key));
+    }
+  }
+  const g = data["groupsvc.flags"];
+  assert.equal(Number(flag(g, "health_listen").split(":")[1]), portNamed(container(deployments.groupsvc), "health"));
+  assert.ok(Number(flag(g, "api_rate")) > 0 && Number(flag(g, "caller_queued_bytes")) > 0, "per-caller limits set");
+  // The edge id is a name the edge-tls certificate carries (*.edge.chat).
+  const args = container(deployments.edge).args;
+  assert.ok(args.includes("--edge_id=$(POD_NAME).edge.chat"), args.join(" "));
+}
+
+const deployed = () => ({ groupsvc: find("Deployment", "groupsvc"), edge: find("Deployment", "edge") });
+
+test("Secrets hold the certificates and tokens, mounted where the flags point", () => {
+  checkSecurity(deployed(), flagsData());
+});
+
+test("the security check catches a missing mount, a subPath, or a flag off its Secret", () => {
+  const data = flagsData();
+  const offSecret = { ...data, "groupsvc.flags": data["groupsvc.flags"].replace(
+    "--tls_client_ca=/etc/groupsvc-tls/ca.crt", "--tls_client_ca=/etc/chat/ca.crt") };
+  assert.throws(() => checkSecurity(deployed(), offSecret), /tls_client_ca/);
+  const unset = { ...data, "edge.flags": data["edge.flags"].replace(/^--groupsvc_tls_cert=.*$/m, "") };
+  assert.throws(() => checkSecurity(deployed(), unset), /groupsvc_tls_cert is set/);
+  const unmounted = deployed();
+  unmounted.edge = structuredClone(unmounted.edge);
+  container(unmounted.edge).volumeMounts = container(unmounted.edge).volumeMounts.filter((m) => m.name === "flags");
+  assert.throws(() => checkSecurity(unmounted, data), /Secret edge-tls is mounted/);
+  const pinned = deployed();
+  pinned.groupsvc = structuredClone(pinned.groupsvc);
+  container(pinned.groupsvc).volumeMounts.find((m) => m.name === "tls").subPath = "tls.crt";
+  assert.throws(() => checkSecurity(pinned, data), /without subPath/);
+});
+
 // --- The manifests against the real binaries.
 
-function flagsDir() {
+// The ConfigMap's files in a directory, with each Secret's mount path pointing
+// at that Secret's files as k8s/make-certs.sh writes them into `certs`.
+function flagsDir(certs) {
   const config = objects.find((o) => o.kind === "ConfigMap" && o.metadata.name.startsWith("chat-flags-"));
   const dir = mkdtempSync(path.join(tmpdir(), "chat-flags-"));
-  for (const [file, text] of Object.entries(config.data)) writeFileSync(path.join(dir, file), text);
-  return { dir, data: config.data };
+  const mounts = ["groupsvc", "edge"].flatMap((svc) => secretMounts(find("Deployment", svc)));
+  const data = {};
+  for (const [file, text] of Object.entries(config.data)) {
+    let local = text;
+    for (const m of mounts) local = local.replaceAll(`${m.mountPath}/`, `${certs}/${m.secret}/`);
+    data[file] = local;
+    writeFileSync(path.join(dir, file), local);
+  }
+  return { dir, data };
+}
+
+// A unary call through @grpc/grpc-js as grpcurl makes it: TLS with the CA,
+// `authorization: Bearer <token>` unless token is empty.
+function listGroups(port, ca, token) {
+  const def = protoLoader.loadSync(path.join(root, "protos/groupsvc/v1/layer.proto"),
+                                   { includeDirs: [path.join(root, "protos"), "/usr/include"] });
+  const Layer = grpc.loadPackageDefinition(def).groupsvc.v1.ChannelLayer;
+  const client = new Layer(`127.0.0.1:${port}`, grpc.credentials.createSsl(ca));
+  const metadata = new grpc.Metadata();
+  if (token) metadata.set("authorization", `Bearer ${token}`);
+  return new Promise((resolve) => {
+    client.ListGroups({ namePrefix: "chat_" }, metadata, { deadline: Date.now() + 5000 }, (err, res) => {
+      client.close();
+      resolve(err ? err.code : 0);
+    });
+  });
 }
 
 function flag(text, name) {
@@ -158,12 +268,21 @@ function grpcHealth(port) {
 }
 
 test("the binaries run with the manifests' args and answer their probes", async () => {
-  const { dir, data } = flagsDir();
+  // The Secrets' contents, as k8s/make-certs.sh makes them for a test cluster.
+  const certs = mkdtempSync(path.join(tmpdir(), "chat-certs-"));
+  execFileSync(path.join(root, "k8s/make-certs.sh"), [certs], { stdio: "ignore" });
+  for (const [secret, keys] of Object.entries(secretKeys)) {
+    assert.deepEqual(readdirSync(path.join(certs, secret)).sort(), keys, `make-certs.sh: ${secret}`);
+  }
+  const { dir, data } = flagsDir(certs);
   const gDeploy = find("Deployment", "groupsvc");
   const g = container(gDeploy);
   const groupsvc = await startLogged(`${build}/groupsvc/groupsvc`, argsOf(g, dir, {}));
   // It listens where the manifest says.
-  assert.match(groupsvc.log(), new RegExp(` port=${portNamed(g, "grpc")} metrics_port=${portNamed(g, "metrics")}`));
+  assert.match(groupsvc.log(), new RegExp(` port=${portNamed(g, "grpc")} metrics_port=${portNamed(g, "metrics")} health_port=${portNamed(g, "health")}`));
+  // Secured as the flags say, nothing left open.
+  assert.match(groupsvc.log(), / security tls=on .* attach=client_certificate api=tokens tokens=2 /);
+  assert.doesNotMatch(groupsvc.log(), /security_warning/);
   await eventually(async () => (await grpcHealth(g.readinessProbe.grpc.port)) === "SERVING",
                    "groupsvc's gRPC probe answers SERVING");
   const scrape = gDeploy.spec.template.metadata.annotations;
@@ -180,7 +299,7 @@ test("the binaries run with the manifests' args and answer their probes", async 
   const eDeploy = find("Deployment", "edge");
   const e = container(eDeploy);
   const edge = await startLogged(`${build}/edge/edge`, argsOf(e, dir, { POD_NAME: "edge-5d8f7b-x2k9q" }));
-  assert.match(edge.log(), new RegExp(` port=${portNamed(e, "http")} edge=edge-5d8f7b-x2k9q `));
+  assert.match(edge.log(), new RegExp(` port=${portNamed(e, "http")} edge=edge-5d8f7b-x2k9q.edge.chat `));
   const base = `http://127.0.0.1:${probePort(e, e.readinessProbe.httpGet.port)}`;
   await eventually(async () => (await fetch(base + e.readinessProbe.httpGet.path)).status === 200,
                    "edge's readiness probe answers 200 once linked to groupsvc");
@@ -188,6 +307,16 @@ test("the binaries run with the manifests' args and answer their probes", async 
   const edgeScrape = eDeploy.spec.template.metadata.annotations;
   const metrics = await fetch(`http://127.0.0.1:${edgeScrape["prometheus.io/port"]}${edgeScrape["prometheus.io/path"]}`);
   assert.match(await metrics.text(), /\nedge_layer_up 1\n/);
+  // The edge attached over mutual TLS with the shared edge-tls certificate.
+  assert.match(groupsvc.log(), / edge_attached edge=edge-5d8f7b-x2k9q\.edge\.chat .* identity=certificate/);
+
+  // grpcurl's path: TLS with the CA, and a token from the tokens Secret.
+  const ca = readFileSync(path.join(certs, "groupsvc-tls/ca.crt"));
+  const operator = readFileSync(path.join(certs, "groupsvc-api-tokens/tokens"), "utf8")
+    .split("\n").find((l) => l.startsWith("operator ")).split(" ")[2];
+  assert.equal(await listGroups(portNamed(g, "grpc"), ca, operator), 0);
+  assert.equal(await listGroups(portNamed(g, "grpc"), ca, ""), grpc.status.UNAUTHENTICATED);
+  assert.equal(await listGroups(portNamed(g, "grpc"), ca, "0123456789abcdef0123"), grpc.status.UNAUTHENTICATED);
 
   // The grace periods cover the drains the flags ask for.
   const seconds = (text) => Number(flag(text, "grace").replace(/s$/, ""));
@@ -196,6 +325,7 @@ test("the binaries run with the manifests' args and answer their probes", async 
   const exited = new Promise((r) => edge.child.on("exit", r));
   edge.child.kill("SIGTERM");
   assert.equal(await exited, 0);
+  rmSync(certs, { recursive: true, force: true });
 });
 
 test("the Dockerfiles copy what exists and build as CI does", () => {
