@@ -3,12 +3,14 @@
 # any crash, leak, timeout or sanitizer report (what CTest's `fuzz` tests run).
 #   run_fuzz.sh FUZZER SEED_DIR WORK_DIR [libFuzzer flags...]
 #   CHAT_FUZZ_SECONDS=15      how long (the default)
-#   CHAT_FUZZ_RUNS=10000000   a number of executions instead (the long run)
+#   CHAT_FUZZ_RUNS=10000000   a number of executions instead (the long run,
+#                             in WORK_DIR-long, apart from the short runs')
 # The seed corpus is never written to: new inputs go to WORK_DIR/corpus, a
 # crashing input to WORK_DIR/artifacts (replay it: FUZZER FILE).
 set -euo pipefail
 fuzzer=$1 seeds=$2 work=$3
 shift 3
+[[ -z "${CHAT_FUZZ_RUNS:-}" ]] || work="$work-long"
 rm -rf "$work"
 mkdir -p "$work/corpus" "$work/artifacts"
 cp "$seeds"/* "$work/corpus/"
