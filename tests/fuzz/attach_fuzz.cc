@@ -211,9 +211,7 @@ class Harness {
       FUZZ_CHECK(a->replaced_previous && sinks_[same_id]->replaced);
       generation_[same_id] = 0;  // That stream is over; the hello's is the edge now.
       taken_[same_id] = true;
-      if (!groups.empty()) {
-        lost_[h.edge_id()] = {groups, clock_.Now() + Options().unsettled_window};
-      }
+      lost_[h.edge_id()] = {groups, clock_.Now() + Options().unsettled_window};
     } else {
       FUZZ_CHECK(!a->replaced_previous);
     }
@@ -234,9 +232,9 @@ class Harness {
           std::set<std::string> groups = GroupsOf(kEdges[0].prefix);
           registry_.DetachEdge("edge-1", generation_[0], groupsvc::DetachReason::kLost);
           generation_[0] = 0;
-          if (!groups.empty()) {
-            lost_["edge-1"] = {groups, clock_.Now() + Options().unsettled_window};
-          }
+          // Recorded even with no listed groups: the registry also counts
+          // memberships that lapsed but are not swept yet (more unsettled, never less).
+          lost_["edge-1"] = {groups, clock_.Now() + Options().unsettled_window};
         }
         break;
       case 3:  // Edge-1 comes back and replays.

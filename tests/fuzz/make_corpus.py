@@ -165,6 +165,7 @@ commands { request_id: 9 group_add { group: "chat_lobby" channel: "edge-1!c1" } 
 commands { request_id: 137 group_send { group: "chat_lobby" event { type: "t" json: "{}" } } }
 commands { request_id: 128 group_send { group: "chat_lobby" event { type: "t" json: "{}" } } }
 commands { request_id: 193 group_add { group: "chat_lobby" channel: "edge-1!c1" } }
+commands { request_id: 1 group_send { group: "chat_lobby" event { type: "t" json: "{}" } } }
 commands { request_id: 63 group_send { group: "chat_lobby" event { type: "t" json: "{}" } } }
 """,
     "queued_and_received": """
