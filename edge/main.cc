@@ -35,7 +35,7 @@ ABSL_FLAG(absl::Duration, groupsvc_tls_reload_interval, absl::Seconds(10),
 ABSL_FLAG(std::string, edge_id, "",
           "this edge's id at groupsvc, unique per process (default: the host name and a random "
           "suffix)");
-ABSL_FLAG(int, threads, 1, "I/O threads");
+ABSL_FLAG(int, threads, 1, "I/O threads, one event loop each; a connection stays on one");
 ABSL_FLAG(int64_t, max_connections, 10000,
           "client TCP connections held at most (lowered to fit the open-file limit); more get 503");
 ABSL_FLAG(int64_t, max_connections_per_ip, 1000,

@@ -3,7 +3,6 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/post.hpp>
 #include <fstream>
@@ -13,9 +12,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "edge/chat_consumer.h"
-#include "edge/grpc_layer.h"
-#include "edge/memory_layer.h"
+#include "edge/channels/grpc_layer.h"
+#include "edge/channels/memory_layer.h"
+#include "edge/chat/chat_consumer.h"
+#include "edge/chat/pages.h"
 #include "shared/log.h"
 #include "shared/names.h"
 
@@ -127,8 +127,9 @@ absl::Status CheckGroupsvcTls(const GrpcTlsOptions& tls) {
 EdgeServer::EdgeServer(EdgeServerOptions options)
     : options_(std::move(options)),
       context_(std::make_shared<EdgeContext>()),
-      ioc_(std::max(1, options_.threads)),
-      write_check_(ioc_) {}
+      pool_(std::make_shared<IoPool>(options_.threads)) {
+  write_check_.emplace(pool_->context(0));
+}
 
 absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(EdgeServerOptions options) {
   if (options.edge_id.empty()) options.edge_id = DefaultEdgeId();
@@ -152,13 +153,13 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(EdgeServerOptions 
   std::unique_ptr<EdgeServer> s(new EdgeServer(std::move(options)));
   EdgeContext& context = *s->context_;
   if (s->options_.groupsvc.empty()) {
-    context.layer = std::make_shared<MemoryLayer>(absl::StrCat(s->options_.edge_id, "!"));
+    context.layer = std::make_shared<MemoryLayer>(absl::StrCat(s->options_.edge_id, "!"), s->pool_);
   } else {
-    auto grpc_layer = std::make_shared<GrpcLayer>(GrpcLayerOptions{
-        .target = s->options_.groupsvc,
-        .edge_id = s->options_.edge_id,
-        .io_post = [ioc = &s->ioc_](std::function<void()> fn) { net::post(*ioc, std::move(fn)); },
-        .tls = s->options_.groupsvc_tls});
+    auto grpc_layer =
+        std::make_shared<GrpcLayer>(GrpcLayerOptions{.target = s->options_.groupsvc,
+                                                     .edge_id = s->options_.edge_id,
+                                                     .loops = s->pool_,
+                                                     .tls = s->options_.groupsvc_tls});
     const GrpcTlsOptions& tls = s->options_.groupsvc_tls;
     if (tls.ca_file.empty()) {
       chat::LogEvent("security_warning",
@@ -182,6 +183,7 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(EdgeServerOptions 
         return chat::ValidateGroupName(ChatConsumer::GroupFor(c.at("room_name"))).ok();
       });
   context.router->Add("/ws/echo/", [] { return std::make_unique<EchoConsumer>(); });
+  context.pages = ChatPages;
   std::weak_ptr<Layer> layer = context.layer;
   context.metrics = std::make_shared<EdgeMetrics>(
       [layer] {
@@ -202,15 +204,14 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(EdgeServerOptions 
     return std::pair<size_t, size_t>{c.connections, c.pending};
   });
   context.options = s->options_.edge;
-  if (s->options_.threads <= 1) context.serial_ioc = &s->ioc_;
 
   absl::StatusOr<std::shared_ptr<Listener>> listener =
-      Listener::Bind(s->ioc_, *endpoint, s->context_, Listener::Serves::kEverything);
+      Listener::Bind(s->pool_, *endpoint, s->context_, Listener::Serves::kEverything);
   if (!listener.ok()) return listener.status();
   s->listener_ = *std::move(listener);
   if (metrics_endpoint.has_value()) {
     absl::StatusOr<std::shared_ptr<Listener>> metrics =
-        Listener::Bind(s->ioc_, *metrics_endpoint, s->context_, Listener::Serves::kMetrics);
+        Listener::Bind(s->pool_, *metrics_endpoint, s->context_, Listener::Serves::kMetrics);
     if (!metrics.ok()) {
       return absl::UnavailableError(absl::StrCat("--metrics_listen: ", metrics.status().message()));
     }
@@ -219,20 +220,15 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(EdgeServerOptions 
   }
   s->listener_->Run();
   s->ScheduleWriteCheck();
-  for (int i = 0; i < std::max(1, s->options_.threads); ++i) {
-    s->threads_.emplace_back([ioc = &s->ioc_] {
-      auto work = net::make_work_guard(*ioc);
-      ioc->run();
-    });
-  }
+  s->pool_->Start();
   return s;
 }
 
 void EdgeServer::ScheduleWriteCheck() {
   const auto timeout = absl::ToChronoNanoseconds(context_->options.write_timeout);
   if (timeout <= std::chrono::nanoseconds::zero()) return;
-  write_check_.expires_after(timeout / 4);
-  write_check_.async_wait([this, timeout](boost::system::error_code ec) {
+  write_check_->expires_after(timeout / 4);
+  write_check_->async_wait([this, timeout](boost::system::error_code ec) {
     if (ec) return;
     context_->sessions.CloseStalledWriters(std::chrono::steady_clock::now() - timeout);
     ScheduleWriteCheck();
@@ -265,9 +261,12 @@ void EdgeServer::Shutdown(absl::Duration grace) {
         std::min(absl::Milliseconds(100), std::max(absl::ZeroDuration(), deadline - absl::Now())));
   }
   context_->layer->Stop();
-  ioc_.stop();
-  for (auto& t : threads_) t.join();
-  threads_.clear();
+  pool_->Stop();
+  pool_->Join();
+  write_check_.reset();
+  listener_.reset();
+  metrics_listener_.reset();
+  pool_->DestroyHandlers();
 }
 
 }  // namespace edge

@@ -9,20 +9,19 @@
 #ifndef CHAT_EDGE_SERVER_H_
 #define CHAT_EDGE_SERVER_H_
 
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <memory>
+#include <optional>
 #include <string>
-#include <thread>
-#include <vector>
 
 #include "absl/status/statusor.h"
-#include "edge/edge_context.h"
-#include "edge/grpc_layer.h"
-#include "edge/layer.h"
-#include "edge/listener.h"
-#include "edge/metrics.h"
-#include "edge/router.h"
+#include "edge/channels/grpc_layer.h"
+#include "edge/channels/layer.h"
+#include "edge/channels/router.h"
+#include "edge/net/edge_context.h"
+#include "edge/net/io_pool.h"
+#include "edge/net/listener.h"
+#include "edge/net/metrics.h"
 
 namespace edge {
 
@@ -35,6 +34,8 @@ struct EdgeServerOptions {
   GrpcTlsOptions groupsvc_tls;
   // Defaults to the host name and a random suffix, unique per process.
   std::string edge_id;
+  // I/O threads (edge/net/io_pool.h: one io_context each; a connection
+  // stays on one).
   int threads = 1;
   // Client TCP connections in all (lowered to fit the open-file limit, with
   // descriptors kept back for groupsvc, the metrics port and logs) and per
@@ -70,11 +71,12 @@ class EdgeServer {
   // Shared with every session (see edge_context.h), so it is declared, and
   // destroyed, independently of the io_context's handlers.
   std::shared_ptr<EdgeContext> context_;
-  boost::asio::io_context ioc_;
-  boost::asio::steady_timer write_check_;
+  // The layer holds it too (deliveries); Shutdown destroys its handlers.
+  std::shared_ptr<IoPool> pool_;
+  // On loop 0; destroyed at shutdown, before the loops.
+  std::optional<boost::asio::steady_timer> write_check_;
   std::shared_ptr<Listener> listener_;
   std::shared_ptr<Listener> metrics_listener_;
-  std::vector<std::thread> threads_;
   bool stopped_ = false;
 };
 

@@ -48,7 +48,7 @@ before(async () => {
                                     ["--listen=127.0.0.1:0", "--metrics_listen=", "--warmup=0s"])).port;
   const layer = `--groupsvc=127.0.0.1:${groupsvcPort}`;
   edgeA = (await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", "--metrics_listen=", layer, "--edge_id=browser-a"])).port;
-  edgeB = (await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", "--metrics_listen=", layer, "--edge_id=browser-b"])).port;
+  edgeB = (await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", "--metrics_listen=", layer, "--edge_id=browser-b", "--threads=2"])).port;
   await waitReady(edgeA);
   await waitReady(edgeB);
   browser = await launch();

@@ -97,16 +97,18 @@ class ChatSystemTest : public ::testing::Test {
         groupsvc_->WaitForField(" listening ", "metrics_port", absl::Seconds(5));
     ASSERT_TRUE(metrics.ok()) << metrics.status();
     groupsvc_metrics_port_ = *metrics;
-    edge_a_ = StartEdge("edge-a", &port_a_);
-    edge_b_ = StartEdge("edge-b", &port_b_);
+    // Both threading settings in every cross-edge test: production runs two.
+    edge_a_ = StartEdge("edge-a", &port_a_, 1);
+    edge_b_ = StartEdge("edge-b", &port_b_, 2);
     ASSERT_TRUE(WaitReady(port_a_, true));
     ASSERT_TRUE(WaitReady(port_b_, true));
   }
 
-  std::unique_ptr<ChildProcess> StartEdge(const std::string& id, int* port) {
+  std::unique_ptr<ChildProcess> StartEdge(const std::string& id, int* port, int threads) {
     return StartLogged(
         {EDGE_BIN, "--listen=127.0.0.1:0", absl::StrCat("--groupsvc=127.0.0.1:", groupsvc_port_),
-         absl::StrCat("--edge_id=", id), "--max_queue_frames=256", "--grace=5s"},
+         absl::StrCat("--edge_id=", id), "--max_queue_frames=256", "--grace=5s",
+         absl::StrCat("--threads=", threads)},
         port);
   }
 
@@ -456,7 +458,8 @@ TEST(KeepaliveTest, SilentClientsAreDroppedAndAnsweringOnesKept) {
 class SingleEdgeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    edge_ = StartLogged({EDGE_BIN, "--listen=127.0.0.1:0", "--log_connections"}, &port_);
+    edge_ =
+        StartLogged({EDGE_BIN, "--listen=127.0.0.1:0", "--log_connections", "--threads=2"}, &port_);
     ASSERT_NE(port_, 0);
   }
 

@@ -1,4 +1,4 @@
-// chat_json_fuzz: the chat protocol's JSON (edge/chat_consumer.h) on any text
+// chat_json_fuzz: the chat protocol's JSON (edge/chat/chat_consumer.h) on any text
 // a client may send, and on any event JSON that may arrive from the layer.
 //
 // Checks:
@@ -21,8 +21,8 @@
 #include <optional>
 #include <string>
 
-#include "edge/chat_consumer.h"
-#include "edge/layer_event.h"
+#include "edge/channels/layer_event.h"
+#include "edge/chat/chat_consumer.h"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace {

@@ -38,10 +38,10 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "edge/chat_consumer.h"
-#include "edge/edge_context.h"
-#include "edge/http_session.h"
-#include "edge/router.h"
+#include "edge/channels/router.h"
+#include "edge/chat/chat_consumer.h"
+#include "edge/net/edge_context.h"
+#include "edge/net/http_session.h"
 #include "shared/names.h"
 #include "tests/fuzz/fuzz_check.h"
 

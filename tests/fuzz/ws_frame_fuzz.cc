@@ -1,4 +1,4 @@
-// ws_frame_fuzz: edge::FrameParser (edge/ws_frame.h) on the bytes a hostile
+// ws_frame_fuzz: edge::FrameParser (edge/net/ws_frame.h) on the bytes a hostile
 // client may send, and edge::AppendFrame / ClosePayload round trips.
 //
 // Input: [limit][max chunk][chunk seed][round trip][mask key] then the stream.
@@ -26,8 +26,8 @@
 #include <string_view>
 #include <vector>
 
-#include "edge/consumer.h"
-#include "edge/ws_frame.h"
+#include "edge/channels/consumer.h"
+#include "edge/net/ws_frame.h"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace {

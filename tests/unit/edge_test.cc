@@ -4,15 +4,15 @@
 #include <string>
 #include <vector>
 
-#include "edge/admission.h"
-#include "edge/channel_table.h"
-#include "edge/chat_consumer.h"
-#include "edge/consumer.h"
-#include "edge/http_session.h"
-#include "edge/layer_event.h"
-#include "edge/memory_layer.h"
-#include "edge/pages.h"
-#include "edge/router.h"
+#include "edge/channels/channel_table.h"
+#include "edge/channels/consumer.h"
+#include "edge/channels/layer_event.h"
+#include "edge/channels/memory_layer.h"
+#include "edge/channels/router.h"
+#include "edge/chat/chat_consumer.h"
+#include "edge/chat/pages.h"
+#include "edge/net/admission.h"
+#include "edge/net/http_session.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -284,13 +284,13 @@ Client Connect(Layer& layer, std::unique_ptr<Consumer> consumer, const std::stri
   c.connection = std::make_shared<FakeConnection>(c.consumer.get());
   Scope scope;
   scope.url_route["room_name"] = room;
-  c.consumer->Attach(c.connection.get(), &layer, scope, layer.Register(c.connection));
+  c.consumer->Attach(c.connection.get(), &layer, scope, layer.Register(c.connection, 0));
   c.consumer->Connect();
   return c;
 }
 
 TEST(ChatConsumerTest, MessagesReachEveryMemberOfTheRoomOnly) {
-  MemoryLayer layer("edge-1!");
+  MemoryLayer layer("edge-1!", std::make_shared<InlineLoops>());
   Client a = Connect(layer, std::make_unique<ChatConsumer>(), "lobby");
   Client b = Connect(layer, std::make_unique<ChatConsumer>(), "lobby");
   Client other = Connect(layer, std::make_unique<ChatConsumer>(), "kitchen");
@@ -304,7 +304,7 @@ TEST(ChatConsumerTest, MessagesReachEveryMemberOfTheRoomOnly) {
 }
 
 TEST(ChatConsumerTest, BadFrameGetsAnErrorAndTheRoomNothing) {
-  MemoryLayer layer("edge-1!");
+  MemoryLayer layer("edge-1!", std::make_shared<InlineLoops>());
   Client a = Connect(layer, std::make_unique<ChatConsumer>(), "lobby");
   Client b = Connect(layer, std::make_unique<ChatConsumer>(), "lobby");
   a.consumer->Receive("not json");
@@ -315,7 +315,7 @@ TEST(ChatConsumerTest, BadFrameGetsAnErrorAndTheRoomNothing) {
 }
 
 TEST(ChatConsumerTest, InvalidGroupRefusesTheHandshake) {
-  MemoryLayer layer("edge-1!");
+  MemoryLayer layer("edge-1!", std::make_shared<InlineLoops>());
   Client c = Connect(layer, std::make_unique<ChatConsumer>(), std::string(120, 'a'));
   EXPECT_FALSE(c.connection->accepted);
   EXPECT_EQ(c.connection->closed, kCloseNormal);
@@ -325,7 +325,7 @@ TEST(ChatConsumerTest, NotDeliveredWhenTheLayerRefuses) {
   // A layer that is down: sends fail with UNAVAILABLE.
   class DownLayer : public MemoryLayer {
    public:
-    DownLayer() : MemoryLayer("edge-1!") {}
+    DownLayer() : MemoryLayer("edge-1!", std::make_shared<InlineLoops>()) {}
     void GroupSend(const std::string&, LayerEventPtr, DoneCallback done) override {
       done(absl::UnavailableError("the chat service is unavailable"));
     }
@@ -341,7 +341,7 @@ TEST(ChatConsumerTest, UnconfirmedWhenTheLinkBrokeAfterSending) {
   // A layer whose link broke after the message went out: the outcome is unknown.
   class LostLayer : public MemoryLayer {
    public:
-    LostLayer() : MemoryLayer("edge-1!") {}
+    LostLayer() : MemoryLayer("edge-1!", std::make_shared<InlineLoops>()) {}
     void GroupSend(const std::string&, LayerEventPtr, DoneCallback done) override {
       done(absl::UnknownError("the link to groupsvc was lost"));
     }
@@ -364,7 +364,7 @@ TEST(ConsumerTest, DispatchesByTypeAndCountsUnknownTypes) {
     }
     std::vector<std::string> got;
   };
-  MemoryLayer layer("edge-1!");
+  MemoryLayer layer("edge-1!", std::make_shared<InlineLoops>());
   auto probe = std::make_unique<Probe>();
   Probe* p = probe.get();
   Client c = Connect(layer, std::move(probe), "x");
@@ -378,7 +378,7 @@ TEST(ConsumerTest, DispatchesByTypeAndCountsUnknownTypes) {
 // That the session calls LeaveGroups when a socket closes is tested end to end
 // (SingleEdgeTest.AClosedSocketLeavesItsGroups).
 TEST(ConsumerTest, LeaveGroupsLeavesEveryGroupJoined) {
-  MemoryLayer layer("edge-1!");
+  MemoryLayer layer("edge-1!", std::make_shared<InlineLoops>());
   Client a = Connect(layer, std::make_unique<ChatConsumer>(), "lobby");
   Client b = Connect(layer, std::make_unique<ChatConsumer>(), "lobby");
   EXPECT_EQ(layer.local_groups(), 1u);
@@ -392,7 +392,7 @@ TEST(ConsumerTest, LeaveGroupsLeavesEveryGroupJoined) {
 }
 
 TEST(EchoConsumerTest, EchoesToTheSenderOnly) {
-  MemoryLayer layer("edge-1!");
+  MemoryLayer layer("edge-1!", std::make_shared<InlineLoops>());
   Client a = Connect(layer, std::make_unique<EchoConsumer>(), "");
   EXPECT_TRUE(a.connection->accepted);
   a.consumer->Receive(R"({"message":"ping"})");
@@ -400,7 +400,7 @@ TEST(EchoConsumerTest, EchoesToTheSenderOnly) {
 }
 
 TEST(MemoryLayerTest, ValidatesAndRoutes) {
-  MemoryLayer layer("edge-1!", /*max_event_bytes=*/100);
+  MemoryLayer layer("edge-1!", std::make_shared<InlineLoops>(), /*max_event_bytes=*/100);
   absl::Status status;
   layer.GroupAdd("bad group", "edge-1!c1", [&](absl::Status s) { status = s; });
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
@@ -417,10 +417,10 @@ TEST(ChannelTableTest, NamesChannelsUnderItsPrefixAndTracksMemberships) {
     void OnEvent(const LayerEventPtr&) override { ++events; }
     int events = 0;
   };
-  ChannelTable table("edge-7.ab!");
+  ChannelTable table("edge-7.ab!", std::make_shared<InlineLoops>());
   auto sink = std::make_shared<CountingSink>();
-  std::string c1 = table.Add(sink);
-  std::string c2 = table.Add(sink);
+  std::string c1 = table.Add(sink, 0);
+  std::string c2 = table.Add(sink, 0);
   EXPECT_NE(c1, c2);
   EXPECT_EQ(c1.rfind("edge-7.ab!", 0), 0u);
   EXPECT_TRUE(table.Join("g", c1));
@@ -430,8 +430,91 @@ TEST(ChannelTableTest, NamesChannelsUnderItsPrefixAndTracksMemberships) {
   EXPECT_TRUE(table.Leave("g", c1));
   EXPECT_FALSE(table.Leave("g", c1));
   table.Remove(c2);
-  EXPECT_EQ(table.Deliver(std::vector<std::string>{c1, c2}, LayerEvent::Make("t", {})), 1u);
+  {
+    ChannelTable::Handoff handoff(table);
+    EXPECT_EQ(table.Deliver(std::vector<std::string>{c1, c2}, LayerEvent::Make("t", {}), handoff),
+              1u);
+  }
   EXPECT_EQ(sink->events, 1);
+}
+
+// Loops that keep what is posted until Run(loop), and say which loop each
+// handler ran on.
+class RecordingLoops : public EventLoops {
+ public:
+  explicit RecordingLoops(size_t n) : queued_(n) {}
+  size_t size() const override { return queued_.size(); }
+  void Post(size_t loop, std::function<void()> fn) override {
+    queued_.at(loop).push_back(std::move(fn));
+  }
+  size_t current() const override { return running_; }
+  size_t posts(size_t loop) const { return queued_[loop].size(); }
+  void Run(size_t loop) {
+    running_ = loop;
+    auto now = std::move(queued_[loop]);
+    queued_[loop].clear();
+    for (auto& fn : now) fn();
+    running_ = kNone;
+  }
+
+ private:
+  std::vector<std::vector<std::function<void()>>> queued_;
+  size_t running_ = kNone;
+};
+
+class LoopSink : public ChannelSink {
+ public:
+  LoopSink(const RecordingLoops& loops, size_t loop) : loops_(loops), loop_(loop) {}
+  void OnEvent(const LayerEventPtr& event) override {
+    EXPECT_EQ(loops_.current(), loop_) << "an event ran off its channel's loop";
+    seen.push_back(event->type());
+  }
+  std::vector<std::string> seen;
+
+ private:
+  const RecordingLoops& loops_;
+  const size_t loop_;
+};
+
+TEST(ChannelTableTest, OneHandoffPerLoopWhateverTheRecipients) {
+  auto loops = std::make_shared<RecordingLoops>(3);
+  ChannelTable table("e!", loops);
+  std::vector<std::shared_ptr<LoopSink>> sinks;
+  std::vector<std::string> names;
+  for (size_t i = 0; i < 10; ++i) {  // Loops 0 and 1 only.
+    sinks.push_back(std::make_shared<LoopSink>(*loops, i % 2));
+    names.push_back(table.Add(sinks.back(), i % 2));
+  }
+  {
+    // A stream message with two deliveries, each to every channel.
+    ChannelTable::Handoff handoff(table);
+    EXPECT_EQ(table.Deliver(names, LayerEvent::Make("first", {}), handoff), 10u);
+    EXPECT_EQ(table.Deliver(names, LayerEvent::Make("second", {}), handoff), 10u);
+    EXPECT_EQ(loops->posts(0) + loops->posts(1), 0u) << "nothing is posted before the flush";
+  }
+  EXPECT_EQ(loops->posts(0), 1u);
+  EXPECT_EQ(loops->posts(1), 1u);
+  EXPECT_EQ(loops->posts(2), 0u);
+  loops->Run(0);
+  loops->Run(1);
+  for (const auto& sink : sinks) EXPECT_THAT(sink->seen, ElementsAre("first", "second"));
+}
+
+TEST(ChannelTableTest, GroupDeliveryReachesMembersOnTheirLoops) {
+  auto loops = std::make_shared<RecordingLoops>(2);
+  MemoryLayer layer("e!", loops);
+  auto a = std::make_shared<LoopSink>(*loops, 0);
+  auto b = std::make_shared<LoopSink>(*loops, 1);
+  layer.GroupAdd("room", layer.Register(a, 0), nullptr);
+  layer.GroupAdd("room", layer.Register(b, 1), nullptr);
+  layer.GroupSend("room", LayerEvent::Make("chat.message", {}), nullptr);
+  EXPECT_TRUE(a->seen.empty() && b->seen.empty()) << "delivered inline, not on the loops";
+  EXPECT_EQ(loops->posts(0), 1u);
+  EXPECT_EQ(loops->posts(1), 1u);
+  loops->Run(1);
+  loops->Run(0);
+  EXPECT_THAT(a->seen, ElementsAre("chat.message"));
+  EXPECT_THAT(b->seen, ElementsAre("chat.message"));
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
-// Unit tests of the edge's RFC 6455 framing (edge/ws_frame.h), byte by byte.
-#include "edge/ws_frame.h"
+// Unit tests of the edge's RFC 6455 framing (edge/net/ws_frame.h), byte by byte.
+#include "edge/net/ws_frame.h"
 
 #include <algorithm>
 #include <random>

@@ -1,0 +1,93 @@
+#include "edge/channels/channel_table.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace edge {
+
+ChannelTable::ChannelTable(std::string prefix, std::shared_ptr<EventLoops> loops)
+    : prefix_(std::move(prefix)), loops_(std::move(loops)) {}
+
+ChannelTable::Handoff::Handoff(const ChannelTable& table)
+    : loops_(*table.loops_), shares_(table.loops_->size()) {}
+
+void ChannelTable::Handoff::Add(size_t loop, std::shared_ptr<ChannelSink> sink,
+                                const LayerEventPtr& event) {
+  Share& share = shares_[loop < shares_.size() ? loop : 0];
+  if (share.events.empty() || share.events.back().second != event) {
+    share.events.emplace_back(share.sinks.size(), event);
+  }
+  share.sinks.push_back(std::move(sink));
+  empty_ = false;
+}
+
+void ChannelTable::Handoff::Flush() {
+  if (empty_) return;
+  for (size_t loop = 0; loop < shares_.size(); ++loop) {
+    if (shares_[loop].sinks.empty()) continue;
+    loops_.Post(loop, [share = std::move(shares_[loop])] {
+      for (size_t e = 0; e < share.events.size(); ++e) {
+        const size_t end =
+            e + 1 < share.events.size() ? share.events[e + 1].first : share.sinks.size();
+        for (size_t i = share.events[e].first; i < end; ++i) {
+          share.sinks[i]->OnEvent(share.events[e].second);
+        }
+      }
+    });
+    shares_[loop] = Share();
+  }
+  empty_ = true;
+}
+
+std::string ChannelTable::Add(std::weak_ptr<ChannelSink> sink, size_t loop) {
+  std::string name = absl::StrCat(prefix_, "c", next_.fetch_add(1, std::memory_order_relaxed));
+  absl::MutexLock lock(&mu_);
+  sinks_[name] = Entry{std::move(sink), loop};
+  return name;
+}
+
+void ChannelTable::Remove(const std::string& channel) {
+  absl::MutexLock lock(&mu_);
+  sinks_.erase(channel);
+}
+
+bool ChannelTable::Join(const std::string& group, const std::string& channel) {
+  absl::MutexLock lock(&mu_);
+  return groups_[group].insert(channel).second;
+}
+
+bool ChannelTable::Leave(const std::string& group, const std::string& channel) {
+  absl::MutexLock lock(&mu_);
+  auto it = groups_.find(group);
+  if (it == groups_.end()) return false;
+  bool erased = it->second.erase(channel) > 0;
+  if (it->second.empty()) groups_.erase(it);
+  return erased;
+}
+
+size_t ChannelTable::DeliverToGroup(const std::string& group, const LayerEventPtr& event,
+                                    Handoff& handoff) {
+  absl::MutexLock lock(&mu_);
+  auto it = groups_.find(group);
+  return it == groups_.end() ? 0 : DeliverLocked(it->second, event, handoff);
+}
+
+std::vector<std::pair<std::string, std::string>> ChannelTable::AllMemberships() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [group, members] : groups_) {
+    for (const auto& c : members) out.emplace_back(group, c);
+  }
+  return out;
+}
+
+size_t ChannelTable::groups() const {
+  absl::MutexLock lock(&mu_);
+  return groups_.size();
+}
+
+size_t ChannelTable::channels() const {
+  absl::MutexLock lock(&mu_);
+  return sinks_.size();
+}
+
+}  // namespace edge

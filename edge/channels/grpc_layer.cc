@@ -1,0 +1,466 @@
+#include "edge/channels/grpc_layer.h"
+
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/security/tls_certificate_verifier.h>
+#include <grpcpp/security/tls_credentials_options.h>
+
+#include <algorithm>
+#include <cmath>
+#include <deque>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "shared/grpc_status.h"
+#include "shared/log.h"
+
+namespace edge {
+
+namespace v1 = ::groupsvc::v1;
+
+namespace {
+
+std::string RandomPrefixTag() {
+  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  absl::BitGen gen;
+  std::string tag(6, 'a');
+  for (char& c : tag) c = kAlphabet[absl::Uniform<size_t>(gen, 0, sizeof(kAlphabet) - 1)];
+  return tag;
+}
+
+void SetWireEvent(const LayerEvent& event, v1::WireEvent* wire) {
+  wire->set_type(event.type());
+  wire->set_json(event.json());
+}
+
+absl::Status AckStatus(const v1::Ack& ack) {
+  if (ack.code() != 0)
+    return absl::Status(static_cast<absl::StatusCode>(ack.code()), ack.message());
+  if (ack.unsettled()) {
+    return absl::UnknownError(
+        "groupsvc cannot see every member of the room right now (it restarted, or an edge was "
+        "lost, moments ago), so it may not have reached everyone");
+  }
+  return absl::OkStatus();
+}
+
+// 16 random bytes, once per process: see Hello.incarnation.
+std::string RandomIncarnation() {
+  absl::BitGen gen;
+  std::string bytes(16, '\0');
+  for (char& c : bytes) c = static_cast<char>(absl::Uniform<unsigned>(gen, 0, 256));
+  return bytes;
+}
+
+}  // namespace
+
+// One Attach stream. Writes are serialized through `queue_` with one write in
+// flight; acks resolve `awaiting_`. A hold keeps the call open while other
+// threads may still write, until the read side ends.
+class GrpcLayer::AttachCall : public grpc::ClientBidiReactor<v1::EdgeMessage, v1::ServerMessage> {
+ public:
+  AttachCall(GrpcLayer* layer, std::vector<std::pair<std::string, std::string>> replay)
+      : layer_(layer) {
+    v1::EdgeMessage first;
+    first.mutable_hello()->set_edge_id(layer->options_.edge_id);
+    first.mutable_hello()->set_channel_prefix(layer->table_.prefix());
+    first.mutable_hello()->set_incarnation(layer->incarnation_);
+    for (auto& [group, channel] : replay) {
+      v1::Command* c = first.add_commands();
+      c->set_request_id(next_id_++);
+      c->mutable_group_add()->set_group(std::move(group));
+      c->mutable_group_add()->set_channel(std::move(channel));
+    }
+    batch_ = std::move(first);
+  }
+
+  void Start(std::shared_ptr<AttachCall> self) {
+    self_ = std::move(self);
+    // Waits for groupsvc to be reachable instead of failing at once, so the
+    // stream starts as soon as the channel connects (see the backoff).
+    context_.set_wait_for_ready(true);
+    layer_->stub_->async()->Attach(&context_, this);
+    AddHold();  // The read side's, until EndCall.
+    AddHold();  // Each write holds the call open until its OnWriteDone.
+    StartRead(&incoming_);
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = true;
+    }
+    StartWrite(&batch_);
+    StartCall();
+  }
+
+  enum class Queued { kYes, kEnded, kFull };
+
+  // `done` is kept only when kYes.
+  Queued Submit(v1::Command command, DoneCallback done, const std::shared_ptr<AttachCall>& self) {
+    const size_t loop =
+        layer_->options_.loops ? layer_->options_.loops->current() : EventLoops::kNone;
+    const bool defer = loop != EventLoops::kNone;
+    bool schedule = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (ended_) return Queued::kEnded;
+      if (queue_.size() + awaiting_.size() >= layer_->options_.max_pending) return Queued::kFull;
+      command.set_request_id(next_id_++);
+      if (done) awaiting_.emplace(command.request_id(), std::move(done));
+      queue_.push_back(std::move(command));
+      schedule = defer && !writing_ && !pump_scheduled_;
+      if (schedule) pump_scheduled_ = true;
+    }
+    if (!defer) {
+      Pump();
+    } else if (schedule) {
+      layer_->options_.loops->Post(loop, [weak = std::weak_ptr<AttachCall>(self)] {
+        if (auto call = weak.lock()) {
+          {
+            absl::MutexLock lock(&call->mu_);
+            call->pump_scheduled_ = false;
+          }
+          call->Pump();
+        }
+      });
+    }
+    return Queued::kYes;
+  }
+
+  void Cancel() { context_.TryCancel(); }
+
+ private:
+  void Pump() {
+    {
+      absl::MutexLock lock(&mu_);
+      if (writing_ || ended_ || queue_.empty()) return;
+      // Taken while ended_ is false, so EndCall's RemoveHold cannot finish the
+      // call before this write is done.
+      AddHold();
+      batch_.Clear();
+      size_t bytes = 0;
+      while (!queue_.empty() && bytes < layer_->options_.max_batch_bytes) {
+        bytes += queue_.front().ByteSizeLong();
+        *batch_.add_commands() = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      writing_ = true;
+    }
+    StartWrite(&batch_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) ended_ = true;
+    }
+    if (ok) Pump();
+    RemoveHold();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      EndCall();
+      return;
+    }
+    if (incoming_.has_welcome()) layer_->OnWelcome();
+    if (incoming_.has_draining()) {
+      layer_->ready_ = false;
+      chat::LogEvent("layer_draining", {{"target", layer_->options_.target}});
+    }
+    for (const v1::Ack& ack : incoming_.acks()) {
+      DoneCallback done;
+      {
+        absl::MutexLock lock(&mu_);
+        auto it = awaiting_.find(ack.request_id());
+        if (it != awaiting_.end()) {
+          done = std::move(it->second);
+          awaiting_.erase(it);
+        }
+      }
+      if (done) done(AckStatus(ack));
+    }
+    if (incoming_.deliveries_size() > 0) {
+      ChannelTable::Handoff handoff(layer_->table_);
+      for (const v1::Delivery& d : incoming_.deliveries()) {
+        LayerEventPtr event = LayerEvent::FromWire(d.event().type(), d.event().json());
+        layer_->table_.Deliver(d.channels(), event, handoff);
+      }
+    }
+    StartRead(&incoming_);
+  }
+
+  // The read side is over: nothing more will be acknowledged.
+  void EndCall() {
+    absl::flat_hash_map<uint64_t, DoneCallback> awaiting;
+    {
+      absl::MutexLock lock(&mu_);
+      ended_ = true;
+      awaiting.swap(awaiting_);
+      queue_.clear();
+    }
+    // These were sent: groupsvc may have carried them out, so they are not
+    // "unavailable" (never sent) but of unknown outcome.
+    for (auto& [id, done] : awaiting) {
+      done(absl::UnknownError(
+          "the link to groupsvc was lost before it confirmed the command; it may have been done"));
+    }
+    RemoveHold();
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    layer_->OnCallEnded(this, status);
+    std::shared_ptr<AttachCall> keep = std::move(self_);
+  }
+
+  GrpcLayer* const layer_;
+  grpc::ClientContext context_;
+  std::shared_ptr<AttachCall> self_;
+  v1::ServerMessage incoming_;
+  v1::EdgeMessage batch_;
+  absl::Mutex mu_;
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool pump_scheduled_ ABSL_GUARDED_BY(mu_) = false;
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<v1::Command> queue_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, DoneCallback> awaiting_ ABSL_GUARDED_BY(mu_);
+};
+
+GrpcLayer::GrpcLayer(GrpcLayerOptions options)
+    : options_(std::move(options)),
+      table_(absl::StrCat(options_.edge_id, ".", RandomPrefixTag(), "!"),
+             options_.loops ? options_.loops : std::make_shared<InlineLoops>()),
+      incarnation_(RandomIncarnation()) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 3000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  // The channel's own reconnects, which the stream waits for (wait_for_ready):
+  // with gRPC's jitter of 20% the stream is back within max_backoff of
+  // groupsvc being reachable again, however long it was away.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(options_.min_backoff)));
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(options_.min_backoff)));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(options_.max_backoff) * 5 / 6));
+  args.SetMaxReceiveMessageSize(64 << 20);
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  const GrpcTlsOptions& tls = options_.tls;
+  if (!tls.ca_file.empty()) {
+    certificates_ = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+        tls.key_file, tls.cert_file, tls.ca_file,
+        static_cast<unsigned>(std::max<int64_t>(1, absl::ToInt64Seconds(tls.reload_interval))));
+    grpc::experimental::TlsChannelCredentialsOptions tls_options;
+    tls_options.set_certificate_provider(certificates_);
+    tls_options.watch_root_certs();
+    if (!tls.cert_file.empty()) tls_options.watch_identity_key_cert_pairs();
+    tls_options.set_certificate_verifier(
+        std::make_shared<grpc::experimental::HostNameCertificateVerifier>());
+    credentials = grpc::experimental::TlsCredentials(tls_options);
+    if (!tls.server_name.empty()) args.SetSslTargetNameOverride(tls.server_name);
+  }
+  channel_ = grpc::CreateCustomChannel(options_.target, credentials, args);
+  stub_ = v1::ChannelLayer::NewStub(channel_);
+}
+
+GrpcLayer::~GrpcLayer() { Stop(); }
+
+void GrpcLayer::Start() {
+  absl::MutexLock lock(&mu_);
+  if (started_) return;
+  started_ = true;
+  next_attempt_ = absl::Now();
+  reconnector_ = std::thread([this] { ReconnectLoop(); });
+}
+
+void GrpcLayer::Stop() {
+  std::shared_ptr<AttachCall> call;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    call = call_;
+  }
+  ready_ = false;
+  if (call) call->Cancel();
+  if (reconnector_.joinable()) reconnector_.join();
+  // Wait (bounded) for the call's OnDone, which touches this object.
+  absl::MutexLock lock(&mu_);
+  auto gone = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return call_ == nullptr; };
+  mu_.AwaitWithTimeout(absl::Condition(&gone), absl::Seconds(5));
+}
+
+void GrpcLayer::ReconnectLoop() {
+  absl::MutexLock lock(&mu_);
+  while (!stopping_) {
+    auto due = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+      return stopping_ || call_ended_ || (call_ == nullptr && absl::Now() >= next_attempt_);
+    };
+    // Wake at the next attempt, or when the current call ends (which sets it).
+    mu_.AwaitWithDeadline(absl::Condition(&due),
+                          call_ == nullptr ? next_attempt_ : absl::Now() + absl::Seconds(1));
+    call_ended_ = false;
+    if (call_ != nullptr) CheckConnectingLocked();
+    if (stopping_ || call_ != nullptr || absl::Now() < next_attempt_) continue;
+    auto call = std::make_shared<AttachCall>(this, table_.AllMemberships());
+    call_ = call;
+    if (waiting_since_ == absl::InfiniteFuture()) waiting_since_ = absl::Now();
+    connects_.fetch_add(1);
+    mu_.Unlock();
+    call->Start(call);
+    mu_.Lock();
+  }
+}
+
+void GrpcLayer::CheckConnectingLocked() {
+  if (ready_ || connect_failure_logged_ || absl::Now() - waiting_since_ < absl::Seconds(2)) return;
+  if (channel_->GetState(false) != GRPC_CHANNEL_TRANSIENT_FAILURE) return;
+  connect_failure_logged_ = true;
+  const bool tls = !options_.tls.ca_file.empty();
+  chat::LogEvent(
+      "layer_connect_failing",
+      {{"target", options_.target},
+       {"tls", tls ? "on" : "off"},
+       {"hint", tls ? "groupsvc is down, or the TLS handshake fails: --groupsvc_tls_ca must "
+                      "sign groupsvc's certificate, which must name the host of --groupsvc (or "
+                      "--groupsvc_tls_server_name), and --groupsvc_tls_cert must be valid and "
+                      "signed by groupsvc's --tls_client_ca (gRPC logs the handshake error)"
+                    : "groupsvc is not reachable (or speaks TLS: set --groupsvc_tls_ca)"}});
+}
+
+void GrpcLayer::OnWelcome() {
+  ready_ = true;
+  {
+    absl::MutexLock lock(&mu_);
+    failures_ = 0;
+    waiting_since_ = absl::InfiniteFuture();
+    connect_failure_logged_ = false;
+  }
+  chat::LogEvent("layer_up", {{"target", options_.target},
+                              {"edge", options_.edge_id},
+                              {"prefix", table_.prefix()},
+                              {"groups", absl::StrCat(table_.groups())}});
+}
+
+void GrpcLayer::OnCallEnded(AttachCall* call, const grpc::Status& status) {
+  ready_ = false;
+  absl::MutexLock lock(&mu_);
+  if (call_.get() == call) call_.reset();
+  if (stopping_) return;
+  // Capped exponential backoff with jitter in [50%, 100%]. A refusal of our
+  // edge id (another process holds it) waits longer: it will not change soon.
+  const bool identity = status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+                        status.error_code() == grpc::StatusCode::PERMISSION_DENIED;
+  const bool refused = identity || status.error_code() == grpc::StatusCode::ALREADY_EXISTS ||
+                       status.error_code() == grpc::StatusCode::INVALID_ARGUMENT;
+  const double base = absl::ToDoubleSeconds(options_.min_backoff) * std::pow(2.0, failures_);
+  const double cap = refused ? absl::ToDoubleSeconds(options_.refused_backoff)
+                             : std::min(base, absl::ToDoubleSeconds(options_.max_backoff));
+  absl::BitGen gen;
+  const absl::Duration delay = absl::Seconds(cap * absl::Uniform(gen, 0.5, 1.0));
+  if (failures_ < 30) ++failures_;
+  next_attempt_ = absl::Now() + delay;
+  call_ended_ = true;
+  if (refused) {
+    chat::LogEvent("layer_refused",
+                   {{"target", options_.target},
+                    {"edge", options_.edge_id},
+                    {"code", absl::StrCat(status.error_code())},
+                    {"error", status.error_message()},
+                    {"hint", identity ? "groupsvc wants a client certificate "
+                                        "(--groupsvc_tls_cert, --groupsvc_tls_key) "
+                                        "whose DNS names include --edge_id"
+                                      : "give each edge process its own --edge_id"},
+                    {"retry_in", absl::FormatDuration(delay)}});
+    return;
+  }
+  chat::LogEvent("layer_down", {{"target", options_.target},
+                                {"code", absl::StrCat(status.error_code())},
+                                {"error", status.error_message()},
+                                {"retry_in", absl::FormatDuration(delay)}});
+}
+
+void GrpcLayer::Submit(v1::Command command, DoneCallback done, bool require_ready) {
+  std::shared_ptr<AttachCall> call;
+  {
+    absl::MutexLock lock(&mu_);
+    call = call_;
+  }
+  if (call == nullptr || (require_ready && !ready_)) {
+    if (done) done(absl::UnavailableError("the chat service is unavailable"));
+    return;
+  }
+  // A membership change while the stream waits for groupsvc is in the table:
+  // the stream carries it when it connects, and a later one replays it, so
+  // the consumer need not wait for groupsvc to come back.
+  if (!require_ready && !ready_ && done) {
+    done(absl::OkStatus());
+    done = nullptr;
+  }
+  switch (call->Submit(std::move(command), done, call)) {
+    case AttachCall::Queued::kYes:
+      return;
+    case AttachCall::Queued::kEnded:
+      // The stream just ended; the next one replays memberships.
+      if (done) done(absl::UnavailableError("the chat service is unavailable"));
+      return;
+    case AttachCall::Queued::kFull:
+      if (!ready_) {
+        // Too much changed while waiting: a fresh stream replays the table instead.
+        call->Cancel();
+        if (done) done(absl::UnavailableError("the chat service is unavailable"));
+        return;
+      }
+      if (done) done(absl::ResourceExhaustedError("too many commands waiting for groupsvc"));
+      return;
+  }
+}
+
+std::string GrpcLayer::Register(std::weak_ptr<ChannelSink> sink, size_t loop) {
+  return table_.Add(std::move(sink), loop);
+}
+
+void GrpcLayer::Unregister(const std::string& channel) { table_.Remove(channel); }
+
+void GrpcLayer::GroupAdd(const std::string& group, const std::string& channel, DoneCallback done) {
+  table_.Join(group, channel);
+  v1::Command c;
+  c.mutable_group_add()->set_group(group);
+  c.mutable_group_add()->set_channel(channel);
+  // While down, the membership is replayed by the next stream.
+  Submit(
+      std::move(c),
+      [done](absl::Status s) {
+        // Either way the membership is replayed by the next stream.
+        if (done) done(absl::IsUnavailable(s) || absl::IsUnknown(s) ? absl::OkStatus() : s);
+      },
+      /*require_ready=*/false);
+}
+
+void GrpcLayer::GroupDiscard(const std::string& group, const std::string& channel) {
+  if (!table_.Leave(group, channel)) return;
+  v1::Command c;
+  c.mutable_group_discard()->set_group(group);
+  c.mutable_group_discard()->set_channel(channel);
+  Submit(std::move(c), nullptr, /*require_ready=*/false);
+}
+
+void GrpcLayer::GroupSend(const std::string& group, LayerEventPtr event, DoneCallback done) {
+  v1::Command c;
+  c.mutable_group_send()->set_group(group);
+  SetWireEvent(*event, c.mutable_group_send()->mutable_event());
+  Submit(std::move(c), std::move(done), /*require_ready=*/true);
+}
+
+void GrpcLayer::Send(const std::string& channel, LayerEventPtr event, DoneCallback done) {
+  v1::Command c;
+  c.mutable_send()->set_channel(channel);
+  SetWireEvent(*event, c.mutable_send()->mutable_event());
+  Submit(std::move(c), std::move(done), /*require_ready=*/true);
+}
+
+}  // namespace edge

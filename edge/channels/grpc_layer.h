@@ -1,0 +1,147 @@
+// GrpcLayer: the channel layer reached through groupsvc, over one
+// bidirectional Attach stream per edge process that carries every local
+// channel's commands and deliveries.
+//
+// Commands queue while one write is in flight and go out batched. Each is
+// acknowledged by request id; a delivery names the local channels it is for.
+// When the stream ends (groupsvc restarts, the network is cut, or groupsvc
+// drains) the layer turns unready, fails pending sends with UNAVAILABLE (or
+// UNKNOWN for those already sent: they may have been delivered), and
+// reconnects with capped exponential backoff and jitter, capped low (0.5 s)
+// so that it is back within that of groupsvc being reachable again however
+// long the outage; the new stream first replays every local membership, so
+// rooms work again without any browser reconnecting. A group_send groupsvc
+// acks as unsettled (it cannot see every member yet) fails with UNKNOWN too.
+//
+// Each process announces a random incarnation with its edge id: groupsvc lets
+// only this process's later streams replace its stream, and refuses another
+// process that claims the same id (ALREADY_EXISTS; logged as layer_refused).
+//
+// With `tls.ca_file` the channel speaks TLS and checks that groupsvc's
+// certificate chains to that CA and names the host of `target` (or
+// `tls.server_name`); with `tls.cert_file`/`key_file` it presents the edge's
+// client certificate (mutual TLS: groupsvc admits the stream only if the
+// certificate names the edge id). gRPC's file watcher re-reads the three
+// files every `reload_interval`, so renewed certificates are used by the next
+// connection without a restart. A refusal for the certificate
+// (UNAUTHENTICATED, PERMISSION_DENIED) is retried like one for the edge id; a
+// handshake that keeps failing (unknown CA, expired, wrong name) is logged as
+// layer_connect_failing once per outage.
+//
+//   GrpcLayer layer({.target = "127.0.0.1:50051", .edge_id = "edge-1"});
+//   layer.Start();
+//
+// Thread-safe. Reactions run on gRPC's threads, which hand deliveries to the
+// loops; reconnects run on one small thread.
+#ifndef CHAT_EDGE_CHANNELS_GRPC_LAYER_H_
+#define CHAT_EDGE_CHANNELS_GRPC_LAYER_H_
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "edge/channels/channel_table.h"
+#include "edge/channels/layer.h"
+#include "groupsvc/v1/layer.grpc.pb.h"
+
+namespace edge {
+
+struct GrpcTlsOptions {
+  // PEM CA bundle that signs groupsvc's certificate; empty: plaintext.
+  std::string ca_file;
+  // The edge's client certificate chain and key, for mutual TLS; both or neither.
+  std::string cert_file;
+  std::string key_file;
+  // The name groupsvc's certificate must carry; empty: the host in `target`.
+  std::string server_name;
+  absl::Duration reload_interval = absl::Seconds(10);
+};
+
+struct GrpcLayerOptions {
+  std::string target;   // groupsvc's HOST:PORT
+  std::string edge_id;  // Unique per process, e.g. the pod name.
+  absl::Duration min_backoff = absl::Milliseconds(100);
+  absl::Duration max_backoff = absl::Milliseconds(500);
+  // After groupsvc refused our edge id (another process holds it).
+  absl::Duration refused_backoff = absl::Seconds(5);
+  // Commands queued or awaiting an ack before sends are refused.
+  size_t max_pending = 20000;
+  size_t max_batch_bytes = 1 << 20;
+  // The edge's loops: deliveries are handed to them (one post per loop per
+  // stream message), and a command submitted on a loop starts its stream
+  // write from there behind the loop's current round of handlers, so that one
+  // round's commands leave in one message instead of the first alone.
+  std::shared_ptr<EventLoops> loops;
+  GrpcTlsOptions tls;
+};
+
+class GrpcLayer : public Layer {
+ public:
+  explicit GrpcLayer(GrpcLayerOptions options);
+  ~GrpcLayer() override;
+
+  // Starts connecting; returns at once.
+  void Start();
+  // Ends the stream and stops reconnecting; pending callbacks get UNAVAILABLE.
+  void Stop() override;
+
+  std::string Register(std::weak_ptr<ChannelSink> sink, size_t loop) override;
+  void Unregister(const std::string& channel) override;
+  void GroupAdd(const std::string& group, const std::string& channel, DoneCallback done) override;
+  void GroupDiscard(const std::string& group, const std::string& channel) override;
+  void GroupSend(const std::string& group, LayerEventPtr event, DoneCallback done) override;
+  void Send(const std::string& channel, LayerEventPtr event, DoneCallback done) override;
+  bool ready() const override { return ready_.load(); }
+  size_t local_groups() const override { return table_.groups(); }
+
+  const std::string& channel_prefix() const { return table_.prefix(); }
+  // Streams opened so far (1 + reconnects), for tests and metrics.
+  uint64_t connects() const { return connects_.load(); }
+
+ private:
+  class AttachCall;
+
+  void ReconnectLoop();
+  void OnCallEnded(AttachCall* call, const grpc::Status& status);
+  void OnWelcome();
+  // Logs layer_connect_failing once when the stream has waited a while for a
+  // channel whose connection attempts fail.
+  void CheckConnectingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues on the current call; fails `done` with UNAVAILABLE if there is none.
+  void Submit(groupsvc::v1::Command command, DoneCallback done, bool require_ready);
+
+  const GrpcLayerOptions options_;
+  ChannelTable table_;
+  const std::string incarnation_;
+  // Kept for the channel's life (gRPC also holds a reference).
+  std::shared_ptr<grpc::experimental::CertificateProviderInterface> certificates_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<groupsvc::v1::ChannelLayer::Stub> stub_;
+  std::atomic<bool> ready_{false};
+  std::atomic<uint64_t> connects_{0};
+
+  absl::Mutex mu_;
+  std::shared_ptr<AttachCall> call_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  int failures_ ABSL_GUARDED_BY(mu_) = 0;
+  bool call_ended_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time next_attempt_ ABSL_GUARDED_BY(mu_);
+  // Since when the current stream has waited for a connection; and whether
+  // the failing handshakes were logged for this outage.
+  absl::Time waiting_since_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  bool connect_failure_logged_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread reconnector_;
+};
+
+}  // namespace edge
+
+#endif  // CHAT_EDGE_CHANNELS_GRPC_LAYER_H_

@@ -1,0 +1,103 @@
+#include "edge/chat/chat_consumer.h"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "shared/names.h"
+
+namespace edge {
+
+std::string ErrorFrame(const std::string& code, const std::string& detail,
+                       const std::string* undelivered) {
+  boost::json::object o;
+  o["error"] = code;
+  o["detail"] = detail;
+  if (undelivered != nullptr) o["undelivered"] = *undelivered;
+  return boost::json::serialize(o);
+}
+
+ClientMessage ParseClientMessage(const std::string& text) {
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(text, ec);
+  if (ec) return {std::nullopt, ErrorFrame("bad_frame", "the frame is not JSON")};
+  const boost::json::object* o = v.if_object();
+  const boost::json::value* m = o == nullptr ? nullptr : o->if_contains("message");
+  if (m == nullptr || !m->is_string()) {
+    return {std::nullopt,
+            ErrorFrame("bad_frame", "expected a JSON object with a string \"message\"")};
+  }
+  return {std::string(m->as_string()), ""};
+}
+
+std::optional<std::string> ChatProtocolConsumer::TakeMessage(const std::string& text) {
+  ClientMessage parsed = ParseClientMessage(text);
+  if (!parsed.message.has_value()) {
+    CountDrop("bad_frame");
+    Send(std::move(parsed.error_frame));
+  }
+  return std::move(parsed.message);
+}
+
+ChatConsumer::ChatConsumer() {
+  On("chat.message", [this](const LayerEvent& e) { ChatMessage(e); });
+}
+
+void ChatConsumer::Connect() {
+  group_ = GroupFor(scope().url_route.at("room_name"));
+  if (!chat::ValidateGroupName(group_).ok()) {
+    Close();  // Before Accept: the handshake is refused.
+    return;
+  }
+  // Accept once the membership is registered, so the first message sent to the
+  // room after the handshake reaches this client.
+  GroupAdd(group_, [this](absl::Status s) {
+    if (s.ok()) {
+      Accept();
+    } else {
+      Close(kCloseInternal);
+    }
+  });
+}
+
+void ChatConsumer::Receive(const std::string& text) {
+  std::optional<std::string> message = TakeMessage(text);
+  if (!message.has_value()) return;
+  boost::json::object fields;
+  fields["message"] = *message;
+  GroupSend(
+      group_, LayerEvent::Make("chat.message", std::move(fields)),
+      [this, message = std::move(*message)](absl::Status s) {
+        if (s.ok()) return;
+        if (absl::IsUnknown(s)) {
+          CountDrop("unconfirmed");
+          Send(ErrorFrame("unconfirmed",
+                          absl::StrCat("your message may not have been delivered: ", s.message()),
+                          &message));
+          return;
+        }
+        CountDrop("not_delivered");
+        Send(ErrorFrame("not_delivered",
+                        absl::StrCat("your message was not delivered: ", s.message()), &message));
+      });
+}
+
+void ChatConsumer::ChatMessage(const LayerEvent& event) {
+  // Built once per event, shared by every local member of the room.
+  Send(event.Memo("chat.frame", [&event] {
+    boost::json::object out;
+    auto it = event.fields().find("message");
+    out["message"] = it == event.fields().end() ? boost::json::value() : it->value();
+    return boost::json::serialize(out);
+  }));
+}
+
+void EchoConsumer::Receive(const std::string& text) {
+  std::optional<std::string> message = TakeMessage(text);
+  if (!message.has_value()) return;
+  boost::json::object out;
+  out["message"] = *message;
+  Send(boost::json::serialize(out));
+}
+
+}  // namespace edge

@@ -1,0 +1,188 @@
+#include "edge/chat/pages.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
+
+namespace edge {
+namespace {
+
+constexpr char kStyle[] = R"css(
+body { font: 16px/1.4 system-ui, sans-serif; max-width: 48rem; margin: 2rem auto; padding: 0 1rem; }
+#chat-log { width: 100%; height: 24rem; box-sizing: border-box; font: 14px/1.4 ui-monospace, monospace; }
+.row { display: flex; gap: .5rem; margin-top: .5rem; }
+.row input[type=text] { flex: 1; font-size: 1rem; padding: .4rem; }
+#state { font-size: .9rem; padding: .1rem .5rem; border-radius: 1rem; background: #eee; }
+#state.open { background: #d4f5d4; } #state.closed { background: #f8d7d7; }
+)css";
+
+}  // namespace
+
+std::string HtmlEscape(const std::string& text) {
+  return absl::StrReplaceAll(
+      text, {{"&", "&amp;"}, {"<", "&lt;"}, {">", "&gt;"}, {"\"", "&quot;"}, {"'", "&#39;"}});
+}
+
+std::string ScriptStringLiteral(const std::string& text) {
+  std::string out = "\"";
+  for (unsigned char c : text) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '<':
+        out += "\\u003c";
+        break;
+      case '>':
+        out += "\\u003e";
+        break;
+      case '&':
+        out += "\\u0026";
+        break;
+      case '\'':
+        out += "\\u0027";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      default:
+        if (c < 0x20) {
+          out += absl::StrFormat("\\u%04x", c);
+        } else {
+          out.push_back(static_cast<char>(c));
+        }
+    }
+  }
+  // U+2028 and U+2029 end a line inside older JS string literals.
+  out = absl::StrReplaceAll(out, {{"\xE2\x80\xA8", "\\u2028"}, {"\xE2\x80\xA9", "\\u2029"}});
+  out += "\"";
+  return out;
+}
+
+std::optional<Page> ChatPages(const std::string& path) {
+  if (path == "/") return Page{.status = 302, .body = "", .location = "/chat/"};
+  if (path == "/chat/") return Page{.body = LobbyPage()};
+  if (absl::StartsWith(path, "/chat/") && absl::EndsWith(path, "/") && path.size() > 7 &&
+      path.find('/', 6) == path.size() - 1) {
+    return Page{.body = RoomPage(path.substr(6, path.size() - 7))};
+  }
+  return std::nullopt;
+}
+
+std::string LobbyPage() {
+  return absl::StrCat(R"html(<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Chat Rooms</title>
+<style>)html",
+                      kStyle, R"html(</style>
+</head>
+<body>
+<h1>Chat rooms</h1>
+<p>What chat room would you like to enter?</p>
+<div class="row">
+  <input id="room-name-input" type="text" autofocus placeholder="lobby" aria-label="Room name">
+  <input id="room-name-submit" type="button" value="Enter">
+</div>
+<p id="room-hint" hidden>Room names are letters, digits and underscores.</p>
+<script>
+const input = document.querySelector("#room-name-input");
+const hint = document.querySelector("#room-hint");
+input.addEventListener("keyup", (e) => {
+  if (e.key === "Enter") document.querySelector("#room-name-submit").click();
+});
+document.querySelector("#room-name-submit").addEventListener("click", () => {
+  const name = input.value.trim();
+  if (!/^\w+$/.test(name)) { hint.hidden = false; return; }
+  window.location.pathname = "/chat/" + encodeURIComponent(name) + "/";
+});
+</script>
+</body>
+</html>
+)html");
+}
+
+std::string RoomPage(const std::string& room_name) {
+  return absl::StrCat(R"html(<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Chat: )html",
+                      HtmlEscape(room_name), R"html(</title>
+<style>)html",
+                      kStyle, R"html(</style>
+</head>
+<body>
+<h1>Room <span id="room-title">)html",
+                      HtmlEscape(room_name), R"html(</span>
+  <span id="state" role="status">connecting</span></h1>
+<textarea id="chat-log" readonly aria-label="Chat log"></textarea>
+<div class="row">
+  <input id="chat-message-input" type="text" autofocus aria-label="Message">
+  <input id="chat-message-submit" type="button" value="Send">
+</div>
+<p><a href="/chat/">Other rooms</a></p>
+<script>
+const roomName = )html",
+                      ScriptStringLiteral(room_name), R"html(;
+const log = document.querySelector("#chat-log");
+const input = document.querySelector("#chat-message-input");
+const state = document.querySelector("#state");
+const scheme = window.location.protocol === "https:" ? "wss" : "ws";
+const url = `${scheme}://${window.location.host}/ws/chat/${encodeURIComponent(roomName)}/`;
+let socket = null;
+let attempt = 0;
+
+function show(text) {
+  log.value += text + "\n";
+  log.scrollTop = log.scrollHeight;
+}
+function setState(name, text) {
+  state.className = name;
+  state.textContent = text;
+}
+function connect() {
+  setState("connecting", "connecting");
+  socket = new WebSocket(url);
+  socket.onopen = () => { attempt = 0; setState("open", "connected"); };
+  socket.onmessage = (e) => {
+    const data = JSON.parse(e.data);
+    if (typeof data.message === "string") show(data.message);
+    else if (data.error) show(`[not sent: ${data.detail}]`);
+  };
+  socket.onclose = (e) => {
+    // Capped exponential backoff with full jitter: 0.5 s, 1 s, 2 s ... 30 s.
+    const delay = Math.random() * Math.min(30000, 500 * 2 ** attempt++);
+    setState("closed", `disconnected (${e.code}), retrying in ${(delay / 1000).toFixed(1)} s`);
+    setTimeout(connect, delay);
+  };
+}
+function send() {
+  if (!input.value) return;
+  if (!socket || socket.readyState !== WebSocket.OPEN) {
+    show("[not sent: not connected]");
+    return;
+  }
+  socket.send(JSON.stringify({ message: input.value }));
+  input.value = "";
+}
+input.addEventListener("keyup", (e) => { if (e.key === "Enter") send(); });
+document.querySelector("#chat-message-submit").addEventListener("click", send);
+connect();
+</script>
+</body>
+</html>
+)html");
+}
+
+}  // namespace edge

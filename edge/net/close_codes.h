@@ -1,0 +1,24 @@
+// The WebSocket close codes the edge sends or reads (RFC 6455 7.4.1), in one
+// place: the framing, the sessions and the consumers name them from here.
+#ifndef CHAT_EDGE_NET_CLOSE_CODES_H_
+#define CHAT_EDGE_NET_CLOSE_CODES_H_
+
+#include <cstdint>
+
+namespace edge {
+
+inline constexpr uint16_t kCloseNormal = 1000;
+inline constexpr uint16_t kCloseGoingAway = 1001;        // Shutdown.
+inline constexpr uint16_t kCloseProtocolError = 1002;    // A frame RFC 6455 forbids.
+inline constexpr uint16_t kCloseUnsupportedData = 1003;  // Binary, to a text consumer.
+inline constexpr uint16_t kCloseNoStatus = 1005;         // Read only: a close without a code.
+inline constexpr uint16_t kCloseAbnormal = 1006;         // Read only: no close frame.
+inline constexpr uint16_t kCloseInvalidPayload = 1007;   // Text that is not UTF-8.
+inline constexpr uint16_t kClosePolicy = 1008;           // Bad JSON, a frame too slow.
+inline constexpr uint16_t kCloseTooBig = 1009;           // Over --max_frame_bytes.
+inline constexpr uint16_t kCloseInternal = 1011;
+inline constexpr uint16_t kCloseTryAgainLater = 1013;  // A reader that stopped reading.
+
+}  // namespace edge
+
+#endif  // CHAT_EDGE_NET_CLOSE_CODES_H_

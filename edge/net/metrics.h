@@ -1,0 +1,69 @@
+// EdgeMetrics: the edge's Prometheus metrics, served at /metrics on the HTTP
+// port: connections, frames in and out, drops by reason, groups, link state.
+//
+//   EdgeMetrics metrics([&] { return layer.ready(); }, [&] { return layer.local_groups(); });
+//   metrics.frames_in().Increment();
+//   std::string text = metrics.Render();
+//
+// Thread-safe (prometheus-cpp's metrics are atomic).
+#ifndef CHAT_EDGE_NET_METRICS_H_
+#define CHAT_EDGE_NET_METRICS_H_
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+
+namespace edge {
+
+class EdgeMetrics {
+ public:
+  EdgeMetrics(std::function<bool()> link_up, std::function<size_t()> groups);
+
+  prometheus::Gauge& connections() { return connections_; }
+  prometheus::Counter& connections_total() { return connections_total_; }
+  prometheus::Counter& frames_in() { return frames_in_; }
+  prometheus::Counter& frames_out() { return frames_out_; }
+  // Writes to client sockets: frames_out / socket_writes is the batching.
+  prometheus::Counter& socket_writes() { return socket_writes_; }
+  // Reasons: slow_reader, write_timeout, frame_timeout, not_delivered, unconfirmed,
+  // bad_frame, no_handler, too_big, binary_frame, protocol_error.
+  prometheus::Counter& drops(const std::string& reason);
+  // TCP connections turned away before any request: max_connections,
+  // max_per_address, or evicted (a pending one closed to make room).
+  prometheus::Counter& refused(const std::string& reason);
+  // HTTP requests answered with an error status before an upgrade (400, 403, 404, 426).
+  prometheus::Counter& http_errors(const std::string& status);
+  // Reported at each Render: TCP connections held and those still sending a request.
+  void SetConnectionCounts(std::function<std::pair<size_t, size_t>()> counts) {
+    tcp_counts_ = std::move(counts);
+  }
+  std::string Render();
+
+ private:
+  std::function<bool()> link_up_;
+  std::function<size_t()> groups_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Gauge& connections_;
+  prometheus::Counter& connections_total_;
+  prometheus::Counter& frames_in_;
+  prometheus::Counter& frames_out_;
+  prometheus::Counter& socket_writes_;
+  prometheus::Family<prometheus::Counter>& drops_;
+  prometheus::Family<prometheus::Counter>& refused_;
+  prometheus::Family<prometheus::Counter>& http_errors_;
+  std::function<std::pair<size_t, size_t>()> tcp_counts_;
+  prometheus::Gauge& tcp_gauge_;
+  prometheus::Gauge& pending_gauge_;
+  prometheus::Gauge& link_up_gauge_;
+  prometheus::Gauge& groups_gauge_;
+};
+
+}  // namespace edge
+
+#endif  // CHAT_EDGE_NET_METRICS_H_

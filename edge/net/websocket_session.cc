@@ -1,0 +1,578 @@
+#include "edge/net/websocket_session.h"
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "shared/log.h"
+
+namespace edge {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+namespace net = boost::asio;
+
+// ---------------------------------------------------------------- SessionSet
+
+void SessionSet::Add(const std::shared_ptr<WebSocketSession>& session) {
+  absl::MutexLock lock(&mu_);
+  sessions_[session.get()] = session;
+}
+
+void SessionSet::Remove(const WebSocketSession* session) {
+  absl::MutexLock lock(&mu_);
+  sessions_.erase(session);
+}
+
+void SessionSet::CloseAll(uint16_t code) {
+  std::vector<std::shared_ptr<WebSocketSession>> live;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [ptr, weak] : sessions_) {
+      if (auto s = weak.lock()) live.push_back(std::move(s));
+    }
+  }
+  for (auto& s : live) s->CloseFromOutside(code);
+}
+
+size_t SessionSet::size() const {
+  absl::MutexLock lock(&mu_);
+  return sessions_.size();
+}
+
+size_t SessionSet::closes_unsent() const {
+  absl::MutexLock lock(&mu_);
+  size_t n = 0;
+  for (const auto& [ptr, weak] : sessions_) {
+    if (auto s = weak.lock(); s != nullptr && s->close_unsent()) ++n;
+  }
+  return n;
+}
+
+void SessionSet::CloseStalledWriters(std::chrono::steady_clock::time_point cutoff) {
+  std::vector<std::shared_ptr<WebSocketSession>> stalled;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [ptr, weak] : sessions_) {
+      auto s = weak.lock();
+      if (s == nullptr) continue;
+      auto since = s->writing_since();
+      if (since.has_value() && *since < cutoff) stalled.push_back(std::move(s));
+    }
+  }
+  for (auto& s : stalled) s->CloseIfWritingSince(cutoff);
+}
+
+// ---------------------------------------------------------- WebSocketSession
+
+namespace {
+
+// Reads take at most this much at a time, into a buffer each I/O thread owns.
+constexpr size_t kReadChunk = 64 << 10;
+// Consecutive reads from one socket before others get their turn.
+constexpr int kReadsPerTurn = 4;
+// A write gathers queued frames up to about this many bytes.
+constexpr size_t kWriteBatchBytes = 256 << 10;
+constexpr auto kCloseDeadline = std::chrono::seconds(2);
+
+char* ThreadReadBuffer() {
+  thread_local std::unique_ptr<char[]> buffer(new char[kReadChunk]);
+  return buffer.get();
+}
+
+}  // namespace
+
+struct WebSocketSession::Upgrade {
+  http::request<http::string_body> request;
+  Scope scope;  // Handed to the consumer in Run().
+  std::unique_ptr<websocket::stream<net::ip::tcp::socket&>> handshake;
+  http::response<http::string_body> refusal;
+};
+
+WebSocketSession::WebSocketSession(net::ip::tcp::socket&& socket, size_t loop,
+                                   http::request<http::string_body> request,
+                                   std::string early_bytes, std::unique_ptr<Consumer> consumer,
+                                   Scope scope, std::shared_ptr<EdgeContext> context,
+                                   Admission::Ticket ticket)
+    : socket_(std::move(socket)),
+      loop_(loop),
+      upgrade_(new Upgrade{std::move(request), std::move(scope), nullptr, {}}),
+      consumer_(std::move(consumer)),
+      context_(std::move(context)),
+      ticket_(std::move(ticket)),
+      peer_(upgrade_->scope.client),
+      timer_(socket_.get_executor()),
+      parser_(context_->options.max_frame_bytes),
+      carry_(std::move(early_bytes)) {}
+
+WebSocketSession::~WebSocketSession() {
+  if (!channel_.empty() && !finished_) context_->layer->Unregister(channel_);
+}
+
+void WebSocketSession::Run() {
+  if (context_->options.socket_send_buffer > 0) {
+    boost::system::error_code ignored;
+    socket_.set_option(net::socket_base::send_buffer_size(context_->options.socket_send_buffer),
+                       ignored);
+  }
+  channel_ = context_->layer->Register(weak_from_this(), loop_);
+  consumer_->Attach(this, context_->layer.get(), std::move(upgrade_->scope), channel_);
+  context_->sessions.Add(shared_from_this());
+  net::dispatch(socket_.get_executor(), [self = shared_from_this()] {
+    self->connecting_hold_ = self;
+    self->ArmTimer(absl::ToChronoNanoseconds(self->context_->options.handshake_timeout));
+    self->consumer_->Connect();
+  });
+}
+
+void WebSocketSession::CloseFromOutside(uint16_t code) {
+  close_unsent_ = true;  // Until Close() finds there is nothing left to send.
+  net::post(socket_.get_executor(), [self = shared_from_this(), code] {
+    self->Close(code);
+    if (self->close_frame_ == CloseFrame::kNone || self->close_frame_ == CloseFrame::kSent ||
+        self->cut_) {
+      self->close_unsent_ = false;
+    }
+  });
+}
+
+std::optional<std::chrono::steady_clock::time_point> WebSocketSession::writing_since() const {
+  const int64_t ns = writing_since_ns_.load(std::memory_order_relaxed);
+  if (ns == 0) return std::nullopt;
+  return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(ns));
+}
+
+void WebSocketSession::CloseIfWritingSince(std::chrono::steady_clock::time_point cutoff) {
+  net::post(socket_.get_executor(), [self = shared_from_this(), cutoff] {
+    auto since = self->writing_since();
+    if (!since.has_value() || *since >= cutoff || self->state_ != State::kOpen) return;
+    self->CloseSlowReader("write_timeout");
+  });
+}
+
+void WebSocketSession::OnEvent(const LayerEventPtr& event) {
+  if (state_ == State::kConnecting || state_ == State::kOpen) consumer_->Dispatch(event);
+}
+
+std::function<void()> WebSocketSession::Bind(std::function<void()> fn) {
+  return [weak = weak_from_this(), fn = std::move(fn)] {
+    auto self = weak.lock();
+    if (self == nullptr) return;
+    net::post(self->socket_.get_executor(), [self, fn] {
+      if (self->state_ != State::kClosed) fn();
+    });
+  };
+}
+
+void WebSocketSession::CountDrop(const char* reason) {
+  context_->metrics->drops(reason).Increment();
+}
+
+// ------------------------------------------------------------------ handshake
+
+void WebSocketSession::Accept() {
+  if (state_ != State::kConnecting) return;
+  state_ = State::kOpen;  // Frames sent from now on queue until the handshake is done.
+  timer_.cancel();
+  std::shared_ptr<WebSocketSession> hold = std::move(connecting_hold_);
+  // Beast checks the upgrade request and writes the 101; it holds no timer,
+  // so it can go as soon as that is written.
+  upgrade_->handshake = std::make_unique<websocket::stream<net::ip::tcp::socket&>>(socket_);
+  upgrade_->handshake->set_option(websocket::stream_base::decorator(
+      [](websocket::response_type& res) { res.set(http::field::server, "chat-edge"); }));
+  upgrade_->handshake->async_accept(
+      upgrade_->request,
+      [self = shared_from_this()](boost::system::error_code ec) { self->OnAccept(ec); });
+}
+
+void WebSocketSession::OnAccept(boost::system::error_code ec) {
+  writing_ = false;
+  upgrade_.reset();  // Its headers live on in the consumer's scope.
+  if (ec) {
+    Finish(kCloseAbnormal);
+    Cut();
+    return;
+  }
+  context_->metrics->connections().Increment();
+  context_->metrics->connections_total().Increment();
+  if (context_->options.log_connections) {
+    chat::LogEvent("ws_open",
+                   {{"path", consumer_->scope().path}, {"channel", channel_}, {"peer", peer_}});
+  }
+  socket_.non_blocking(true, ec);  // Reads are tried only once the socket is readable.
+  if (state_ == State::kOpen) {
+    ArmTimer(absl::ToChronoNanoseconds(context_->options.idle_timeout) / 2);
+  }
+  if (!carry_.empty() && !Consume(nullptr, 0)) return;
+  DoRead();
+  DoWrite();
+}
+
+void WebSocketSession::Reject() {
+  auto& refusal = upgrade_->refusal;
+  refusal = http::response<http::string_body>(http::status::forbidden, upgrade_->request.version());
+  refusal.set(http::field::content_type, "text/plain");
+  refusal.body() = "refused by the consumer\n";
+  refusal.keep_alive(false);
+  refusal.prepare_payload();
+  std::shared_ptr<WebSocketSession> hold = std::move(connecting_hold_);
+  Finish(kCloseAbnormal);
+  ArmTimer(std::chrono::seconds(5));  // The refusal's time to go out.
+  http::async_write(socket_, refusal,
+                    [self = shared_from_this()](boost::system::error_code, size_t) {
+                      boost::system::error_code ignored;
+                      self->socket_.shutdown(net::ip::tcp::socket::shutdown_send, ignored);
+                      self->timer_.cancel();
+                    });
+}
+
+// ---------------------------------------------------------------------- reads
+
+void WebSocketSession::DoRead() {
+  socket_.async_wait(
+      net::ip::tcp::socket::wait_read,
+      [self = shared_from_this()](boost::system::error_code ec) { self->OnReadable(ec); });
+}
+
+void WebSocketSession::OnReadable(boost::system::error_code ec) {
+  if (cut_) return;
+  char* buffer = ThreadReadBuffer();
+  for (int turn = 0; !ec && turn < kReadsPerTurn; ++turn) {
+    const size_t n = socket_.read_some(net::buffer(buffer, kReadChunk), ec);
+    if (ec == net::error::would_block) return DoRead();
+    if (ec) break;
+    if (!Consume(buffer, n)) return;
+    // A short read emptied the socket; the wait re-checks readiness anyway.
+    if (n < kReadChunk) return DoRead();
+  }
+  if (!ec) {
+    net::post(socket_.get_executor(), [self = shared_from_this()] { self->OnReadable({}); });
+    return;
+  }
+  // The peer went away without a close frame (or the socket was cut).
+  Finish(state_ == State::kClosing ? close_code_ : kCloseAbnormal);
+  Cut();
+}
+
+bool WebSocketSession::Consume(char* data, size_t size) {
+  char* p = data;
+  size_t length = size;
+  if (!carry_.empty()) {
+    if (size > 0) carry_.append(data, size);
+    p = carry_.data();
+    length = carry_.size();
+  }
+  size_t offset = 0;
+  bool more = true;
+  while (more && offset < length) {
+    size_t used = 0;
+    const WsInput in = parser_.Next(p + offset, length - offset, &used);
+    if (in.kind == WsInput::kNeedMore) break;
+    offset += used;
+    more = OnInput(in);
+  }
+  if (!more || offset == length) {
+    std::string().swap(carry_);  // Usually: no memory held between reads.
+  } else if (p == carry_.data()) {
+    carry_.erase(0, offset);
+  } else {
+    carry_.assign(p + offset, length - offset);
+  }
+  if (!more) return false;
+  // A frame or message that trickles in must still arrive within the frame timeout.
+  if (carry_.empty() && !parser_.in_message()) {
+    partial_since_.reset();
+  } else {
+    const auto now = std::chrono::steady_clock::now();
+    if (!partial_since_.has_value()) partial_since_ = now;
+    if (now - *partial_since_ > absl::ToChronoNanoseconds(context_->options.frame_timeout)) {
+      CountDrop("frame_timeout");
+      chat::LogEvent("ws_frame_timeout", {{"channel", channel_}, {"peer", peer_}});
+      CloseAndCut(kClosePolicy);
+      return false;
+    }
+  }
+  return true;
+}
+
+bool WebSocketSession::OnInput(const WsInput& in) {
+  switch (in.kind) {
+    case WsInput::kNeedMore:
+      return true;
+    case WsInput::kNone:
+    case WsInput::kPong:  // Any whole frame is enough for the idle timer.
+      heard_ = true;
+      return true;
+    case WsInput::kMessage:
+      heard_ = true;
+      context_->metrics->frames_in().Increment();
+      if (state_ != State::kOpen) return true;
+      if (in.binary) {
+        CountDrop("binary_frame");
+        consumer_->ReceiveBinary(std::string(in.payload));
+      } else {
+        consumer_->Receive(std::string(in.payload));
+      }
+      return state_ != State::kClosed;
+    case WsInput::kPing:
+      heard_ = true;
+      if (close_frame_ != CloseFrame::kNone) return true;
+      pong_.emplace(in.payload);
+      ScheduleWrite();
+      return true;
+    case WsInput::kClose:
+      if (close_frame_ == CloseFrame::kNone) {
+        CloseAndCut(in.code);  // The peer closes: echo its code.
+        return false;
+      }
+      // The answer to our close: done.
+      Finish(close_code_);
+      if (close_frame_ == CloseFrame::kWriting) {
+        cut_after_close_ = true;
+      } else {
+        Cut();
+      }
+      return false;
+    case WsInput::kError:
+      if (in.code == kCloseTooBig) {
+        CountDrop("too_big");
+        chat::LogEvent("ws_too_big", {{"channel", channel_}, {"peer", peer_}});
+      } else {
+        CountDrop("protocol_error");
+        chat::LogEvent("ws_protocol_error",
+                       {{"channel", channel_}, {"peer", peer_}, {"code", absl::StrCat(in.code)}});
+      }
+      CloseAndCut(in.code);
+      return false;
+  }
+  return false;
+}
+
+void WebSocketSession::CloseAndCut(uint16_t code) {
+  Finish(code);
+  if (close_frame_ != CloseFrame::kNone) {
+    Cut();
+    return;
+  }
+  close_code_ = code;
+  close_frame_ = CloseFrame::kQueued;
+  close_unsent_ = true;
+  cut_after_close_ = true;
+  ArmTimer(kCloseDeadline);
+  DoWrite();
+}
+
+// --------------------------------------------------------------------- writes
+
+void WebSocketSession::SendFrame(Frame text) {
+  if (state_ != State::kOpen && state_ != State::kConnecting) return;
+  if (queue_.size() >= context_->options.max_queue_frames ||
+      queue_bytes_ + text->size() > context_->options.max_queue_bytes) {
+    // The client stopped reading: it must not hold memory or slow the room.
+    CloseSlowReader("slow_reader");
+    return;
+  }
+  queue_bytes_ += text->size();
+  queue_.push_back(std::move(text));
+  if (state_ == State::kOpen) ScheduleWrite();
+}
+
+void WebSocketSession::CloseSlowReader(const char* reason) {
+  CountDrop(reason);
+  chat::LogEvent("ws_slow_reader", {{"channel", channel_},
+                                    {"peer", peer_},
+                                    {"reason", reason},
+                                    {"queued", absl::StrCat(queue_.size())},
+                                    {"writing", absl::StrCat(out_.size())}});
+  DropQueued();
+  if (writing_) {
+    // Room in the kernel for the rest of the write in flight and the close
+    // frame behind it, so that both go out now and a reader that resumes
+    // reads 1013 after what it was sent.
+    // Linux doubles what is set and wakes a writer only once a third of the
+    // buffer is free, so the buffer grows to three times what it was, plus
+    // the rest: bounded by the cap and one write batch.
+    net::socket_base::send_buffer_size size;
+    boost::system::error_code ec;
+    socket_.get_option(size, ec);  // Asio undoes the doubling.
+    if (!ec) {
+      socket_.set_option(net::socket_base::send_buffer_size(3 * size.value() +
+                                                            static_cast<int>(out_.size()) + 256),
+                         ec);
+    }
+  }
+  Close(kCloseTryAgainLater);
+}
+
+// Writes wait for the handlers already queued on this thread, so that every
+// frame a fan-out round brings goes out in one write.
+void WebSocketSession::ScheduleWrite() {
+  if (writing_ || write_scheduled_) return;
+  write_scheduled_ = true;
+  net::post(socket_.get_executor(), [self = shared_from_this()] {
+    self->write_scheduled_ = false;
+    self->DoWrite();
+  });
+}
+
+void WebSocketSession::DoWrite() {
+  if (writing_ || cut_) return;
+  // Nothing may follow a close frame.
+  if (close_frame_ == CloseFrame::kWriting || close_frame_ == CloseFrame::kSent) return;
+  if (pong_.has_value()) {
+    AppendFrame(&out_, WsOpcode::kPong, *pong_);
+    pong_.reset();
+  }
+  if (ping_due_) {
+    AppendFrame(&out_, WsOpcode::kPing, {});
+    ping_due_ = false;
+  }
+  size_t frames = 0;
+  while (frames < queue_.size() && (frames == 0 || out_.size() < kWriteBatchBytes)) {
+    AppendFrame(&out_, WsOpcode::kText, *queue_[frames]);
+    queue_bytes_ -= queue_[frames]->size();
+    ++frames;
+  }
+  queue_.erase(queue_.begin(), queue_.begin() + frames);
+  if (queue_.empty() && queue_.capacity() > 16) std::vector<Frame>().swap(queue_);
+  if (close_frame_ == CloseFrame::kQueued && queue_.empty()) {
+    AppendFrame(&out_, WsOpcode::kClose, ClosePayload(close_code_));
+    close_frame_ = CloseFrame::kWriting;
+  }
+  if (out_.empty()) return;
+  writing_ = true;
+  writing_since_ns_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                              std::chrono::steady_clock::now().time_since_epoch())
+                              .count(),
+                          std::memory_order_relaxed);
+  out_frames_ = frames;
+  net::async_write(
+      socket_, net::buffer(out_),
+      [self = shared_from_this()](boost::system::error_code ec, size_t) { self->OnWrite(ec); });
+}
+
+void WebSocketSession::OnWrite(boost::system::error_code ec) {
+  writing_ = false;
+  writing_since_ns_.store(0, std::memory_order_relaxed);
+  out_.clear();
+  if (ec) {
+    Finish(state_ == State::kClosing ? close_code_ : kCloseAbnormal);
+    Cut();
+  } else {
+    context_->metrics->socket_writes().Increment();
+    if (out_frames_ > 0)
+      context_->metrics->frames_out().Increment(static_cast<double>(out_frames_));
+    out_frames_ = 0;
+    if (close_frame_ == CloseFrame::kWriting) {
+      close_frame_ = CloseFrame::kSent;
+      close_unsent_ = false;
+      if (cut_after_close_) Cut();
+    }
+    DoWrite();  // Nothing once cut or closed.
+  }
+  if (!writing_) std::string().swap(out_);  // Idle sockets hold no write buffer.
+}
+
+void WebSocketSession::Close(uint16_t code) {
+  switch (state_) {
+    case State::kConnecting:
+      Reject();
+      return;
+    case State::kOpen:
+      state_ = State::kClosing;
+      close_code_ = code;
+      close_unsent_ = true;
+      // Whatever is queued would only delay these closes.
+      if (code == kCloseTryAgainLater || code == kCloseGoingAway) DropQueued();
+      close_frame_ = CloseFrame::kQueued;
+      // If the socket cannot even take the close frame, cut it.
+      ArmTimer(kCloseDeadline);
+      DoWrite();
+      return;
+    case State::kClosing:
+    case State::kClosed:
+      return;
+  }
+}
+
+// ---------------------------------------------------------------------- timer
+
+void WebSocketSession::ArmTimer(std::chrono::steady_clock::duration after) {
+  timer_.expires_after(after);
+  timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (!ec) self->OnTimer();
+  });
+}
+
+void WebSocketSession::OnTimer() {
+  switch (state_) {
+    case State::kConnecting:
+      Reject();
+      return;
+    case State::kOpen:
+      // A client silent for a whole tick is pinged; silent for one more, dropped.
+      if (heard_) {
+        heard_ = false;
+        pinged_ = false;
+      } else if (!pinged_) {
+        pinged_ = true;
+        ping_due_ = true;
+        ScheduleWrite();
+      } else {
+        if (context_->options.log_connections) {
+          chat::LogEvent("ws_idle_timeout", {{"channel", channel_}, {"peer", peer_}});
+        }
+        Finish(kCloseAbnormal);
+        Cut();
+        return;
+      }
+      ArmTimer(absl::ToChronoNanoseconds(context_->options.idle_timeout) / 2);
+      return;
+    case State::kClosing:
+      Finish(close_code_);
+      Cut();
+      return;
+    case State::kClosed:
+      Cut();
+      return;
+  }
+}
+
+// ----------------------------------------------------------------------- end
+
+void WebSocketSession::Finish(uint16_t code) {
+  if (finished_) return;
+  finished_ = true;
+  const bool was_open = state_ == State::kOpen || state_ == State::kClosing;
+  state_ = State::kClosed;
+  if (was_open) context_->metrics->connections().Decrement();
+  consumer_->Disconnect(code);
+  consumer_->LeaveGroups();
+  context_->layer->Unregister(channel_);
+  context_->sessions.Remove(this);
+  if (context_->options.log_connections) {
+    chat::LogEvent("ws_close",
+                   {{"channel", channel_}, {"peer", peer_}, {"code", absl::StrCat(code)}});
+  }
+  DropQueued();
+}
+
+void WebSocketSession::Cut() {
+  if (cut_) return;
+  cut_ = true;
+  close_unsent_ = false;
+  timer_.cancel();
+  boost::system::error_code ignored;
+  socket_.shutdown(net::ip::tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
+}
+
+void WebSocketSession::DropQueued() {
+  queue_bytes_ = 0;
+  std::vector<Frame>().swap(queue_);  // What is being written is a copy.
+}
+
+}  // namespace edge
