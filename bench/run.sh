@@ -6,8 +6,12 @@
 #   bench/run.sh ours            # only our topologies
 #   bench/run.sh peers           # only the peers
 #   PEERS='django async 1 18001' bench/run.sh peers   # some of them ('node 2 18101,18102;...')
-# Scenarios (see bench/README.md): T1 closed loop, L1 open loop, C1 idle memory,
-# F1 fan-out (ours), S1 idle connections at scale (ours).
+#   SCENARIOS="T2 L1" SCALE=0 THREADS=2 bench/run.sh ours   # a subset
+#   EDGE_BIN=/tmp/old/edge GROUPSVC_BIN=/tmp/old/groupsvc ...  # other binaries (A/B)
+# Scenarios (see bench/README.md): T1 closed loop, T2 fixed open-loop load (CPU
+# per delivery), L1 open loop, C1 idle memory, F1 fan-out (ours), S1 idle
+# connections at scale (ours). Our topologies run with the edge at each of
+# THREADS (default "1 2"; --threads of the edge).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -20,6 +24,9 @@ out="$results/$(date -u +%Y-%m-%dT%H%M%SZ).jsonl"
 warmup=${WARMUP:-3s}
 duration=${DURATION:-10s}
 runs=${RUNS:-3}
+t2_rate=${T2_RATE:-15000}  # Messages/s: below every system's saturation here.
+edge_threads=${THREADS:-1 2}
+only=${SCENARIOS:-T1 T2 L1 C1}  # And, for ours, S1 and F1 unless SCALE=0.
 pids_started=()
 
 cleanup() {
@@ -53,37 +60,43 @@ record() {  # SYSTEM SCENARIO JSON
 scenarios() {  # SYSTEM TARGETS PIDS
   local system="$1" targets="$2" pids="$3"
   local run
-  # T1 and L1 run RUNS times each (the table shows medians): this machine is shared and noisy.
+  has() { [[ " $only " == *" $1 "* ]]; }
+  # T1, T2 and L1 run RUNS times each (the table shows medians): this machine is shared and noisy.
   for ((run = 0; run < runs; run++)); do
-    record "$system" T1 "$("$loadgen" --targets="$targets" --server_pids="$pids" --mode=closed \
-      --rooms=10 --members=10 --size=64 --warmup="$warmup" --duration="$duration")"
-    record "$system" L1 "$("$loadgen" --targets="$targets" --server_pids="$pids" --mode=open \
-      --rate=200 --rooms=10 --members=10 --size=64 --warmup="$warmup" --duration="$duration")"
+    has T1 && record "$system" T1 "$("$loadgen" --targets="$targets" --server_pids="$pids" \
+      --mode=closed --rooms=10 --members=10 --size=64 --warmup="$warmup" --duration="$duration")"
+    has T2 && record "$system" T2 "$("$loadgen" --targets="$targets" --server_pids="$pids" \
+      --mode=open --rate="$t2_rate" --rooms=10 --members=10 --size=64 --warmup="$warmup" \
+      --duration="$duration")"
+    has L1 && record "$system" L1 "$("$loadgen" --targets="$targets" --server_pids="$pids" \
+      --mode=open --rate=200 --rooms=10 --members=10 --size=64 --warmup="$warmup" \
+      --duration="$duration")"
   done
-  record "$system" C1 "$("$loadgen" --targets="$targets" --server_pids="$pids" --mode=idle \
+  has C1 && record "$system" C1 "$("$loadgen" --targets="$targets" --server_pids="$pids" --mode=idle \
     --connections=2000 --rooms=20 --members=100 --hold=5s --room_prefix=idle)"
+  return 0
 }
 
-start_ours() {  # EDGES (0: one edge with the in-process layer)
-  local edges="$1"
+start_ours() {  # EDGES (0: one edge with the in-process layer) THREADS
+  local edges="$1" threads="${2:-1}"
   ulimit -n 20000 2>/dev/null || true
   if ((edges == 0)); then
-    "$root/build/edge/edge" --listen=127.0.0.1:18201 --metrics_listen=127.0.0.1:18301 \
-      --max_connections_per_ip=20000 2>/dev/null &
+    "${EDGE_BIN:-$root/build/edge/edge}" --listen=127.0.0.1:18201 --metrics_listen=127.0.0.1:18301 \
+      --max_connections_per_ip=20000 --threads="$threads" 2>/dev/null &
     pids_started+=($!)
     OURS_PIDS=$!
     OURS_TARGETS=127.0.0.1:18201
     wait_ready 18201
     return
   fi
-  "$root/build/groupsvc/groupsvc" --listen=127.0.0.1:18250 --metrics_listen=127.0.0.1:18251 2>/dev/null &
+  "${GROUPSVC_BIN:-$root/build/groupsvc/groupsvc}" --listen=127.0.0.1:18250 --metrics_listen=127.0.0.1:18251 2>/dev/null &
   pids_started+=($!)
   OURS_PIDS=$!
   OURS_TARGETS=""
   for ((i = 0; i < edges; i++)); do
-    "$root/build/edge/edge" --listen=127.0.0.1:$((18201 + i)) --groupsvc=127.0.0.1:18250 \
-      --metrics_listen=127.0.0.1:$((18301 + i)) --max_connections_per_ip=20000 \
-      --edge_id=bench-$i 2>/dev/null &
+    "${EDGE_BIN:-$root/build/edge/edge}" --listen=127.0.0.1:$((18201 + i)) \
+      --groupsvc=127.0.0.1:18250 --metrics_listen=127.0.0.1:$((18301 + i)) \
+      --max_connections_per_ip=20000 --edge_id=bench-$i --threads="$threads" 2>/dev/null &
     pids_started+=($!)
     OURS_PIDS+=",$!"
     OURS_TARGETS+="${OURS_TARGETS:+,}127.0.0.1:$((18201 + i))"
@@ -102,8 +115,17 @@ metric() {  # PORT NAME
 }
 
 run_ours() {
-  start_ours 0
-  scenarios "ours-1-edge" "$OURS_TARGETS" "$OURS_PIDS"
+  local threads
+  for threads in $edge_threads; do
+    start_ours 0 "$threads"
+    scenarios "ours-1-edge-t$threads" "$OURS_TARGETS" "$OURS_PIDS"
+    stop_ours
+    start_ours 2 "$threads"
+    scenarios "ours-2-edges+groupsvc-t$threads" "$OURS_TARGETS" "$OURS_PIDS"
+    stop_ours
+  done
+  [[ "${SCALE:-1}" == 1 ]] || return 0
+  start_ours 0 1
   # S1: as many idle sockets on one edge as the 20,000 open files per process
   # allow, from two load generator processes (each below its own limit).
   local edge_pid="$OURS_PIDS"
@@ -111,21 +133,20 @@ run_ours() {
     --rooms=95 --members=100 --hold=20s --room_prefix=s1a --source_ips=127.0.0.2 >/tmp/s1a.json &
   local first=$!
   sleep 6
-  record "ours-1-edge" S1 "$("$loadgen" --targets="$OURS_TARGETS" --server_pids="$edge_pid" \
+  record "ours-1-edge-t1" S1 "$("$loadgen" --targets="$OURS_TARGETS" --server_pids="$edge_pid" \
     --mode=idle --connections=9500 --rooms=95 --members=100 --hold=5s --room_prefix=s1b \
     --source_ips=127.0.0.3)"
   wait "$first" || true
-  record "ours-1-edge" S1-first-half "$(cat /tmp/s1a.json)"
+  record "ours-1-edge-t1" S1-first-half "$(cat /tmp/s1a.json)"
   stop_ours
 
-  start_ours 2
-  scenarios "ours-2-edges+groupsvc" "$OURS_TARGETS" "$OURS_PIDS"
+  start_ours 2 2
   # F1: one room of 1,000 members over both edges, one sender at 100 messages/s.
   local in0 out0 msg0
   in0=$(metric 18251 groupsvc_events_in_total)
   out0=$(metric 18251 groupsvc_stream_deliveries_total)
   msg0=$(metric 18251 groupsvc_stream_messages_out_total)
-  record "ours-2-edges+groupsvc" F1 "$("$loadgen" --targets="$OURS_TARGETS" --server_pids="$OURS_PIDS" \
+  record "ours-2-edges+groupsvc-t2" F1 "$("$loadgen" --targets="$OURS_TARGETS" --server_pids="$OURS_PIDS" \
     --mode=open --rate=100 --rooms=1 --members=1000 --senders_per_room=1 --size=64 \
     --warmup="$warmup" --duration="$duration" --room_prefix=fanout)"
   local in1 out1 msg1
@@ -134,7 +155,7 @@ run_ours() {
   msg1=$(metric 18251 groupsvc_stream_messages_out_total)
   # Deliveries: the event once per edge with its local recipients (must be 2).
   # Stream messages: fewer still when one message carries several deliveries.
-  record "ours-2-edges+groupsvc" F1-per-group-send "$(awk -v a="$in0" -v b="$in1" -v c="$out0" \
+  record "ours-2-edges+groupsvc-t2" F1-per-group-send "$(awk -v a="$in0" -v b="$in1" -v c="$out0" \
     -v d="$out1" -v e="$msg0" -v f="$msg1" 'BEGIN {printf "{\"deliveries\": %.3f, \"stream_messages\": %.3f}", (d - c) / (b - a), (f - e) / (b - a)}')"
   stop_ours
 }

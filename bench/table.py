@@ -21,16 +21,32 @@ for system, scenarios in runs.items():
         merged["runs"] = len(results)
         rows.setdefault(system, {})[scenario] = merged
 
-t1_runs = max((s.get("T1", {}).get("runs", 1) for s in rows.values()), default=1)
-print(f"T1 and L1: medians of {t1_runs} run(s); lost: the sum over them.\n")
-print("| system | T1 deliveries/s | T1 per server CPU-s | T1 lost | L1 p50 / p99 ms | C1 KB per connection |")
-print("|---|---:|---:|---:|---|---:|")
+n_runs = max((r.get("runs", 1) for s in rows.values() for k, r in s.items()
+              if k in ("T1", "T2", "L1")), default=1)
+print(f"T1, T2 and L1: medians of {n_runs} run(s); lost: the sum over them.\n")
+def us_per_delivery(r):
+    return 1e6 / r["deliveries_per_server_cpu_s"] if r.get("deliveries_per_server_cpu_s") else 0
+
+
+print("| system | T1 deliveries/s | T1 per server CPU-s | T1 lost | T2 µs server CPU per delivery | "
+      "T2 deliveries/s, p50 / p99 ms, lost | L1 p50 / p99 ms | C1 KB per connection |")
+print("|---|---:|---:|---:|---:|---|---|---:|")
 for system, s in rows.items():
-    t1, l1, c1 = s.get("T1", {}), s.get("L1", {}), s.get("C1", {})
+    t1, t2, l1, c1 = s.get("T1", {}), s.get("T2", {}), s.get("L1", {}), s.get("C1", {})
+    t2_cell = (f"{t2.get('deliveries_per_s', 0):,.0f}, {t2.get('p50_us', 0) / 1000:.2f} / "
+               f"{t2.get('p99_us', 0) / 1000:.2f}, {t2.get('missing', '-')}") if t2 else "-"
     print(f"| {system} | {t1.get('deliveries_per_s', 0):,.0f} | "
           f"{t1.get('deliveries_per_server_cpu_s', 0):,.0f} | {t1.get('missing', '-')} | "
+          f"{us_per_delivery(t2):.2f} | {t2_cell} | "
           f"{l1.get('p50_us', 0) / 1000:.2f} / {l1.get('p99_us', 0) / 1000:.2f} | "
           f"{c1.get('kb_per_connection', 0):.1f} |")
+# T2 ratios against the first system with a T2 figure (runs list ours first).
+base = next((n for n, s in rows.items() if s.get("T2")), None)
+if base:
+    print(f"\nT2, server CPU per delivery relative to {base}:")
+    for system, s in rows.items():
+        if s.get("T2") and us_per_delivery(rows[base]["T2"]):
+            print(f"- {system}: {us_per_delivery(s['T2']) / us_per_delivery(rows[base]['T2']):.2f}x")
 for system, s in rows.items():
     if "F1" in s:
         f1 = s["F1"]
