@@ -5,7 +5,9 @@
 namespace edge {
 
 ChannelTable::ChannelTable(std::string prefix, std::shared_ptr<EventLoops> loops)
-    : prefix_(std::move(prefix)), loops_(std::move(loops)) {}
+    : prefix_(std::move(prefix)), loops_(std::move(loops)) {
+  for (size_t i = 0; i < loops_->size(); ++i) rounds_.push_back(std::make_unique<Handoff>(*this));
+}
 
 ChannelTable::Handoff::Handoff(const ChannelTable& table)
     : loops_(*table.loops_), shares_(table.loops_->size()) {}
@@ -22,9 +24,14 @@ void ChannelTable::Handoff::Add(size_t loop, std::shared_ptr<ChannelSink> sink,
 
 void ChannelTable::Handoff::Flush() {
   if (empty_) return;
-  for (size_t loop = 0; loop < shares_.size(); ++loop) {
-    if (shares_[loop].sinks.empty()) continue;
-    loops_.Post(loop, [share = std::move(shares_[loop])] {
+  // Taken out first: a sink may deliver again, into this hand-off, while its
+  // share runs (at once, with InlineLoops).
+  std::vector<Share> shares(shares_.size());
+  shares.swap(shares_);
+  empty_ = true;
+  for (size_t loop = 0; loop < shares.size(); ++loop) {
+    if (shares[loop].sinks.empty()) continue;
+    loops_.Post(loop, [share = std::move(shares[loop])] {
       for (size_t e = 0; e < share.events.size(); ++e) {
         const size_t end =
             e + 1 < share.events.size() ? share.events[e + 1].first : share.sinks.size();
@@ -33,9 +40,7 @@ void ChannelTable::Handoff::Flush() {
         }
       }
     });
-    shares_[loop] = Share();
   }
-  empty_ = true;
 }
 
 std::string ChannelTable::Add(std::weak_ptr<ChannelSink> sink, size_t loop) {
@@ -69,6 +74,10 @@ size_t ChannelTable::DeliverToGroup(const std::string& group, const LayerEventPt
   absl::MutexLock lock(&mu_);
   auto it = groups_.find(group);
   return it == groups_.end() ? 0 : DeliverLocked(it->second, event, handoff);
+}
+
+size_t ChannelTable::DeliverToGroupInRound(const std::string& group, const LayerEventPtr& event) {
+  return InRound([&](Handoff& handoff) { return DeliverToGroup(group, event, handoff); });
 }
 
 std::vector<std::pair<std::string, std::string>> ChannelTable::AllMemberships() const {

@@ -45,6 +45,7 @@ class ChannelTable {
     // Posts what was collected, one handler per loop; the handlers run the
     // sinks in the order their deliveries were collected.
     void Flush();
+    bool empty() const { return empty_; }
 
    private:
     friend class ChannelTable;
@@ -71,6 +72,14 @@ class ChannelTable {
   // Hands `event` to every local member of `group`, in one pass under the lock.
   size_t DeliverToGroup(const std::string& group, const LayerEventPtr& event, Handoff& handoff);
 
+  // As Deliver and DeliverToGroup, with the hand-off of the calling loop's
+  // current round: on a loop's thread, what one round of its handlers sends
+  // (say, a burst of messages read from one socket) is handed to each loop
+  // once, behind that round; off the loops, at once.
+  template <typename Channels>
+  size_t DeliverInRound(const Channels& channels, const LayerEventPtr& event);
+  size_t DeliverToGroupInRound(const std::string& group, const LayerEventPtr& event);
+
   // Memberships. Join returns false if already a member.
   bool Join(const std::string& group, const std::string& channel);
   bool Leave(const std::string& group, const std::string& channel);
@@ -86,6 +95,10 @@ class ChannelTable {
   template <typename Channels>
   size_t DeliverLocked(const Channels& channels, const LayerEventPtr& event, Handoff& handoff) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs deliver(handoff) with the calling loop's round hand-off (see
+  // DeliverInRound), or with one of its own off the loops.
+  template <typename Fn>
+  size_t InRound(const Fn& deliver);
 
   const std::string prefix_;
   const std::shared_ptr<EventLoops> loops_;
@@ -93,6 +106,8 @@ class ChannelTable {
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Entry> sinks_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> groups_ ABSL_GUARDED_BY(mu_);
+  // One per loop, each touched only by its loop's thread.
+  std::vector<std::unique_ptr<Handoff>> rounds_;
 };
 
 template <typename Channels>
@@ -115,6 +130,27 @@ size_t ChannelTable::Deliver(const Channels& channels, const LayerEventPtr& even
                              Handoff& handoff) {
   absl::MutexLock lock(&mu_);
   return DeliverLocked(channels, event, handoff);
+}
+
+template <typename Fn>
+size_t ChannelTable::InRound(const Fn& deliver) {
+  const size_t loop = loops_->current();
+  if (loop >= rounds_.size()) {
+    Handoff handoff(*this);
+    return deliver(handoff);
+  }
+  Handoff& round = *rounds_[loop];
+  const bool first = round.empty();
+  const size_t found = deliver(round);
+  // The table outlives the loops' handlers: the layer that owns it is kept
+  // by the edge until its loops are stopped.
+  if (first && !round.empty()) loops_->Post(loop, [this, loop] { rounds_[loop]->Flush(); });
+  return found;
+}
+
+template <typename Channels>
+size_t ChannelTable::DeliverInRound(const Channels& channels, const LayerEventPtr& event) {
+  return InRound([&](Handoff& handoff) { return Deliver(channels, event, handoff); });
 }
 
 }  // namespace edge

@@ -45,21 +45,15 @@ void MemoryLayer::GroupDiscard(const std::string& group, const std::string& chan
 void MemoryLayer::GroupSend(const std::string& group, LayerEventPtr event, DoneCallback done) {
   absl::Status s = chat::ValidateGroupName(group);
   if (s.ok()) s = Check(*event);
-  if (s.ok()) {
-    ChannelTable::Handoff handoff(table_);
-    table_.DeliverToGroup(group, event, handoff);
-  }
+  if (s.ok()) table_.DeliverToGroupInRound(group, event);
   Call(done, s);
 }
 
 void MemoryLayer::Send(const std::string& channel, LayerEventPtr event, DoneCallback done) {
   absl::Status s = chat::ValidateChannelName(channel);
   if (s.ok()) s = Check(*event);
-  if (s.ok()) {
-    ChannelTable::Handoff handoff(table_);
-    if (table_.Deliver(std::array<std::string, 1>{channel}, event, handoff) == 0) {
-      s = absl::NotFoundError(absl::StrCat("no channel \"", channel, "\" in this process"));
-    }
+  if (s.ok() && table_.DeliverInRound(std::array<std::string, 1>{channel}, event) == 0) {
+    s = absl::NotFoundError(absl::StrCat("no channel \"", channel, "\" in this process"));
   }
   Call(done, s);
 }

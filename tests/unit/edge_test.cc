@@ -517,5 +517,29 @@ TEST(ChannelTableTest, GroupDeliveryReachesMembersOnTheirLoops) {
   EXPECT_THAT(b->seen, ElementsAre("chat.message"));
 }
 
+TEST(ChannelTableTest, ARoundOfSendsOnALoopIsHandedOffOnceBehindIt) {
+  auto loops = std::make_shared<RecordingLoops>(2);
+  MemoryLayer layer("e!", loops);
+  auto a = std::make_shared<LoopSink>(*loops, 0);
+  auto b = std::make_shared<LoopSink>(*loops, 1);
+  layer.GroupAdd("room", layer.Register(a, 0), nullptr);
+  layer.GroupAdd("room", layer.Register(b, 1), nullptr);
+  // A handler on loop 0 (a burst read from one socket) sends three messages.
+  loops->Post(0, [&] {
+    for (const char* type : {"m1", "m2", "m3"})
+      layer.GroupSend("room", LayerEvent::Make(type, {}), nullptr);
+  });
+  loops->Run(0);
+  EXPECT_EQ(loops->posts(0), 1u) << "one hand-off, behind the round";
+  EXPECT_EQ(loops->posts(1), 0u);
+  loops->Run(0);  // The hand-off: each loop's share, once.
+  EXPECT_EQ(loops->posts(0), 1u);
+  EXPECT_EQ(loops->posts(1), 1u);
+  loops->Run(0);
+  loops->Run(1);
+  EXPECT_THAT(a->seen, ElementsAre("m1", "m2", "m3"));
+  EXPECT_THAT(b->seen, ElementsAre("m1", "m2", "m3"));
+}
+
 }  // namespace
 }  // namespace edge
