@@ -24,7 +24,7 @@ out="$results/$(date -u +%Y-%m-%dT%H%M%SZ).jsonl"
 warmup=${WARMUP:-3s}
 duration=${DURATION:-10s}
 runs=${RUNS:-3}
-t2_rate=${T2_RATE:-15000}  # Messages/s: below every system's saturation here.
+t2_rate=${T2_RATE:-3000}  # Messages/s: below every system's saturation here (Django aside).
 edge_threads=${THREADS:-1 2}
 only=${SCENARIOS:-T1 T2 L1 C1}  # And, for ours, S1 and F1 unless SCALE=0.
 pids_started=()
