@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <boost/asio/ip/address.hpp>
-#include <boost/asio/post.hpp>
 #include <fstream>
 #include <optional>
 

@@ -4,8 +4,9 @@
 //
 // A channel is registered with the loop its session runs on. Deliveries go
 // through a Handoff, which groups recipients by loop and posts each loop's
-// share once: a whole stream message from groupsvc (or one in-process
-// group_send) costs one post per loop, whatever the number of recipients.
+// share once: a whole stream message from groupsvc (or, in-process, what one
+// round of a loop's handlers sends: DeliverInRound) costs one post per loop,
+// whatever the number of recipients.
 //
 //   ChannelTable table("edge-ab12!", loops);
 //   std::string c = table.Add(session, loop);

@@ -97,8 +97,7 @@ class GrpcLayer::AttachCall : public grpc::ClientBidiReactor<v1::EdgeMessage, v1
 
   // `done` is kept only when kYes.
   Queued Submit(v1::Command command, DoneCallback done, const std::shared_ptr<AttachCall>& self) {
-    const size_t loop =
-        layer_->options_.loops ? layer_->options_.loops->current() : EventLoops::kNone;
+    const size_t loop = layer_->loops_->current();
     const bool defer = loop != EventLoops::kNone;
     bool schedule = false;
     {
@@ -114,7 +113,7 @@ class GrpcLayer::AttachCall : public grpc::ClientBidiReactor<v1::EdgeMessage, v1
     if (!defer) {
       Pump();
     } else if (schedule) {
-      layer_->options_.loops->Post(loop, [weak = std::weak_ptr<AttachCall>(self)] {
+      layer_->loops_->Post(loop, [weak = std::weak_ptr<AttachCall>(self)] {
         if (auto call = weak.lock()) {
           {
             absl::MutexLock lock(&call->mu_);
@@ -230,8 +229,8 @@ class GrpcLayer::AttachCall : public grpc::ClientBidiReactor<v1::EdgeMessage, v1
 
 GrpcLayer::GrpcLayer(GrpcLayerOptions options)
     : options_(std::move(options)),
-      table_(absl::StrCat(options_.edge_id, ".", RandomPrefixTag(), "!"),
-             options_.loops ? options_.loops : std::make_shared<InlineLoops>()),
+      loops_(options_.loops ? options_.loops : std::make_shared<InlineLoops>()),
+      table_(absl::StrCat(options_.edge_id, ".", RandomPrefixTag(), "!"), loops_),
       incarnation_(RandomIncarnation()) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 5000);

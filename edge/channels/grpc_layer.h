@@ -79,6 +79,7 @@ struct GrpcLayerOptions {
   // stream message), and a command submitted on a loop starts its stream
   // write from there behind the loop's current round of handlers, so that one
   // round's commands leave in one message instead of the first alone.
+  // Unset: InlineLoops (deliveries on gRPC's threads, writes at once).
   std::shared_ptr<EventLoops> loops;
   GrpcTlsOptions tls;
 };
@@ -119,6 +120,7 @@ class GrpcLayer : public Layer {
   void Submit(groupsvc::v1::Command command, DoneCallback done, bool require_ready);
 
   const GrpcLayerOptions options_;
+  const std::shared_ptr<EventLoops> loops_;  // options_.loops, or InlineLoops.
   ChannelTable table_;
   const std::string incarnation_;
   // Kept for the channel's life (gRPC also holds a reference).

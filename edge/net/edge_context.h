@@ -4,8 +4,8 @@
 //
 // Ownership: every listener and session holds the context by shared_ptr, and
 // the context owns the layer, router and metrics; so whatever is destroyed
-// first at shutdown (the io_context destroys the handlers that keep sessions
-// alive), nothing a session points to has gone before it.
+// first at shutdown (IoPool::DestroyHandlers destroys the handlers that keep
+// sessions alive), nothing a session points to has gone before it.
 #ifndef CHAT_EDGE_NET_EDGE_CONTEXT_H_
 #define CHAT_EDGE_NET_EDGE_CONTEXT_H_
 

@@ -500,13 +500,21 @@ TEST(ChannelTableTest, OneHandoffPerLoopWhateverTheRecipients) {
   for (const auto& sink : sinks) EXPECT_THAT(sink->seen, ElementsAre("first", "second"));
 }
 
-TEST(ChannelTableTest, GroupDeliveryReachesMembersOnTheirLoops) {
-  auto loops = std::make_shared<RecordingLoops>(2);
-  MemoryLayer layer("e!", loops);
-  auto a = std::make_shared<LoopSink>(*loops, 0);
-  auto b = std::make_shared<LoopSink>(*loops, 1);
-  layer.GroupAdd("room", layer.Register(a, 0), nullptr);
-  layer.GroupAdd("room", layer.Register(b, 1), nullptr);
+// An in-process layer on two recording loops, with member a of "room" on
+// loop 0 and member b on loop 1.
+class TwoLoopRoomTest : public ::testing::Test {
+ protected:
+  TwoLoopRoomTest() {
+    layer.GroupAdd("room", layer.Register(a, 0), nullptr);
+    layer.GroupAdd("room", layer.Register(b, 1), nullptr);
+  }
+  std::shared_ptr<RecordingLoops> loops = std::make_shared<RecordingLoops>(2);
+  MemoryLayer layer{"e!", loops};
+  std::shared_ptr<LoopSink> a = std::make_shared<LoopSink>(*loops, 0);
+  std::shared_ptr<LoopSink> b = std::make_shared<LoopSink>(*loops, 1);
+};
+
+TEST_F(TwoLoopRoomTest, GroupDeliveryReachesMembersOnTheirLoops) {
   layer.GroupSend("room", LayerEvent::Make("chat.message", {}), nullptr);
   EXPECT_TRUE(a->seen.empty() && b->seen.empty()) << "delivered inline, not on the loops";
   EXPECT_EQ(loops->posts(0), 1u);
@@ -517,13 +525,7 @@ TEST(ChannelTableTest, GroupDeliveryReachesMembersOnTheirLoops) {
   EXPECT_THAT(b->seen, ElementsAre("chat.message"));
 }
 
-TEST(ChannelTableTest, ARoundOfSendsOnALoopIsHandedOffOnceBehindIt) {
-  auto loops = std::make_shared<RecordingLoops>(2);
-  MemoryLayer layer("e!", loops);
-  auto a = std::make_shared<LoopSink>(*loops, 0);
-  auto b = std::make_shared<LoopSink>(*loops, 1);
-  layer.GroupAdd("room", layer.Register(a, 0), nullptr);
-  layer.GroupAdd("room", layer.Register(b, 1), nullptr);
+TEST_F(TwoLoopRoomTest, ARoundOfSendsOnALoopIsHandedOffOnceBehindIt) {
   // A handler on loop 0 (a burst read from one socket) sends three messages.
   loops->Post(0, [&] {
     for (const char* type : {"m1", "m2", "m3"})
