@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <deque>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -56,10 +57,12 @@ std::string RandomIncarnation() {
 
 }  // namespace
 
-// One Attach stream. Writes are serialized through `queue_` with one write in
-// flight; acks resolve `awaiting_`. A hold keeps the call open while other
-// threads may still write, until the read side ends.
-class GrpcLayer::AttachCall : public grpc::ClientBidiReactor<v1::EdgeMessage, v1::ServerMessage> {
+// One Attach stream, on the async API: its operations complete on the layer's
+// completion queue, which one thread polls (Poll). Writes are serialized
+// through `queue_` with one write in flight; acks resolve `awaiting_`. The
+// call owns itself (self_) until every operation it started has completed
+// and its status is in: only then is it handed back to the layer.
+class GrpcLayer::AttachCall {
  public:
   AttachCall(GrpcLayer* layer, std::vector<std::pair<std::string, std::string>> replay)
       : layer_(layer) {
@@ -81,16 +84,13 @@ class GrpcLayer::AttachCall : public grpc::ClientBidiReactor<v1::EdgeMessage, v1
     // Waits for groupsvc to be reachable instead of failing at once, so the
     // stream starts as soon as the channel connects (see the backoff).
     context_.set_wait_for_ready(true);
-    layer_->stub_->async()->Attach(&context_, this);
-    AddHold();  // The read side's, until EndCall.
-    AddHold();  // Each write holds the call open until its OnWriteDone.
-    StartRead(&incoming_);
     {
       absl::MutexLock lock(&mu_);
-      writing_ = true;
+      writing_ = true;  // The hello goes first, once the call has started.
+      ops_ = 1;
     }
-    StartWrite(&batch_);
-    StartCall();
+    stream_ = layer_->stub_->PrepareAsyncAttach(&context_, &layer_->cq_);
+    stream_->StartCall(&start_);
   }
 
   enum class Queued { kYes, kEnded, kFull };
@@ -128,14 +128,19 @@ class GrpcLayer::AttachCall : public grpc::ClientBidiReactor<v1::EdgeMessage, v1
 
   void Cancel() { context_.TryCancel(); }
 
+  // A tag on the completion queue: which operation of which call completed.
+  struct Tag {
+    enum Kind { kStart, kRead, kWrite, kFinish };
+    AttachCall* call;
+    Kind kind;
+    void Done(bool ok) { call->OnCompleted(kind, ok); }
+  };
+
  private:
   void Pump() {
     {
       absl::MutexLock lock(&mu_);
       if (writing_ || ended_ || queue_.empty()) return;
-      // Taken while ended_ is false, so EndCall's RemoveHold cannot finish the
-      // call before this write is done.
-      AddHold();
       batch_.Clear();
       size_t bytes = 0;
       while (!queue_.empty() && bytes < layer_->options_.max_batch_bytes) {
@@ -144,25 +149,65 @@ class GrpcLayer::AttachCall : public grpc::ClientBidiReactor<v1::EdgeMessage, v1
         queue_.pop_front();
       }
       writing_ = true;
+      ++ops_;
     }
-    StartWrite(&batch_);
+    stream_->Write(batch_, &write_);
   }
 
-  void OnWriteDone(bool ok) override {
-    {
-      absl::MutexLock lock(&mu_);
-      writing_ = false;
-      if (!ok) ended_ = true;
+  // On the completion queue's thread only.
+  void OnCompleted(Tag::Kind kind, bool ok) {
+    switch (kind) {
+      case Tag::kStart:
+        if (ok) {
+          {
+            absl::MutexLock lock(&mu_);
+            ops_ += 2;
+          }
+          stream_->Read(&incoming_, &read_);
+          stream_->Write(batch_, &write_);
+        } else {
+          {
+            absl::MutexLock lock(&mu_);
+            writing_ = false;  // The hello was never written.
+          }
+          EndCall();
+        }
+        break;
+      case Tag::kRead:
+        if (ok) {
+          OnRead();
+          {
+            absl::MutexLock lock(&mu_);
+            ++ops_;
+          }
+          stream_->Read(&incoming_, &read_);
+        } else {
+          EndCall();
+        }
+        break;
+      case Tag::kWrite: {
+        bool finish = false;
+        {
+          absl::MutexLock lock(&mu_);
+          writing_ = false;
+          if (!ok) ended_ = true;
+          finish = std::exchange(finish_after_write_, false);
+        }
+        if (finish) {
+          stream_->Finish(&status_, &finish_);
+        } else if (ok) {
+          Pump();
+        }
+        break;
+      }
+      case Tag::kFinish:
+        layer_->OnCallEnded(this, status_);
+        break;
     }
-    if (ok) Pump();
-    RemoveHold();
+    OperationDone();
   }
 
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      EndCall();
-      return;
-    }
+  void OnRead() {
     if (incoming_.has_welcome()) layer_->OnWelcome();
     if (incoming_.has_draining()) {
       layer_->ready_ = false;
@@ -187,17 +232,21 @@ class GrpcLayer::AttachCall : public grpc::ClientBidiReactor<v1::EdgeMessage, v1
         layer_->table_.Deliver(d.channels(), event, handoff);
       }
     }
-    StartRead(&incoming_);
   }
 
-  // The read side is over: nothing more will be acknowledged.
+  // The read side is over: nothing more will be acknowledged. The status is
+  // asked for once no write is in flight (Finish, then, is the only operation).
   void EndCall() {
     absl::flat_hash_map<uint64_t, DoneCallback> awaiting;
+    bool finish_now = false;
     {
       absl::MutexLock lock(&mu_);
       ended_ = true;
       awaiting.swap(awaiting_);
       queue_.clear();
+      ++ops_;
+      finish_now = !writing_;
+      finish_after_write_ = writing_;
     }
     // These were sent: groupsvc may have carried them out, so they are not
     // "unavailable" (never sent) but of unknown outcome.
@@ -205,27 +254,46 @@ class GrpcLayer::AttachCall : public grpc::ClientBidiReactor<v1::EdgeMessage, v1
       done(absl::UnknownError(
           "the link to groupsvc was lost before it confirmed the command; it may have been done"));
     }
-    RemoveHold();
+    if (finish_now) stream_->Finish(&status_, &finish_);
   }
 
-  void OnDone(const grpc::Status& status) override {
-    layer_->OnCallEnded(this, status);
+  // The last operation to complete releases the call.
+  void OperationDone() {
+    {
+      absl::MutexLock lock(&mu_);
+      if (--ops_ > 0) return;
+    }
     std::shared_ptr<AttachCall> keep = std::move(self_);
   }
 
   GrpcLayer* const layer_;
   grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientAsyncReaderWriter<v1::EdgeMessage, v1::ServerMessage>> stream_;
   std::shared_ptr<AttachCall> self_;
-  v1::ServerMessage incoming_;
-  v1::EdgeMessage batch_;
+  Tag start_{this, Tag::kStart};
+  Tag read_{this, Tag::kRead};
+  Tag write_{this, Tag::kWrite};
+  Tag finish_{this, Tag::kFinish};
+  v1::ServerMessage incoming_;  // Owned by the read in flight.
+  v1::EdgeMessage batch_;       // Owned by the write in flight.
+  grpc::Status status_;         // Filled by Finish.
   absl::Mutex mu_;
+  // Operations started and not yet completed.
+  int ops_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool pump_scheduled_ ABSL_GUARDED_BY(mu_) = false;
   bool ended_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_after_write_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<v1::Command> queue_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, DoneCallback> awaiting_ ABSL_GUARDED_BY(mu_);
 };
+
+void GrpcLayer::Poll() {
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq_.Next(&tag, &ok)) static_cast<AttachCall::Tag*>(tag)->Done(ok);
+}
 
 GrpcLayer::GrpcLayer(GrpcLayerOptions options)
     : options_(std::move(options)),
@@ -273,6 +341,7 @@ void GrpcLayer::Start() {
   if (started_) return;
   started_ = true;
   next_attempt_ = absl::Now();
+  poller_ = std::thread([this] { Poll(); });
   reconnector_ = std::thread([this] { ReconnectLoop(); });
 }
 
@@ -287,10 +356,19 @@ void GrpcLayer::Stop() {
   ready_ = false;
   if (call) call->Cancel();
   if (reconnector_.joinable()) reconnector_.join();
-  // Wait (bounded) for the call's OnDone, which touches this object.
-  absl::MutexLock lock(&mu_);
-  auto gone = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return call_ == nullptr; };
-  mu_.AwaitWithTimeout(absl::Condition(&gone), absl::Seconds(5));
+  // Wait (bounded) for the call's status, which touches this object.
+  {
+    absl::MutexLock lock(&mu_);
+    auto gone = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return call_ == nullptr; };
+    mu_.AwaitWithTimeout(absl::Condition(&gone), absl::Seconds(5));
+  }
+  // Next returns every operation still pending, then false.
+  cq_.Shutdown();
+  if (poller_.joinable()) {
+    poller_.join();
+  } else {
+    Poll();  // Never started: drains the queue's shutdown.
+  }
 }
 
 void GrpcLayer::ReconnectLoop() {

@@ -31,8 +31,14 @@
 //   GrpcLayer layer({.target = "127.0.0.1:50051", .edge_id = "edge-1"});
 //   layer.Start();
 //
-// Thread-safe. Reactions run on gRPC's threads, which hand deliveries to the
-// loops; reconnects run on one small thread.
+// Thread-safe. The stream uses gRPC's async API: its reads, writes and status
+// complete on one completion queue polled by one thread of the layer's own,
+// which hands deliveries to the loops (one post per loop per stream message).
+// The callback API's reactors ran on a pool of gRPC's threads that passed the
+// polling role between each other on every event (a wake-up each, see
+// bench/README.md, "T2"); one poller passes it to no one. Writes start on the
+// thread that submits (a loop, behind its round) or after the previous write
+// completes (the poller). Reconnects run on one small thread.
 #ifndef CHAT_EDGE_CHANNELS_GRPC_LAYER_H_
 #define CHAT_EDGE_CHANNELS_GRPC_LAYER_H_
 
@@ -110,6 +116,8 @@ class GrpcLayer : public Layer {
  private:
   class AttachCall;
 
+  // The completion queue's thread: runs each completed operation.
+  void Poll();
   void ReconnectLoop();
   void OnCallEnded(AttachCall* call, const grpc::Status& status);
   void OnWelcome();
@@ -127,6 +135,7 @@ class GrpcLayer : public Layer {
   std::shared_ptr<grpc::experimental::CertificateProviderInterface> certificates_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<groupsvc::v1::ChannelLayer::Stub> stub_;
+  grpc::CompletionQueue cq_;
   std::atomic<bool> ready_{false};
   std::atomic<uint64_t> connects_{0};
 
@@ -141,6 +150,7 @@ class GrpcLayer : public Layer {
   // the failing handshakes were logged for this outage.
   absl::Time waiting_since_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   bool connect_failure_logged_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread poller_;
   std::thread reconnector_;
 };
 
