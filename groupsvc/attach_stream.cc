@@ -50,9 +50,7 @@ size_t StreamSet::size() const {
 AttachStream* AttachStream::Start(GroupRegistry* registry, StreamSet* streams,
                                   const AttachOptions& options, const chat::Clock* clock,
                                   AttachIdentity identity, grpc::CallbackServerContext* context) {
-  auto stream = std::make_shared<AttachStream>(registry, streams, options, clock,
-                                               std::move(identity), context->peer());
-  stream->self_ = stream;
+  auto stream = Make(registry, streams, options, clock, std::move(identity), context->peer());
   streams->Add(stream);
   stream->StartRead(&stream->incoming_raw_);
   return stream.get();
@@ -377,7 +375,7 @@ void AttachStream::OnDone() {
                    {{"edge", edge_id_}, {"peer", peer_}, {"lost", lost ? "true" : "false"}});
   }
   streams_->Remove(this);
-  std::shared_ptr<AttachStream> keep = std::move(self_);
+  Release();
 }
 
 }  // namespace groupsvc

@@ -25,8 +25,8 @@
 //   return AttachStream::Start(&registry, &streams, options, clock, identity, context);
 //
 // Threading: reactions run on gRPC's callback threads; the queue and the state
-// below are guarded by mu_. The object is owned by shared_ptrs (itself until
-// OnDone, the registry while attached), so a late Deliver is harmless.
+// below are guarded by mu_. The object owns itself until OnDone (SelfOwned)
+// and the registry holds it while attached, so a late Deliver is harmless.
 #ifndef CHAT_GROUPSVC_ATTACH_STREAM_H_
 #define CHAT_GROUPSVC_ATTACH_STREAM_H_
 
@@ -44,6 +44,7 @@
 #include "absl/time/time.h"
 #include "groupsvc/api_guard.h"
 #include "groupsvc/group_registry.h"
+#include "groupsvc/self_owned.h"
 #include "groupsvc/v1/layer.grpc.pb.h"
 
 namespace groupsvc {
@@ -90,7 +91,7 @@ struct AttachIdentity {
 
 class AttachStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
                      public EdgeSink,
-                     public std::enable_shared_from_this<AttachStream> {
+                     public SelfOwned<AttachStream> {
  public:
   static AttachStream* Start(GroupRegistry* registry, StreamSet* streams,
                              const AttachOptions& options, const chat::Clock* clock,
@@ -142,11 +143,10 @@ class AttachStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
   const AttachIdentity identity_;
   const std::string peer_;
 
-  std::shared_ptr<AttachStream> self_;  // Released in OnDone.
-  grpc::ByteBuffer incoming_raw_;       // Owned by the read in flight.
-  v1::EdgeMessage incoming_;            // The last message read, parsed.
-  v1::ServerMessage batch_;             // Filled under mu_ for the next write.
-  grpc::ByteBuffer batch_raw_;          // Owned by the write in flight.
+  grpc::ByteBuffer incoming_raw_;  // Owned by the read in flight.
+  v1::EdgeMessage incoming_;       // The last message read, parsed.
+  v1::ServerMessage batch_;        // Filled under mu_ for the next write.
+  grpc::ByteBuffer batch_raw_;     // Owned by the write in flight.
 
   // Set by the first message, before any command is read (edge_id_ before the
   // stream is registered); read-only after.

@@ -1,30 +1,28 @@
-// GroupRegistry: the state of the channel layer (groups, queued events, attached
-// edges), with Django Channels' semantics and no networking.
-//
-// Channels whose owner prefix (the part up to '!') belongs to an attached edge
-// are delivered through that edge's EdgeSink; every other channel keeps a
-// bounded queue here, drained by Receive. A group_send makes one Delivery per
-// edge holding members, never one per member.
+// GroupRegistry: the state of the channel layer, with Django Channels'
+// semantics and no networking: a small facade over its parts, each in
+// groupsvc/registry/ and each with its own lock:
+//   EdgeDirectory    the attached edges and the channel prefix each owns;
+//   GroupTable       memberships (one expiry walker: Sweep);
+//   Mailboxes        the queues of channels no edge owns, and waiting receivers;
+//   UnsettledGroups  the groups that may have members the registry cannot see.
+// The facade decides where an event goes: to a channel whose owner prefix
+// belongs to an attached edge through that edge's EdgeSink (a group_send makes
+// one Delivery per edge holding members, never one per member), to a mailbox
+// otherwise.
 //
 //   GroupRegistry registry(RegistryOptions{}, &clock);
 //   registry.GroupAdd("chat_lobby", "edge-1!c1");
 //   absl::StatusOr<SendReport> r = registry.GroupSend("chat_lobby", event);
 //
-// Edge ids: while a stream of an edge id is attached, only a stream with the
-// same Hello.incarnation (the same process reconnecting) may replace it; any
-// other is refused, so two processes given one id cannot evict each other.
-//
 // Unsettled group_sends: a group_send is reported `unsettled` when the group
-// may have members the registry cannot see: during `warmup` after it starts
-// (edges are re-attaching and replaying), and for `unsettled_window` after an
-// edge's stream was lost (not closed by the edge, not drained), in each group
-// that edge had members in, until that edge id re-attaches and its first
-// message (the replay) is applied (ReplayApplied).
+// may have members the registry cannot see: during `warmup` after it starts,
+// and for `unsettled_window` after an edge's stream was lost (not closed by
+// the edge, not drained), in each group that edge had members in, until that
+// edge id re-attaches and its first message (the replay) is applied
+// (ReplayApplied).
 //
-// Thread-safe. Groups and channel queues are sharded by name, each shard under
-// its own mutex, so a group_send to a huge room holds one shard for as long as
-// it takes to copy the member names, and never calls out while holding a lock.
-// Lock order: edges_mu_, then a shard's mu, then unsettled_mu_ (a leaf).
+// Thread-safe; never calls out (to a sink or receiver) while holding a lock.
+// Lock order: the edge directory, then a group shard, then the unsettled set.
 #ifndef CHAT_GROUPSVC_GROUP_REGISTRY_H_
 #define CHAT_GROUPSVC_GROUP_REGISTRY_H_
 
@@ -48,30 +46,13 @@
 #include "absl/time/time.h"
 #include "groupsvc/event.h"
 #include "groupsvc/queue_quota.h"
+#include "groupsvc/registry/edge_directory.h"
+#include "groupsvc/registry/group_table.h"
+#include "groupsvc/registry/mailboxes.h"
+#include "groupsvc/registry/unsettled_groups.h"
 #include "shared/clock.h"
 
 namespace groupsvc {
-
-// The attach stream of one edge, as the registry sees it.
-class EdgeSink {
- public:
-  virtual ~EdgeSink() = default;
-  // Queues one event for `channels`, all owned by this edge. False when the
-  // stream's outbound queue is full or closed: the copies are lost.
-  virtual bool Deliver(const EventPtr& event, std::vector<std::string> channels,
-                       absl::string_view group) = 0;
-  // A newer stream of the same edge process (same edge id and incarnation)
-  // took over; this one should end.
-  virtual void Replaced() = 0;
-};
-
-// Waits for the next event of one channel (a pending Receive).
-class Receiver {
- public:
-  virtual ~Receiver() = default;
-  // Called at most once, without registry locks held.
-  virtual void OnEvent(EventPtr event) = 0;
-};
 
 struct RegistryOptions {
   // Undelivered events one queued channel holds.
@@ -96,18 +77,6 @@ struct RegistryOptions {
   size_t max_lost_edges = 256;
 };
 
-// What an edge's hello says, and where it came from.
-struct AttachRequest {
-  std::string edge_id;
-  std::string channel_prefix;
-  // Random bytes chosen once per edge process; never shown by any RPC or log.
-  std::string incarnation;
-  // The peer address, for messages and logs only ("" if unknown).
-  std::string peer;
-};
-inline constexpr size_t kMinIncarnationBytes = 16;
-inline constexpr size_t kMaxIncarnationBytes = 256;
-
 // How an edge's stream ended, which decides whether its groups are unsettled.
 enum class DetachReason {
   // The edge closed its side, or groupsvc drained it: its members left on purpose.
@@ -124,26 +93,9 @@ struct SendReport {
   bool unsettled = false;
 };
 
-struct MemberInfo {
-  std::string channel;
-  std::string edge_id;  // Empty when no attached edge owns the channel.
-  absl::Time joined;
-  absl::Time renewed;
-};
-
 struct GroupInfo {
   std::string name;
   std::vector<MemberInfo> members;  // Sorted by channel name.
-};
-
-struct GroupSummary {
-  std::string name;
-  size_t size = 0;
-};
-
-struct GroupPage {
-  std::vector<GroupSummary> groups;
-  std::string next_page_token;
 };
 
 struct StatsSnapshot {
@@ -159,11 +111,6 @@ struct StatsSnapshot {
   // Lost edges whose groups are unsettled (expired ones may linger until Sweep).
   uint64_t lost_edges = 0;
   std::array<uint64_t, kDropReasonCount> drops{};
-};
-
-struct Attachment {
-  uint64_t generation = 0;
-  bool replaced_previous = false;
 };
 
 class GroupRegistry {
@@ -224,102 +171,27 @@ class GroupRegistry {
   const RegistryOptions& options() const { return options_; }
 
  private:
-  struct Membership {
-    absl::Time joined;
-    absl::Time renewed;
-  };
-  // Members keyed by owner prefix ("" for names without '!') and then by
-  // channel, so that a group_send makes one delivery per owner.
-  using Bucket = absl::flat_hash_map<std::string, Membership>;
-  struct Group {
-    absl::flat_hash_map<std::string, Bucket> by_owner;
-    size_t size = 0;
-  };
-  struct QueuedEvent {
-    EventPtr event;
-    absl::Time expires;
-    std::shared_ptr<QueueQuota> quota;  // Charged for this copy; may be null.
-  };
-  struct ChannelQueue {
-    std::deque<QueuedEvent> events;
-    std::deque<std::shared_ptr<Receiver>> receivers;
-  };
-  struct Shard {
-    mutable absl::Mutex mu;
-    absl::flat_hash_map<std::string, Group> groups ABSL_GUARDED_BY(mu);
-    absl::flat_hash_map<std::string, ChannelQueue> channels ABSL_GUARDED_BY(mu);
-  };
-  struct EdgeEntry {
-    std::string edge_id;
-    std::string incarnation;
-    std::string peer;
-    std::shared_ptr<EdgeSink> sink;
-    uint64_t generation = 0;
-  };
-  // The groups an edge had members in when its stream was lost.
-  struct LostEdge {
-    absl::flat_hash_set<std::string> groups;
-    absl::Time until;
-    // A replay by a stream of at least this generation settles them.
-    uint64_t settled_by = 0;
-  };
-  static constexpr size_t kShards = 16;
-
-  Shard& ShardFor(absl::string_view name) const;
   absl::Status ValidateEvent(const EventPtr& event) const;
-  std::shared_ptr<EdgeSink> FindEdge(absl::string_view prefix) const;
-  size_t CapacityFor(absl::string_view channel) const;
-  // Queues on a channel no edge owns, or hands it to a waiting receiver.
-  absl::Status Enqueue(absl::string_view channel, const EventPtr& event, absl::Time now,
-                       const std::shared_ptr<QueueQuota>& quota);
-  // Accounts for a copy that leaves a queue (not the queue itself).
-  void Unqueued(const QueuedEvent& q);
-  void DropExpired(ChannelQueue& queue, absl::Time now);
-  bool Lapsed(const Membership& m, absl::Time now) const {
-    return m.renewed + options_.group_expiry <= now;
+  // Removes the memberships of `prefix`'s channels; when `lost`, adds their
+  // groups to the loss already marked for `edge_id` (UnsettledGroups::MarkLost
+  // comes first, while the members are still visible).
+  void ForgetOwner(absl::string_view edge_id, absl::string_view prefix, bool lost);
+  void CountUnsettled(bool unsettled) {
+    if (unsettled) unsettled_group_sends_.fetch_add(1, std::memory_order_relaxed);
   }
-  // Removes the memberships of `prefix`'s channels; adds the groups they were
-  // in to `groups` if set.
-  void RemoveOwnerMemberships(absl::string_view prefix,
-                              absl::flat_hash_set<std::string>* groups = nullptr);
-  // The groups in which `prefix`'s channels have members.
-  absl::flat_hash_set<std::string> OwnerGroups(absl::string_view prefix) const;
-  // Records (or extends) the loss of `edge_id` before its memberships go, so
-  // that a group_send that no longer sees them sees the record.
-  void MarkLost(absl::string_view edge_id, absl::flat_hash_set<std::string> groups,
-                uint64_t settled_by, absl::Time now);
-  void AddLostGroups(absl::string_view edge_id, absl::flat_hash_set<std::string> groups);
-  bool Unsettled(absl::string_view group, absl::Time now) const;
-  void SweepLostEdges(absl::Time now);
 
   const RegistryOptions options_;
   const chat::Clock* const clock_;
-  mutable std::array<Shard, kShards> shards_;
+  DropCounts drops_;
+  EdgeDirectory edges_;
+  GroupTable groups_;
+  Mailboxes mailboxes_;
+  UnsettledGroups unsettled_;
 
-  mutable absl::Mutex edges_mu_;
-  absl::flat_hash_map<std::string, EdgeEntry> edges_by_prefix_ ABSL_GUARDED_BY(edges_mu_);
-  absl::flat_hash_map<std::string, std::string> prefix_by_edge_ ABSL_GUARDED_BY(edges_mu_);
-  uint64_t next_generation_ ABSL_GUARDED_BY(edges_mu_) = 1;
-
-  const absl::Time warmup_until_;
-  // False once the warm-up has passed, so that group_sends skip its check.
-  mutable std::atomic<bool> warming_up_;
-  mutable absl::Mutex unsettled_mu_;
-  absl::flat_hash_map<std::string, LostEdge> lost_edges_ ABSL_GUARDED_BY(unsettled_mu_);
-  // Set when more than max_lost_edges are lost at once: every group is unsettled until then.
-  absl::Time all_unsettled_until_ ABSL_GUARDED_BY(unsettled_mu_) = absl::InfinitePast();
-  // lost_edges_.size(), plus one while all_unsettled_until_ is set: read
-  // without the lock, so that a group_send with nothing unsettled takes none.
-  std::atomic<size_t> unsettled_entries_{0};
-  std::atomic<uint64_t> unsettled_group_sends_{0};
-
-  std::atomic<uint64_t> queued_bytes_{0};
-  std::atomic<uint64_t> queued_events_{0};
   std::atomic<uint64_t> events_in_{0};
   std::atomic<uint64_t> events_out_{0};
   std::atomic<uint64_t> stream_deliveries_{0};
-  std::array<std::atomic<uint64_t>, kDropReasonCount> drops_{};
-  std::atomic<uint64_t> channel_counter_{0};
+  std::atomic<uint64_t> unsettled_group_sends_{0};
   const std::string process_tag_;
 };
 

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "groupsvc/event_json.h"
 #include "groupsvc/peer_identity.h"
+#include "groupsvc/self_owned.h"
 #include "groupsvc/wire.h"
 #include "shared/grpc_status.h"
 #include "shared/log.h"
@@ -35,14 +36,14 @@ google::protobuf::Timestamp ToProto(absl::Time t) {
 // the registry's CancelReceive decides, so Finish runs exactly once.
 class ReceiveCall : public grpc::ServerUnaryReactor,
                     public Receiver,
-                    public std::enable_shared_from_this<ReceiveCall> {
+                    public SelfOwned<ReceiveCall> {
  public:
   ReceiveCall(GroupRegistry* registry, TimerQueue* timers, std::string channel,
               grpc::ByteBuffer* response)
       : registry_(registry), timers_(timers), channel_(std::move(channel)), response_(response) {}
 
-  void Start(std::shared_ptr<ReceiveCall> self, absl::Time deadline) {
-    self_ = self;
+  void Start(absl::Time deadline) {
+    std::shared_ptr<ReceiveCall> self = shared_from_this();
     absl::StatusOr<EventPtr> event = registry_->Receive(channel_, self);
     if (!event.ok()) {
       Finish(ToGrpcStatus(event.status()));
@@ -85,14 +86,13 @@ class ReceiveCall : public grpc::ServerUnaryReactor,
   }
   void OnDone() override {
     timers_->Cancel(timer_);
-    std::shared_ptr<ReceiveCall> keep = std::move(self_);
+    Release();
   }
 
   GroupRegistry* const registry_;
   TimerQueue* const timers_;
   const std::string channel_;
   grpc::ByteBuffer* const response_;
-  std::shared_ptr<ReceiveCall> self_;
   std::atomic<uint64_t> timer_{0};
 };
 
@@ -129,13 +129,9 @@ grpc::ServerUnaryReactor* GroupService::Unary(
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* GroupService::Attach(
     grpc::CallbackServerContext* context) {
-  class Refused : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
-   public:
-    explicit Refused(grpc::Status status) { Finish(std::move(status)); }
-    void OnDone() override { delete this; }
-  };
+  using Refuse = Refused<grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>>;
   if (draining_) {
-    return new Refused(grpc::Status(grpc::StatusCode::UNAVAILABLE, "groupsvc is shutting down"));
+    return Refuse::Start(grpc::Status(grpc::StatusCode::UNAVAILABLE, "groupsvc is shutting down"));
   }
   AttachIdentity identity;
   if (require_client_certificate_) {
@@ -143,7 +139,7 @@ grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* GroupService::Attac
     if (!identity.dns_names.has_value()) {
       guard_->CountAttachRefused("no_certificate");
       chat::LogEvent("stream_refused", {{"peer", context->peer()}, {"reason", "no_certificate"}});
-      return new Refused(
+      return Refuse::Start(
           grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                        "Attach needs a client certificate signed by groupsvc's --tls_client_ca "
                        "(the edge's --groupsvc_tls_cert and --groupsvc_tls_key)"));
@@ -187,8 +183,8 @@ grpc::ServerUnaryReactor* GroupService::Receive(grpc::CallbackServerContext* con
   // A call deadline that comes first is gRPC's to enforce: the call is
   // cancelled (OnCancel) and the client sees DEADLINE_EXCEEDED, never an
   // empty answer racing it.
-  auto call = std::make_shared<ReceiveCall>(registry_, timers_, request.channel(), raw_response);
-  call->Start(call, absl::Now() + wait);
+  auto call = ReceiveCall::Make(registry_, timers_, request.channel(), raw_response);
+  call->Start(absl::Now() + wait);
   return call.get();
 }
 

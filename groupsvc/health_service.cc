@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <optional>
 
+#include "groupsvc/self_owned.h"
 #include "groupsvc/wire.h"
 #include "shared/grpc_status.h"
 
@@ -13,7 +14,8 @@ using grpc::health::v1::HealthCheckResponse;
 
 // One Watch call: writes the status now and after every change, one write in
 // flight, only the latest status pending.
-class HealthService::Watcher : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+class HealthService::Watcher : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
+                               public SelfOwned<HealthService::Watcher> {
  public:
   Watcher(HealthService* service, bool known) : service_(service), known_(known) {}
 
@@ -66,7 +68,10 @@ class HealthService::Watcher : public grpc::ServerWriteReactor<grpc::ByteBuffer>
     Pump();
   }
   void OnCancel() override { End(); }
-  void OnDone() override { service_->Forget(this); }
+  void OnDone() override {
+    service_->Forget(this);
+    Release();
+  }
 
   HealthService* const service_;
   const bool known_;
@@ -145,14 +150,9 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* HealthService::Watch(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw_request) {
   HealthCheckRequest request;
   if (absl::Status s = ParseWire(*raw_request, &request); !s.ok()) {
-    class Refused : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
-     public:
-      explicit Refused(grpc::Status status) { Finish(std::move(status)); }
-      void OnDone() override { delete this; }
-    };
-    return new Refused(chat::ToGrpcStatus(s));
+    return Refused<grpc::ServerWriteReactor<grpc::ByteBuffer>>::Start(chat::ToGrpcStatus(s));
   }
-  auto watcher = std::make_shared<Watcher>(this, Known(request.service()));
+  auto watcher = Watcher::Make(this, Known(request.service()));
   bool serving, shut_down;
   {
     absl::MutexLock lock(&mu_);

@@ -1,0 +1,262 @@
+// The GroupRegistry's parts, each on its own (groupsvc/registry/); the
+// registry's behaviour as a whole is in group_registry_test.cc.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "groupsvc/registry/edge_directory.h"
+#include "groupsvc/registry/group_table.h"
+#include "groupsvc/registry/mailboxes.h"
+#include "groupsvc/registry/unsettled_groups.h"
+#include "gtest/gtest.h"
+
+namespace groupsvc {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using ::testing::UnorderedElementsAre;
+
+const absl::Time kStart = absl::FromUnixSeconds(1'700'000'000);
+
+EventPtr Ev(const std::string& body = "hi") {
+  return MakeEvent("chat.message", R"({"type":"chat.message","message":")" + body + R"("})");
+}
+
+std::vector<std::string> Owners(const std::vector<OwnerMembers>& members) {
+  std::vector<std::string> owners;
+  for (const auto& m : members) owners.push_back(m.owner);
+  return owners;
+}
+
+// ---------------------------------------------------------------- GroupTable
+
+TEST(GroupTableTest, MembersComeBucketedByOwnerPrefix) {
+  GroupTable table(absl::Hours(1));
+  table.Add("room", "edge-a!1", kStart);
+  table.Add("room", "edge-a!2", kStart);
+  table.Add("room", "edge-b!1", kStart);
+  table.Add("room", "queued", kStart);
+  std::vector<OwnerMembers> members = table.Members("room", kStart);
+  EXPECT_THAT(Owners(members), UnorderedElementsAre("edge-a!", "edge-b!", ""));
+  for (const auto& m : members) {
+    if (m.owner == "edge-a!") EXPECT_THAT(m.channels, UnorderedElementsAre("edge-a!1", "edge-a!2"));
+  }
+  EXPECT_THAT(table.Members("other", kStart), IsEmpty());
+}
+
+TEST(GroupTableTest, AMembershipLapsesUnlessRenewedAndLookupsDropIt) {
+  GroupTable table(absl::Seconds(10));
+  table.Add("room", "e!old", kStart);
+  table.Add("room", "e!renewed", kStart);
+  table.Add("room", "e!renewed", kStart + absl::Seconds(8));
+  std::vector<OwnerMembers> members = table.Members("room", kStart + absl::Seconds(12));
+  ASSERT_EQ(members.size(), 1u);
+  EXPECT_THAT(members[0].channels, ElementsAre("e!renewed"));
+  EXPECT_EQ(table.Counts(), std::make_pair(uint64_t{1}, uint64_t{1}));
+}
+
+TEST(GroupTableTest, SweepIsTheWalkerThatRemovesLapsedMembersAndEmptyGroups) {
+  GroupTable table(absl::Seconds(10));
+  table.Add("a", "e!1", kStart);
+  table.Add("b", "e!2", kStart + absl::Seconds(5));
+  EXPECT_EQ(table.Counts(), std::make_pair(uint64_t{2}, uint64_t{2}));
+  table.Sweep(kStart + absl::Seconds(11));
+  EXPECT_EQ(table.Counts(), std::make_pair(uint64_t{1}, uint64_t{1}));
+  EXPECT_EQ(table.List("", 10, "", kStart + absl::Seconds(11)).groups.size(), 1u);
+}
+
+TEST(GroupTableTest, RemoveOwnerTakesOnlyThatOwnersMembersAndNamesTheirGroups) {
+  GroupTable table(absl::Hours(1));
+  table.Add("a", "gone!1", kStart);
+  table.Add("b", "gone!2", kStart);
+  table.Add("b", "stays!1", kStart);
+  EXPECT_THAT(table.OwnerGroups("gone!"), UnorderedElementsAre("a", "b"));
+  absl::flat_hash_set<std::string> groups;
+  table.RemoveOwner("gone!", &groups);
+  EXPECT_THAT(groups, UnorderedElementsAre("a", "b"));
+  EXPECT_EQ(table.Counts(), std::make_pair(uint64_t{1}, uint64_t{1}));
+  EXPECT_THAT(table.Get("b", kStart), ::testing::SizeIs(1));
+}
+
+TEST(GroupTableTest, ListPagesByNameAfterTheToken) {
+  GroupTable table(absl::Hours(1));
+  for (const char* g : {"chat_c", "chat_a", "other", "chat_b"}) table.Add(g, "e!1", kStart);
+  GroupPage first = table.List("chat_", 2, "", kStart);
+  ASSERT_EQ(first.groups.size(), 2u);
+  EXPECT_EQ(first.groups[0].name, "chat_a");
+  EXPECT_EQ(first.next_page_token, "chat_b");
+  GroupPage second = table.List("chat_", 2, first.next_page_token, kStart);
+  ASSERT_EQ(second.groups.size(), 1u);
+  EXPECT_EQ(second.groups[0].name, "chat_c");
+  EXPECT_EQ(second.next_page_token, "");
+}
+
+// ----------------------------------------------------------------- Mailboxes
+
+class Waiting : public Receiver {
+ public:
+  void OnEvent(EventPtr e) override { got.push_back(std::move(e)); }
+  std::vector<EventPtr> got;
+};
+
+TEST(MailboxesTest, AChannelHoldsItsCapacityThenRefusesWithChannelFull) {
+  DropCounts drops;
+  Mailboxes boxes(MailboxLimits{.capacity = 2, .capacity_overrides = {{"big*", 3}}}, &drops);
+  EXPECT_TRUE(boxes.Put("small", Ev(), kStart, nullptr).ok());
+  EXPECT_TRUE(boxes.Put("small", Ev(), kStart, nullptr).ok());
+  absl::Status full = boxes.Put("small", Ev(), kStart, nullptr);
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(full.message(), ::testing::HasSubstr("channel full"));
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(boxes.Put("big1", Ev(), kStart, nullptr).ok());
+  EXPECT_FALSE(boxes.Put("big1", Ev(), kStart, nullptr).ok());
+  EXPECT_EQ(boxes.queued_events(), 5u);
+}
+
+TEST(MailboxesTest, EventsComeOutInOrderAndExpiredOnesAreDroppedAndCounted) {
+  DropCounts drops;
+  Mailboxes boxes(MailboxLimits{.expiry = absl::Seconds(10)}, &drops);
+  ASSERT_TRUE(boxes.Put("c", Ev("old"), kStart, nullptr).ok());
+  ASSERT_TRUE(boxes.Put("c", Ev("new"), kStart + absl::Seconds(5), nullptr).ok());
+  absl::StatusOr<EventPtr> e = boxes.Take("c", kStart + absl::Seconds(11), nullptr);
+  ASSERT_TRUE(e.ok());
+  ASSERT_NE(*e, nullptr);
+  EXPECT_THAT((*e)->json, ::testing::HasSubstr("new"));
+  EXPECT_EQ(drops.Get(static_cast<size_t>(DropReason::kExpired)), 1u);
+  EXPECT_EQ(boxes.queued_events(), 0u);
+  EXPECT_EQ(boxes.channels(), 0u);
+}
+
+TEST(MailboxesTest, AWaitingReceiverGetsTheNextEventInsteadOfTheQueue) {
+  DropCounts drops;
+  Mailboxes boxes(MailboxLimits{}, &drops);
+  auto receiver = std::make_shared<Waiting>();
+  absl::StatusOr<EventPtr> none = boxes.Take("c", kStart, receiver);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(*none, nullptr);
+  ASSERT_TRUE(boxes.Put("c", Ev(), kStart, nullptr).ok());
+  EXPECT_EQ(receiver->got.size(), 1u);
+  EXPECT_EQ(boxes.queued_events(), 0u);
+  EXPECT_FALSE(boxes.Cancel("c", receiver.get()));  // Already served.
+}
+
+TEST(MailboxesTest, AQuotaIsChargedPerCopyAndRefundedWhenTheCopyLeaves) {
+  DropCounts drops;
+  Mailboxes boxes(MailboxLimits{}, &drops);
+  auto quota = std::make_shared<QueueQuota>("caller", Ev()->ByteSize());
+  ASSERT_TRUE(boxes.Put("c", Ev(), kStart, quota).ok());
+  EXPECT_EQ(boxes.Put("c", Ev(), kStart, quota).code(), absl::StatusCode::kResourceExhausted);
+  ASSERT_TRUE(boxes.Take("c", kStart, nullptr).ok());
+  EXPECT_EQ(quota->bytes(), 0u);
+  EXPECT_TRUE(boxes.Put("c", Ev(), kStart, quota).ok());
+}
+
+// ------------------------------------------------------------- EdgeDirectory
+
+class Sink : public EdgeSink {
+ public:
+  bool Deliver(const EventPtr&, std::vector<std::string>, absl::string_view) override {
+    return true;
+  }
+  void Replaced() override {}
+};
+
+AttachRequest Hello(const std::string& id, const std::string& incarnation) {
+  return AttachRequest{id, id + "!", "incarnation-" + incarnation + "-0123456789", "peer"};
+}
+
+TEST(EdgeDirectoryTest, TheSameProcessReplacesItsStreamAndTheStepRunsOnce) {
+  EdgeDirectory edges;
+  auto first = std::make_shared<Sink>();
+  int steps = 0;
+  auto step = [&](absl::string_view old_prefix, uint64_t generation) {
+    ++steps;
+    EXPECT_EQ(old_prefix, "e!");
+    EXPECT_EQ(generation, 2u);
+  };
+  absl::StatusOr<EdgeDirectory::Admitted> a = edges.Attach(Hello("e", "p1"), first, step);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->attachment.generation, 1u);
+  EXPECT_EQ(a->replaced, nullptr);
+  absl::StatusOr<EdgeDirectory::Admitted> b =
+      edges.Attach(Hello("e", "p1"), std::make_shared<Sink>(), step);
+  ASSERT_TRUE(b.ok());
+  EXPECT_TRUE(b->attachment.replaced_previous);
+  EXPECT_EQ(b->replaced, first);
+  EXPECT_EQ(steps, 1);
+  EXPECT_EQ(edges.size(), 1u);
+}
+
+TEST(EdgeDirectoryTest, AnotherProcessWithTheSameIdOrPrefixIsRefused) {
+  EdgeDirectory edges;
+  auto none = [](absl::string_view, uint64_t) { FAIL() << "nothing is replaced"; };
+  ASSERT_TRUE(edges.Attach(Hello("e", "p1"), std::make_shared<Sink>(), none).ok());
+  EXPECT_EQ(edges.Attach(Hello("e", "p2"), std::make_shared<Sink>(), none).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  AttachRequest thief = Hello("f", "p3");
+  thief.channel_prefix = "e!";
+  EXPECT_EQ(edges.Attach(thief, std::make_shared<Sink>(), none).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  AttachRequest short_incarnation = Hello("g", "p4");
+  short_incarnation.incarnation = "short";
+  EXPECT_EQ(edges.Attach(short_incarnation, std::make_shared<Sink>(), none).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(EdgeDirectoryTest, OnlyTheCurrentGenerationIsRemovedAndOwnersAreNamed) {
+  EdgeDirectory edges;
+  auto step = [](absl::string_view, uint64_t) {};
+  ASSERT_TRUE(edges.Attach(Hello("e", "p1"), std::make_shared<Sink>(), step).ok());
+  ASSERT_TRUE(edges.Attach(Hello("e", "p1"), std::make_shared<Sink>(), step).ok());
+  EXPECT_FALSE(edges.CurrentPrefix("e", 1).has_value());
+  EXPECT_FALSE(edges.Remove("e", 1));
+  EXPECT_EQ(edges.CurrentPrefix("e", 2), "e!");
+  std::vector<MemberInfo> members{{"e!1", "e!", kStart, kStart}, {"q", "", kStart, kStart}};
+  edges.NameOwners(members);
+  EXPECT_EQ(members[0].edge_id, "e");
+  EXPECT_EQ(members[1].edge_id, "");
+  EXPECT_TRUE(edges.Remove("e", 2));
+  EXPECT_EQ(edges.Find("e!"), nullptr);
+}
+
+// ----------------------------------------------------------- UnsettledGroups
+
+TEST(UnsettledGroupsTest, EveryGroupIsUnsettledDuringTheWarmUpOnly) {
+  UnsettledGroups unsettled(UnsettledOptions{.warmup = absl::Seconds(3)}, kStart);
+  EXPECT_TRUE(unsettled.Unsettled("any", kStart + absl::Seconds(2)));
+  EXPECT_FALSE(unsettled.Unsettled("any", kStart + absl::Seconds(3)));
+}
+
+TEST(UnsettledGroupsTest, ALostEdgesGroupsStayUnsettledUntilItsReplayOrTheWindowEnds) {
+  UnsettledGroups unsettled(
+      UnsettledOptions{.warmup = absl::ZeroDuration(), .window = absl::Seconds(5)}, kStart);
+  unsettled.MarkLost("e", {"a"}, /*settled_by=*/2, kStart);
+  unsettled.AddLostGroups("e", {"b"});
+  EXPECT_TRUE(unsettled.Unsettled("a", kStart));
+  EXPECT_TRUE(unsettled.Unsettled("b", kStart));
+  EXPECT_FALSE(unsettled.Unsettled("c", kStart));
+  unsettled.ReplayApplied("e", 1);  // An older stream's replay settles nothing.
+  EXPECT_TRUE(unsettled.Unsettled("a", kStart));
+  unsettled.ReplayApplied("e", 2);
+  EXPECT_FALSE(unsettled.Unsettled("a", kStart));
+  unsettled.MarkLost("f", {"a"}, 1, kStart);
+  EXPECT_FALSE(unsettled.Unsettled("a", kStart + absl::Seconds(5)));
+  unsettled.Sweep(kStart + absl::Seconds(5));
+  EXPECT_EQ(unsettled.lost_edges(), 0u);
+}
+
+TEST(UnsettledGroupsTest, PastTheTrackingBoundEveryGroupIsUnsettledForTheWindow) {
+  UnsettledGroups unsettled(
+      UnsettledOptions{
+          .warmup = absl::ZeroDuration(), .window = absl::Seconds(5), .max_lost_edges = 1},
+      kStart);
+  unsettled.MarkLost("e", {"a"}, 1, kStart);
+  unsettled.MarkLost("f", {"b"}, 1, kStart);
+  EXPECT_TRUE(unsettled.Unsettled("elsewhere", kStart + absl::Seconds(1)));
+  unsettled.Sweep(kStart + absl::Seconds(6));
+  EXPECT_FALSE(unsettled.Unsettled("elsewhere", kStart + absl::Seconds(6)));
+}
+
+}  // namespace
+}  // namespace groupsvc
