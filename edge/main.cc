@@ -20,7 +20,9 @@ ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9091",
           "address HOST:PORT of /metrics (and /healthz), apart from the public port; port 0 picks "
           "one; empty: no metrics");
 ABSL_FLAG(std::string, groupsvc, "",
-          "groupsvc's gRPC address HOST:PORT; empty: the in-process layer (a single edge)");
+          "groupsvc's gRPC address HOST:PORT, or its shards' HOST:PORT,HOST:PORT,... in shard "
+          "order (the same list as groupsvc's --shards); empty: the in-process layer (a single "
+          "edge)");
 ABSL_FLAG(std::string, groupsvc_tls_ca, "",
           "PEM CA bundle that signs groupsvc's certificate: the link to groupsvc speaks TLS; "
           "empty: plaintext");

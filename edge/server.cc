@@ -10,6 +10,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "edge/channels/grpc_layer.h"
 #include "edge/channels/memory_layer.h"
@@ -154,11 +155,11 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(EdgeServerOptions 
   if (s->options_.groupsvc.empty()) {
     context.layer = std::make_shared<MemoryLayer>(absl::StrCat(s->options_.edge_id, "!"), s->pool_);
   } else {
-    auto grpc_layer =
-        std::make_shared<GrpcLayer>(GrpcLayerOptions{.target = s->options_.groupsvc,
-                                                     .edge_id = s->options_.edge_id,
-                                                     .loops = s->pool_,
-                                                     .tls = s->options_.groupsvc_tls});
+    auto grpc_layer = std::make_shared<GrpcLayer>(
+        GrpcLayerOptions{.targets = absl::StrSplit(s->options_.groupsvc, ',', absl::SkipEmpty()),
+                         .edge_id = s->options_.edge_id,
+                         .loops = s->pool_,
+                         .tls = s->options_.groupsvc_tls});
     const GrpcTlsOptions& tls = s->options_.groupsvc_tls;
     if (tls.ca_file.empty()) {
       chat::LogEvent("security_warning",
@@ -193,6 +194,15 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(EdgeServerOptions 
         auto l = layer.lock();
         return l == nullptr ? size_t{0} : l->local_groups();
       });
+  if (auto grpc_layer = std::dynamic_pointer_cast<GrpcLayer>(context.layer)) {
+    context.metrics->SetShardStates([weak = std::weak_ptr<GrpcLayer>(grpc_layer)] {
+      std::vector<std::pair<std::string, bool>> states;
+      if (auto l = weak.lock()) {
+        for (const LinkState& link : l->links()) states.emplace_back(link.target, link.up);
+      }
+      return states;
+    });
+  }
   context.admission = std::make_shared<Admission>(
       Admission::Limits{.max_connections = ConnectionsThatFit(s->options_.max_connections),
                         .max_per_address = s->options_.max_connections_per_ip});

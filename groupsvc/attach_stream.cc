@@ -120,7 +120,7 @@ void AttachStream::OnReadDone(bool ok) {
   deferred_pumps = &pumps;
   for (const v1::Command& command : incoming_.commands()) {
     Outgoing item;
-    item.ack = ApplyCommand(*registry_, command, quota_);
+    item.ack = ApplyCommand(*registry_, command, quota_, options_.shards);
     item.bytes = item.ack->ByteSizeLong();
     PushControl(std::move(item));
   }
@@ -185,6 +185,10 @@ void AttachStream::HandleHello(const v1::Hello& hello) {
   item.welcome->set_edge_id(edge_id_);
   item.welcome->set_max_event_bytes(registry_->options().max_event_bytes);
   item.welcome->set_replaced_previous(attachment->replaced_previous);
+  if (options_.shards != nullptr) {
+    item.welcome->set_shard_index(options_.shards->self());
+    item.welcome->set_shard_count(options_.shards->count());
+  }
   PushControl(std::move(item));
 }
 

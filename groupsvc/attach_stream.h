@@ -45,6 +45,7 @@
 #include "groupsvc/api_guard.h"
 #include "groupsvc/group_registry.h"
 #include "groupsvc/self_owned.h"
+#include "groupsvc/shard_map.h"
 #include "groupsvc/v1/layer.grpc.pb.h"
 
 namespace groupsvc {
@@ -78,6 +79,9 @@ struct AttachOptions {
   size_t max_queue_bytes = 32 << 20;
   // Bytes of events put into one ServerMessage.
   size_t max_batch_bytes = 1 << 20;
+  // This groupsvc's place among the shards: commands for names placed on
+  // another are refused. Null: one shard. Must outlive the streams.
+  const ShardMap* shards = nullptr;
 };
 
 // Who is at the other end of a stream, as far as its TLS connection says.

@@ -4,6 +4,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "shared/names.h"
 
 namespace groupsvc {
 namespace {
@@ -18,11 +19,38 @@ v1::Ack AckFor(uint64_t request_id, const absl::Status& status) {
   return ack;
 }
 
+absl::Status Check(const ShardMap& shards, const std::string& name, bool group) {
+  // An invalid name is the registry's to refuse, with the rule it breaks.
+  if (group) {
+    return chat::ValidateGroupName(name).ok() ? shards.CheckGroup(name) : absl::OkStatus();
+  }
+  return chat::ValidateChannelName(name).ok() ? shards.CheckChannel(name) : absl::OkStatus();
+}
+
+// FAILED_PRECONDITION for a valid name placed on another shard.
+absl::Status Misplaced(const ShardMap* shards, const v1::Command& command) {
+  if (shards == nullptr || !shards->sharded()) return absl::OkStatus();
+  switch (command.op_case()) {
+    case v1::Command::kGroupAdd:
+      return Check(*shards, command.group_add().group(), /*group=*/true);
+    case v1::Command::kGroupDiscard:
+      return Check(*shards, command.group_discard().group(), true);
+    case v1::Command::kGroupSend:
+      return Check(*shards, command.group_send().group(), true);
+    case v1::Command::kSend:
+      return Check(*shards, command.send().channel(), false);
+    case v1::Command::OP_NOT_SET:
+      break;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 v1::Ack ApplyCommand(GroupRegistry& registry, const v1::Command& command,
-                     const std::shared_ptr<QueueQuota>& quota) {
+                     const std::shared_ptr<QueueQuota>& quota, const ShardMap* shards) {
   const uint64_t id = command.request_id();
+  if (absl::Status s = Misplaced(shards, command); !s.ok()) return AckFor(id, s);
   switch (command.op_case()) {
     case v1::Command::kGroupAdd:
       return AckFor(id,

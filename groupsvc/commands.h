@@ -16,15 +16,19 @@
 #include <memory>
 
 #include "groupsvc/group_registry.h"
+#include "groupsvc/shard_map.h"
 #include "groupsvc/v1/layer.pb.h"
 
 namespace groupsvc {
 
 // Never fails: a refused command is an Ack with a non-zero code and the
 // reason in its message. The Ack carries the command's request_id. `quota`,
-// if set, is the sending edge's (see GroupRegistry::Send).
+// if set, is the sending edge's (see GroupRegistry::Send). With `shards`, a
+// command for a group or channel placed on another shard is refused with
+// FAILED_PRECONDITION (the edge's shard list differs from groupsvc's).
 v1::Ack ApplyCommand(GroupRegistry& registry, const v1::Command& command,
-                     const std::shared_ptr<QueueQuota>& quota = nullptr);
+                     const std::shared_ptr<QueueQuota>& quota = nullptr,
+                     const ShardMap* shards = nullptr);
 
 }  // namespace groupsvc
 

@@ -15,6 +15,7 @@
 #include "groupsvc/wire.h"
 #include "shared/grpc_status.h"
 #include "shared/log.h"
+#include "shared/names.h"
 
 namespace groupsvc {
 namespace {
@@ -96,17 +97,72 @@ class ReceiveCall : public grpc::ServerUnaryReactor,
   std::atomic<uint64_t> timer_{0};
 };
 
+size_t PageSize(const v1::ListGroupsRequest& request) {
+  return request.page_size() == 0 ? 100 : std::min<size_t>(request.page_size(), 1000);
+}
+
+// Each shard's page holds its first page_size groups after the token: the
+// merged page is the first page_size of their union. An `other` without groups
+// adds nothing and orders and cuts what is there (idempotent: what a cut drops
+// ranks lower still in the union); Everywhere ends with one.
+void MergeGroupPages(const v1::ListGroupsRequest& request, const v1::ListGroupsResponse& other,
+                     v1::ListGroupsResponse* into) {
+  for (const v1::GroupSummary& g : other.groups()) *into->add_groups() = g;
+  if (other.groups_size() > 0) return;
+  auto* groups = into->mutable_groups();
+  std::sort(
+      groups->begin(), groups->end(),
+      [](const v1::GroupSummary& a, const v1::GroupSummary& b) { return a.name() < b.name(); });
+  const size_t page_size = PageSize(request);
+  into->clear_next_page_token();
+  if (static_cast<size_t>(groups->size()) > page_size) {
+    groups->DeleteSubrange(page_size, groups->size() - page_size);
+    into->set_next_page_token(groups->rbegin()->name());
+  }
+}
+
+void MergeStats(const v1::StatsRequest&, const v1::StatsResponse& other, v1::StatsResponse* into) {
+  into->set_groups(into->groups() + other.groups());
+  into->set_memberships(into->memberships() + other.memberships());
+  into->set_channels(into->channels() + other.channels());
+  into->set_queued_events(into->queued_events() + other.queued_events());
+  into->set_attached_edges(std::max(into->attached_edges(), other.attached_edges()));
+  into->set_events_in(into->events_in() + other.events_in());
+  into->set_events_out(into->events_out() + other.events_out());
+  into->set_stream_deliveries(into->stream_deliveries() + other.stream_deliveries());
+  for (const auto& [reason, n] : other.drops()) (*into->mutable_drops())[reason] += n;
+}
+
 }  // namespace
 
 GroupService::GroupService(GroupRegistry* registry, TimerQueue* timers,
                            AttachOptions attach_options, const chat::Clock* clock, ApiGuard* guard,
-                           bool require_client_certificate)
+                           bool require_client_certificate, Forwarder* forwarder)
     : registry_(registry),
       timers_(timers),
       attach_options_(attach_options),
       clock_(clock),
       guard_(guard),
-      require_client_certificate_(require_client_certificate) {}
+      require_client_certificate_(require_client_certificate),
+      forwarder_(forwarder) {}
+
+absl::StatusOr<std::optional<uint32_t>> GroupService::Elsewhere(
+    grpc::CallbackServerContext* context, Placed by, absl::string_view name) const {
+  const ShardMap* shards = attach_options_.shards;
+  if (forwarder_ == nullptr || shards == nullptr || by == Placed::kHere) return std::nullopt;
+  // An invalid name is refused here, with the rule it breaks.
+  if (by == Placed::kByGroup ? !chat::ValidateGroupName(name).ok()
+                             : !chat::ValidateChannelName(name).ok()) {
+    return std::nullopt;
+  }
+  const uint32_t owner =
+      by == Placed::kByGroup ? shards->GroupOwner(name) : shards->ChannelOwner(name);
+  if (owner == shards->self()) return std::nullopt;
+  if (Forwarder::IsForwarded(*context)) {
+    return by == Placed::kByGroup ? shards->CheckGroup(name) : shards->CheckChannel(name);
+  }
+  return owner;
+}
 
 void GroupService::Drain(absl::Duration grace) {
   draining_ = true;
@@ -116,15 +172,61 @@ void GroupService::Drain(absl::Duration grace) {
 template <class Request, class Response>
 grpc::ServerUnaryReactor* GroupService::Unary(
     grpc::CallbackServerContext* context, Scope scope, const Raw* request, Raw* response,
-    absl::Status (GroupService::*handler)(const Caller&, const Request&, Response*)) {
+    absl::Status (GroupService::*handler)(const Caller&, const Request&, Response*),
+    const char* method, Placement<Request> placement) {
   absl::StatusOr<Caller> caller = guard_->Authorize(*context, scope);
   if (!caller.ok()) return Done(context, caller.status());
   Request typed_request;
   if (absl::Status s = ParseWire(*request, &typed_request); !s.ok()) return Done(context, s);
+  if (placement.key != nullptr) {
+    absl::StatusOr<std::optional<uint32_t>> owner =
+        Elsewhere(context, placement.by, (typed_request.*placement.key)());
+    if (!owner.ok()) return Done(context, owner.status());
+    if (owner->has_value()) return forwarder_->Forward(**owner, method, context, request, response);
+  }
   Response typed_response;
   absl::Status status = (this->*handler)(*caller, typed_request, &typed_response);
   if (status.ok()) status = SerializeWire(typed_response, response);
   return Done(context, status);
+}
+
+template <class Request, class Response>
+grpc::ServerUnaryReactor* GroupService::Everywhere(
+    grpc::CallbackServerContext* context, Scope scope, const char* method, const Raw* request,
+    Raw* response, absl::Status (GroupService::*handler)(const Caller&, const Request&, Response*),
+    void (*merge)(const Request&, const Response& other, Response* into)) {
+  if (forwarder_ == nullptr || Forwarder::IsForwarded(*context)) {
+    return Unary(context, scope, request, response, handler);
+  }
+  absl::StatusOr<Caller> caller = guard_->Authorize(*context, scope);
+  if (!caller.ok()) return Done(context, caller.status());
+  auto typed_request = std::make_shared<Request>();
+  if (absl::Status s = ParseWire(*request, typed_request.get()); !s.ok()) return Done(context, s);
+  auto mine = std::make_shared<Response>();
+  if (absl::Status s = (this->*handler)(*caller, *typed_request, mine.get()); !s.ok()) {
+    return Done(context, s);
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  forwarder_->AskOthers(
+      method, context, *request,
+      [reactor, response, typed_request, mine, merge](Forwarder::Answers answers) {
+        if (!answers.ok()) {
+          reactor->Finish(ToGrpcStatus(answers.status()));
+          return;
+        }
+        for (const grpc::ByteBuffer& raw : *answers) {
+          if (raw.Length() == 0) continue;  // This shard's slot.
+          Response other;
+          if (absl::Status s = ParseWire(raw, &other); !s.ok()) {
+            reactor->Finish(ToGrpcStatus(s));
+            return;
+          }
+          merge(*typed_request, other, mine.get());
+        }
+        merge(*typed_request, Response(), mine.get());  // The final pass: order and page.
+        reactor->Finish(ToGrpcStatus(SerializeWire(*mine, response)));
+      });
+  return reactor;
 }
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* GroupService::Attach(
@@ -152,7 +254,9 @@ grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* GroupService::Attac
 
 grpc::ServerUnaryReactor* GroupService::Send(grpc::CallbackServerContext* context,
                                              const Raw* request, Raw* response) {
-  return Unary(context, kScopeSend, request, response, &GroupService::DoSend);
+  return Unary(context, kScopeSend, request, response, &GroupService::DoSend,
+               "/groupsvc.v1.ChannelLayer/Send",
+               Placement<v1::SendRequest>{Placed::kByChannel, &v1::SendRequest::channel});
 }
 
 grpc::ServerUnaryReactor* GroupService::Receive(grpc::CallbackServerContext* context,
@@ -162,6 +266,13 @@ grpc::ServerUnaryReactor* GroupService::Receive(grpc::CallbackServerContext* con
   }
   v1::ReceiveRequest request;
   if (absl::Status s = ParseWire(*raw_request, &request); !s.ok()) return Done(context, s);
+  absl::StatusOr<std::optional<uint32_t>> owner =
+      Elsewhere(context, Placed::kByChannel, request.channel());
+  if (!owner.ok()) return Done(context, owner.status());
+  if (owner->has_value()) {
+    return forwarder_->Forward(**owner, "/groupsvc.v1.ChannelLayer/Receive", context, raw_request,
+                               raw_response);
+  }
   absl::Duration wait =
       absl::Seconds(request.timeout().seconds()) + absl::Nanoseconds(request.timeout().nanos());
   if (wait < absl::ZeroDuration() || wait > kMaxReceiveWait) {
@@ -195,37 +306,51 @@ grpc::ServerUnaryReactor* GroupService::NewChannel(grpc::CallbackServerContext* 
 
 grpc::ServerUnaryReactor* GroupService::GroupAdd(grpc::CallbackServerContext* context,
                                                  const Raw* request, Raw* response) {
-  return Unary(context, kScopeAdmin, request, response, &GroupService::DoGroupAdd);
+  return Unary(context, kScopeAdmin, request, response, &GroupService::DoGroupAdd,
+               "/groupsvc.v1.ChannelLayer/GroupAdd",
+               Placement<v1::GroupAddRequest>{Placed::kByGroup, &v1::GroupAddRequest::group});
 }
 
 grpc::ServerUnaryReactor* GroupService::GroupDiscard(grpc::CallbackServerContext* context,
                                                      const Raw* request, Raw* response) {
-  return Unary(context, kScopeAdmin, request, response, &GroupService::DoGroupDiscard);
+  return Unary(
+      context, kScopeAdmin, request, response, &GroupService::DoGroupDiscard,
+      "/groupsvc.v1.ChannelLayer/GroupDiscard",
+      Placement<v1::GroupDiscardRequest>{Placed::kByGroup, &v1::GroupDiscardRequest::group});
 }
 
 grpc::ServerUnaryReactor* GroupService::GroupSend(grpc::CallbackServerContext* context,
                                                   const Raw* request, Raw* response) {
-  return Unary(context, kScopeSend, request, response, &GroupService::DoGroupSend);
+  return Unary(context, kScopeSend, request, response, &GroupService::DoGroupSend,
+               "/groupsvc.v1.ChannelLayer/GroupSend",
+               Placement<v1::GroupSendRequest>{Placed::kByGroup, &v1::GroupSendRequest::group});
 }
 
 grpc::ServerUnaryReactor* GroupService::Flush(grpc::CallbackServerContext* context,
                                               const Raw* request, Raw* response) {
-  return Unary(context, kScopeAdmin, request, response, &GroupService::DoFlush);
+  return Everywhere(
+      context, kScopeAdmin, "/groupsvc.v1.ChannelLayer/Flush", request, response,
+      &GroupService::DoFlush,
+      +[](const v1::FlushRequest&, const v1::FlushResponse&, v1::FlushResponse*) {});
 }
 
 grpc::ServerUnaryReactor* GroupService::ListGroups(grpc::CallbackServerContext* context,
                                                    const Raw* request, Raw* response) {
-  return Unary(context, kScopeRead, request, response, &GroupService::DoListGroups);
+  return Everywhere(context, kScopeRead, "/groupsvc.v1.ChannelLayer/ListGroups", request, response,
+                    &GroupService::DoListGroups, &MergeGroupPages);
 }
 
 grpc::ServerUnaryReactor* GroupService::GetGroup(grpc::CallbackServerContext* context,
                                                  const Raw* request, Raw* response) {
-  return Unary(context, kScopeRead, request, response, &GroupService::DoGetGroup);
+  return Unary(context, kScopeRead, request, response, &GroupService::DoGetGroup,
+               "/groupsvc.v1.ChannelLayer/GetGroup",
+               Placement<v1::GetGroupRequest>{Placed::kByGroup, &v1::GetGroupRequest::name});
 }
 
 grpc::ServerUnaryReactor* GroupService::Stats(grpc::CallbackServerContext* context,
                                               const Raw* request, Raw* response) {
-  return Unary(context, kScopeRead, request, response, &GroupService::DoStats);
+  return Everywhere(context, kScopeRead, "/groupsvc.v1.ChannelLayer/Stats", request, response,
+                    &GroupService::DoStats, &MergeStats);
 }
 
 // ------------------------------------------------------------ Typed handlers
@@ -277,8 +402,8 @@ absl::Status GroupService::DoFlush(const Caller& caller, const v1::FlushRequest&
 
 absl::Status GroupService::DoListGroups(const Caller& caller, const v1::ListGroupsRequest& request,
                                         v1::ListGroupsResponse* response) {
-  size_t page_size = request.page_size() == 0 ? 100 : std::min<size_t>(request.page_size(), 1000);
-  GroupPage page = registry_->ListGroups(request.name_prefix(), page_size, request.page_token());
+  GroupPage page =
+      registry_->ListGroups(request.name_prefix(), PageSize(request), request.page_token());
   for (const GroupSummary& g : page.groups) {
     v1::GroupSummary* out = response->add_groups();
     out->set_name(g.name);

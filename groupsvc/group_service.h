@@ -19,14 +19,21 @@
 // handlers would answer UNIMPLEMENTED. Reflection still describes the typed
 // methods (it reads layer.proto's descriptors, not the handlers).
 //
+// Sharded (ShardMap): a call for a group or channel placed on another shard
+// is forwarded to its owner, and ListGroups, Stats and Flush cover every shard
+// (Forwarder); Attach-stream commands for another shard's groups are refused
+// (FAILED_PRECONDITION: the edge's shard list differs).
+//
 // Thread-safe; no reaction blocks.
 #ifndef CHAT_GROUPSVC_GROUP_SERVICE_H_
 #define CHAT_GROUPSVC_GROUP_SERVICE_H_
 
 #include <atomic>
+#include <optional>
 
 #include "groupsvc/api_guard.h"
 #include "groupsvc/attach_stream.h"
+#include "groupsvc/forwarder.h"
 #include "groupsvc/group_registry.h"
 #include "groupsvc/timer_queue.h"
 #include "groupsvc/v1/layer.grpc.pb.h"
@@ -45,9 +52,10 @@ using RawChannelLayer = C::WithRawCallbackMethod_Attach<C::WithRawCallbackMethod
 
 class GroupService final : public internal::RawChannelLayer {
  public:
-  // `guard` must outlive the service.
+  // `guard` and `forwarder` (null when unsharded) must outlive the service.
   GroupService(GroupRegistry* registry, TimerQueue* timers, AttachOptions attach_options,
-               const chat::Clock* clock, ApiGuard* guard, bool require_client_certificate);
+               const chat::Clock* clock, ApiGuard* guard, bool require_client_certificate,
+               Forwarder* forwarder = nullptr);
 
   // Refuses new Attach streams (UNAVAILABLE) and tells attached edges to go.
   void Drain(absl::Duration grace);
@@ -101,13 +109,36 @@ class GroupService final : public internal::RawChannelLayer {
   absl::Status DoStats(const Caller& caller, const v1::StatsRequest& request,
                        v1::StatsResponse* response);
 
-  // Authorizes the caller for `scope`, parses the request, runs `handler`,
-  // serializes its response, finishes.
+  // Which shard answers a call: this one, or the owner of a group's or a
+  // channel's name (the request's `key`).
+  enum class Placed { kHere, kByGroup, kByChannel };
+  template <class Request>
+  struct Placement {
+    Placed by = Placed::kHere;
+    const std::string& (Request::*key)() const = nullptr;
+  };
+
+  // Authorizes the caller for `scope`, parses the request, forwards it to the
+  // shard that owns it (`method`, `placement`) or runs `handler`, serializes
+  // its response, finishes.
   template <class Request, class Response>
   grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context, Scope scope,
                                   const Raw* request, Raw* response,
                                   absl::Status (GroupService::*handler)(const Caller&,
-                                                                        const Request&, Response*));
+                                                                        const Request&, Response*),
+                                  const char* method = nullptr, Placement<Request> placement = {});
+  // As Unary, answered by every shard: this one's response, then `merge`d
+  // with each other shard's own (asked with the same request).
+  template <class Request, class Response>
+  grpc::ServerUnaryReactor* Everywhere(
+      grpc::CallbackServerContext* context, Scope scope, const char* method, const Raw* request,
+      Raw* response,
+      absl::Status (GroupService::*handler)(const Caller&, const Request&, Response*),
+      void (*merge)(const Request&, const Response& other, Response* into));
+  // The shard that answers `name` when it is not this one; for a call that was
+  // itself forwarded, FAILED_PRECONDITION instead (the maps disagree).
+  absl::StatusOr<std::optional<uint32_t>> Elsewhere(grpc::CallbackServerContext* context, Placed by,
+                                                    absl::string_view name) const;
 
   GroupRegistry* const registry_;
   TimerQueue* const timers_;
@@ -115,6 +146,7 @@ class GroupService final : public internal::RawChannelLayer {
   const chat::Clock* const clock_;
   ApiGuard* const guard_;
   const bool require_client_certificate_;
+  Forwarder* const forwarder_;
   StreamSet streams_;
   std::atomic<bool> draining_{false};
 };

@@ -1,5 +1,6 @@
 // groupsvc: the channel layer of the chat system, as a gRPC service.
 #include <google/protobuf/stubs/logging.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <string>
@@ -60,6 +61,15 @@ ABSL_FLAG(int64_t, caller_queued_bytes, 64 << 20,
 ABSL_FLAG(std::string, health_listen, "",
           "HOST:PORT of a plaintext port serving only grpc.health.v1 (for kubelet's gRPC probes, "
           "which cannot speak TLS); empty: none");
+ABSL_FLAG(std::string, shards, "",
+          "every shard's gRPC address HOST:PORT,HOST:PORT,... in shard order, the same list as the "
+          "edges' --groupsvc; empty: one shard (this one)");
+ABSL_FLAG(std::string, shard_index, "0",
+          "this shard's position in --shards, from 0; \"auto\": the ordinal at the end of the "
+          "host name (a StatefulSet's pod groupsvc-2 is shard 2)");
+ABSL_FLAG(std::string, shard_tls_ca, "",
+          "PEM CA bundle that signs the other shards' certificates, for the calls this shard "
+          "forwards to them over TLS; empty: --tls_client_ca");
 
 namespace {
 
@@ -136,6 +146,18 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  char hostname[256] = {};
+  gethostname(hostname, sizeof(hostname) - 1);
+  absl::StatusOr<groupsvc::ShardMap> shards =
+      groupsvc::ShardMap::Make(absl::StrSplit(absl::GetFlag(FLAGS_shards), ',', absl::SkipEmpty()),
+                               absl::GetFlag(FLAGS_shard_index), hostname);
+  if (!shards.ok()) {
+    fprintf(stderr, "groupsvc: %s\n", std::string(shards.status().message()).c_str());
+    return 2;
+  }
+  options.shards = *std::move(shards);
+  options.shard_tls_ca_file = absl::GetFlag(FLAGS_shard_tls_ca);
+
   // Taken by WaitForTerminationSignal below, in no thread the server starts.
   chat::BlockTerminationSignals();
 
@@ -146,10 +168,12 @@ int main(int argc, char** argv) {
   }
   const std::string port = absl::StrCat((*server)->port());
   const std::string metrics_port = absl::StrCat((*server)->metrics_port());
-  chat::LogEvent("listening", {{"listen", options.listen},
-                               {"port", port},
-                               {"metrics_port", metrics_port},
-                               {"health_port", absl::StrCat((*server)->health_port())}});
+  chat::LogEvent("listening",
+                 {{"listen", options.listen},
+                  {"port", port},
+                  {"metrics_port", metrics_port},
+                  {"health_port", absl::StrCat((*server)->health_port())},
+                  {"shard", absl::StrCat(options.shards.self(), "/", options.shards.count())}});
 
   const char* signal_name = chat::WaitForTerminationSignal();
   const absl::Duration grace = absl::GetFlag(FLAGS_grace);

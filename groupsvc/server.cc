@@ -21,16 +21,45 @@ const chat::Clock* DefaultClock() {
 
 int Millis(absl::Duration d) { return static_cast<int>(absl::ToInt64Milliseconds(d)); }
 
+AttachOptions WithShards(AttachOptions attach, const ShardMap* shards) {
+  attach.shards = shards;
+  return attach;
+}
+
+// The credentials a shard forwards to the others with: TLS when it speaks
+// TLS itself, trusting --shard_tls_ca (or --tls_client_ca).
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> PeerCredentials(
+    const ServerOptions& options) {
+  if (options.tls.cert_file.empty()) return grpc::InsecureChannelCredentials();
+  const std::string& ca =
+      options.shard_tls_ca_file.empty() ? options.tls.client_ca_file : options.shard_tls_ca_file;
+  if (ca.empty()) {
+    return absl::InvalidArgumentError(
+        "sharded groupsvc with --tls_cert forwards calls to the other shards over TLS: set "
+        "--shard_tls_ca (or --tls_client_ca) to the CA that signs their certificates");
+  }
+  absl::StatusOr<std::string> pem = ReadCertificates(ca);
+  if (!pem.ok()) return pem.status();
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = *std::move(pem);
+  return grpc::SslCredentials(ssl);
+}
+
 }  // namespace
 
 GroupServer::GroupServer(ServerOptions options, const chat::Clock* clock,
-                         std::unique_ptr<ApiGuard> guard)
+                         std::unique_ptr<ApiGuard> guard,
+                         std::shared_ptr<grpc::ChannelCredentials> peer_credentials)
     : options_(std::move(options)),
       clock_(clock),
       registry_(options_.registry, clock_),
       guard_(std::move(guard)),
-      service_(&registry_, &timers_, options_.attach, clock_, guard_.get(),
-               /*require_client_certificate=*/!options_.tls.client_ca_file.empty()) {}
+      forwarder_(peer_credentials == nullptr
+                     ? nullptr
+                     : std::make_unique<Forwarder>(&options_.shards, peer_credentials)),
+      service_(
+          &registry_, &timers_, WithShards(options_.attach, &options_.shards), clock_, guard_.get(),
+          /*require_client_certificate=*/!options_.tls.client_ca_file.empty(), forwarder_.get()) {}
 
 GroupServer::~GroupServer() {
   Shutdown(absl::ZeroDuration());
@@ -114,8 +143,15 @@ absl::StatusOr<std::unique_ptr<GroupServer>> GroupServer::Start(ServerOptions op
   }
   absl::StatusOr<std::unique_ptr<ApiGuard>> guard = ApiGuard::Create(options.api);
   if (!guard.ok()) return guard.status();
-  std::unique_ptr<GroupServer> s(
-      new GroupServer(std::move(options), clock ? clock : DefaultClock(), *std::move(guard)));
+  std::shared_ptr<grpc::ChannelCredentials> peers;
+  if (options.shards.sharded()) {
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+        PeerCredentials(options);
+    if (!credentials.ok()) return credentials.status();
+    peers = *std::move(credentials);
+  }
+  std::unique_ptr<GroupServer> s(new GroupServer(std::move(options), clock ? clock : DefaultClock(),
+                                                 *std::move(guard), std::move(peers)));
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = s->Credentials();
   if (!credentials.ok()) return credentials.status();
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

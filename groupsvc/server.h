@@ -27,10 +27,12 @@
 
 #include "absl/status/statusor.h"
 #include "groupsvc/api_guard.h"
+#include "groupsvc/forwarder.h"
 #include "groupsvc/group_registry.h"
 #include "groupsvc/group_service.h"
 #include "groupsvc/health_service.h"
 #include "groupsvc/metrics.h"
+#include "groupsvc/shard_map.h"
 #include "groupsvc/timer_queue.h"
 #include "shared/clock.h"
 
@@ -59,6 +61,12 @@ struct ServerOptions {
   AttachOptions attach;
   TlsOptions tls;
   ApiOptions api;
+  // This groupsvc's place among the shards (--shards, --shard_index); the
+  // default is one shard.
+  ShardMap shards;
+  // PEM CA bundle that signs the other shards' certificates, for forwarding
+  // to them when the shards speak TLS; empty: --tls_client_ca's.
+  std::string shard_tls_ca_file;
   absl::Duration sweep_interval = absl::Seconds(1);
   // Pings on idle connections, so that a cut network ends an edge's stream
   // (and so its memberships) within keepalive_time + keepalive_timeout.
@@ -87,7 +95,9 @@ class GroupServer {
   void Wait();
 
  private:
-  GroupServer(ServerOptions options, const chat::Clock* clock, std::unique_ptr<ApiGuard> guard);
+  // `peer_credentials`: how to reach the other shards; null with one shard.
+  GroupServer(ServerOptions options, const chat::Clock* clock, std::unique_ptr<ApiGuard> guard,
+              std::shared_ptr<grpc::ChannelCredentials> peer_credentials);
   void ScheduleSweep();
   // The listening port's credentials (TLS from the files, or plaintext).
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials();
@@ -99,6 +109,8 @@ class GroupServer {
   GroupRegistry registry_;
   TimerQueue timers_;
   const std::unique_ptr<ApiGuard> guard_;
+  // Null with one shard.
+  const std::unique_ptr<Forwarder> forwarder_;
   GroupService service_;
   HealthService health_;
   // The plaintext health port's own copy (a service joins one server only).

@@ -7,7 +7,9 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -110,5 +112,16 @@ absl::StatusOr<std::string> CheckKeyPair(const std::string& cert_path,
 }
 
 absl::Status CheckCertificates(const std::string& path) { return FirstCertificate(path).status(); }
+
+absl::StatusOr<std::string> ReadCertificates(const std::string& path) {
+  if (absl::Status s = CheckCertificates(path); !s.ok()) return s;
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream contents;
+  contents << in.rdbuf();
+  if (!in.good() && !in.eof()) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot read ", path));
+  }
+  return contents.str();
+}
 
 }  // namespace groupsvc

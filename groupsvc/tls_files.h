@@ -21,6 +21,8 @@ namespace groupsvc {
 absl::StatusOr<std::string> CheckKeyPair(const std::string& cert_path, const std::string& key_path);
 // `path` holds at least one PEM certificate (a CA bundle).
 absl::Status CheckCertificates(const std::string& path);
+// The contents of a CA bundle that CheckCertificates accepts.
+absl::StatusOr<std::string> ReadCertificates(const std::string& path);
 
 }  // namespace groupsvc
 

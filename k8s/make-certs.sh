@@ -10,7 +10,8 @@
 #
 # OUT_DIR gets one folder per Secret, named as the Secret, whose files are its
 # keys (kubectl create secret generic NAME --from-file=OUT_DIR/NAME):
-#   groupsvc-tls/        tls.crt tls.key (DNS groupsvc, groupsvc.chat.svc, ...,
+#   groupsvc-tls/        tls.crt tls.key (DNS groupsvc, groupsvc.chat.svc, ..., every
+#                        shard *.groupsvc-shards, *.groupsvc-shards.chat.svc, ...,
 #                        localhost, IP 127.0.0.1), ca.crt (signs edge certificates)
 #   edge-tls/            tls.crt tls.key (DNS *.edge.chat: the edges' ids are
 #                        POD_NAME.edge.chat), ca.crt (signs groupsvc's certificate)
@@ -62,7 +63,7 @@ leaf() {
 
 svc="groupsvc"
 leaf "$out/groupsvc-tls" "$svc" serverAuth \
-  "DNS:$svc,DNS:$svc.$namespace,DNS:$svc.$namespace.svc,DNS:$svc.$namespace.svc.cluster.local,DNS:localhost,IP:127.0.0.1"
+  "DNS:$svc,DNS:$svc.$namespace,DNS:$svc.$namespace.svc,DNS:$svc.$namespace.svc.cluster.local,DNS:*.$svc-shards,DNS:*.$svc-shards.$namespace,DNS:*.$svc-shards.$namespace.svc,DNS:*.$svc-shards.$namespace.svc.cluster.local,DNS:localhost,IP:127.0.0.1"
 leaf "$out/edge-tls" "edge" clientAuth "DNS:*.edge.chat"
 for id in "$@"; do
   leaf "$out/edge-tls-$id" "$id" clientAuth "DNS:$id"

@@ -27,7 +27,10 @@ bool NeedsQuotes(absl::string_view v) {
 
 void SetLogComponent(absl::string_view component) { Component() = std::string(component); }
 
-void LogEvent(absl::string_view event, std::initializer_list<LogField> fields) {
+namespace {
+
+template <class Fields>
+void Write(absl::string_view event, const Fields& fields) {
   std::string line =
       absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()), " ",
                    Component(), " ", event);
@@ -43,6 +46,17 @@ void LogEvent(absl::string_view event, std::initializer_list<LogField> fields) {
   // One write per line, so that lines from several threads do not interleave.
   fwrite(line.data(), 1, line.size(), stderr);
   fflush(stderr);
+}
+
+}  // namespace
+
+void LogEvent(absl::string_view event, std::initializer_list<LogField> fields) {
+  Write(event, fields);
+}
+
+void LogEvent(absl::string_view event,
+              const std::vector<std::pair<std::string, std::string>>& fields) {
+  Write(event, fields);
 }
 
 }  // namespace chat

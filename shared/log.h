@@ -9,6 +9,7 @@
 #include <initializer_list>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 
@@ -19,6 +20,9 @@ using LogField = std::pair<absl::string_view, absl::string_view>;
 void SetLogComponent(absl::string_view component);
 // Values with spaces, quotes or control characters are quoted and escaped.
 void LogEvent(absl::string_view event, std::initializer_list<LogField> fields = {});
+// The same, for fields assembled at run time.
+void LogEvent(absl::string_view event,
+              const std::vector<std::pair<std::string, std::string>>& fields);
 
 }  // namespace chat
 

@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "shared/grpc_status.h"
 #include "shared/log.h"
+#include "shared/placement.h"
 
 namespace edge {
 
@@ -57,19 +58,83 @@ std::string RandomIncarnation() {
 
 }  // namespace
 
+// One shard: its channel, its current stream and its reconnect state.
+class GrpcLayer::Link {
+ public:
+  Link(GrpcLayer* layer, uint32_t index, std::string target,
+       const std::shared_ptr<grpc::ChannelCredentials>& credentials,
+       const grpc::ChannelArguments& args)
+      : layer_(layer),
+        index_(index),
+        target_(std::move(target)),
+        channel_(grpc::CreateCustomChannel(target_, credentials, args)),
+        stub_(v1::ChannelLayer::NewStub(channel_)) {}
+
+  // Starts a stream if none is open and the backoff has passed; logs a
+  // handshake that keeps failing. Returns when to look again.
+  absl::Time Tick(absl::Time now);
+  // Queues on the current stream; fails `done` with UNAVAILABLE if there is none.
+  void Submit(v1::Command command, DoneCallback done, bool require_ready);
+  void Cancel();
+  // Waits (bounded) for the current stream's status, which touches this link.
+  void AwaitGone(absl::Time deadline) {
+    absl::MutexLock lock(&mu_);
+    auto gone = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return call_ == nullptr; };
+    mu_.AwaitWithDeadline(absl::Condition(&gone), deadline);
+  }
+
+  bool ready() const { return ready_.load(); }
+  uint64_t connects() const { return connects_.load(); }
+  const std::string& target() const { return target_; }
+
+ private:
+  friend class AttachCall;
+
+  static absl::Status Unavailable() {
+    return absl::UnavailableError("the chat service is unavailable");
+  }
+  // The memberships of the groups placed on this shard.
+  std::vector<std::pair<std::string, std::string>> Replay() const;
+  void OnWelcome(const v1::Welcome& welcome);
+  void OnDraining();
+  void OnCallEnded(AttachCall* call, const grpc::Status& status);
+  void ScheduleRetryLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Logs layer_connect_failing once when the stream has waited a while for a
+  // channel whose connection attempts fail.
+  void CheckConnectingLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<std::pair<std::string, std::string>> Fields(
+      std::vector<std::pair<std::string, std::string>> more) const;
+
+  GrpcLayer* const layer_;
+  const uint32_t index_;
+  const std::string target_;
+  const std::shared_ptr<grpc::Channel> channel_;
+  const std::unique_ptr<v1::ChannelLayer::Stub> stub_;
+  std::atomic<bool> ready_{false};
+  std::atomic<uint64_t> connects_{0};
+  absl::Mutex mu_;
+  std::shared_ptr<AttachCall> call_ ABSL_GUARDED_BY(mu_);
+  int failures_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time next_attempt_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // Since when the current stream has waited for a connection; and whether
+  // the failing handshakes were logged for this outage.
+  absl::Time waiting_since_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  bool connect_failure_logged_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 // One Attach stream, on the async API: its operations complete on the layer's
 // completion queue, which one thread polls (Poll). Writes are serialized
 // through `queue_` with one write in flight; acks resolve `awaiting_`. The
 // call owns itself (self_) until every operation it started has completed
-// and its status is in: only then is it handed back to the layer.
+// and its status is in: only then is it handed back to its link.
 class GrpcLayer::AttachCall {
  public:
-  AttachCall(GrpcLayer* layer, std::vector<std::pair<std::string, std::string>> replay)
-      : layer_(layer) {
+  AttachCall(Link* link, std::vector<std::pair<std::string, std::string>> replay)
+      : link_(link), layer_(link->layer_) {
     v1::EdgeMessage first;
-    first.mutable_hello()->set_edge_id(layer->options_.edge_id);
-    first.mutable_hello()->set_channel_prefix(layer->table_.prefix());
-    first.mutable_hello()->set_incarnation(layer->incarnation_);
+    first.mutable_hello()->set_edge_id(layer_->options_.edge_id);
+    first.mutable_hello()->set_channel_prefix(layer_->table_.prefix());
+    first.mutable_hello()->set_incarnation(layer_->incarnation_);
     for (auto& [group, channel] : replay) {
       v1::Command* c = first.add_commands();
       c->set_request_id(next_id_++);
@@ -89,7 +154,7 @@ class GrpcLayer::AttachCall {
       writing_ = true;  // The hello goes first, once the call has started.
       ops_ = 1;
     }
-    stream_ = layer_->stub_->PrepareAsyncAttach(&context_, &layer_->cq_);
+    stream_ = link_->stub_->PrepareAsyncAttach(&context_, &layer_->cq_);
     stream_->StartCall(&start_);
   }
 
@@ -201,18 +266,15 @@ class GrpcLayer::AttachCall {
         break;
       }
       case Tag::kFinish:
-        layer_->OnCallEnded(this, status_);
+        link_->OnCallEnded(this, status_);
         break;
     }
     OperationDone();
   }
 
   void OnRead() {
-    if (incoming_.has_welcome()) layer_->OnWelcome();
-    if (incoming_.has_draining()) {
-      layer_->ready_ = false;
-      chat::LogEvent("layer_draining", {{"target", layer_->options_.target}});
-    }
+    if (incoming_.has_welcome()) link_->OnWelcome(incoming_.welcome());
+    if (incoming_.has_draining()) link_->OnDraining();
     for (const v1::Ack& ack : incoming_.acks()) {
       DoneCallback done;
       {
@@ -266,6 +328,7 @@ class GrpcLayer::AttachCall {
     std::shared_ptr<AttachCall> keep = std::move(self_);
   }
 
+  Link* const link_;
   GrpcLayer* const layer_;
   grpc::ClientContext context_;
   std::unique_ptr<grpc::ClientAsyncReaderWriter<v1::EdgeMessage, v1::ServerMessage>> stream_;
@@ -288,6 +351,177 @@ class GrpcLayer::AttachCall {
   std::deque<v1::Command> queue_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, DoneCallback> awaiting_ ABSL_GUARDED_BY(mu_);
 };
+
+absl::Time GrpcLayer::Link::Tick(absl::Time now) {
+  std::shared_ptr<AttachCall> call;
+  {
+    absl::MutexLock lock(&mu_);
+    if (call_ != nullptr) {
+      CheckConnectingLocked(now);
+      return now + absl::Seconds(1);
+    }
+    if (now < next_attempt_) return next_attempt_;
+    call = std::make_shared<AttachCall>(this, Replay());
+    call_ = call;
+    if (waiting_since_ == absl::InfiniteFuture()) waiting_since_ = now;
+    connects_.fetch_add(1);
+  }
+  call->Start(call);
+  return now + absl::Seconds(1);
+}
+
+void GrpcLayer::Link::Submit(v1::Command command, DoneCallback done, bool require_ready) {
+  std::shared_ptr<AttachCall> call;
+  {
+    absl::MutexLock lock(&mu_);
+    call = call_;
+  }
+  if (call == nullptr || (require_ready && !ready_)) {
+    if (done) done(Unavailable());
+    return;
+  }
+  // A membership change while the stream waits for its shard is in the table:
+  // the stream carries it when it connects, and a later one replays it, so
+  // the consumer need not wait for the shard to come back.
+  if (!require_ready && !ready_ && done) {
+    done(absl::OkStatus());
+    done = nullptr;
+  }
+  switch (call->Submit(std::move(command), done, call)) {
+    case AttachCall::Queued::kYes:
+      return;
+    case AttachCall::Queued::kEnded:
+      // The stream just ended; the next one replays memberships.
+      if (done) done(Unavailable());
+      return;
+    case AttachCall::Queued::kFull:
+      if (!ready_) {
+        // Too much changed while waiting: a fresh stream replays the table instead.
+        call->Cancel();
+        if (done) done(Unavailable());
+        return;
+      }
+      if (done) done(absl::ResourceExhaustedError("too many commands waiting for groupsvc"));
+      return;
+  }
+}
+
+void GrpcLayer::Link::Cancel() {
+  ready_ = false;
+  std::shared_ptr<AttachCall> call;
+  {
+    absl::MutexLock lock(&mu_);
+    call = call_;
+  }
+  if (call) call->Cancel();
+}
+
+std::vector<std::pair<std::string, std::string>> GrpcLayer::Link::Replay() const {
+  std::vector<std::pair<std::string, std::string>> mine;
+  const auto shards = static_cast<uint32_t>(layer_->links_.size());
+  for (auto& membership : layer_->table_.AllMemberships()) {
+    if (chat::GroupShard(membership.first, shards) == index_) mine.push_back(std::move(membership));
+  }
+  return mine;
+}
+
+std::vector<std::pair<std::string, std::string>> GrpcLayer::Link::Fields(
+    std::vector<std::pair<std::string, std::string>> more) const {
+  std::vector<std::pair<std::string, std::string>> fields{{"target", target_}};
+  if (layer_->links_.size() > 1) fields.emplace_back("shard", absl::StrCat(index_));
+  for (auto& f : more) fields.push_back(std::move(f));
+  return fields;
+}
+
+void GrpcLayer::Link::OnWelcome(const v1::Welcome& welcome) {
+  const uint32_t count = std::max<uint32_t>(1, welcome.shard_count());
+  const auto shards = static_cast<uint32_t>(layer_->links_.size());
+  if (count != shards || welcome.shard_index() != index_) {
+    // Commands placed by our list would reach a shard that places them
+    // elsewhere: the link stays unready, so its rooms' senders are told.
+    chat::LogEvent(
+        "layer_shard_mismatch",
+        Fields({{"groupsvc_shard", absl::StrCat(welcome.shard_index(), "/", count)},
+                {"expected", absl::StrCat(index_, "/", shards)},
+                {"hint", "--groupsvc must list groupsvc's --shards, in the same order"}}));
+    return;
+  }
+  ready_ = true;
+  {
+    absl::MutexLock lock(&mu_);
+    failures_ = 0;
+    waiting_since_ = absl::InfiniteFuture();
+    connect_failure_logged_ = false;
+  }
+  chat::LogEvent("layer_up", Fields({{"edge", layer_->options_.edge_id},
+                                     {"prefix", layer_->table_.prefix()},
+                                     {"groups", absl::StrCat(layer_->table_.groups())}}));
+}
+
+void GrpcLayer::Link::OnDraining() {
+  ready_ = false;
+  chat::LogEvent("layer_draining", Fields({}));
+}
+
+void GrpcLayer::Link::OnCallEnded(AttachCall* call, const grpc::Status& status) {
+  ready_ = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (call_.get() == call) call_.reset();
+    ScheduleRetryLocked(status);
+  }
+  layer_->WakeReconnector();
+}
+
+void GrpcLayer::Link::ScheduleRetryLocked(const grpc::Status& status) {
+  const GrpcLayerOptions& options = layer_->options_;
+  // Capped exponential backoff with jitter in [50%, 100%]. A refusal of our
+  // edge id (another process holds it) waits longer: it will not change soon.
+  const bool identity = status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+                        status.error_code() == grpc::StatusCode::PERMISSION_DENIED;
+  const bool refused = identity || status.error_code() == grpc::StatusCode::ALREADY_EXISTS ||
+                       status.error_code() == grpc::StatusCode::INVALID_ARGUMENT;
+  const double base = absl::ToDoubleSeconds(options.min_backoff) * std::pow(2.0, failures_);
+  const double cap = refused ? absl::ToDoubleSeconds(options.refused_backoff)
+                             : std::min(base, absl::ToDoubleSeconds(options.max_backoff));
+  absl::BitGen gen;
+  const absl::Duration delay = absl::Seconds(cap * absl::Uniform(gen, 0.5, 1.0));
+  if (failures_ < 30) ++failures_;
+  next_attempt_ = absl::Now() + delay;
+  if (refused) {
+    chat::LogEvent("layer_refused",
+                   Fields({{"edge", options.edge_id},
+                           {"code", absl::StrCat(status.error_code())},
+                           {"error", status.error_message()},
+                           {"hint", identity ? "groupsvc wants a client certificate "
+                                               "(--groupsvc_tls_cert, --groupsvc_tls_key) "
+                                               "whose DNS names include --edge_id"
+                                             : "give each edge process its own --edge_id"},
+                           {"retry_in", absl::FormatDuration(delay)}}));
+    return;
+  }
+  chat::LogEvent("layer_down", Fields({{"code", absl::StrCat(status.error_code())},
+                                       {"error", status.error_message()},
+                                       {"retry_in", absl::FormatDuration(delay)}}));
+}
+
+void GrpcLayer::Link::CheckConnectingLocked(absl::Time now) {
+  if (ready_ || connect_failure_logged_ || now - waiting_since_ < absl::Seconds(2)) return;
+  if (channel_->GetState(false) != GRPC_CHANNEL_TRANSIENT_FAILURE) return;
+  connect_failure_logged_ = true;
+  const bool tls = !layer_->options_.tls.ca_file.empty();
+  chat::LogEvent(
+      "layer_connect_failing",
+      Fields({{"tls", tls ? "on" : "off"},
+              {"hint", tls ? "groupsvc is down, or the TLS handshake fails: --groupsvc_tls_ca "
+                             "must sign groupsvc's certificate, which must name the host of "
+                             "--groupsvc (or --groupsvc_tls_server_name), and "
+                             "--groupsvc_tls_cert must be valid and signed by groupsvc's "
+                             "--tls_client_ca (gRPC logs the handshake error)"
+                           : "groupsvc is not reachable (or speaks TLS: set --groupsvc_tls_ca)"}}));
+}
+
+// ------------------------------------------------------------------ GrpcLayer
 
 void GrpcLayer::Poll() {
   void* tag = nullptr;
@@ -330,8 +564,10 @@ GrpcLayer::GrpcLayer(GrpcLayerOptions options)
     credentials = grpc::experimental::TlsCredentials(tls_options);
     if (!tls.server_name.empty()) args.SetSslTargetNameOverride(tls.server_name);
   }
-  channel_ = grpc::CreateCustomChannel(options_.target, credentials, args);
-  stub_ = v1::ChannelLayer::NewStub(channel_);
+  for (const std::string& target : options_.targets) {
+    links_.push_back(std::make_unique<Link>(this, static_cast<uint32_t>(links_.size()), target,
+                                            credentials, args));
+  }
 }
 
 GrpcLayer::~GrpcLayer() { Stop(); }
@@ -340,28 +576,20 @@ void GrpcLayer::Start() {
   absl::MutexLock lock(&mu_);
   if (started_) return;
   started_ = true;
-  next_attempt_ = absl::Now();
   poller_ = std::thread([this] { Poll(); });
   reconnector_ = std::thread([this] { ReconnectLoop(); });
 }
 
 void GrpcLayer::Stop() {
-  std::shared_ptr<AttachCall> call;
   {
     absl::MutexLock lock(&mu_);
     if (stopping_) return;
     stopping_ = true;
-    call = call_;
   }
-  ready_ = false;
-  if (call) call->Cancel();
+  for (auto& link : links_) link->Cancel();
   if (reconnector_.joinable()) reconnector_.join();
-  // Wait (bounded) for the call's status, which touches this object.
-  {
-    absl::MutexLock lock(&mu_);
-    auto gone = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return call_ == nullptr; };
-    mu_.AwaitWithTimeout(absl::Condition(&gone), absl::Seconds(5));
-  }
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  for (auto& link : links_) link->AwaitGone(deadline);
   // Next returns every operation still pending, then false.
   cq_.Shutdown();
   if (poller_.joinable()) {
@@ -371,130 +599,51 @@ void GrpcLayer::Stop() {
   }
 }
 
+void GrpcLayer::WakeReconnector() {
+  absl::MutexLock lock(&mu_);
+  wake_ = true;
+}
+
 void GrpcLayer::ReconnectLoop() {
   absl::MutexLock lock(&mu_);
   while (!stopping_) {
-    auto due = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-      return stopping_ || call_ended_ || (call_ == nullptr && absl::Now() >= next_attempt_);
-    };
-    // Wake at the next attempt, or when the current call ends (which sets it).
-    mu_.AwaitWithDeadline(absl::Condition(&due),
-                          call_ == nullptr ? next_attempt_ : absl::Now() + absl::Seconds(1));
-    call_ended_ = false;
-    if (call_ != nullptr) CheckConnectingLocked();
-    if (stopping_ || call_ != nullptr || absl::Now() < next_attempt_) continue;
-    auto call = std::make_shared<AttachCall>(this, table_.AllMemberships());
-    call_ = call;
-    if (waiting_since_ == absl::InfiniteFuture()) waiting_since_ = absl::Now();
-    connects_.fetch_add(1);
+    wake_ = false;
     mu_.Unlock();
-    call->Start(call);
+    const absl::Time now = absl::Now();
+    absl::Time next = absl::InfiniteFuture();
+    for (auto& link : links_) next = std::min(next, link->Tick(now));
     mu_.Lock();
+    // Wake at the next attempt, or when a stream ends (which sets wake_).
+    auto due = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || wake_; };
+    mu_.AwaitWithDeadline(absl::Condition(&due), next);
   }
 }
 
-void GrpcLayer::CheckConnectingLocked() {
-  if (ready_ || connect_failure_logged_ || absl::Now() - waiting_since_ < absl::Seconds(2)) return;
-  if (channel_->GetState(false) != GRPC_CHANNEL_TRANSIENT_FAILURE) return;
-  connect_failure_logged_ = true;
-  const bool tls = !options_.tls.ca_file.empty();
-  chat::LogEvent(
-      "layer_connect_failing",
-      {{"target", options_.target},
-       {"tls", tls ? "on" : "off"},
-       {"hint", tls ? "groupsvc is down, or the TLS handshake fails: --groupsvc_tls_ca must "
-                      "sign groupsvc's certificate, which must name the host of --groupsvc (or "
-                      "--groupsvc_tls_server_name), and --groupsvc_tls_cert must be valid and "
-                      "signed by groupsvc's --tls_client_ca (gRPC logs the handshake error)"
-                    : "groupsvc is not reachable (or speaks TLS: set --groupsvc_tls_ca)"}});
+bool GrpcLayer::ready() const {
+  for (const auto& link : links_) {
+    if (link->ready()) return true;
+  }
+  return false;
 }
 
-void GrpcLayer::OnWelcome() {
-  ready_ = true;
-  {
-    absl::MutexLock lock(&mu_);
-    failures_ = 0;
-    waiting_since_ = absl::InfiniteFuture();
-    connect_failure_logged_ = false;
-  }
-  chat::LogEvent("layer_up", {{"target", options_.target},
-                              {"edge", options_.edge_id},
-                              {"prefix", table_.prefix()},
-                              {"groups", absl::StrCat(table_.groups())}});
+uint64_t GrpcLayer::connects() const {
+  uint64_t n = 0;
+  for (const auto& link : links_) n += link->connects();
+  return n;
 }
 
-void GrpcLayer::OnCallEnded(AttachCall* call, const grpc::Status& status) {
-  ready_ = false;
-  absl::MutexLock lock(&mu_);
-  if (call_.get() == call) call_.reset();
-  if (stopping_) return;
-  // Capped exponential backoff with jitter in [50%, 100%]. A refusal of our
-  // edge id (another process holds it) waits longer: it will not change soon.
-  const bool identity = status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
-                        status.error_code() == grpc::StatusCode::PERMISSION_DENIED;
-  const bool refused = identity || status.error_code() == grpc::StatusCode::ALREADY_EXISTS ||
-                       status.error_code() == grpc::StatusCode::INVALID_ARGUMENT;
-  const double base = absl::ToDoubleSeconds(options_.min_backoff) * std::pow(2.0, failures_);
-  const double cap = refused ? absl::ToDoubleSeconds(options_.refused_backoff)
-                             : std::min(base, absl::ToDoubleSeconds(options_.max_backoff));
-  absl::BitGen gen;
-  const absl::Duration delay = absl::Seconds(cap * absl::Uniform(gen, 0.5, 1.0));
-  if (failures_ < 30) ++failures_;
-  next_attempt_ = absl::Now() + delay;
-  call_ended_ = true;
-  if (refused) {
-    chat::LogEvent("layer_refused",
-                   {{"target", options_.target},
-                    {"edge", options_.edge_id},
-                    {"code", absl::StrCat(status.error_code())},
-                    {"error", status.error_message()},
-                    {"hint", identity ? "groupsvc wants a client certificate "
-                                        "(--groupsvc_tls_cert, --groupsvc_tls_key) "
-                                        "whose DNS names include --edge_id"
-                                      : "give each edge process its own --edge_id"},
-                    {"retry_in", absl::FormatDuration(delay)}});
-    return;
-  }
-  chat::LogEvent("layer_down", {{"target", options_.target},
-                                {"code", absl::StrCat(status.error_code())},
-                                {"error", status.error_message()},
-                                {"retry_in", absl::FormatDuration(delay)}});
+std::vector<LinkState> GrpcLayer::links() const {
+  std::vector<LinkState> states;
+  for (const auto& link : links_) states.push_back(LinkState{link->target(), link->ready()});
+  return states;
 }
 
-void GrpcLayer::Submit(v1::Command command, DoneCallback done, bool require_ready) {
-  std::shared_ptr<AttachCall> call;
-  {
-    absl::MutexLock lock(&mu_);
-    call = call_;
-  }
-  if (call == nullptr || (require_ready && !ready_)) {
-    if (done) done(absl::UnavailableError("the chat service is unavailable"));
-    return;
-  }
-  // A membership change while the stream waits for groupsvc is in the table:
-  // the stream carries it when it connects, and a later one replays it, so
-  // the consumer need not wait for groupsvc to come back.
-  if (!require_ready && !ready_ && done) {
-    done(absl::OkStatus());
-    done = nullptr;
-  }
-  switch (call->Submit(std::move(command), done, call)) {
-    case AttachCall::Queued::kYes:
-      return;
-    case AttachCall::Queued::kEnded:
-      // The stream just ended; the next one replays memberships.
-      if (done) done(absl::UnavailableError("the chat service is unavailable"));
-      return;
-    case AttachCall::Queued::kFull:
-      if (!ready_) {
-        // Too much changed while waiting: a fresh stream replays the table instead.
-        call->Cancel();
-        if (done) done(absl::UnavailableError("the chat service is unavailable"));
-        return;
-      }
-      if (done) done(absl::ResourceExhaustedError("too many commands waiting for groupsvc"));
-      return;
-  }
+GrpcLayer::Link& GrpcLayer::LinkForGroup(const std::string& group) {
+  return *links_[chat::GroupShard(group, static_cast<uint32_t>(links_.size()))];
+}
+
+GrpcLayer::Link& GrpcLayer::LinkForChannel(const std::string& channel) {
+  return *links_[chat::ChannelShard(channel, static_cast<uint32_t>(links_.size()))];
 }
 
 std::string GrpcLayer::Register(std::weak_ptr<ChannelSink> sink, size_t loop) {
@@ -508,11 +657,10 @@ void GrpcLayer::GroupAdd(const std::string& group, const std::string& channel, D
   v1::Command c;
   c.mutable_group_add()->set_group(group);
   c.mutable_group_add()->set_channel(channel);
-  // While down, the membership is replayed by the next stream.
-  Submit(
+  LinkForGroup(group).Submit(
       std::move(c),
       [done](absl::Status s) {
-        // Either way the membership is replayed by the next stream.
+        // Either way the membership is replayed by the shard's next stream.
         if (done) done(absl::IsUnavailable(s) || absl::IsUnknown(s) ? absl::OkStatus() : s);
       },
       /*require_ready=*/false);
@@ -523,21 +671,21 @@ void GrpcLayer::GroupDiscard(const std::string& group, const std::string& channe
   v1::Command c;
   c.mutable_group_discard()->set_group(group);
   c.mutable_group_discard()->set_channel(channel);
-  Submit(std::move(c), nullptr, /*require_ready=*/false);
+  LinkForGroup(group).Submit(std::move(c), nullptr, /*require_ready=*/false);
 }
 
 void GrpcLayer::GroupSend(const std::string& group, LayerEventPtr event, DoneCallback done) {
   v1::Command c;
   c.mutable_group_send()->set_group(group);
   SetWireEvent(*event, c.mutable_group_send()->mutable_event());
-  Submit(std::move(c), std::move(done), /*require_ready=*/true);
+  LinkForGroup(group).Submit(std::move(c), std::move(done), /*require_ready=*/true);
 }
 
 void GrpcLayer::Send(const std::string& channel, LayerEventPtr event, DoneCallback done) {
   v1::Command c;
   c.mutable_send()->set_channel(channel);
   SetWireEvent(*event, c.mutable_send()->mutable_event());
-  Submit(std::move(c), std::move(done), /*require_ready=*/true);
+  LinkForChannel(channel).Submit(std::move(c), std::move(done), /*require_ready=*/true);
 }
 
 }  // namespace edge

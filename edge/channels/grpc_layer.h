@@ -1,25 +1,34 @@
 // GrpcLayer: the channel layer reached through groupsvc, over one
-// bidirectional Attach stream per edge process that carries every local
-// channel's commands and deliveries.
+// bidirectional Attach stream per groupsvc shard that carries every local
+// channel's commands and deliveries for the groups placed there.
 //
-// Commands queue while one write is in flight and go out batched. Each is
-// acknowledged by request id; a delivery names the local channels it is for.
-// When the stream ends (groupsvc restarts, the network is cut, or groupsvc
-// drains) the layer turns unready, fails pending sends with UNAVAILABLE (or
-// UNKNOWN for those already sent: they may have been delivered), and
-// reconnects with capped exponential backoff and jitter, capped low (0.5 s)
-// so that it is back within that of groupsvc being reachable again however
-// long the outage; the new stream first replays every local membership, so
-// rooms work again without any browser reconnecting. A group_send groupsvc
-// acks as unsettled (it cannot see every member yet) fails with UNKNOWN too.
+// Shards: `targets` lists groupsvc's shards in shard order (one: unsharded).
+// A group lives on GroupShard(group, N), a channel on ChannelShard(channel, N)
+// (shared/placement.h), and each command goes to its owner's stream; every
+// shard delivers to this edge over its own stream. All streams share one
+// channel prefix, one table of local channels and one completion-queue thread.
+// A shard that is down fails only its own rooms' sends; the layer is ready
+// while any shard is attached.
+//
+// Per stream: commands queue while one write is in flight and go out batched.
+// Each is acknowledged by request id; a delivery names the local channels it
+// is for. When a stream ends (its shard restarts, the network is cut, or the
+// shard drains) that shard's link turns unready, fails pending sends with
+// UNAVAILABLE (or UNKNOWN for those already sent: they may have been
+// delivered), and reconnects with capped exponential backoff and jitter,
+// capped low (0.5 s) so that it is back within that of the shard being
+// reachable again however long the outage; the new stream first replays every
+// local membership of the groups placed on that shard, so rooms work again
+// without any browser reconnecting. A group_send groupsvc acks as unsettled
+// (it cannot see every member yet) fails with UNKNOWN too.
 //
 // Each process announces a random incarnation with its edge id: groupsvc lets
 // only this process's later streams replace its stream, and refuses another
 // process that claims the same id (ALREADY_EXISTS; logged as layer_refused).
 //
-// With `tls.ca_file` the channel speaks TLS and checks that groupsvc's
-// certificate chains to that CA and names the host of `target` (or
-// `tls.server_name`); with `tls.cert_file`/`key_file` it presents the edge's
+// With `tls.ca_file` the channels speak TLS and check that each shard's
+// certificate chains to that CA and names the host of its target (or
+// `tls.server_name`); with `tls.cert_file`/`key_file` they present the edge's
 // client certificate (mutual TLS: groupsvc admits the stream only if the
 // certificate names the edge id). gRPC's file watcher re-reads the three
 // files every `reload_interval`, so renewed certificates are used by the next
@@ -28,17 +37,18 @@
 // handshake that keeps failing (unknown CA, expired, wrong name) is logged as
 // layer_connect_failing once per outage.
 //
-//   GrpcLayer layer({.target = "127.0.0.1:50051", .edge_id = "edge-1"});
+//   GrpcLayer layer({.targets = {"127.0.0.1:50051"}, .edge_id = "edge-1"});
 //   layer.Start();
 //
-// Thread-safe. The stream uses gRPC's async API: its reads, writes and status
-// complete on one completion queue polled by one thread of the layer's own,
-// which hands deliveries to the loops (one post per loop per stream message).
-// The callback API's reactors ran on a pool of gRPC's threads that passed the
-// polling role between each other on every event (a wake-up each, see
-// bench/README.md, "T2"); one poller passes it to no one. Writes start on the
-// thread that submits (a loop, behind its round) or after the previous write
-// completes (the poller). Reconnects run on one small thread.
+// Thread-safe. The streams use gRPC's async API: their reads, writes and
+// status complete on one completion queue polled by one thread of the layer's
+// own, which hands deliveries to the loops (one post per loop per stream
+// message). The callback API's reactors ran on a pool of gRPC's threads that
+// passed the polling role between each other on every event (a wake-up each,
+// see bench/README.md, "T2"); one poller passes it to no one. Writes start on
+// the thread that submits (a loop, behind its round) or after the previous
+// write completes (the poller). Reconnects run on one small thread for all
+// shards.
 #ifndef CHAT_EDGE_CHANNELS_GRPC_LAYER_H_
 #define CHAT_EDGE_CHANNELS_GRPC_LAYER_H_
 
@@ -50,6 +60,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -72,13 +83,14 @@ struct GrpcTlsOptions {
 };
 
 struct GrpcLayerOptions {
-  std::string target;   // groupsvc's HOST:PORT
+  // groupsvc's shards, HOST:PORT each, in shard order; at least one.
+  std::vector<std::string> targets;
   std::string edge_id;  // Unique per process, e.g. the pod name.
   absl::Duration min_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Milliseconds(500);
   // After groupsvc refused our edge id (another process holds it).
   absl::Duration refused_backoff = absl::Seconds(5);
-  // Commands queued or awaiting an ack before sends are refused.
+  // Commands queued or awaiting an ack on one stream before sends are refused.
   size_t max_pending = 20000;
   size_t max_batch_bytes = 1 << 20;
   // The edge's loops: deliveries are handed to them (one post per loop per
@@ -90,6 +102,12 @@ struct GrpcLayerOptions {
   GrpcTlsOptions tls;
 };
 
+// One shard's link as /metrics shows it.
+struct LinkState {
+  std::string target;
+  bool up = false;
+};
+
 class GrpcLayer : public Layer {
  public:
   explicit GrpcLayer(GrpcLayerOptions options);
@@ -97,7 +115,7 @@ class GrpcLayer : public Layer {
 
   // Starts connecting; returns at once.
   void Start();
-  // Ends the stream and stops reconnecting; pending callbacks get UNAVAILABLE.
+  // Ends the streams and stops reconnecting; pending callbacks get UNAVAILABLE.
   void Stop() override;
 
   std::string Register(std::weak_ptr<ChannelSink> sink, size_t loop) override;
@@ -106,50 +124,41 @@ class GrpcLayer : public Layer {
   void GroupDiscard(const std::string& group, const std::string& channel) override;
   void GroupSend(const std::string& group, LayerEventPtr event, DoneCallback done) override;
   void Send(const std::string& channel, LayerEventPtr event, DoneCallback done) override;
-  bool ready() const override { return ready_.load(); }
+  // While any shard is attached: one shard down must not take the edge out of
+  // its Service (its rooms' senders are told, the others chat on).
+  bool ready() const override;
   size_t local_groups() const override { return table_.groups(); }
 
   const std::string& channel_prefix() const { return table_.prefix(); }
-  // Streams opened so far (1 + reconnects), for tests and metrics.
-  uint64_t connects() const { return connects_.load(); }
+  // Streams opened so far over all shards (1 per shard + reconnects).
+  uint64_t connects() const;
+  std::vector<LinkState> links() const;
 
  private:
   class AttachCall;
+  class Link;
 
   // The completion queue's thread: runs each completed operation.
   void Poll();
+  // Starts each shard's stream when due; woken when one ends.
   void ReconnectLoop();
-  void OnCallEnded(AttachCall* call, const grpc::Status& status);
-  void OnWelcome();
-  // Logs layer_connect_failing once when the stream has waited a while for a
-  // channel whose connection attempts fail.
-  void CheckConnectingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Queues on the current call; fails `done` with UNAVAILABLE if there is none.
-  void Submit(groupsvc::v1::Command command, DoneCallback done, bool require_ready);
+  void WakeReconnector();
+  Link& LinkForGroup(const std::string& group);
+  Link& LinkForChannel(const std::string& channel);
 
   const GrpcLayerOptions options_;
   const std::shared_ptr<EventLoops> loops_;  // options_.loops, or InlineLoops.
   ChannelTable table_;
   const std::string incarnation_;
-  // Kept for the channel's life (gRPC also holds a reference).
+  // Kept for the channels' life (gRPC also holds a reference).
   std::shared_ptr<grpc::experimental::CertificateProviderInterface> certificates_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<groupsvc::v1::ChannelLayer::Stub> stub_;
   grpc::CompletionQueue cq_;
-  std::atomic<bool> ready_{false};
-  std::atomic<uint64_t> connects_{0};
+  std::vector<std::unique_ptr<Link>> links_;  // One per shard, in shard order.
 
   absl::Mutex mu_;
-  std::shared_ptr<AttachCall> call_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
-  int failures_ ABSL_GUARDED_BY(mu_) = 0;
-  bool call_ended_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Time next_attempt_ ABSL_GUARDED_BY(mu_);
-  // Since when the current stream has waited for a connection; and whether
-  // the failing handshakes were logged for this outage.
-  absl::Time waiting_since_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
-  bool connect_failure_logged_ ABSL_GUARDED_BY(mu_) = false;
+  bool wake_ ABSL_GUARDED_BY(mu_) = false;
   std::thread poller_;
   std::thread reconnector_;
 };

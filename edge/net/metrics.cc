@@ -43,6 +43,10 @@ EdgeMetrics::EdgeMetrics(std::function<bool()> link_up, std::function<size_t()> 
       pending_gauge_(Gauge(*registry_, "edge_tcp_pending",
                            "Client TCP connections whose HTTP request has not arrived whole.")),
       link_up_gauge_(Gauge(*registry_, "edge_layer_up", "1 while the channel layer is reachable.")),
+      shard_up_(prometheus::BuildGauge()
+                    .Name("edge_layer_shard_up")
+                    .Help("1 while the link to this groupsvc shard is attached.")
+                    .Register(*registry_)),
       groups_gauge_(Gauge(*registry_, "edge_groups", "Groups with members on this edge.")) {
   for (const char* reason :
        {"slow_reader", "write_timeout", "frame_timeout", "not_delivered", "unconfirmed",
@@ -73,6 +77,13 @@ std::string EdgeMetrics::Render() {
     pending_gauge_.Set(static_cast<double>(pending));
   }
   link_up_gauge_.Set(link_up_() ? 1 : 0);
+  if (shard_states_) {
+    std::vector<std::pair<std::string, bool>> states = shard_states_();
+    for (size_t i = 0; i < states.size(); ++i) {
+      shard_up_.Add({{"shard", std::to_string(i)}, {"target", states[i].first}})
+          .Set(states[i].second ? 1 : 0);
+    }
+  }
   groups_gauge_.Set(static_cast<double>(groups_()));
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, registry_->Collect());

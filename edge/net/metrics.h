@@ -18,6 +18,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace edge {
 
@@ -43,6 +44,11 @@ class EdgeMetrics {
   void SetConnectionCounts(std::function<std::pair<size_t, size_t>()> counts) {
     tcp_counts_ = std::move(counts);
   }
+  // Reported at each Render as edge_layer_shard_up{shard, target}: each
+  // groupsvc shard's link, in shard order (target, up).
+  void SetShardStates(std::function<std::vector<std::pair<std::string, bool>>()> states) {
+    shard_states_ = std::move(states);
+  }
   std::string Render();
 
  private:
@@ -58,9 +64,11 @@ class EdgeMetrics {
   prometheus::Family<prometheus::Counter>& refused_;
   prometheus::Family<prometheus::Counter>& http_errors_;
   std::function<std::pair<size_t, size_t>()> tcp_counts_;
+  std::function<std::vector<std::pair<std::string, bool>>()> shard_states_;
   prometheus::Gauge& tcp_gauge_;
   prometheus::Gauge& pending_gauge_;
   prometheus::Gauge& link_up_gauge_;
+  prometheus::Family<prometheus::Gauge>& shard_up_;
   prometheus::Gauge& groups_gauge_;
 };
 

@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "groupsvc/server.h"
 #include "gtest/gtest.h"
+#include "shared/placement.h"
 
 namespace edge {
 namespace {
@@ -113,7 +114,7 @@ class GrpcLayerTest : public ::testing::Test {
 
   std::unique_ptr<GrpcLayer> Layer(const std::string& edge_id, std::shared_ptr<EventLoops> loops) {
     auto layer =
-        std::make_unique<GrpcLayer>(GrpcLayerOptions{.target = absl::StrCat("127.0.0.1:", port_),
+        std::make_unique<GrpcLayer>(GrpcLayerOptions{.targets = {absl::StrCat("127.0.0.1:", port_)},
                                                      .edge_id = edge_id,
                                                      .min_backoff = absl::Milliseconds(50),
                                                      .max_backoff = absl::Milliseconds(200),
@@ -195,6 +196,96 @@ TEST_F(GrpcLayerTest, AnotherProcessWithTheSameEdgeIdIsRefused) {
   Done refused;
   second->GroupSend("room", Chat("x"), refused.callback());
   EXPECT_EQ(refused.Await().code(), absl::StatusCode::kUnavailable);
+}
+
+// Two shards, in process: each command goes to its group's owner, and a shard
+// down fails only its own groups' sends.
+class GrpcLayerShardsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (int i = 0; i < 2; ++i) {
+      // A port free now; both shards need the list before either starts.
+      groupsvc::ServerOptions probe;
+      probe.listen = "127.0.0.1:0";
+      probe.metrics_listen = "";
+      auto s = groupsvc::GroupServer::Start(probe);
+      ASSERT_TRUE(s.ok());
+      targets_.push_back(absl::StrCat("127.0.0.1:", (*s)->port()));
+    }
+    for (uint32_t i = 0; i < 2; ++i) StartShard(i);
+  }
+
+  void StartShard(uint32_t i) {
+    groupsvc::ServerOptions options;
+    options.listen = targets_[i];
+    options.metrics_listen = "";
+    options.registry.warmup = absl::ZeroDuration();
+    auto map = groupsvc::ShardMap::Make(targets_, absl::StrCat(i));
+    ASSERT_TRUE(map.ok());
+    options.shards = *map;
+    auto server = groupsvc::GroupServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    if (shards_.size() <= i) shards_.resize(i + 1);
+    shards_[i] = *std::move(server);
+  }
+
+  // A group placed on shard `shard` of two.
+  static std::string GroupOn(uint32_t shard) {
+    for (int i = 0;; ++i) {
+      std::string group = absl::StrCat("room", i);
+      if (chat::GroupShard(group, 2) == shard) return group;
+    }
+  }
+
+  std::vector<std::string> targets_;
+  std::vector<std::unique_ptr<groupsvc::GroupServer>> shards_;
+};
+
+TEST_F(GrpcLayerShardsTest, EachGroupLivesOnItsOwnerAndAShardDownFailsOnlyItsGroups) {
+  GrpcLayer layer(GrpcLayerOptions{.targets = targets_,
+                                   .edge_id = "edge-1",
+                                   .min_backoff = absl::Milliseconds(50),
+                                   .max_backoff = absl::Milliseconds(200)});
+  layer.Start();
+  ASSERT_TRUE(Eventually([&] {
+    for (const LinkState& link : layer.links()) {
+      if (!link.up) return false;
+    }
+    return true;
+  }));
+  auto sink = std::make_shared<Sink>();
+  const std::string channel = layer.Register(sink, 0);
+  const std::string on0 = GroupOn(0), on1 = GroupOn(1);
+  for (const std::string& group : {on0, on1}) {
+    Done added;
+    layer.GroupAdd(group, channel, added.callback());
+    ASSERT_TRUE(added.Await().ok());
+  }
+  EXPECT_TRUE(shards_[0]->registry().GetGroup(on0).ok());
+  EXPECT_FALSE(shards_[0]->registry().GetGroup(on1).ok());
+  EXPECT_TRUE(shards_[1]->registry().GetGroup(on1).ok());
+  EXPECT_FALSE(shards_[1]->registry().GetGroup(on0).ok());
+
+  shards_[1]->Shutdown(absl::Milliseconds(200));
+  shards_[1].reset();
+  ASSERT_TRUE(Eventually([&] { return !layer.links()[1].up; }));
+  EXPECT_TRUE(layer.ready());  // One shard of two is still attached.
+  Done refused, sent;
+  layer.GroupSend(on1, Chat("lost"), refused.callback());
+  EXPECT_EQ(refused.Await().code(), absl::StatusCode::kUnavailable);
+  layer.GroupSend(on0, Chat("kept"), sent.callback());
+  EXPECT_TRUE(sent.Await().ok());
+  ASSERT_EQ(sink->Await(1).size(), 1u);
+
+  // Back on the same port with no state: the layer replays its member of on1 there only.
+  StartShard(1);
+  ASSERT_TRUE(Eventually([&] { return layer.links()[1].up; }));
+  EXPECT_TRUE(shards_[1]->registry().GetGroup(on1).ok());
+  EXPECT_FALSE(shards_[1]->registry().GetGroup(on0).ok());
+  Done back;
+  layer.GroupSend(on1, Chat("back"), back.callback());
+  EXPECT_TRUE(back.Await().ok());
+  EXPECT_EQ(sink->Await(2).size(), 2u);
 }
 
 }  // namespace

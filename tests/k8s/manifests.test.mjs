@@ -20,6 +20,8 @@ const build = process.env.CHAT_BUILD_DIR ?? path.join(root, "build");
 let objects = [];
 
 const find = (kind, name) => objects.find((o) => o.kind === kind && o.metadata.name === name);
+// groupsvc runs as a StatefulSet (one pod a shard), the edges as a Deployment.
+const workload = (name) => find("StatefulSet", name) ?? find("Deployment", name);
 const container = (deployment) => deployment.spec.template.spec.containers[0];
 const portNamed = (c, name) => c.ports.find((p) => p.name === name)?.containerPort;
 const probePort = (c, port) => (typeof port === "number" ? port : portNamed(c, port));
@@ -39,7 +41,8 @@ after(() => stopAll());
 
 test("kustomize renders every object into the chat namespace", () => {
   const kinds = objects.map((o) => `${o.kind}/${o.metadata.name}`).sort();
-  for (const want of ["Namespace/chat", "Deployment/groupsvc", "Service/groupsvc", "Deployment/edge",
+  for (const want of ["Namespace/chat", "StatefulSet/groupsvc", "Service/groupsvc",
+                      "Service/groupsvc-shards", "PodDisruptionBudget/groupsvc", "Deployment/edge",
                       "Service/edge", "PodDisruptionBudget/edge",
                       "NetworkPolicy/groupsvc-grpc-from-edges"]) {
     assert.ok(kinds.includes(want), `${want} missing from ${kinds}`);
@@ -60,14 +63,14 @@ test("the schema check catches an invalid field type", async () => {
   const broken = structuredClone(find("Deployment", "edge"));
   broken.spec.replicas = "two";
   await assert.rejects(async () => (await model(broken)).validate());
-  const badProbe = structuredClone(find("Deployment", "groupsvc"));
+  const badProbe = structuredClone(workload("groupsvc"));
   container(badProbe).readinessProbe.grpc.port = "grpc";
   await assert.rejects(async () => (await model(badProbe)).validate());
 });
 
 test("pods are non-root, read-only, unprivileged and bounded", () => {
   for (const name of ["groupsvc", "edge"]) {
-    const d = find("Deployment", name);
+    const d = workload(name);
     const pod = d.spec.template.spec;
     assert.equal(pod.securityContext.runAsNonRoot, true, name);
     assert.ok(pod.securityContext.runAsUser > 0, name);
@@ -88,10 +91,21 @@ test("pods are non-root, read-only, unprivileged and bounded", () => {
 });
 
 test("replicas, probes, disruption budget and network policy fit the design", () => {
-  const groupsvc = find("Deployment", "groupsvc");
+  const groupsvc = workload("groupsvc");
   const edge = find("Deployment", "edge");
-  assert.equal(groupsvc.spec.replicas, 1);
-  assert.equal(groupsvc.spec.strategy.type, "Recreate");
+  // Shards: started together (their state is soft), rolled and disrupted one at a time.
+  assert.equal(groupsvc.kind, "StatefulSet");
+  assert.ok(groupsvc.spec.replicas >= 2);
+  assert.equal(groupsvc.spec.podManagementPolicy, "Parallel");
+  assert.equal(groupsvc.spec.updateStrategy.type, "RollingUpdate");
+  const headless = find("Service", groupsvc.spec.serviceName);
+  assert.ok(headless, `the StatefulSet's Service ${groupsvc.spec.serviceName}`);
+  assert.equal(headless.spec.clusterIP, "None");
+  assert.equal(headless.spec.publishNotReadyAddresses, true);
+  assert.deepEqual(headless.spec.selector, groupsvc.spec.selector.matchLabels);
+  const shardBudget = find("PodDisruptionBudget", "groupsvc");
+  assert.deepEqual(shardBudget.spec.selector.matchLabels, groupsvc.spec.selector.matchLabels);
+  assert.equal(shardBudget.spec.maxUnavailable, 1);
   assert.ok(edge.spec.replicas >= 2);
   const g = container(groupsvc);
   // kubelet's gRPC probes cannot speak TLS: they ask the plaintext health port.
@@ -107,15 +121,48 @@ test("replicas, probes, disruption budget and network policy fit the design", ()
   const policy = find("NetworkPolicy", "groupsvc-grpc-from-edges");
   assert.deepEqual(policy.spec.podSelector.matchLabels, groupsvc.spec.selector.matchLabels);
   const grpcRule = policy.spec.ingress.find((r) => r.ports.some((p) => p.port === "grpc"));
-  assert.deepEqual(grpcRule.from, [{ podSelector: { matchLabels: edge.spec.selector.matchLabels } }]);
+  // Edges, and the other shards (forwarded calls); no one else.
+  assert.deepEqual(grpcRule.from, [{ podSelector: { matchLabels: edge.spec.selector.matchLabels } },
+                                   { podSelector: { matchLabels: groupsvc.spec.selector.matchLabels } }]);
   for (const rule of policy.spec.ingress.filter((r) => !r.from)) {
     assert.ok(rule.ports.every((p) => p.port !== "grpc"), "grpc open to all");
   }
-  for (const svc of ["groupsvc", "edge"]) {
+  for (const [svc, owner] of [["groupsvc", "groupsvc"], ["groupsvc-shards", "groupsvc"], ["edge", "edge"]]) {
     const s = find("Service", svc);
-    const c = container(find("Deployment", svc));
+    const c = container(workload(owner));
     for (const p of s.spec.ports) assert.ok(portNamed(c, p.targetPort), `${svc} ${p.targetPort}`);
   }
+});
+
+// Every shard's address through the headless Service, in ordinal order, as
+// groupsvc's --shards and the edges' --groupsvc must both list them.
+function shardList(groupsvc) {
+  const headless = find("Service", groupsvc.spec.serviceName);
+  const port = headless.spec.ports.find((p) => p.name === "grpc").port;
+  return Array.from({ length: groupsvc.spec.replicas },
+                    (_, i) => `${groupsvc.metadata.name}-${i}.${headless.metadata.name}:${port}`).join(",");
+}
+
+function checkShards(groupsvc, data) {
+  const want = shardList(groupsvc);
+  assert.equal(flag(data["groupsvc.flags"], "shards"), want, "groupsvc --shards lists every pod");
+  assert.equal(flag(data["edge.flags"], "groupsvc"), want, "the edges' --groupsvc is groupsvc's --shards");
+  assert.equal(flag(data["groupsvc.flags"], "shard_index"), "auto", "each pod's index is its ordinal");
+  const port = Number(want.split(",")[0].split(":")[1]);
+  assert.equal(port, portNamed(container(groupsvc), "grpc"));
+}
+
+test("the shard list in both flag files is the StatefulSet's pods, in order", () => {
+  checkShards(workload("groupsvc"), flagsData());
+});
+
+test("the shard check catches a list that disagrees with the replicas or the other file", () => {
+  const data = flagsData();
+  const grown = structuredClone(workload("groupsvc"));
+  grown.spec.replicas += 1;
+  assert.throws(() => checkShards(grown, data), /--shards lists every pod/);
+  const edgeBehind = { ...data, "edge.flags": data["edge.flags"].replace(/^--groupsvc=(.*),[^,]*$/m, "--groupsvc=$1") };
+  assert.throws(() => checkShards(workload("groupsvc"), edgeBehind), /--groupsvc is groupsvc's --shards/);
 });
 
 // --- Security (issue 12): Secrets for certificates and tokens, and the flags that use them.
@@ -178,7 +225,7 @@ function checkSecurity(deployments, data) {
   assert.ok(args.includes("--edge_id=$(POD_NAME).edge.chat"), args.join(" "));
 }
 
-const deployed = () => ({ groupsvc: find("Deployment", "groupsvc"), edge: find("Deployment", "edge") });
+const deployed = () => ({ groupsvc: workload("groupsvc"), edge: find("Deployment", "edge") });
 
 test("Secrets hold the certificates and tokens, mounted where the flags point", () => {
   checkSecurity(deployed(), flagsData());
@@ -208,7 +255,7 @@ test("the security check catches a missing mount, a subPath, or a flag off its S
 function flagsDir(certs) {
   const config = objects.find((o) => o.kind === "ConfigMap" && o.metadata.name.startsWith("chat-flags-"));
   const dir = mkdtempSync(path.join(tmpdir(), "chat-flags-"));
-  const mounts = ["groupsvc", "edge"].flatMap((svc) => secretMounts(find("Deployment", svc)));
+  const mounts = ["groupsvc", "edge"].flatMap((svc) => secretMounts(workload(svc)));
   const data = {};
   for (const [file, text] of Object.entries(config.data)) {
     let local = text;
@@ -275,8 +322,13 @@ test("the binaries run with the manifests' args and answer their probes", async 
     assert.deepEqual(readdirSync(path.join(certs, secret)).sort(), keys, `make-certs.sh: ${secret}`);
   }
   const { dir, data } = flagsDir(certs);
-  const gDeploy = find("Deployment", "groupsvc");
+  const gDeploy = workload("groupsvc");
   const g = container(gDeploy);
+  // One shard here (this host's name has no pod ordinal): the pod groupsvc-0
+  // of a one-entry list, on the ports the manifest gives every shard.
+  writeFileSync(path.join(dir, "groupsvc.flags"), data["groupsvc.flags"]
+    .replace(/^--shards=.*$/m, `--shards=127.0.0.1:${portNamed(g, "grpc")}`)
+    .replace(/^--shard_index=.*$/m, "--shard_index=0"));
   const groupsvc = await startLogged(`${build}/groupsvc/groupsvc`, argsOf(g, dir, {}));
   // It listens where the manifest says.
   assert.match(groupsvc.log(), new RegExp(` port=${portNamed(g, "grpc")} metrics_port=${portNamed(g, "metrics")} health_port=${portNamed(g, "health")}`));
@@ -288,12 +340,9 @@ test("the binaries run with the manifests' args and answer their probes", async 
   const scrape = gDeploy.spec.template.metadata.annotations;
   assert.equal((await fetch(`http://127.0.0.1:${scrape["prometheus.io/port"]}${scrape["prometheus.io/path"]}`)).status, 200);
 
-  // The edge reaches groupsvc through its Service: same name and port as in the flags.
+  // The edge reaches each shard by its pod's name (checked above); here, the one shard.
   const target = flag(data["edge.flags"], "groupsvc");
-  const [host, port] = target.split(":");
-  const svc = find("Service", "groupsvc");
-  assert.equal(host, svc.metadata.name);
-  assert.equal(Number(port), svc.spec.ports.find((p) => p.name === "grpc").port);
+  const port = portNamed(g, "grpc");
   writeFileSync(path.join(dir, "edge.flags"),
                 data["edge.flags"].replace(`--groupsvc=${target}`, `--groupsvc=127.0.0.1:${port}`));
   const eDeploy = find("Deployment", "edge");
@@ -344,11 +393,11 @@ test("the Dockerfiles copy what exists and build as CI does", () => {
     assert.match(text, /^FROM debian:12 AS build$/m);
     assert.match(text, /^FROM debian:12-slim$/m);
     const user = text.match(/^USER (\d+):(\d+)$/m);
-    const pod = find("Deployment", svc).spec.template.spec.securityContext;
+    const pod = workload(svc).spec.template.spec.securityContext;
     assert.equal(Number(user[1]), pod.runAsUser, `${svc}: USER matches runAsUser`);
     assert.match(text, new RegExp(`^ENTRYPOINT \\["/usr/local/bin/${svc}"\\]$`, "m"));
     const exposed = text.match(/^EXPOSE (.*)$/m)[1].split(" ").map(Number).sort();
-    const ports = container(find("Deployment", svc)).ports.map((p) => p.containerPort).sort();
+    const ports = container(workload(svc)).ports.map((p) => p.containerPort).sort();
     assert.deepEqual(exposed, ports, `${svc}: EXPOSE matches containerPorts`);
   }
 });

@@ -1,0 +1,68 @@
+#include "groupsvc/shard_map.h"
+
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "shared/placement.h"
+
+namespace groupsvc {
+
+absl::StatusOr<ShardMap> ShardMap::Make(std::vector<std::string> shards, absl::string_view index,
+                                        absl::string_view hostname) {
+  ShardMap map;
+  if (shards.empty()) {
+    if (!index.empty() && index != "0" && index != "auto") {
+      return absl::InvalidArgumentError("--shard_index needs --shards (the list of every shard)");
+    }
+    return map;
+  }
+  uint32_t i = 0;
+  if (index == "auto") {
+    const size_t dash = hostname.rfind('-');
+    if (dash == absl::string_view::npos || !absl::SimpleAtoi(hostname.substr(dash + 1), &i)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--shard_index=auto takes the ordinal at the end of the host name (\"groupsvc-2\"); "
+          "host name \"",
+          hostname, "\" has none"));
+    }
+  } else if (!absl::SimpleAtoi(index, &i)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--shard_index must be a number or \"auto\"; got \"", index, "\""));
+  }
+  if (i >= shards.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("--shard_index=", i, " is outside --shards (",
+                                                   shards.size(), " shards, from 0)"));
+  }
+  map.addresses_ = std::move(shards);
+  map.self_ = i;
+  return map;
+}
+
+uint32_t ShardMap::GroupOwner(absl::string_view group) const {
+  return chat::GroupShard(group, count());
+}
+
+uint32_t ShardMap::ChannelOwner(absl::string_view channel) const {
+  return chat::ChannelShard(channel, count());
+}
+
+absl::Status ShardMap::Elsewhere(absl::string_view what, absl::string_view name,
+                                 uint32_t owner) const {
+  return absl::FailedPreconditionError(absl::StrCat(
+      what, " \"", name, "\" is placed on shard ", owner, " (", addresses_[owner], ") of ", count(),
+      "; this is shard ", self_,
+      ": the sender's shard list (--groupsvc) must be groupsvc's --shards, in the same order"));
+}
+
+absl::Status ShardMap::CheckGroup(absl::string_view group) const {
+  const uint32_t owner = GroupOwner(group);
+  return owner == self_ ? absl::OkStatus() : Elsewhere("group", group, owner);
+}
+
+absl::Status ShardMap::CheckChannel(absl::string_view channel) const {
+  const uint32_t owner = ChannelOwner(channel);
+  return owner == self_ ? absl::OkStatus() : Elsewhere("channel", channel, owner);
+}
+
+}  // namespace groupsvc

@@ -1,0 +1,57 @@
+// ShardMap: this groupsvc's place among the shards of one deployment, from
+// --shards (every shard's address, in shard order: the same list the edges'
+// --groupsvc has) and --shard_index (this one's position). Groups and channels
+// are placed by shared/placement.h; without --shards there is one shard and
+// everything is placed here.
+//
+//   absl::StatusOr<ShardMap> map = ShardMap::Make({"a:50051", "b:50051"}, "1");
+//   if (!map->OwnsGroup("chat_lobby")) ... forward to map->GroupOwner("chat_lobby")
+//
+// Immutable, so thread-safe.
+#ifndef CHAT_GROUPSVC_SHARD_MAP_H_
+#define CHAT_GROUPSVC_SHARD_MAP_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace groupsvc {
+
+class ShardMap {
+ public:
+  // One shard: this one.
+  ShardMap() = default;
+  // `index` is a number, or "auto": the ordinal at the end of `hostname`
+  // ("groupsvc-2" is shard 2), as a StatefulSet's pods are named.
+  static absl::StatusOr<ShardMap> Make(std::vector<std::string> shards, absl::string_view index,
+                                       absl::string_view hostname = "");
+
+  uint32_t count() const { return addresses_.empty() ? 1 : addresses_.size(); }
+  uint32_t self() const { return self_; }
+  bool sharded() const { return count() > 1; }
+  // Empty without --shards.
+  const std::vector<std::string>& addresses() const { return addresses_; }
+
+  uint32_t GroupOwner(absl::string_view group) const;
+  uint32_t ChannelOwner(absl::string_view channel) const;
+  bool OwnsGroup(absl::string_view group) const { return GroupOwner(group) == self_; }
+  bool OwnsChannel(absl::string_view channel) const { return ChannelOwner(channel) == self_; }
+  // FAILED_PRECONDITION naming the owner when the name is placed elsewhere:
+  // the sender's shard list differs from this one's.
+  absl::Status CheckGroup(absl::string_view group) const;
+  absl::Status CheckChannel(absl::string_view channel) const;
+
+ private:
+  absl::Status Elsewhere(absl::string_view what, absl::string_view name, uint32_t owner) const;
+
+  std::vector<std::string> addresses_;
+  uint32_t self_ = 0;
+};
+
+}  // namespace groupsvc
+
+#endif  // CHAT_GROUPSVC_SHARD_MAP_H_

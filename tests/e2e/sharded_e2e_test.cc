@@ -1,0 +1,286 @@
+// groupsvc as three shards behind two edges: real binaries on loopback ports,
+// real WebSockets and gRPC. Placement (shared/placement.h) decides which shard
+// owns each room; the tests check that every process agrees, that grpcurl's
+// calls work against any shard, and that a shard down takes down only its rooms.
+#include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "groupsvc/v1/layer.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "shared/placement.h"
+#include "tests/support/child_process.h"
+#include "tests/support/http_get.h"
+#include "tests/support/ws_client.h"
+
+namespace chat::testing {
+namespace {
+
+namespace v1 = ::groupsvc::v1;
+using ::testing::HasSubstr;
+
+constexpr uint32_t kShards = 3;
+constexpr int kRooms = 30;
+
+std::string Chat(const std::string& m) { return absl::StrCat(R"({"message":")", m, R"("})"); }
+std::string Room(int i) { return absl::StrCat("room", i); }
+std::string Group(int i) { return absl::StrCat("chat_room", i); }
+
+// A loopback port free now (the shards must know each other's before they start).
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool WaitReady(int port, absl::Duration timeout = absl::Seconds(10)) {
+  const absl::Time deadline = absl::Now() + timeout;
+  do {
+    absl::StatusOr<HttpReply> r = HttpGet("127.0.0.1", port, "/readyz");
+    if (r.ok() && r->status == 200) return true;
+    absl::SleepFor(absl::Milliseconds(20));
+  } while (absl::Now() < deadline);
+  return false;
+}
+
+std::unique_ptr<WsClient> Join(int port, const std::string& room) {
+  auto c = WsClient::Connect(port, absl::StrCat("/ws/chat/", room, "/"));
+  EXPECT_TRUE(c.ok()) << c.status();
+  return c.ok() ? *std::move(c) : nullptr;
+}
+
+class ShardedTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (uint32_t i = 0; i < kShards; ++i) shard_ports_.push_back(FreePort());
+    for (uint32_t i = 0; i < kShards; ++i) {
+      shards_.push_back(StartShard(i));
+      ASSERT_NE(shards_.back(), nullptr);
+    }
+    edge_a_ = StartEdge("edge-a", &port_a_, 1);
+    edge_b_ = StartEdge("edge-b", &port_b_, 2);
+    ASSERT_NE(edge_a_, nullptr);
+    ASSERT_NE(edge_b_, nullptr);
+    ASSERT_TRUE(WaitReady(port_a_));
+    ASSERT_TRUE(WaitReady(port_b_));
+    // Ready means one shard attached; wait for all of them.
+    for (ChildProcess* edge : {edge_a_.get(), edge_b_.get()}) {
+      for (uint32_t i = 0; i < kShards; ++i) {
+        ASSERT_TRUE(
+            edge->WaitForLine(absl::StrCat("layer_up target=", Address(i)), absl::Seconds(10))
+                .ok());
+      }
+    }
+  }
+
+  std::string Address(uint32_t i) const { return absl::StrCat("127.0.0.1:", shard_ports_[i]); }
+  std::string ShardList() const {
+    std::vector<std::string> all;
+    for (uint32_t i = 0; i < kShards; ++i) all.push_back(Address(i));
+    return absl::StrJoin(all, ",");
+  }
+
+  std::unique_ptr<ChildProcess> StartShard(uint32_t i) {
+    auto p = ChildProcess::Start(
+        {GROUPSVC_BIN, absl::StrCat("--listen=", Address(i)), "--metrics_listen=", "--warmup=0s",
+         absl::StrCat("--shards=", ShardList()), absl::StrCat("--shard_index=", i)});
+    EXPECT_TRUE(p.ok()) << p.status();
+    if (!p.ok()) return nullptr;
+    EXPECT_TRUE((*p)->WaitForLine(" listening ", absl::Seconds(20)).ok()) << (*p)->Output();
+    return *std::move(p);
+  }
+
+  std::unique_ptr<ChildProcess> StartEdge(const std::string& id, int* port, int threads) {
+    auto p =
+        ChildProcess::Start({EDGE_BIN, "--listen=127.0.0.1:0",
+                             "--metrics_listen=", absl::StrCat("--groupsvc=", ShardList()),
+                             absl::StrCat("--edge_id=", id), absl::StrCat("--threads=", threads)});
+    EXPECT_TRUE(p.ok()) << p.status();
+    if (!p.ok()) return nullptr;
+    absl::StatusOr<int> got = (*p)->WaitForField(" listening ", "port", absl::Seconds(20));
+    EXPECT_TRUE(got.ok()) << got.status();
+    *port = got.value_or(0);
+    return *std::move(p);
+  }
+
+  std::unique_ptr<v1::ChannelLayer::Stub> Stub(uint32_t shard) const {
+    return v1::ChannelLayer::NewStub(
+        grpc::CreateChannel(Address(shard), grpc::InsecureChannelCredentials()));
+  }
+
+  // GetGroup through `shard`; `forwarded` asks that shard alone (as another
+  // shard's forwarded call does), which only the owner can answer.
+  grpc::Status GetGroup(uint32_t shard, const std::string& name, v1::Group* group,
+                        bool forwarded = false) const {
+    grpc::ClientContext context;
+    if (forwarded) context.AddMetadata("x-groupsvc-forwarded", "test");
+    v1::GetGroupRequest request;
+    request.set_name(name);
+    return Stub(shard)->GetGroup(&context, request, group);
+  }
+
+  std::vector<int> shard_ports_;
+  std::vector<std::unique_ptr<ChildProcess>> shards_;
+  std::unique_ptr<ChildProcess> edge_a_, edge_b_;
+  int port_a_ = 0, port_b_ = 0;
+};
+
+TEST_F(ShardedTest, EveryRoomChatsAcrossEdgesAndAnyShardAnswersForIt) {
+  std::set<uint32_t> owners;
+  for (int i = 0; i < kRooms; ++i) owners.insert(chat::GroupShard(Group(i), kShards));
+  ASSERT_EQ(owners.size(), kShards) << "the 30 rooms should spread over every shard";
+
+  std::vector<std::unique_ptr<WsClient>> alice, bob;
+  for (int i = 0; i < kRooms; ++i) {
+    alice.push_back(Join(port_a_, Room(i)));
+    bob.push_back(Join(port_b_, Room(i)));
+    ASSERT_TRUE(alice.back() && bob.back());
+  }
+  for (int i = 0; i < kRooms; ++i) {
+    for (int m = 0; m < 3; ++m) ASSERT_TRUE(alice[i]->SendText(Chat(absl::StrCat(i, "-", m))));
+  }
+  for (int i = 0; i < kRooms; ++i) {
+    for (int m = 0; m < 3; ++m) {
+      EXPECT_EQ(bob[i]->Read().value_or("nothing"), Chat(absl::StrCat(i, "-", m))) << Room(i);
+      EXPECT_EQ(alice[i]->Read().value_or("nothing"), Chat(absl::StrCat(i, "-", m))) << Room(i);
+    }
+    ASSERT_TRUE(bob[i]->SendText(Chat("back")));
+    EXPECT_EQ(alice[i]->Read().value_or("nothing"), Chat("back")) << Room(i);
+    EXPECT_EQ(bob[i]->Read().value_or("nothing"), Chat("back")) << Room(i);
+  }
+
+  for (int i = 0; i < kRooms; ++i) {
+    const uint32_t owner = chat::GroupShard(Group(i), kShards);
+    for (uint32_t s = 0; s < kShards; ++s) {
+      v1::Group group;
+      grpc::Status status = GetGroup(s, Group(i), &group);
+      ASSERT_TRUE(status.ok()) << Group(i) << " via shard " << s << ": " << status.error_message();
+      std::set<std::string> edges;
+      for (const v1::Member& m : group.members()) edges.insert(m.edge_id());
+      EXPECT_EQ(group.members_size(), 2) << Group(i) << " via shard " << s;
+      EXPECT_EQ(edges, (std::set<std::string>{"edge-a", "edge-b"}));
+      // The members live on the owner only.
+      v1::Group alone;
+      status = GetGroup(s, Group(i), &alone, /*forwarded=*/true);
+      if (s == owner) {
+        EXPECT_TRUE(status.ok()) << status.error_message();
+      } else {
+        EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << Group(i);
+        EXPECT_THAT(status.error_message(), HasSubstr(absl::StrCat("shard ", owner)));
+      }
+    }
+  }
+
+  // ListGroups through one shard pages through all 30 rooms, in order, once each.
+  std::vector<std::string> listed;
+  std::string token;
+  do {
+    grpc::ClientContext context;
+    v1::ListGroupsRequest request;
+    request.set_name_prefix("chat_room");
+    request.set_page_size(7);
+    request.set_page_token(token);
+    v1::ListGroupsResponse page;
+    grpc::Status status = Stub(1)->ListGroups(&context, request, &page);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    for (const auto& g : page.groups()) listed.push_back(g.name());
+    token = page.next_page_token();
+  } while (!token.empty());
+  std::vector<std::string> expected;
+  for (int i = 0; i < kRooms; ++i) expected.push_back(Group(i));
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(listed, expected);
+
+  grpc::ClientContext context;
+  v1::StatsResponse stats;
+  ASSERT_TRUE(Stub(2)->Stats(&context, v1::StatsRequest(), &stats).ok());
+  EXPECT_EQ(stats.groups(), static_cast<uint64_t>(kRooms));
+  EXPECT_EQ(stats.memberships(), static_cast<uint64_t>(2 * kRooms));
+}
+
+TEST_F(ShardedTest, AShardDownTakesDownOnlyItsRoomsAndTheyComeBackWithoutReconnecting) {
+  int down_room = -1, up_room = -1;
+  for (int i = 0; i < kRooms && (down_room < 0 || up_room < 0); ++i) {
+    if (chat::GroupShard(Group(i), kShards) == 1) {
+      if (down_room < 0) down_room = i;
+    } else if (up_room < 0) {
+      up_room = i;
+    }
+  }
+  auto alice = Join(port_a_, Room(down_room));
+  auto bob = Join(port_b_, Room(down_room));
+  auto carol = Join(port_a_, Room(up_room));
+  auto dave = Join(port_b_, Room(up_room));
+  ASSERT_TRUE(alice && bob && carol && dave);
+  ASSERT_TRUE(alice->SendText(Chat("before")));
+  ASSERT_EQ(bob->Read().value_or(""), Chat("before"));
+  ASSERT_EQ(alice->Read().value_or(""), Chat("before"));
+
+  shards_[1]->Signal(SIGKILL);
+  ASSERT_TRUE(shards_[1]->WaitExit(absl::Seconds(5)).has_value());
+  ASSERT_TRUE(edge_a_->WaitForLine("layer_down", absl::Seconds(5)).ok());
+  // The down shard's room: its sender is told; the other room loses nothing;
+  // both edges stay ready (two shards of three are attached).
+  ASSERT_TRUE(alice->SendText(Chat("while down")));
+  absl::StatusOr<std::string> error = alice->Read();
+  ASSERT_TRUE(error.ok()) << error.status();
+  EXPECT_THAT(*error, HasSubstr(R"("error":"not_delivered")"));
+  for (int m = 0; m < 20; ++m) ASSERT_TRUE(carol->SendText(Chat(absl::StrCat("up-", m))));
+  for (int m = 0; m < 20; ++m) {
+    EXPECT_EQ(dave->Read().value_or("nothing"), Chat(absl::StrCat("up-", m)));
+    EXPECT_EQ(carol->Read().value_or("nothing"), Chat(absl::StrCat("up-", m)));
+  }
+  EXPECT_EQ(HttpGet("127.0.0.1", port_a_, "/readyz")->status, 200);
+  EXPECT_EQ(HttpGet("127.0.0.1", port_b_, "/readyz")->status, 200);
+
+  const size_t lines_a = edge_a_->line_count(), lines_b = edge_b_->line_count();
+  const absl::Time restarted = absl::Now();
+  shards_[1] = StartShard(1);
+  ASSERT_NE(shards_[1], nullptr);
+  // Both edges re-attach and replay their members of its rooms (layer_up
+  // comes with the replay applied) within 2 s, with no browser reconnecting.
+  const std::string up = absl::StrCat("layer_up target=", Address(1));
+  ASSERT_TRUE(edge_a_->WaitForLine(up, absl::Seconds(2), lines_a).ok());
+  ASSERT_TRUE(edge_b_->WaitForLine(up, absl::Seconds(2), lines_b).ok());
+  EXPECT_LE(absl::Now() - restarted, absl::Seconds(2) + absl::Milliseconds(500));
+  ASSERT_TRUE(alice->SendText(Chat("after")));
+  EXPECT_EQ(alice->Read().value_or("nothing"), Chat("after"));
+  EXPECT_EQ(bob->Read().value_or("nothing"), Chat("after"));
+  EXPECT_FALSE(alice->close_code().has_value());
+  EXPECT_FALSE(bob->close_code().has_value());
+}
+
+TEST_F(ShardedTest, AnEdgeWithAnotherShardListIsToldAndItsCommandsRefused) {
+  // Two shards listed where there are three: shard 0 and 1 say they are 0/3 and 1/3.
+  int port = 0;
+  auto wrong = ChildProcess::Start({EDGE_BIN, "--listen=127.0.0.1:0", "--metrics_listen=",
+                                    absl::StrCat("--groupsvc=", Address(0), ",", Address(1)),
+                                    "--edge_id=edge-wrong"});
+  ASSERT_TRUE(wrong.ok());
+  ASSERT_TRUE((*wrong)->WaitForField(" listening ", "port", absl::Seconds(20)).ok());
+  EXPECT_TRUE((*wrong)->WaitForLine("layer_shard_mismatch", absl::Seconds(10)).ok());
+  port = (*wrong)->WaitForField(" listening ", "port", absl::Seconds(1)).value_or(0);
+  // Never ready: no link agrees, so nothing it would send can go astray.
+  absl::SleepFor(absl::Milliseconds(500));
+  EXPECT_EQ(HttpGet("127.0.0.1", port, "/readyz")->status, 503);
+}
+
+}  // namespace
+}  // namespace chat::testing

@@ -1,0 +1,89 @@
+// ShardMap (this groupsvc's place among the shards) and what ApplyCommand does
+// with a command for a group placed on another shard.
+#include "groupsvc/shard_map.h"
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "groupsvc/commands.h"
+#include "gtest/gtest.h"
+#include "shared/clock.h"
+#include "shared/placement.h"
+
+namespace groupsvc {
+namespace {
+
+using ::testing::HasSubstr;
+
+const std::vector<std::string> kThree = {"a:1", "b:1", "c:1"};
+
+TEST(ShardMapTest, WithoutShardsEverythingIsPlacedHere) {
+  absl::StatusOr<ShardMap> map = ShardMap::Make({}, "0");
+  ASSERT_TRUE(map.ok());
+  EXPECT_FALSE(map->sharded());
+  EXPECT_EQ(map->count(), 1u);
+  EXPECT_TRUE(map->OwnsGroup("chat_anything"));
+  EXPECT_FALSE(ShardMap::Make({}, "2").ok());
+}
+
+TEST(ShardMapTest, TheIndexIsANumberInRangeOrTheHostNamesOrdinal) {
+  EXPECT_EQ(ShardMap::Make(kThree, "2")->self(), 2u);
+  EXPECT_EQ(ShardMap::Make(kThree, "auto", "groupsvc-1")->self(), 1u);
+  EXPECT_EQ(ShardMap::Make(kThree, "3").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ShardMap::Make(kThree, "x").status().code(), absl::StatusCode::kInvalidArgument);
+  absl::Status no_ordinal = ShardMap::Make(kThree, "auto", "laptop").status();
+  EXPECT_THAT(no_ordinal.message(), HasSubstr("ordinal"));
+}
+
+TEST(ShardMapTest, PlacementFollowsTheSharedFunctionAndNamesTheOwner) {
+  absl::StatusOr<ShardMap> map = ShardMap::Make(kThree, "0");
+  ASSERT_TRUE(map.ok());
+  int elsewhere = 0;
+  for (int i = 0; i < 30; ++i) {
+    const std::string group = "chat_room" + std::to_string(i);
+    const uint32_t owner = chat::GroupShard(group, 3);
+    EXPECT_EQ(map->GroupOwner(group), owner);
+    absl::Status s = map->CheckGroup(group);
+    if (owner == 0) {
+      EXPECT_TRUE(s.ok());
+    } else {
+      ++elsewhere;
+      EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+      EXPECT_THAT(s.message(), HasSubstr(kThree[owner]));
+    }
+  }
+  EXPECT_GT(elsewhere, 0);
+  EXPECT_EQ(map->ChannelOwner("edge-1.ab!c1"), chat::GroupShard("edge-1.ab!", 3));
+}
+
+TEST(ShardMapTest, ACommandForAnotherShardsGroupIsRefusedAndChangesNothing) {
+  absl::StatusOr<ShardMap> map = ShardMap::Make(kThree, "0");
+  ASSERT_TRUE(map.ok());
+  std::string mine, theirs;
+  for (int i = 0; mine.empty() || theirs.empty(); ++i) {
+    const std::string group = "chat_room" + std::to_string(i);
+    (map->OwnsGroup(group) ? mine : theirs) = group;
+  }
+  chat::FakeClock clock;
+  RegistryOptions options;
+  options.warmup = absl::ZeroDuration();
+  GroupRegistry registry(options, &clock);
+  v1::Command add;
+  add.set_request_id(7);
+  add.mutable_group_add()->set_group(theirs);
+  add.mutable_group_add()->set_channel("q");
+  v1::Ack ack = ApplyCommand(registry, add, nullptr, &*map);
+  EXPECT_EQ(ack.request_id(), 7u);
+  EXPECT_EQ(ack.code(), static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(ack.message(), HasSubstr("--shards"));
+  EXPECT_EQ(registry.Stats().memberships, 0u);
+  add.mutable_group_add()->set_group(mine);
+  EXPECT_EQ(ApplyCommand(registry, add, nullptr, &*map).code(), 0);
+  // An invalid name is refused for its rule, wherever it would be placed.
+  add.mutable_group_add()->set_group("bad name");
+  EXPECT_EQ(ApplyCommand(registry, add, nullptr, &*map).code(),
+            static_cast<int>(absl::StatusCode::kInvalidArgument));
+}
+
+}  // namespace
+}  // namespace groupsvc
