@@ -11,6 +11,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -68,9 +69,12 @@ std::unique_ptr<WsClient> Join(int port, const std::string& room) {
 
 class ShardedTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    for (uint32_t i = 0; i < kShards; ++i) shard_ports_.push_back(FreePort());
-    for (uint32_t i = 0; i < kShards; ++i) {
+  void SetUp() override { StartAll(kShards); }
+
+  void StartAll(uint32_t count) {
+    count_ = count;
+    while (shard_ports_.size() < count) shard_ports_.push_back(FreePort());
+    for (uint32_t i = 0; i < count; ++i) {
       shards_.push_back(StartShard(i));
       ASSERT_NE(shards_.back(), nullptr);
     }
@@ -81,19 +85,22 @@ class ShardedTest : public ::testing::Test {
     ASSERT_TRUE(WaitReady(port_a_));
     ASSERT_TRUE(WaitReady(port_b_));
     // Ready means one shard attached; wait for all of them.
-    for (ChildProcess* edge : {edge_a_.get(), edge_b_.get()}) {
-      for (uint32_t i = 0; i < kShards; ++i) {
-        ASSERT_TRUE(
-            edge->WaitForLine(absl::StrCat("layer_up target=", Address(i)), absl::Seconds(10))
-                .ok());
-      }
+    for (ChildProcess* edge : {edge_a_.get(), edge_b_.get()}) WaitAttached(*edge, 0);
+  }
+
+  void WaitAttached(ChildProcess& edge, size_t from_line) {
+    for (uint32_t i = 0; i < count_; ++i) {
+      ASSERT_TRUE(edge.WaitForLine(absl::StrCat("layer_up target=", Address(i)), absl::Seconds(10),
+                                   from_line)
+                      .ok())
+          << edge.Output();
     }
   }
 
   std::string Address(uint32_t i) const { return absl::StrCat("127.0.0.1:", shard_ports_[i]); }
   std::string ShardList() const {
     std::vector<std::string> all;
-    for (uint32_t i = 0; i < kShards; ++i) all.push_back(Address(i));
+    for (uint32_t i = 0; i < count_; ++i) all.push_back(Address(i));
     return absl::StrJoin(all, ",");
   }
 
@@ -136,6 +143,16 @@ class ShardedTest : public ::testing::Test {
     return Stub(shard)->GetGroup(&context, request, group);
   }
 
+  // This shard's own groups and memberships (a forwarded Stats: no gathering).
+  std::pair<uint64_t, uint64_t> OwnCounts(uint32_t shard) const {
+    grpc::ClientContext context;
+    context.AddMetadata("x-groupsvc-forwarded", "test");
+    v1::StatsResponse stats;
+    EXPECT_TRUE(Stub(shard)->Stats(&context, v1::StatsRequest(), &stats).ok());
+    return {stats.groups(), stats.memberships()};
+  }
+
+  uint32_t count_ = kShards;
   std::vector<int> shard_ports_;
   std::vector<std::unique_ptr<ChildProcess>> shards_;
   std::unique_ptr<ChildProcess> edge_a_, edge_b_;
@@ -213,6 +230,130 @@ TEST_F(ShardedTest, EveryRoomChatsAcrossEdgesAndAnyShardAnswersForIt) {
   ASSERT_TRUE(Stub(2)->Stats(&context, v1::StatsRequest(), &stats).ok());
   EXPECT_EQ(stats.groups(), static_cast<uint64_t>(kRooms));
   EXPECT_EQ(stats.memberships(), static_cast<uint64_t>(2 * kRooms));
+  // A group_send through any shard reaches the room's browsers.
+  for (uint32_t s = 0; s < kShards; ++s) {
+    grpc::ClientContext send_context;
+    v1::GroupSendRequest request;
+    request.set_group(Group(s));
+    (*request.mutable_event()->mutable_fields())["type"].set_string_value("chat.message");
+    (*request.mutable_event()->mutable_fields())["message"].set_string_value("from grpcurl");
+    v1::GroupSendResponse response;
+    grpc::Status status = Stub(s)->GroupSend(&send_context, request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(response.delivered(), 2u);
+    EXPECT_EQ(alice[s]->Read().value_or("nothing"), Chat("from grpcurl"));
+    EXPECT_EQ(bob[s]->Read().value_or("nothing"), Chat("from grpcurl"));
+  }
+}
+
+TEST_F(ShardedTest, SendAndReceiveOfAQueuedChannelWorkThroughAnyShard) {
+  for (int i = 0; i < 6; ++i) {
+    const std::string channel = absl::StrCat("worker-", i);
+    const uint32_t in = i % kShards, out = (i + 1) % kShards;
+    grpc::ClientContext send_context;
+    v1::SendRequest send;
+    send.set_channel(channel);
+    (*send.mutable_event()->mutable_fields())["type"].set_string_value("job");
+    v1::SendResponse sent;
+    ASSERT_TRUE(Stub(in)->Send(&send_context, send, &sent).ok()) << channel;
+    grpc::ClientContext receive_context;
+    v1::ReceiveRequest receive;
+    receive.set_channel(channel);
+    receive.mutable_timeout()->set_seconds(2);
+    v1::ReceiveResponse got;
+    grpc::Status status = Stub(out)->Receive(&receive_context, receive, &got);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    ASSERT_TRUE(got.has_event()) << channel;
+    EXPECT_EQ(got.event().fields().at("type").string_value(), "job") << channel;
+  }
+  // A waiting Receive through a non-owner, cancelled by its caller, takes no
+  // event: the next Receive gets it.
+  std::string channel;
+  for (int i = 0; channel.empty(); ++i) {
+    if (chat::GroupShard(absl::StrCat("idle-", i), kShards) != 0)
+      channel = absl::StrCat("idle-", i);
+  }
+  {
+    grpc::ClientContext waiting;
+    std::thread cancel([&] {
+      absl::SleepFor(absl::Milliseconds(300));
+      waiting.TryCancel();
+    });
+    v1::ReceiveRequest receive;
+    receive.set_channel(channel);
+    receive.mutable_timeout()->set_seconds(30);
+    v1::ReceiveResponse got;
+    EXPECT_EQ(Stub(0)->Receive(&waiting, receive, &got).error_code(), grpc::StatusCode::CANCELLED);
+    cancel.join();
+  }
+  absl::SleepFor(absl::Milliseconds(100));
+  grpc::ClientContext send_context;
+  v1::SendRequest send;
+  send.set_channel(channel);
+  (*send.mutable_event()->mutable_fields())["type"].set_string_value("late");
+  v1::SendResponse sent;
+  ASSERT_TRUE(Stub(0)->Send(&send_context, send, &sent).ok());
+  grpc::ClientContext receive_context;
+  v1::ReceiveRequest receive;
+  receive.set_channel(channel);
+  v1::ReceiveResponse got;
+  ASSERT_TRUE(Stub(1)->Receive(&receive_context, receive, &got).ok());
+  ASSERT_TRUE(got.has_event()) << "the cancelled Receive took the event";
+  EXPECT_EQ(got.event().fields().at("type").string_value(), "late");
+}
+
+// Growing two shards to three: the shards are restarted with the new list
+// (their state is soft) and a third starts, then the edges one at a time;
+// afterwards every room works and each member is on its new owner only.
+class ReshardTest : public ShardedTest {
+ protected:
+  void SetUp() override { StartAll(2); }
+};
+
+TEST_F(ReshardTest, GrowingTwoShardsToThreeLeavesEveryMemberOnceOnItsNewOwner) {
+  auto chat_all = [&](int rooms) {
+    std::vector<std::unique_ptr<WsClient>> alice, bob;
+    for (int i = 0; i < rooms; ++i) {
+      alice.push_back(Join(port_a_, Room(i)));
+      bob.push_back(Join(port_b_, Room(i)));
+    }
+    for (int i = 0; i < rooms; ++i) {
+      EXPECT_TRUE(alice[i]->SendText(Chat(absl::StrCat("hi ", i))));
+      EXPECT_EQ(bob[i]->Read().value_or("nothing"), Chat(absl::StrCat("hi ", i))) << Room(i);
+    }
+    return std::make_pair(std::move(alice), std::move(bob));
+  };
+  auto before = chat_all(12);
+
+  count_ = 3;
+  shard_ports_.push_back(FreePort());
+  shards_.clear();  // Every shard restarts with the new list (killed: its state is soft).
+  for (uint32_t i = 0; i < 3; ++i) {
+    shards_.push_back(StartShard(i));
+    ASSERT_NE(shards_.back(), nullptr);
+  }
+  // The edges, one at a time; their browsers reconnect (as the page does).
+  before.first.clear();
+  edge_a_.reset();
+  edge_a_ = StartEdge("edge-a", &port_a_, 1);
+  ASSERT_TRUE(WaitReady(port_a_));
+  WaitAttached(*edge_a_, 0);
+  before.second.clear();
+  edge_b_.reset();
+  edge_b_ = StartEdge("edge-b", &port_b_, 2);
+  ASSERT_TRUE(WaitReady(port_b_));
+  WaitAttached(*edge_b_, 0);
+
+  auto after = chat_all(12);
+  uint64_t memberships = 0;
+  for (uint32_t s = 0; s < 3; ++s) memberships += OwnCounts(s).second;
+  EXPECT_EQ(memberships, 24u) << "each of the 24 sockets' memberships exactly once";
+  for (int i = 0; i < 12; ++i) {
+    v1::Group group;
+    const uint32_t owner = chat::GroupShard(Group(i), 3);
+    ASSERT_TRUE(GetGroup(owner, Group(i), &group, /*forwarded=*/true).ok()) << Group(i);
+    EXPECT_EQ(group.members_size(), 2) << Group(i);
+  }
 }
 
 TEST_F(ShardedTest, AShardDownTakesDownOnlyItsRoomsAndTheyComeBackWithoutReconnecting) {
