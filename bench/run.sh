@@ -6,12 +6,13 @@
 #   bench/run.sh ours            # only our topologies
 #   bench/run.sh peers           # only the peers
 #   PEERS='django async 1 18001' bench/run.sh peers   # some of them ('node 2 18101,18102;...')
-#   SCENARIOS="T2 L1" SCALE=0 THREADS=2 bench/run.sh ours   # a subset
+#   SCENARIOS="T2 L1" SCALE=0 THREADS=2 bench/run.sh ours   # a subset (SCALE=F1: F1 but not S1)
 #   EDGE_BIN=/tmp/old/edge GROUPSVC_BIN=/tmp/old/groupsvc ...  # other binaries (A/B)
 # Scenarios (see bench/README.md): T1 closed loop, T2 fixed open-loop load (CPU
 # per delivery), L1 open loop, C1 idle memory, F1 fan-out (ours), S1 idle
 # connections at scale (ours). Our topologies run with the edge at each of
-# THREADS (default "1 2"; --threads of the edge).
+# THREADS (default "1 2"; --threads of the edge), and the two edges also over
+# SHARDS groupsvc shards (default 3; SHARDS=1 skips that topology).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -26,6 +27,7 @@ duration=${DURATION:-10s}
 runs=${RUNS:-3}
 t2_rate=${T2_RATE:-3000}  # Messages/s: below every system's saturation here (Django aside).
 edge_threads=${THREADS:-1 2}
+shard_count=${SHARDS:-3}  # The sharded topology's groupsvc shards (1: no sharded topology).
 only=${SCENARIOS:-T1 T2 L1 C1}  # And, for ours, S1 and F1 unless SCALE=0.
 pids_started=()
 
@@ -77,8 +79,8 @@ scenarios() {  # SYSTEM TARGETS PIDS
   return 0
 }
 
-start_ours() {  # EDGES (0: one edge with the in-process layer) THREADS
-  local edges="$1" threads="${2:-1}"
+start_ours() {  # EDGES (0: one edge with the in-process layer) THREADS [SHARDS]
+  local edges="$1" threads="${2:-1}" shards="${3:-1}"
   ulimit -n 20000 2>/dev/null || true
   if ((edges == 0)); then
     "${EDGE_BIN:-$root/build/edge/edge}" --listen=127.0.0.1:18201 --metrics_listen=127.0.0.1:18301 \
@@ -89,19 +91,43 @@ start_ours() {  # EDGES (0: one edge with the in-process layer) THREADS
     wait_ready 18201
     return
   fi
-  "${GROUPSVC_BIN:-$root/build/groupsvc/groupsvc}" --listen=127.0.0.1:18250 --metrics_listen=127.0.0.1:18251 2>/dev/null &
-  pids_started+=($!)
-  OURS_PIDS=$!
+  # One groupsvc on 18250 (metrics 18251), or shards on 18260... (metrics 18270...).
+  local list="127.0.0.1:18250" i
+  GROUPSVC_METRICS=18251
+  OURS_PIDS=""
+  if ((shards == 1)); then
+    "${GROUPSVC_BIN:-$root/build/groupsvc/groupsvc}" --listen=127.0.0.1:18250 --metrics_listen=127.0.0.1:18251 2>/dev/null &
+    pids_started+=($!)
+    OURS_PIDS=$!
+  else
+    list=""
+    GROUPSVC_METRICS=""
+    for ((i = 0; i < shards; i++)); do list+="${list:+,}127.0.0.1:$((18260 + i))"; done
+    for ((i = 0; i < shards; i++)); do
+      "${GROUPSVC_BIN:-$root/build/groupsvc/groupsvc}" --listen=127.0.0.1:$((18260 + i)) \
+        --metrics_listen=127.0.0.1:$((18270 + i)) --shards="$list" --shard_index="$i" 2>/dev/null &
+      pids_started+=($!)
+      OURS_PIDS+="${OURS_PIDS:+,}$!"
+      GROUPSVC_METRICS+="${GROUPSVC_METRICS:+ }$((18270 + i))"
+    done
+  fi
   OURS_TARGETS=""
   for ((i = 0; i < edges; i++)); do
     "${EDGE_BIN:-$root/build/edge/edge}" --listen=127.0.0.1:$((18201 + i)) \
-      --groupsvc=127.0.0.1:18250 --metrics_listen=127.0.0.1:$((18301 + i)) \
+      --groupsvc="$list" --metrics_listen=127.0.0.1:$((18301 + i)) \
       --max_connections_per_ip=20000 --edge_id=bench-$i --threads="$threads" 2>/dev/null &
     pids_started+=($!)
     OURS_PIDS+=",$!"
     OURS_TARGETS+="${OURS_TARGETS:+,}127.0.0.1:$((18201 + i))"
   done
   for ((i = 0; i < edges; i++)); do wait_ready $((18201 + i)); done
+  # Ready is one shard attached: wait for every link.
+  for ((i = 0; i < edges && shards > 1; i++)); do
+    for _ in $(seq 200); do
+      (($(curl -fs "http://127.0.0.1:$((18301 + i))/metrics" | grep -c '^edge_layer_shard_up{.*} 1$') == shards)) && break
+      sleep 0.05
+    done
+  done
 }
 
 stop_ours() {
@@ -110,8 +136,13 @@ stop_ours() {
   sleep 1
 }
 
-metric() {  # PORT NAME
-  curl -fs "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n {print $2}'
+metric() {  # NAME: summed over every groupsvc shard's metrics port
+  local port sum=0 v
+  for port in $GROUPSVC_METRICS; do
+    v=$(curl -fs "http://127.0.0.1:$port/metrics" | awk -v n="$1" '$1 == n {print $2}')
+    sum=$(awk -v a="$sum" -v b="${v:-0}" 'BEGIN {print a + b}')
+  done
+  echo "$sum"
 }
 
 run_ours() {
@@ -123,8 +154,18 @@ run_ours() {
     start_ours 2 "$threads"
     scenarios "ours-2-edges+groupsvc-t$threads" "$OURS_TARGETS" "$OURS_PIDS"
     stop_ours
+    if ((shard_count > 1)); then
+      start_ours 2 "$threads" "$shard_count"
+      scenarios "ours-2-edges+${shard_count}-shards-t$threads" "$OURS_TARGETS" "$OURS_PIDS"
+      stop_ours
+    fi
   done
-  [[ "${SCALE:-1}" == 1 ]] || return 0
+  [[ "${SCALE:-1}" == 1 || "${SCALE:-1}" == F1 ]] || return 0
+  if [[ "${SCALE:-1}" == F1 ]]; then  # F1 alone.
+    fan_out 1
+    ((shard_count > 1)) && fan_out "$shard_count"
+    return 0
+  fi
   start_ours 0 1
   # S1: as many idle sockets on one edge as the 20,000 open files per process
   # allow, from two load generator processes (each below its own limit).
@@ -140,22 +181,31 @@ run_ours() {
   record "ours-1-edge-t1" S1-first-half "$(cat /tmp/s1a.json)"
   stop_ours
 
-  start_ours 2 2
-  # F1: one room of 1,000 members over both edges, one sender at 100 messages/s.
+  fan_out 1
+  ((shard_count > 1)) && fan_out "$shard_count"
+  return 0
+}
+
+# F1: one room of 1,000 members over both edges, one sender at 100 messages/s,
+# through one groupsvc or SHARDS shards.
+fan_out() {  # SHARDS
+  local system="ours-2-edges+groupsvc-t2"
+  (($1 > 1)) && system="ours-2-edges+$1-shards-t2"
+  start_ours 2 2 "$1"
   local in0 out0 msg0
-  in0=$(metric 18251 groupsvc_events_in_total)
-  out0=$(metric 18251 groupsvc_stream_deliveries_total)
-  msg0=$(metric 18251 groupsvc_stream_messages_out_total)
-  record "ours-2-edges+groupsvc-t2" F1 "$("$loadgen" --targets="$OURS_TARGETS" --server_pids="$OURS_PIDS" \
+  in0=$(metric groupsvc_events_in_total)
+  out0=$(metric groupsvc_stream_deliveries_total)
+  msg0=$(metric groupsvc_stream_messages_out_total)
+  record "$system" F1 "$("$loadgen" --targets="$OURS_TARGETS" --server_pids="$OURS_PIDS" \
     --mode=open --rate=100 --rooms=1 --members=1000 --senders_per_room=1 --size=64 \
     --warmup="$warmup" --duration="$duration" --room_prefix=fanout)"
   local in1 out1 msg1
-  in1=$(metric 18251 groupsvc_events_in_total)
-  out1=$(metric 18251 groupsvc_stream_deliveries_total)
-  msg1=$(metric 18251 groupsvc_stream_messages_out_total)
+  in1=$(metric groupsvc_events_in_total)
+  out1=$(metric groupsvc_stream_deliveries_total)
+  msg1=$(metric groupsvc_stream_messages_out_total)
   # Deliveries: the event once per edge with its local recipients (must be 2).
   # Stream messages: fewer still when one message carries several deliveries.
-  record "ours-2-edges+groupsvc-t2" F1-per-group-send "$(awk -v a="$in0" -v b="$in1" -v c="$out0" \
+  record "$system" F1-per-group-send "$(awk -v a="$in0" -v b="$in1" -v c="$out0" \
     -v d="$out1" -v e="$msg0" -v f="$msg1" 'BEGIN {printf "{\"deliveries\": %.3f, \"stream_messages\": %.3f}", (d - c) / (b - a), (f - e) / (b - a)}')"
   stop_ours
 }
