@@ -3,10 +3,7 @@
 // owns each room; the tests check that every process agrees, that grpcurl's
 // calls work against any shard, and that a shard down takes down only its rooms.
 #include <grpcpp/grpcpp.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <memory>
 #include <set>
@@ -23,6 +20,7 @@
 #include "shared/placement.h"
 #include "tests/support/child_process.h"
 #include "tests/support/http_get.h"
+#include "tests/support/ports.h"
 #include "tests/support/ws_client.h"
 
 namespace chat::testing {
@@ -37,19 +35,6 @@ constexpr int kRooms = 30;
 std::string Chat(const std::string& m) { return absl::StrCat(R"({"message":")", m, R"("})"); }
 std::string Room(int i) { return absl::StrCat("room", i); }
 std::string Group(int i) { return absl::StrCat("chat_room", i); }
-
-// A loopback port free now (the shards must know each other's before they start).
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 bool WaitReady(int port, absl::Duration timeout = absl::Seconds(10)) {
   const absl::Time deadline = absl::Now() + timeout;
@@ -73,7 +58,7 @@ class ShardedTest : public ::testing::Test {
 
   void StartAll(uint32_t count) {
     count_ = count;
-    while (shard_ports_.size() < count) shard_ports_.push_back(FreePort());
+    while (shard_ports_.size() < count) shard_ports_.push_back(FreeLoopbackPort());
     for (uint32_t i = 0; i < count; ++i) {
       shards_.push_back(StartShard(i));
       ASSERT_NE(shards_.back(), nullptr);
@@ -326,7 +311,7 @@ TEST_F(ReshardTest, GrowingTwoShardsToThreeLeavesEveryMemberOnceOnItsNewOwner) {
   auto before = chat_all(12);
 
   count_ = 3;
-  shard_ports_.push_back(FreePort());
+  shard_ports_.push_back(FreeLoopbackPort());
   shards_.clear();  // Every shard restarts with the new list (killed: its state is soft).
   for (uint32_t i = 0; i < 3; ++i) {
     shards_.push_back(StartShard(i));

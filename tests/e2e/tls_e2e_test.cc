@@ -16,8 +16,10 @@
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "shared/placement.h"
 #include "tests/support/child_process.h"
 #include "tests/support/http_get.h"
+#include "tests/support/ports.h"
 #include "tests/support/reflection_client.h"
 #include "tests/support/test_certs.h"
 #include "tests/support/ws_client.h"
@@ -104,15 +106,19 @@ class TlsSystemTest : public ::testing::Test {
 
   // An edge linked to groupsvc over TLS, with the client certificate in
   // `cert_file`.{crt,key} (none if empty); returns its HTTP port.
-  int StartEdge(const std::string& edge_id, const std::string& cert_file) {
-    std::vector<std::string> argv = {EDGE_BIN,
-                                     "--listen=127.0.0.1:0",
-                                     "--metrics_listen=",
-                                     absl::StrCat("--groupsvc=127.0.0.1:", groupsvc_port_),
-                                     absl::StrCat("--edge_id=", edge_id),
-                                     absl::StrCat("--groupsvc_tls_ca=", Path("ca.crt")),
-                                     "--groupsvc_tls_reload_interval=1s",
-                                     "--grace=1s"};
+  // `groupsvc`: the shards' list; empty: groupsvc_port_.
+  int StartEdge(const std::string& edge_id, const std::string& cert_file,
+                const std::string& groupsvc = "") {
+    std::vector<std::string> argv = {
+        EDGE_BIN,
+        "--listen=127.0.0.1:0",
+        "--metrics_listen=",
+        absl::StrCat("--groupsvc=",
+                     groupsvc.empty() ? absl::StrCat("127.0.0.1:", groupsvc_port_) : groupsvc),
+        absl::StrCat("--edge_id=", edge_id),
+        absl::StrCat("--groupsvc_tls_ca=", Path("ca.crt")),
+        "--groupsvc_tls_reload_interval=1s",
+        "--grace=1s"};
     if (!cert_file.empty()) {
       argv.push_back(absl::StrCat("--groupsvc_tls_cert=", Path(cert_file + ".crt")));
       argv.push_back(absl::StrCat("--groupsvc_tls_key=", Path(cert_file + ".key")));
@@ -213,6 +219,64 @@ TEST_F(TlsSystemTest, TwoEdgesChatOverMutualTlsAndGrpcurlNeedsAToken) {
   ReflectionClient on_health_port(plain);
   EXPECT_EQ(on_health_port.CallJson("groupsvc.v1.ChannelLayer/Stats", "{}").status().code(),
             absl::StatusCode::kUnimplemented);
+}
+
+// Two shards over TLS with tokens: the edge attaches to both with its client
+// certificate, and a call to the shard that does not own the room is
+// forwarded over TLS with the caller's token, which the owner checks again.
+TEST_F(TlsSystemTest, ShardsForwardOverTlsWithTheCallersToken) {
+  const int ports[2] = {FreeLoopbackPort(), FreeLoopbackPort()};
+  const std::string list = absl::StrCat("127.0.0.1:", ports[0], ",127.0.0.1:", ports[1]);
+  std::vector<std::unique_ptr<ChildProcess>> shards;
+  for (int i = 0; i < 2; ++i) {
+    auto p =
+        ChildProcess::Start({GROUPSVC_BIN, absl::StrCat("--listen=127.0.0.1:", ports[i]),
+                             "--metrics_listen=", "--warmup=0s", "--grace=1s",
+                             absl::StrCat("--tls_cert=", Path("groupsvc.crt")),
+                             absl::StrCat("--tls_key=", Path("groupsvc.key")),
+                             absl::StrCat("--tls_client_ca=", Path("ca.crt")),
+                             absl::StrCat("--api_tokens_file=", Path("tokens")),
+                             absl::StrCat("--shards=", list), absl::StrCat("--shard_index=", i)});
+    ASSERT_TRUE(p.ok()) << p.status();
+    ASSERT_TRUE((*p)->WaitForLine(" listening ", absl::Seconds(20)).ok()) << (*p)->Output();
+    shards.push_back(*std::move(p));
+  }
+  WriteEdgeCert("edge-a", {"edge-a"});
+  const int port = StartEdge("edge-a", "edge-a", list);
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(
+        edge(0)
+            .WaitForLine(absl::StrCat("layer_up target=127.0.0.1:", ports[i]), absl::Seconds(15))
+            .ok())
+        << edge(0).Output();
+  }
+  std::string room;
+  for (int i = 0; room.empty(); ++i) {
+    if (chat::GroupShard(absl::StrCat("chat_r", i), 2) == 1) room = absl::StrCat("r", i);
+  }
+  auto alice = WsClient::Connect(port, absl::StrCat("/ws/chat/", room, "/"));
+  ASSERT_TRUE(alice.ok());
+  absl::SleepFor(absl::Milliseconds(200));  // Her group_add reaches shard 1.
+
+  groupsvc_port_ = ports[0];  // grpcurl against the shard that does not own the room.
+  const std::string get = absl::StrCat(R"({"name": "chat_)", room, R"("})");
+  EXPECT_EQ(ReflectionClient(GrpcurlChannel())
+                .CallJson("groupsvc.v1.ChannelLayer/GetGroup", get)
+                .status()
+                .code(),
+            absl::StatusCode::kUnauthenticated);
+  absl::StatusOr<std::string> group =
+      ReflectionClient(GrpcurlChannel(kReader)).CallJson("groupsvc.v1.ChannelLayer/GetGroup", get);
+  ASSERT_TRUE(group.ok()) << group.status();
+  EXPECT_THAT(*group, HasSubstr(R"("edgeId":"edge-a")"));
+  const std::string send = absl::StrCat(R"({"group": "chat_)", room,
+                                        R"(", "event": {"type": "chat.message", "message": "x"}})");
+  absl::StatusOr<std::string> sent = ReflectionClient(GrpcurlChannel(kOperator))
+                                         .CallJson("groupsvc.v1.ChannelLayer/GroupSend", send);
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  EXPECT_THAT(*sent, HasSubstr(R"("delivered":1)"));
+  EXPECT_EQ((*alice)->Read().value_or(""), Chat("x"));
+  EXPECT_THAT(shards[0]->Output(), Not(HasSubstr("security_warning")));
 }
 
 TEST_F(TlsSystemTest, EdgesWithoutTheRightCertificateStayUnready) {
