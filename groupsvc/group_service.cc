@@ -101,24 +101,29 @@ size_t PageSize(const v1::ListGroupsRequest& request) {
   return request.page_size() == 0 ? 100 : std::min<size_t>(request.page_size(), 1000);
 }
 
-// Each shard's page holds its first page_size groups after the token: the
-// merged page is the first page_size of their union. An `other` without groups
-// adds nothing and orders and cuts what is there (idempotent: what a cut drops
-// ranks lower still in the union); Everywhere ends with one.
+// Each shard's page holds its first page_size groups after the token, with a
+// token of its own when it has more: the merged page is the first page_size
+// of their union, and has a token when the union was cut or any part had
+// more. An `other` without groups adds nothing and orders and cuts what is
+// there (idempotent: what a cut drops ranks lower still in the union, and a
+// token set stays set); Everywhere ends with one.
 void MergeGroupPages(const v1::ListGroupsRequest& request, const v1::ListGroupsResponse& other,
                      v1::ListGroupsResponse* into) {
   for (const v1::GroupSummary& g : other.groups()) *into->add_groups() = g;
+  if (!other.next_page_token().empty()) into->set_next_page_token(other.next_page_token());
   if (other.groups_size() > 0) return;
   auto* groups = into->mutable_groups();
   std::sort(
       groups->begin(), groups->end(),
       [](const v1::GroupSummary& a, const v1::GroupSummary& b) { return a.name() < b.name(); });
   const size_t page_size = PageSize(request);
-  into->clear_next_page_token();
+  bool more = !into->next_page_token().empty();
   if (static_cast<size_t>(groups->size()) > page_size) {
     groups->DeleteSubrange(page_size, groups->size() - page_size);
-    into->set_next_page_token(groups->rbegin()->name());
+    more = true;
   }
+  into->clear_next_page_token();
+  if (more && !groups->empty()) into->set_next_page_token(groups->rbegin()->name());
 }
 
 void MergeStats(const v1::StatsRequest&, const v1::StatsResponse& other, v1::StatsResponse* into) {
@@ -372,6 +377,10 @@ absl::Status GroupService::DoNewChannel(const Caller& caller, const v1::NewChann
 
 absl::Status GroupService::DoGroupAdd(const Caller& caller, const v1::GroupAddRequest& request,
                                       v1::GroupAddResponse* response) {
+  // Forwarded here if placed elsewhere: this shard owns the group.
+  if (attach_options_.shards != nullptr && chat::ValidateChannelName(request.channel()).ok()) {
+    if (absl::Status s = attach_options_.shards->CheckMember(request.channel()); !s.ok()) return s;
+  }
   return registry_->GroupAdd(request.group(), request.channel());
 }
 

@@ -4,6 +4,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "shared/names.h"
 #include "shared/placement.h"
 
 namespace groupsvc {
@@ -58,6 +59,17 @@ absl::Status ShardMap::Elsewhere(absl::string_view what, absl::string_view name,
 absl::Status ShardMap::CheckGroup(absl::string_view group) const {
   const uint32_t owner = GroupOwner(group);
   return owner == self_ ? absl::OkStatus() : Elsewhere("group", group, owner);
+}
+
+absl::Status ShardMap::CheckMember(absl::string_view channel) const {
+  if (!sharded() || !chat::ChannelOwnerPrefix(channel).empty()) return absl::OkStatus();
+  const uint32_t owner = ChannelOwner(channel);
+  if (owner == self_) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "channel \"", channel, "\" has no owning process (no '!'), so its queue is on shard ", owner,
+      " (", addresses_[owner], "), while this group's copies would be queued on shard ", self_,
+      ": with several shards, add a queued channel only to groups of its own shard, or use a "
+      "process-local channel (NAME!ID) of an attached process"));
 }
 
 absl::Status ShardMap::CheckChannel(absl::string_view channel) const {

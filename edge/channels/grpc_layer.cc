@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -120,6 +121,8 @@ class GrpcLayer::Link {
   // the failing handshakes were logged for this outage.
   absl::Time waiting_since_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   bool connect_failure_logged_ ABSL_GUARDED_BY(mu_) = false;
+  // Set by Cancel: no stream starts any more.
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // One Attach stream, on the async API: its operations complete on the layer's
@@ -142,6 +145,9 @@ class GrpcLayer::AttachCall {
       c->mutable_group_add()->set_channel(std::move(channel));
     }
     batch_ = std::move(first);
+    // The hello goes first: nothing submitted before the call has started
+    // (the link publishes the call before starting it) is written ahead of it.
+    writing_ = true;
   }
 
   void Start(std::shared_ptr<AttachCall> self) {
@@ -151,7 +157,6 @@ class GrpcLayer::AttachCall {
     context_.set_wait_for_ready(true);
     {
       absl::MutexLock lock(&mu_);
-      writing_ = true;  // The hello goes first, once the call has started.
       ops_ = 1;
     }
     stream_ = link_->stub_->PrepareAsyncAttach(&context_, &layer_->cq_);
@@ -300,21 +305,28 @@ class GrpcLayer::AttachCall {
   // asked for once no write is in flight (Finish, then, is the only operation).
   void EndCall() {
     absl::flat_hash_map<uint64_t, DoneCallback> awaiting;
+    absl::flat_hash_set<uint64_t> unsent;
     bool finish_now = false;
     {
       absl::MutexLock lock(&mu_);
       ended_ = true;
       awaiting.swap(awaiting_);
+      for (const v1::Command& c : queue_) unsent.insert(c.request_id());
       queue_.clear();
       ++ops_;
       finish_now = !writing_;
       finish_after_write_ = writing_;
     }
-    // These were sent: groupsvc may have carried them out, so they are not
-    // "unavailable" (never sent) but of unknown outcome.
+    // Those never written are unavailable; those written may have been
+    // carried out by groupsvc, so their outcome is unknown.
     for (auto& [id, done] : awaiting) {
-      done(absl::UnknownError(
-          "the link to groupsvc was lost before it confirmed the command; it may have been done"));
+      if (unsent.contains(id)) {
+        done(absl::UnavailableError("the chat service is unavailable"));
+      } else {
+        done(absl::UnknownError(
+            "the link to groupsvc was lost before it confirmed the command; it may have been "
+            "done"));
+      }
     }
     if (finish_now) stream_->Finish(&status_, &finish_);
   }
@@ -356,6 +368,7 @@ absl::Time GrpcLayer::Link::Tick(absl::Time now) {
   std::shared_ptr<AttachCall> call;
   {
     absl::MutexLock lock(&mu_);
+    if (stopped_) return absl::InfiniteFuture();
     if (call_ != nullptr) {
       CheckConnectingLocked(now);
       return now + absl::Seconds(1);
@@ -411,6 +424,7 @@ void GrpcLayer::Link::Cancel() {
   std::shared_ptr<AttachCall> call;
   {
     absl::MutexLock lock(&mu_);
+    stopped_ = true;
     call = call_;
   }
   if (call) call->Cancel();

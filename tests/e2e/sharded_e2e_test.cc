@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <memory>
 #include <set>
 #include <string>
@@ -229,6 +230,52 @@ TEST_F(ShardedTest, EveryRoomChatsAcrossEdgesAndAnyShardAnswersForIt) {
     EXPECT_EQ(alice[s]->Read().value_or("nothing"), Chat("from grpcurl"));
     EXPECT_EQ(bob[s]->Read().value_or("nothing"), Chat("from grpcurl"));
   }
+}
+
+TEST_F(ShardedTest, AListingPagesOnWhenOneShardHoldsMoreThanAPage) {
+  // Eight groups, all on shard 1; listed four at a time through shard 0.
+  std::vector<std::string> groups;
+  for (int k = 0; groups.size() < 8; ++k) {
+    const std::string name = absl::StrCat("chat_solo_", k);
+    if (chat::GroupShard(name, kShards) != 1) continue;
+    groups.push_back(name);
+    grpc::ClientContext context;
+    v1::GroupAddRequest add;
+    add.set_group(name);
+    add.set_channel("backend!c1");
+    v1::GroupAddResponse added;
+    ASSERT_TRUE(Stub(0)->GroupAdd(&context, add, &added).ok()) << name;
+  }
+  std::sort(groups.begin(), groups.end());
+  std::vector<std::string> listed;
+  std::string token;
+  int pages = 0;
+  do {
+    grpc::ClientContext context;
+    v1::ListGroupsRequest request;
+    request.set_name_prefix("chat_solo_");
+    request.set_page_size(4);
+    request.set_page_token(token);
+    v1::ListGroupsResponse page;
+    ASSERT_TRUE(Stub(0)->ListGroups(&context, request, &page).ok());
+    for (const auto& g : page.groups()) listed.push_back(g.name());
+    token = page.next_page_token();
+  } while (!token.empty() && ++pages < 10);
+  EXPECT_EQ(listed, groups);
+  // A queued channel (no '!') joins only groups of its own shard.
+  std::string away;
+  for (int i = 0; away.empty(); ++i) {
+    if (chat::GroupShard(absl::StrCat("worker-", i), kShards) != 1)
+      away = absl::StrCat("worker-", i);
+  }
+  grpc::ClientContext context;
+  v1::GroupAddRequest add;
+  add.set_group(groups[0]);
+  add.set_channel(away);
+  v1::GroupAddResponse added;
+  grpc::Status refused = Stub(2)->GroupAdd(&context, add, &added);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(refused.error_message(), HasSubstr("no owning process"));
 }
 
 TEST_F(ShardedTest, SendAndReceiveOfAQueuedChannelWorkThroughAnyShard) {
