@@ -64,6 +64,16 @@ ABSL_FLAG(
     "origins allowed besides the page's own host, e.g. https://chat.example.com,.example.com");
 ABSL_FLAG(bool, log_connections, false, "log every WebSocket open and close");
 ABSL_FLAG(absl::Duration, grace, absl::Seconds(10), "how long SIGTERM waits for sockets to close");
+ABSL_FLAG(std::string, auth, "optional",
+          "off (tokens ignored), optional (anonymous users chat, a valid token names them) or "
+          "required (no upgrade without a valid token: 401)");
+ABSL_FLAG(std::string, jwt_secret_file, "",
+          "file holding the HS256 secret that signs the tokens (at least 32 bytes)");
+ABSL_FLAG(std::string, mint_token, "",
+          "print a token for ID[:NAME] signed with --jwt_secret_file and exit (tests, backends)");
+ABSL_FLAG(absl::Duration, mint_ttl, absl::Hours(1), "how long a --mint_token token is valid");
+ABSL_FLAG(std::vector<std::string>, mint_rooms, {},
+          "rooms (or *-patterns) a --mint_token token admits; empty: every room");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
@@ -101,6 +111,29 @@ int main(int argc, char** argv) {
   options.edge.idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
   options.edge.allowed_origins = absl::GetFlag(FLAGS_allowed_origins);
   options.edge.log_connections = absl::GetFlag(FLAGS_log_connections);
+  options.jwt_secret_file = absl::GetFlag(FLAGS_jwt_secret_file);
+  absl::StatusOr<edge::AuthMode> auth = edge::ParseAuthMode(absl::GetFlag(FLAGS_auth));
+  if (!auth.ok()) {
+    fprintf(stderr, "edge: %s\n", std::string(auth.status().message()).c_str());
+    return 2;
+  }
+  options.edge.auth = *auth;
+  if (const std::string who = absl::GetFlag(FLAGS_mint_token); !who.empty()) {
+    absl::StatusOr<std::string> secret = edge::ReadSecret(options.jwt_secret_file);
+    if (!secret.ok()) {
+      fprintf(stderr, "edge: --mint_token: %s\n", std::string(secret.status().message()).c_str());
+      return 2;
+    }
+    std::vector<std::string> parts = absl::StrSplit(who, absl::MaxSplits(':', 1));
+    edge::User user;
+    user.id = parts[0];
+    user.name = parts.size() > 1 ? parts[1] : parts[0];
+    user.rooms = absl::GetFlag(FLAGS_mint_rooms);
+    printf("%s\n", edge::TokenVerifier(*secret, edge::DefaultClock())
+                       .Mint(user, absl::GetFlag(FLAGS_mint_ttl))
+                       .c_str());
+    return 0;
+  }
   if (options.threads < 1 || absl::GetFlag(FLAGS_max_frame_bytes) <= 0 ||
       absl::GetFlag(FLAGS_max_queue_frames) <= 0) {
     fprintf(stderr, "edge: --threads, --max_frame_bytes and --max_queue_frames must be positive\n");

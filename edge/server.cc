@@ -83,6 +83,28 @@ size_t ConnectionsThatFit(size_t wanted) {
   return std::min(wanted, fit);
 }
 
+}  // namespace
+
+const chat::Clock* DefaultClock() {
+  static const chat::RealClock* clock = new chat::RealClock();
+  return clock;
+}
+
+absl::StatusOr<std::string> ReadSecret(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat("--jwt_secret_file: cannot read ", path));
+  std::string secret((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  if (secret.size() < 32) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--jwt_secret_file: ", path, " holds ", secret.size(),
+                     " bytes; an HS256 secret needs at least 32 (e.g. openssl rand -hex 32)"));
+  }
+  return secret;
+}
+
+namespace {
+
 // The first bytes of `path` hold a PEM block of `kind` ("CERTIFICATE",
 // "PRIVATE KEY"); gRPC parses the files itself, and reads them again when
 // they change.
@@ -149,9 +171,19 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(EdgeServerOptions 
   if (!options.groupsvc.empty()) {
     if (absl::Status s = CheckGroupsvcTls(options.groupsvc_tls); !s.ok()) return s;
   }
+  std::shared_ptr<const TokenVerifier> verifier;
+  if (!options.jwt_secret_file.empty()) {
+    absl::StatusOr<std::string> secret = ReadSecret(options.jwt_secret_file);
+    if (!secret.ok()) return secret.status();
+    verifier = std::make_shared<TokenVerifier>(*std::move(secret), DefaultClock());
+  } else if (options.edge.auth == AuthMode::kRequired) {
+    return absl::InvalidArgumentError(
+        "--auth=required needs --jwt_secret_file (the secret that signs the tokens)");
+  }
 
   std::unique_ptr<EdgeServer> s(new EdgeServer(std::move(options)));
   EdgeContext& context = *s->context_;
+  context.verifier = std::move(verifier);
   if (s->options_.groupsvc.empty()) {
     context.layer = std::make_shared<MemoryLayer>(absl::StrCat(s->options_.edge_id, "!"), s->pool_);
   } else {
@@ -240,6 +272,7 @@ void EdgeServer::ScheduleWriteCheck() {
   write_check_->async_wait([this, timeout](boost::system::error_code ec) {
     if (ec) return;
     context_->sessions.CloseStalledWriters(std::chrono::steady_clock::now() - timeout);
+    context_->sessions.CloseExpired(absl::Now());
     ScheduleWriteCheck();
   });
 }

@@ -25,6 +25,11 @@
 
 namespace edge {
 
+// The real clock, for the token checks.
+const chat::Clock* DefaultClock();
+// An HS256 secret from --jwt_secret_file: at least 32 bytes, trailing newline dropped.
+absl::StatusOr<std::string> ReadSecret(const std::string& path);
+
 struct EdgeServerOptions {
   std::string listen = "0.0.0.0:8000";  // Port 0 picks a free one.
   // /metrics (and /healthz) only; empty: no metrics port.
@@ -42,6 +47,9 @@ struct EdgeServerOptions {
   // client address.
   size_t max_connections = 10000;
   size_t max_connections_per_ip = 1000;
+  // The HS256 secret of the tokens (the whole file, trailing newline
+  // dropped); empty: no tokens are verified. --auth=required needs one.
+  std::string jwt_secret_file;
   EdgeOptions edge;
 };
 

@@ -28,6 +28,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "edge/channels/layer.h"
 #include "edge/channels/layer_event.h"
 #include "edge/net/close_codes.h"
@@ -43,8 +44,14 @@ struct Scope {
   // Lower-case names, in the order received.
   std::vector<std::pair<std::string, std::string>> headers;
   std::string client;  // "ip:port"
+  // As Channels' AuthMiddlewareStack puts it: the display name, or
+  // "AnonymousUser"; with a verified token (edge/auth/token.h) also its id,
+  // its expiry and its claims as JSON.
   std::string user = "AnonymousUser";
   bool authenticated = false;
+  std::string user_id;
+  absl::Time user_expires = absl::InfiniteFuture();
+  std::string user_claims;
 };
 
 // The connection behind a consumer (a WebSocket session), as the consumer sees it.

@@ -18,6 +18,8 @@ inline constexpr uint16_t kClosePolicy = 1008;           // Bad JSON, a frame to
 inline constexpr uint16_t kCloseTooBig = 1009;           // Over --max_frame_bytes.
 inline constexpr uint16_t kCloseInternal = 1011;
 inline constexpr uint16_t kCloseTryAgainLater = 1013;  // A reader that stopped reading.
+// The connection's token expired while it was open: get a new one and reconnect.
+inline constexpr uint16_t kCloseTokenExpired = 4001;
 
 }  // namespace edge
 

@@ -18,6 +18,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "edge/auth/token.h"
 #include "edge/channels/layer.h"
 #include "edge/channels/router.h"
 #include "edge/net/admission.h"
@@ -57,6 +58,10 @@ struct EdgeOptions {
   // Django's ALLOWED_HOSTS: "chat.example.com", ".example.com" or "*".
   std::vector<std::string> allowed_hosts = {"localhost", "127.0.0.1", "[::1]"};
   bool log_connections = false;
+  // Who may connect (README, "Identity"): kOff ignores tokens; kOptional
+  // (the default) lets anonymous users in and names those with a valid
+  // token; kRequired refuses upgrades without one (401).
+  AuthMode auth = AuthMode::kOptional;
 };
 
 class SessionSet {
@@ -70,6 +75,8 @@ class SessionSet {
   size_t closes_unsent() const;
   // Closes (1013) every session with a write in flight since before `cutoff`.
   void CloseStalledWriters(std::chrono::steady_clock::time_point cutoff);
+  // Closes with 4001 every connection whose user's token has expired by `now`.
+  void CloseExpired(absl::Time now);
 
  private:
   mutable absl::Mutex mu_;
@@ -84,6 +91,8 @@ struct EdgeContext {
   PageHandler pages;  // The app's pages (may be empty).
   std::shared_ptr<EdgeMetrics> metrics;
   std::shared_ptr<Admission> admission;
+  // Verifies tokens; null without --jwt_secret_file (then every token is refused).
+  std::shared_ptr<const TokenVerifier> verifier;
   SessionSet sessions;
   std::atomic<bool> shutting_down{false};
 };

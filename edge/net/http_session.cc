@@ -301,6 +301,53 @@ HttpSession::Response HttpSession::Handle(const Request& request) {
   return r;
 }
 
+absl::StatusOr<std::optional<User>> HttpSession::Authenticate(const Request& request,
+                                                              boost::urls::url_view target,
+                                                              const std::string& room) {
+  const AuthMode mode = context_->options.auth;
+  if (mode == AuthMode::kOff) {
+    context_->metrics->auth("anonymous").Increment();
+    return std::nullopt;
+  }
+  // `Authorization: Bearer TOKEN`, or `?token=TOKEN` (browsers cannot set
+  // headers on a WebSocket).
+  std::string token;
+  const std::string authorization(request[http::field::authorization]);
+  if (absl::StartsWithIgnoreCase(authorization, "Bearer ")) {
+    token = std::string(absl::StripAsciiWhitespace(absl::string_view(authorization).substr(7)));
+  } else if (auto it = target.params().find("token"); it != target.params().end()) {
+    token = (*it).value;
+  }
+  auto refused = [&](const char* reason, absl::Status status) {
+    context_->metrics->auth("refused", reason).Increment();
+    return status;
+  };
+  if (token.empty()) {
+    if (mode == AuthMode::kRequired) {
+      return refused("missing", absl::UnauthenticatedError(
+                                    "a token is required (?token=... or Authorization: Bearer)"));
+    }
+    context_->metrics->auth("anonymous").Increment();
+    return std::nullopt;
+  }
+  if (context_->verifier == nullptr) {
+    return refused("invalid",
+                   absl::UnauthenticatedError(
+                       "token refused: this edge verifies no tokens (no --jwt_secret_file)"));
+  }
+  absl::StatusOr<User> user = context_->verifier->Verify(token);
+  if (!user.ok()) {
+    const bool expired = absl::StrContains(user.status().message(), "expired");
+    return refused(expired ? "expired" : "invalid", user.status());
+  }
+  if (!room.empty() && !user->MayJoin(room)) {
+    return refused("room", absl::PermissionDeniedError(absl::StrCat(
+                               "token of \"", user->id, "\" does not admit room \"", room, "\"")));
+  }
+  context_->metrics->auth("user").Increment();
+  return std::optional<User>(*std::move(user));
+}
+
 std::optional<HttpSession::Response> HttpSession::Upgrade(Request&& request) {
   const unsigned v = request.version();
   auto refuse = [&](http::status status, std::string body) {
@@ -336,7 +383,24 @@ std::optional<HttpSession::Response> HttpSession::Upgrade(Request&& request) {
     chat::LogEvent("ws_origin_refused", {{"origin", origin}, {"peer", peer_}});
     return refuse(http::status::forbidden, "origin not allowed (see --allowed_origins)\n");
   }
+  // Who it is: before the upgrade, so that a refusal is an HTTP status.
+  auto room = match->captures.find("room_name");
+  absl::StatusOr<std::optional<User>> user =
+      Authenticate(request, *target, room == match->captures.end() ? "" : room->second);
+  if (!user.ok()) {
+    const bool forbidden = absl::IsPermissionDenied(user.status());
+    chat::LogEvent("ws_auth_refused", {{"peer", peer_}, {"reason", user.status().message()}});
+    return refuse(forbidden ? http::status::forbidden : http::status::unauthorized,
+                  absl::StrCat(user.status().message(), "\n"));
+  }
   Scope scope;
+  if (user->has_value()) {
+    scope.user = (*user)->name;
+    scope.user_id = (*user)->id;
+    scope.authenticated = true;
+    scope.user_expires = (*user)->expires;
+    scope.user_claims = (*user)->claims_json;
+  }
   scope.path = target->path();
   scope.query_string = std::string(target->encoded_query());
   scope.url_route = std::move(match->captures);

@@ -18,12 +18,15 @@
 
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/url/url_view.hpp>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "edge/auth/token.h"
 #include "edge/net/edge_context.h"
 
 namespace edge {
@@ -44,6 +47,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   Response Handle(const Request& request);
   // Hands the connection to a WebSocketSession, or answers why not.
   std::optional<Response> Upgrade(Request&& request);
+  // The user the request's token names (nullopt: anonymous), or why the
+  // upgrade is refused: UNAUTHENTICATED (401) or PERMISSION_DENIED (403).
+  absl::StatusOr<std::optional<User>> Authenticate(const Request& request,
+                                                   boost::urls::url_view target,
+                                                   const std::string& room);
   // Answers 503 at once, without reading, and closes.
   void Refuse(const std::string& why);
   // Closes the connection to make room for another (from any thread).

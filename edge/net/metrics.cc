@@ -39,6 +39,10 @@ EdgeMetrics::EdgeMetrics(std::function<bool()> link_up, std::function<size_t()> 
                        .Name("edge_http_errors_total")
                        .Help("Requests answered with an error status, by status.")
                        .Register(*registry_)),
+      auth_(prometheus::BuildCounter()
+                .Name("edge_auth_total")
+                .Help("WebSocket upgrades by identity: user, anonymous, or refused by reason.")
+                .Register(*registry_)),
       tcp_gauge_(Gauge(*registry_, "edge_tcp_connections", "Client TCP connections held.")),
       pending_gauge_(Gauge(*registry_, "edge_tcp_pending",
                            "Client TCP connections whose HTTP request has not arrived whole.")),
@@ -64,6 +68,11 @@ prometheus::Counter& EdgeMetrics::drops(const std::string& reason) {
 
 prometheus::Counter& EdgeMetrics::refused(const std::string& reason) {
   return refused_.Add({{"reason", reason}});
+}
+
+prometheus::Counter& EdgeMetrics::auth(const std::string& result, const std::string& reason) {
+  if (reason.empty()) return auth_.Add({{"result", result}});
+  return auth_.Add({{"result", result}, {"reason", reason}});
 }
 
 prometheus::Counter& EdgeMetrics::http_errors(const std::string& status) {

@@ -40,6 +40,9 @@ class EdgeMetrics {
   prometheus::Counter& refused(const std::string& reason);
   // HTTP requests answered with an error status before an upgrade (400, 403, 404, 426).
   prometheus::Counter& http_errors(const std::string& status);
+  // Upgrades by identity: result "user" (a valid token), "anonymous", or
+  // "refused" with the reason (missing, invalid, expired, room).
+  prometheus::Counter& auth(const std::string& result, const std::string& reason = "");
   // Reported at each Render: TCP connections held and those still sending a request.
   void SetConnectionCounts(std::function<std::pair<size_t, size_t>()> counts) {
     tcp_counts_ = std::move(counts);
@@ -63,6 +66,7 @@ class EdgeMetrics {
   prometheus::Family<prometheus::Counter>& drops_;
   prometheus::Family<prometheus::Counter>& refused_;
   prometheus::Family<prometheus::Counter>& http_errors_;
+  prometheus::Family<prometheus::Counter>& auth_;
   std::function<std::pair<size_t, size_t>()> tcp_counts_;
   std::function<std::vector<std::pair<std::string, bool>>()> shard_states_;
   prometheus::Gauge& tcp_gauge_;

@@ -66,6 +66,18 @@ void SessionSet::CloseStalledWriters(std::chrono::steady_clock::time_point cutof
   for (auto& s : stalled) s->CloseIfWritingSince(cutoff);
 }
 
+void SessionSet::CloseExpired(absl::Time now) {
+  std::vector<std::shared_ptr<WebSocketSession>> expired;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [ptr, weak] : sessions_) {
+      auto s = weak.lock();
+      if (s != nullptr && s->expires() <= now) expired.push_back(std::move(s));
+    }
+  }
+  for (auto& s : expired) s->CloseIfExpired(now);
+}
+
 // ---------------------------------------------------------- WebSocketSession
 
 namespace {
@@ -106,7 +118,8 @@ WebSocketSession::WebSocketSession(net::ip::tcp::socket&& socket, size_t loop,
       peer_(upgrade_->scope.client),
       timer_(socket_.get_executor()),
       parser_(context_->options.max_frame_bytes),
-      carry_(std::move(early_bytes)) {}
+      carry_(std::move(early_bytes)),
+      expires_(upgrade_->scope.user_expires) {}
 
 WebSocketSession::~WebSocketSession() {
   if (!channel_.empty() && !finished_) context_->layer->Unregister(channel_);
@@ -150,6 +163,15 @@ void WebSocketSession::CloseIfWritingSince(std::chrono::steady_clock::time_point
     auto since = self->writing_since();
     if (!since.has_value() || *since >= cutoff || self->state_ != State::kOpen) return;
     self->CloseSlowReader("write_timeout");
+  });
+}
+
+void WebSocketSession::CloseIfExpired(absl::Time now) {
+  if (expires_ > now) return;
+  net::post(socket_.get_executor(), [self = shared_from_this()] {
+    if (self->state_ != State::kOpen) return;
+    chat::LogEvent("ws_token_expired", {{"peer", self->peer_}});
+    self->Close(kCloseTokenExpired);
   });
 }
 

@@ -62,6 +62,10 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
   // From any thread: closes with 1013 if a write is still in flight since
   // before `cutoff`.
   void CloseIfWritingSince(std::chrono::steady_clock::time_point cutoff);
+  // From any thread: closes with 4001 if the user's token has expired by `now`.
+  void CloseIfExpired(absl::Time now);
+  // Any thread: when the user's token expires (InfiniteFuture: anonymous).
+  absl::Time expires() const { return expires_; }
   // Any thread: whether a close frame is due but not yet handed to the kernel.
   bool close_unsent() const { return close_unsent_.load(std::memory_order_acquire); }
   // Any thread: when the write in flight started; nullopt if none.
@@ -149,6 +153,7 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
   // Read from other threads (shutdown and the write-timeout check).
   std::atomic<bool> close_unsent_{false};
   std::atomic<int64_t> writing_since_ns_{0};  // steady_clock; 0: no write in flight.
+  const absl::Time expires_;                  // The scope's user_expires.
 };
 
 }  // namespace edge

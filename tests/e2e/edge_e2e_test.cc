@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -776,6 +777,55 @@ TEST_F(SingleEdgeTest, AClosedSocketLeavesItsGroups) {
     absl::SleepFor(absl::Milliseconds(10));
   }
   EXPECT_EQ(MetricValue(port_, "edge_groups"), 1);
+}
+
+// The edge binary with --auth=required: a token minted by `edge --mint_token`
+// chats, none is 401; --auth=required without a secret does not start.
+TEST(EdgeAuthTest, RequiredTokensFromMintTokenAndNoneIs401) {
+  const std::string dir = ::testing::TempDir();
+  const std::string secret = absl::StrCat(dir, "/jwt-secret");
+  {
+    FILE* f = fopen(secret.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    fputs("e2e-secret-0123456789abcdef0123456789\n", f);
+    fclose(f);
+  }
+  auto without = ChildProcess::Start(
+      {EDGE_BIN, "--listen=127.0.0.1:0", "--metrics_listen=", "--auth=required"});
+  ASSERT_TRUE(without.ok());
+  EXPECT_EQ((*without)->WaitExit(absl::Seconds(10)), 1);
+  EXPECT_THAT((*without)->Output(), HasSubstr("--auth=required needs --jwt_secret_file"));
+
+  // The minting tool prints one token on stdout (ChildProcess keeps stderr only).
+  const std::string out = absl::StrCat(dir, "/token");
+  const std::string mint = absl::StrCat(EDGE_BIN, " --jwt_secret_file=", secret,
+                                        " --mint_token=ann:Ann --mint_rooms=lobby > ", out);
+  ASSERT_EQ(system(mint.c_str()), 0);
+  std::string token;
+  {
+    FILE* f = fopen(out.c_str(), "r");
+    ASSERT_NE(f, nullptr);
+    char buffer[2048] = {};
+    ASSERT_NE(fgets(buffer, sizeof(buffer), f), nullptr);
+    fclose(f);
+    token = std::string(absl::StripAsciiWhitespace(buffer));
+  }
+  ASSERT_EQ(std::count(token.begin(), token.end(), '.'), 2) << token;
+
+  int port = 0;
+  auto edge = StartLogged({EDGE_BIN, "--listen=127.0.0.1:0", "--auth=required",
+                           absl::StrCat("--jwt_secret_file=", secret)},
+                          &port);
+  ASSERT_NE(port, 0);
+  auto anonymous = WsClient::Connect(port, "/ws/chat/lobby/");
+  EXPECT_EQ(WsClient::RefusedStatus(anonymous.status()), 401);
+  auto kitchen = WsClient::Connect(port, absl::StrCat("/ws/chat/kitchen/?token=", token));
+  EXPECT_EQ(WsClient::RefusedStatus(kitchen.status()), 403);
+  auto ann = WsClient::Connect(port, absl::StrCat("/ws/chat/lobby/?token=", token));
+  ASSERT_TRUE(ann.ok()) << ann.status();
+  ASSERT_TRUE((*ann)->SendText(Chat("hello")));
+  EXPECT_EQ((*ann)->Read().value_or(""), Chat("hello"));
+  EXPECT_THAT(edge->Output(), HasSubstr("ws_auth_refused"));
 }
 
 }  // namespace

@@ -41,7 +41,9 @@ TEST(GroupTableTest, MembersComeBucketedByOwnerPrefix) {
   std::vector<OwnerMembers> members = table.Members("room", kStart);
   EXPECT_THAT(Owners(members), UnorderedElementsAre("edge-a!", "edge-b!", ""));
   for (const auto& m : members) {
-    if (m.owner == "edge-a!") EXPECT_THAT(m.channels, UnorderedElementsAre("edge-a!1", "edge-a!2"));
+    if (m.owner == "edge-a!") {
+      EXPECT_THAT(m.channels, UnorderedElementsAre("edge-a!1", "edge-a!2"));
+    }
   }
   EXPECT_THAT(table.Members("other", kStart), IsEmpty());
 }

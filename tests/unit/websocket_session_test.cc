@@ -12,9 +12,11 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "edge/auth/token.h"
 #include "edge/channels/memory_layer.h"
 #include "edge/net/io_pool.h"
 #include "edge/net/listener.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/ws_client.h"
 
@@ -57,6 +59,7 @@ class TestConsumer : public Consumer {
   }
   void Connect() override {
     journal_->Add("connect");
+    if (scope().authenticated) journal_->Add("user " + scope().user + " " + scope().user_id);
     if (scope().path == "/ws/refuse/") {
       Close();
       return;
@@ -95,7 +98,7 @@ class WebSocketSessionTest : public ::testing::Test {
     context_->layer = std::make_shared<MemoryLayer>("test!", pool_);
     context_->router = std::make_shared<Router>();
     auto journal = journal_;
-    for (const char* path : {"/ws/test/", "/ws/refuse/"}) {
+    for (const char* path : {"/ws/test/", "/ws/refuse/", "/ws/chat/{room_name}/"}) {
       context_->router->Add(path, [journal] { return std::make_unique<TestConsumer>(journal); });
     }
     context_->metrics = std::make_shared<EdgeMetrics>([] { return true; }, [] { return 0; });
@@ -190,6 +193,68 @@ TEST_F(WebSocketSessionTest, ShutdownClosesWith1001) {
   ASSERT_TRUE(journal_->AwaitLine("joined"));
   context_->sessions.CloseAll(kCloseGoingAway);
   EXPECT_EQ((*client)->WaitClosed().value_or(0), kCloseGoingAway);
+}
+
+// Identity (edge/auth/token.h), checked before the upgrade.
+class AuthenticatedSessionTest : public WebSocketSessionTest {
+ protected:
+  void SetUp() override {
+    WebSocketSessionTest::SetUp();
+    context_->verifier = std::make_shared<TokenVerifier>(kSecret, &clock_);
+  }
+  std::string Token(User user, absl::Duration ttl = absl::Minutes(5)) const {
+    return context_->verifier->Mint(user, ttl);
+  }
+  static constexpr char kSecret[] = "session-test-secret-0123456789abcdef";
+  chat::RealClock clock_;
+};
+
+TEST_F(AuthenticatedSessionTest, ATokenNamesTheUserInTheScopeAndBadOnesAre401Or403) {
+  const int port = listener_->port();
+  auto alice =
+      WsClient::Connect(port, "/ws/test/?token=" + Token(User{.id = "alice", .name = "Alice"}));
+  ASSERT_TRUE(alice.ok()) << alice.status();
+  ASSERT_TRUE(journal_->AwaitLine("user Alice alice"));
+  // Anonymous users chat under --auth=optional (the default).
+  auto anonymous = WsClient::Connect(port, "/ws/test/");
+  EXPECT_TRUE(anonymous.ok()) << anonymous.status();
+  // A token that does not verify is refused before the upgrade, with its reason.
+  auto forged = WsClient::Connect(port, "/ws/test/?token=" + Token(User{.id = "eve"}) + "x");
+  EXPECT_EQ(WsClient::RefusedStatus(forged.status()), 401) << forged.status();
+  TokenVerifier other("another-secret-0123456789abcdef0123456", &clock_);
+  auto foreign =
+      WsClient::Connect(port, "/ws/test/?token=" + other.Mint(User{.id = "eve"}, absl::Minutes(5)));
+  EXPECT_EQ(WsClient::RefusedStatus(foreign.status()), 401);
+  auto expired =
+      WsClient::Connect(port, "/ws/test/?token=" + Token(User{.id = "bob"}, -absl::Minutes(1)));
+  EXPECT_EQ(WsClient::RefusedStatus(expired.status()), 401);
+  // A room the token does not list: 403.
+  const std::string lobby_only = Token(User{.id = "dan", .rooms = {"lob*"}});
+  EXPECT_TRUE(WsClient::Connect(port, "/ws/chat/lobby/?token=" + lobby_only).ok());
+  auto kitchen = WsClient::Connect(port, "/ws/chat/kitchen/?token=" + lobby_only);
+  EXPECT_EQ(WsClient::RefusedStatus(kitchen.status()), 403);
+  std::string text = context_->metrics->Render();
+  EXPECT_THAT(text, ::testing::HasSubstr(R"(edge_auth_total{reason="room",result="refused"} 1)"));
+  EXPECT_THAT(text, ::testing::HasSubstr(R"(edge_auth_total{result="anonymous"} 1)"));
+}
+
+TEST_F(AuthenticatedSessionTest, RequiredRefusesAnonymousUsersAndAnExpiredTokenCloses4001) {
+  context_->options.auth = AuthMode::kRequired;
+  const int port = listener_->port();
+  auto anonymous = WsClient::Connect(port, "/ws/test/");
+  EXPECT_EQ(WsClient::RefusedStatus(anonymous.status()), 401);
+  auto user =
+      WsClient::Connect(port, "/ws/test/?token=" + Token(User{.id = "ann"}, absl::Seconds(30)));
+  ASSERT_TRUE(user.ok()) << user.status();
+  ASSERT_TRUE((*user)->SendText("hi"));
+  EXPECT_EQ((*user)->Read().value_or(""), "hi");
+  // Not yet expired: nothing happens; past its expiry: closed with 4001.
+  context_->sessions.CloseExpired(absl::Now());
+  ASSERT_TRUE((*user)->SendText("still"));
+  EXPECT_EQ((*user)->Read().value_or(""), "still");
+  context_->sessions.CloseExpired(absl::Now() + absl::Minutes(1));
+  EXPECT_EQ((*user)->Read().status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ((*user)->close_code(), kCloseTokenExpired);
 }
 
 }  // namespace

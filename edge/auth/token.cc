@@ -1,0 +1,178 @@
+#include "edge/auth/token.h"
+
+#include <fnmatch.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <boost/json.hpp>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace edge {
+namespace json = boost::json;
+
+namespace {
+
+absl::Status Refused(absl::string_view why) {
+  return absl::UnauthenticatedError(absl::StrCat("token refused: ", why));
+}
+
+// A NumericDate claim (seconds since the epoch), if present and a number.
+bool SecondsClaim(const json::object& claims, const char* name, absl::Time* out) {
+  const json::value* v = claims.if_contains(name);
+  if (v == nullptr) return false;
+  if (v->is_int64()) {
+    *out = absl::FromUnixSeconds(v->as_int64());
+  } else if (v->is_uint64()) {
+    *out = absl::FromUnixSeconds(static_cast<int64_t>(v->as_uint64()));
+  } else if (v->is_double()) {
+    *out = absl::FromUnixSeconds(static_cast<int64_t>(v->as_double()));
+  } else {
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<AuthMode> ParseAuthMode(absl::string_view text) {
+  if (text == "off") return AuthMode::kOff;
+  if (text == "optional") return AuthMode::kOptional;
+  if (text == "required") return AuthMode::kRequired;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--auth must be off, optional or required; got \"", text, "\""));
+}
+
+bool User::MayJoin(absl::string_view room) const {
+  if (rooms.empty()) return true;
+  const std::string name(room);
+  for (const std::string& pattern : rooms) {
+    if (fnmatch(pattern.c_str(), name.c_str(), 0) == 0) return true;
+  }
+  return false;
+}
+
+std::string Base64UrlEncode(absl::string_view bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(bytes.data()),
+                                static_cast<int>(bytes.size()));
+  out.resize(n);
+  while (!out.empty() && out.back() == '=') out.pop_back();
+  for (char& c : out) {
+    if (c == '+') c = '-';
+    if (c == '/') c = '_';
+  }
+  return out;
+}
+
+bool Base64UrlDecode(absl::string_view text, std::string* bytes) {
+  if (text.size() % 4 == 1) return false;
+  std::string standard(text);
+  for (char& c : standard) {
+    if (c == '-') {
+      c = '+';
+    } else if (c == '_') {
+      c = '/';
+    } else if (c == '+' || c == '/' || c == '=') {
+      return false;  // Not in base64url's alphabet (and no padding).
+    }
+  }
+  const size_t padding = (4 - standard.size() % 4) % 4;
+  standard.append(padding, '=');
+  bytes->assign(3 * standard.size() / 4, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(bytes->data()),
+                                reinterpret_cast<const unsigned char*>(standard.data()),
+                                static_cast<int>(standard.size()));
+  if (n < 0) return false;
+  bytes->resize(static_cast<size_t>(n) - padding);
+  return true;
+}
+
+TokenVerifier::TokenVerifier(std::string secret, const chat::Clock* clock, absl::Duration leeway)
+    : secret_(std::move(secret)), clock_(clock), leeway_(leeway) {}
+
+std::string TokenVerifier::Sign(absl::string_view signing_input) const {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  HMAC(EVP_sha256(), secret_.data(), static_cast<int>(secret_.size()),
+       reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size(), mac,
+       &length);
+  return std::string(reinterpret_cast<const char*>(mac), length);
+}
+
+absl::StatusOr<User> TokenVerifier::Verify(absl::string_view token) const {
+  std::vector<absl::string_view> parts = absl::StrSplit(token, '.');
+  if (parts.size() != 3) return Refused("not a JWT (three base64url parts joined by '.')");
+  std::string header_json, claims_json, signature;
+  if (!Base64UrlDecode(parts[0], &header_json) || !Base64UrlDecode(parts[1], &claims_json) ||
+      !Base64UrlDecode(parts[2], &signature)) {
+    return Refused("not base64url");
+  }
+  boost::system::error_code ec;
+  json::value header = json::parse(header_json, ec);
+  if (ec || !header.is_object()) return Refused("its header is not a JSON object");
+  const json::value* alg = header.as_object().if_contains("alg");
+  if (alg == nullptr || !alg->is_string()) return Refused("its header names no algorithm");
+  if (alg->as_string() != "HS256") {
+    return Refused(absl::StrCat("algorithm \"", std::string(alg->as_string()),
+                                "\" is not accepted (only HS256)"));
+  }
+  const std::string expected = Sign(absl::StrCat(parts[0], ".", parts[1]));
+  if (signature.size() != expected.size() ||
+      CRYPTO_memcmp(signature.data(), expected.data(), expected.size()) != 0) {
+    return Refused("bad signature");
+  }
+  json::value claims = json::parse(claims_json, ec);
+  if (ec || !claims.is_object()) return Refused("its claims are not a JSON object");
+  const json::object& c = claims.as_object();
+  User user;
+  const json::value* sub = c.if_contains("sub");
+  if (sub == nullptr || !sub->is_string() || sub->as_string().empty()) {
+    return Refused("no \"sub\" (the user id)");
+  }
+  user.id = std::string(sub->as_string());
+  const json::value* name = c.if_contains("name");
+  user.name = name != nullptr && name->is_string() && !name->as_string().empty()
+                  ? std::string(name->as_string())
+                  : user.id;
+  const absl::Time now = clock_->Now();
+  if (!SecondsClaim(c, "exp", &user.expires)) return Refused("no \"exp\" (its expiry)");
+  if (user.expires + leeway_ <= now) {
+    return Refused(absl::StrCat("expired at ", absl::FormatTime(user.expires)));
+  }
+  absl::Time not_before;
+  if (SecondsClaim(c, "nbf", &not_before) && now + leeway_ < not_before) {
+    return Refused(absl::StrCat("not valid before ", absl::FormatTime(not_before)));
+  }
+  if (const json::value* rooms = c.if_contains("rooms")) {
+    if (!rooms->is_array()) return Refused("\"rooms\" is not a list of room names");
+    for (const json::value& r : rooms->as_array()) {
+      if (!r.is_string()) return Refused("\"rooms\" is not a list of room names");
+      user.rooms.emplace_back(r.as_string());
+    }
+    if (user.rooms.empty()) user.rooms.push_back("");  // An empty list admits no room.
+  }
+  user.claims_json = std::move(claims_json);
+  return user;
+}
+
+std::string TokenVerifier::Mint(const User& user, absl::Duration ttl) const {
+  json::object claims;
+  claims["sub"] = user.id;
+  claims["name"] = user.name.empty() ? user.id : user.name;
+  claims["exp"] = absl::ToUnixSeconds(clock_->Now() + ttl);
+  if (!user.rooms.empty()) {
+    json::array rooms;
+    for (const std::string& r : user.rooms) rooms.emplace_back(r);
+    claims["rooms"] = std::move(rooms);
+  }
+  const std::string input = absl::StrCat(Base64UrlEncode(R"({"alg":"HS256","typ":"JWT"})"), ".",
+                                         Base64UrlEncode(json::serialize(claims)));
+  return absl::StrCat(input, ".", Base64UrlEncode(Sign(input)));
+}
+
+}  // namespace edge
