@@ -103,7 +103,8 @@ input.addEventListener("keyup", (e) => {
 document.querySelector("#room-name-submit").addEventListener("click", () => {
   const name = input.value.trim();
   if (!/^\w+$/.test(name)) { hint.hidden = false; return; }
-  window.location.pathname = "/chat/" + encodeURIComponent(name) + "/";
+  // The page's ?token= (a signed identity, README "Identity") goes along.
+  window.location.href = "/chat/" + encodeURIComponent(name) + "/" + window.location.search;
 });
 </script>
 </body>
@@ -139,7 +140,10 @@ const log = document.querySelector("#chat-log");
 const input = document.querySelector("#chat-message-input");
 const state = document.querySelector("#state");
 const scheme = window.location.protocol === "https:" ? "wss" : "ws";
-const url = `${scheme}://${window.location.host}/ws/chat/${encodeURIComponent(roomName)}/`;
+// A token in the page's URL (?token=...) names the user to the edge.
+const token = new URLSearchParams(window.location.search).get("token");
+const url = `${scheme}://${window.location.host}/ws/chat/${encodeURIComponent(roomName)}/` +
+            (token ? `?token=${encodeURIComponent(token)}` : "");
 let socket = null;
 let attempt = 0;
 
@@ -161,6 +165,10 @@ function connect() {
     else if (data.error) show(`[not sent: ${data.detail}]`);
   };
   socket.onclose = (e) => {
+    if (e.code === 4001) {  // The token expired: retrying with it would not help.
+      setState("closed", "signed out: the token expired; open the page with a new one");
+      return;
+    }
     // Capped exponential backoff with full jitter: 0.5 s, 1 s, 2 s ... 30 s.
     const delay = Math.random() * Math.min(30000, 500 * 2 ** attempt++);
     setState("closed", `disconnected (${e.code}), retrying in ${(delay / 1000).toFixed(1)} s`);

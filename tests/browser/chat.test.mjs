@@ -2,7 +2,9 @@
 // the real groupsvc and two real edges on loopback ports.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
@@ -105,6 +107,38 @@ test("the lobby leads to the room page", async () => {
   await page.waitForURL(`http://127.0.0.1:${edgeA}/chat/terrace/`);
   await page.waitForFunction(() => document.querySelector("#state").textContent === "connected");
   await context.close();
+});
+
+test("with --auth=required, the page's ?token= carries the user's identity to the WebSocket", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "chat-auth-"));
+  const secret = path.join(dir, "secret");
+  writeFileSync(secret, "browser-secret-0123456789abcdef0123456789\n");
+  const mint = (who, ttl) => execFileSync(`${build}/edge/edge`, [`--jwt_secret_file=${secret}`,
+    `--mint_token=${who}`, `--mint_ttl=${ttl}`], { encoding: "utf8" }).trim();
+  const port = (await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", "--metrics_listen=",
+    "--auth=required", `--jwt_secret_file=${secret}`, "--write_timeout=1s"])).port;
+  const context = await browser.newContext();
+  // Through the lobby: the token follows the room's page.
+  const page = await context.newPage();
+  await page.goto(`http://127.0.0.1:${port}/chat/?token=${mint("ann:Ann", "1h")}`);
+  await page.fill("#room-name-input", "signed");
+  await page.press("#room-name-input", "Enter");
+  await page.waitForFunction(() => document.querySelector("#state").textContent === "connected");
+  await say(page, "hello with a token");
+  await logContains(page, "hello with a token");
+  // Without one the upgrade is refused (401): the page never connects.
+  const anonymous = await context.newPage();
+  await anonymous.goto(`http://127.0.0.1:${port}/chat/signed/`);
+  await anonymous.waitForFunction(
+    () => document.querySelector("#state").textContent.startsWith("disconnected"));
+  // A token that expires while the page is open: closed with 4001, and the page says so.
+  const brief = await context.newPage();
+  await brief.goto(`http://127.0.0.1:${port}/chat/signed/?token=${mint("bo", "2s")}`);
+  await brief.waitForFunction(() => document.querySelector("#state").textContent === "connected");
+  await brief.waitForFunction(
+    () => document.querySelector("#state").textContent.startsWith("signed out"), null, { timeout: 10000 });
+  await context.close();
+  rmSync(dir, { recursive: true, force: true });
 });
 
 test("the tutorial's own room.html, unchanged, chats through the edge", async () => {
