@@ -69,6 +69,9 @@ ABSL_FLAG(std::string, auth, "optional",
           "required (no upgrade without a valid token: 401)");
 ABSL_FLAG(std::string, jwt_secret_file, "",
           "file holding the HS256 secret that signs the tokens (at least 32 bytes)");
+ABSL_FLAG(bool, dev_token_issuer, false,
+          "POST /auth/token mints a 1-hour token for a display name (the lobby asks for one); "
+          "for the local run only");
 ABSL_FLAG(std::string, mint_token, "",
           "print a token for ID[:NAME] signed with --jwt_secret_file and exit (tests, backends)");
 ABSL_FLAG(absl::Duration, mint_ttl, absl::Hours(1), "how long a --mint_token token is valid");
@@ -112,6 +115,7 @@ int main(int argc, char** argv) {
   options.edge.allowed_origins = absl::GetFlag(FLAGS_allowed_origins);
   options.edge.log_connections = absl::GetFlag(FLAGS_log_connections);
   options.jwt_secret_file = absl::GetFlag(FLAGS_jwt_secret_file);
+  options.dev_token_issuer = absl::GetFlag(FLAGS_dev_token_issuer);
   absl::StatusOr<edge::AuthMode> auth = edge::ParseAuthMode(absl::GetFlag(FLAGS_auth));
   if (!auth.ok()) {
     fprintf(stderr, "edge: %s\n", std::string(auth.status().message()).c_str());

@@ -176,14 +176,23 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(EdgeServerOptions 
     absl::StatusOr<std::string> secret = ReadSecret(options.jwt_secret_file);
     if (!secret.ok()) return secret.status();
     verifier = std::make_shared<TokenVerifier>(*std::move(secret), DefaultClock());
-  } else if (options.edge.auth == AuthMode::kRequired) {
+  } else if (options.edge.auth == AuthMode::kRequired || options.dev_token_issuer) {
     return absl::InvalidArgumentError(
-        "--auth=required needs --jwt_secret_file (the secret that signs the tokens)");
+        "--auth=required and --dev_token_issuer need --jwt_secret_file (the secret that signs "
+        "the tokens)");
   }
 
   std::unique_ptr<EdgeServer> s(new EdgeServer(std::move(options)));
   EdgeContext& context = *s->context_;
   context.verifier = std::move(verifier);
+  context.dev_token_issuer = s->options_.dev_token_issuer;
+  if (context.dev_token_issuer) {
+    chat::LogEvent("security_warning",
+                   {{"issue", "dev_token_issuer"},
+                    {"detail",
+                     "POST /auth/token gives anyone who reaches the pages a token for "
+                     "any name; for the local run only"}});
+  }
   if (s->options_.groupsvc.empty()) {
     context.layer = std::make_shared<MemoryLayer>(absl::StrCat(s->options_.edge_id, "!"), s->pool_);
   } else {

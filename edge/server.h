@@ -50,6 +50,10 @@ struct EdgeServerOptions {
   // The HS256 secret of the tokens (the whole file, trailing newline
   // dropped); empty: no tokens are verified. --auth=required needs one.
   std::string jwt_secret_file;
+  // POST /auth/token mints a short-lived token for a display name (the
+  // lobby asks for one); for the local run only: anyone who reaches the page
+  // may name themselves. Needs jwt_secret_file.
+  bool dev_token_issuer = false;
   EdgeOptions edge;
 };
 

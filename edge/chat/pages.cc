@@ -94,17 +94,27 @@ std::string LobbyPage() {
   <input id="room-name-submit" type="button" value="Enter">
 </div>
 <p id="room-hint" hidden>Room names are letters, digits and underscores.</p>
+<p class="row"><label>Your name (optional) <input id="display-name-input" type="text"
+  maxlength="64" aria-label="Your name"></label></p>
 <script>
 const input = document.querySelector("#room-name-input");
 const hint = document.querySelector("#room-hint");
 input.addEventListener("keyup", (e) => {
   if (e.key === "Enter") document.querySelector("#room-name-submit").click();
 });
-document.querySelector("#room-name-submit").addEventListener("click", () => {
+// A display name asks the edge's dev-mode issuer (if it has one) for a
+// token; otherwise the page's own ?token= (README "Identity") goes along.
+async function tokenQuery() {
+  const display = document.querySelector("#display-name-input").value.trim();
+  if (!display) return window.location.search;
+  const r = await fetch("/auth/token", {method: "POST", body: JSON.stringify({name: display})});
+  if (!r.ok) return window.location.search;
+  return "?token=" + encodeURIComponent((await r.json()).token);
+}
+document.querySelector("#room-name-submit").addEventListener("click", async () => {
   const name = input.value.trim();
   if (!/^\w+$/.test(name)) { hint.hidden = false; return; }
-  // The page's ?token= (a signed identity, README "Identity") goes along.
-  window.location.href = "/chat/" + encodeURIComponent(name) + "/" + window.location.search;
+  window.location.href = "/chat/" + encodeURIComponent(name) + "/" + (await tokenQuery());
 });
 </script>
 </body>

@@ -93,6 +93,9 @@ struct EdgeContext {
   std::shared_ptr<Admission> admission;
   // Verifies tokens; null without --jwt_secret_file (then every token is refused).
   std::shared_ptr<const TokenVerifier> verifier;
+  // Mints tokens for display names at POST /auth/token (--dev_token_issuer,
+  // for the local run); false: that path is 404.
+  bool dev_token_issuer = false;
   SessionSet sessions;
   std::atomic<bool> shutting_down{false};
 };

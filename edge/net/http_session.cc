@@ -2,8 +2,10 @@
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
+#include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 
+#include "absl/random/random.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -253,10 +255,62 @@ http::response<http::string_body> Text(http::status status, unsigned version, st
 
 }  // namespace
 
+HttpSession::Response HttpSession::DevToken(const Request& request) {
+  const unsigned v = request.version();
+  auto refuse = [&](http::status status, std::string body) {
+    context_->metrics->http_errors(absl::StrCat(static_cast<unsigned>(status))).Increment();
+    Response r = Text(status, v, std::move(body));
+    r.keep_alive(request.keep_alive());
+    return r;
+  };
+  if (!context_->dev_token_issuer || context_->verifier == nullptr) {
+    return refuse(http::status::not_found, "no token issuer here (see --dev_token_issuer)\n");
+  }
+  if (request.method() != http::verb::post) {
+    Response r = refuse(http::status::method_not_allowed, "POST a JSON {\"name\": \"...\"}\n");
+    r.set(http::field::allow, "POST");
+    return r;
+  }
+  // Only this site's own pages may ask (a page elsewhere must not mint names here).
+  const std::string host(request[http::field::host]);
+  const std::string origin(request[http::field::origin]);
+  if (origin.empty() || !OriginAllowed(origin, host, context_->options.allowed_origins)) {
+    return refuse(http::status::forbidden, "origin not allowed (see --allowed_origins)\n");
+  }
+  boost::system::error_code ec;
+  boost::json::value body = boost::json::parse(request.body(), ec);
+  const boost::json::value* name =
+      !ec && body.is_object() ? body.as_object().if_contains("name") : nullptr;
+  std::string display =
+      name != nullptr && name->is_string()
+          ? std::string(absl::StripAsciiWhitespace(std::string(name->as_string())))
+          : "";
+  bool printable = true;
+  for (unsigned char c : display) printable = printable && c >= 0x20 && c != 0x7f;
+  if (display.empty() || display.size() > 64 || !printable) {
+    return refuse(http::status::bad_request,
+                  "the body must be {\"name\": \"...\"}: 1 to 64 bytes of text, no control "
+                  "characters\n");
+  }
+  User user;
+  user.id =
+      absl::StrCat("dev-", absl::Hex(absl::Uniform<uint64_t>(absl::BitGen()), absl::kZeroPad16));
+  user.name = display;
+  boost::json::object out;
+  out["token"] = context_->verifier->Mint(user, absl::Hours(1));
+  out["id"] = user.id;
+  out["name"] = user.name;
+  chat::LogEvent("dev_token_issued", {{"id", user.id}, {"peer", peer_}});
+  Response r = Text(http::status::ok, v, boost::json::serialize(out), "application/json");
+  r.keep_alive(request.keep_alive());
+  return r;
+}
+
 HttpSession::Response HttpSession::Handle(const Request& request) {
   const unsigned v = request.version();
   auto target = boost::urls::parse_origin_form(request.target());
   if (!target) return Text(http::status::bad_request, v, "bad request target\n");
+  if (!metrics_port_ && target->path() == "/auth/token") return DevToken(request);
   if (request.method() != http::verb::get && request.method() != http::verb::head) {
     Response r = Text(http::status::method_not_allowed, v, "only GET\n");
     r.set(http::field::allow, "GET, HEAD");

@@ -45,6 +45,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void OnRead(boost::beast::error_code ec, size_t bytes);
   void OnWrite(bool keep_alive, boost::beast::error_code ec, size_t bytes);
   Response Handle(const Request& request);
+  // POST /auth/token {"name": "..."}: a short-lived token for that display
+  // name, from the dev-mode issuer; same-origin pages only.
+  Response DevToken(const Request& request);
   // Hands the connection to a WebSocketSession, or answers why not.
   std::optional<Response> Upgrade(Request&& request);
   // The user the request's token names (nullopt: anonymous), or why the

@@ -126,6 +126,16 @@ test("with --auth=required, the page's ?token= carries the user's identity to th
   await page.waitForFunction(() => document.querySelector("#state").textContent === "connected");
   await say(page, "hello with a token");
   await logContains(page, "hello with a token");
+  // A display name in the lobby: the edge's dev-mode issuer gives the page its token.
+  const issuing = (await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0",
+    "--metrics_listen=", "--auth=required", `--jwt_secret_file=${secret}`, "--dev_token_issuer"])).port;
+  const named = await context.newPage();
+  await named.goto(`http://127.0.0.1:${issuing}/chat/`);
+  await named.fill("#display-name-input", "Zoë <img src=x onerror=alert(1)>");
+  await named.fill("#room-name-input", "named");
+  await named.press("#room-name-input", "Enter");
+  await named.waitForFunction(() => document.querySelector("#state").textContent === "connected");
+  assert.match(new URL(named.url()).search, /^\?token=/);
   // Without one the upgrade is refused (401): the page never connects.
   const anonymous = await context.newPage();
   await anonymous.goto(`http://127.0.0.1:${port}/chat/signed/`);

@@ -794,7 +794,8 @@ TEST(EdgeAuthTest, RequiredTokensFromMintTokenAndNoneIs401) {
       {EDGE_BIN, "--listen=127.0.0.1:0", "--metrics_listen=", "--auth=required"});
   ASSERT_TRUE(without.ok());
   EXPECT_EQ((*without)->WaitExit(absl::Seconds(10)), 1);
-  EXPECT_THAT((*without)->Output(), HasSubstr("--auth=required needs --jwt_secret_file"));
+  EXPECT_THAT((*without)->Output(),
+              HasSubstr("--auth=required and --dev_token_issuer need --jwt_secret_file"));
 
   // The minting tool prints one token on stdout (ChildProcess keeps stderr only).
   const std::string out = absl::StrCat(dir, "/token");
@@ -826,6 +827,57 @@ TEST(EdgeAuthTest, RequiredTokensFromMintTokenAndNoneIs401) {
   ASSERT_TRUE((*ann)->SendText(Chat("hello")));
   EXPECT_EQ((*ann)->Read().value_or(""), Chat("hello"));
   EXPECT_THAT(edge->Output(), HasSubstr("ws_auth_refused"));
+}
+
+// The dev-mode issuer (--dev_token_issuer): POST /auth/token {"name"} from the
+// site's own pages gives a token that names the user; anything else is refused.
+TEST(EdgeAuthTest, TheDevIssuerMintsATokenForADisplayNameFromTheSitesOwnPages) {
+  const std::string secret = absl::StrCat(::testing::TempDir(), "/dev-secret");
+  {
+    FILE* f = fopen(secret.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    fputs("dev-secret-0123456789abcdef0123456789\n", f);
+    fclose(f);
+  }
+  int port = 0;
+  auto edge = StartLogged({EDGE_BIN, "--listen=127.0.0.1:0", "--auth=required",
+                           absl::StrCat("--jwt_secret_file=", secret), "--dev_token_issuer"},
+                          &port);
+  ASSERT_NE(port, 0);
+  EXPECT_THAT(edge->Output(), HasSubstr("issue=dev_token_issuer"));
+  auto post = [&](const std::string& origin, const std::string& body) {
+    RawConnection c(port);
+    EXPECT_TRUE(c.Send(absl::StrCat("POST /auth/token HTTP/1.1\r\nHost: 127.0.0.1:", port, "\r\n",
+                                    origin.empty() ? "" : "Origin: " + origin + "\r\n",
+                                    "Content-Type: application/json\r\nContent-Length: ",
+                                    body.size(), "\r\nConnection: close\r\n\r\n", body)));
+    return c.ReadAll(absl::Seconds(5));
+  };
+  const std::string self = absl::StrCat("http://127.0.0.1:", port);
+  const std::string minted = post(self, R"({"name": "Zoë <b>"})");
+  ASSERT_THAT(minted, HasSubstr("HTTP/1.1 200"));
+  EXPECT_THAT(minted, HasSubstr(R"("name":"Zoë <b>")"));
+  const size_t at = minted.find(R"("token":")");
+  ASSERT_NE(at, std::string::npos) << minted;
+  const std::string token = minted.substr(at + 9, minted.find('"', at + 9) - at - 9);
+  auto zoe = WsClient::Connect(port, absl::StrCat("/ws/chat/lobby/?token=", token));
+  ASSERT_TRUE(zoe.ok()) << zoe.status();
+  EXPECT_THAT(post("http://evil.example", R"({"name": "Eve"})"), HasSubstr("HTTP/1.1 403"));
+  EXPECT_THAT(post("", R"({"name": "Eve"})"), HasSubstr("HTTP/1.1 403"));
+  EXPECT_THAT(post(self, R"({"name": ""})"), HasSubstr("HTTP/1.1 400"));
+  EXPECT_THAT(post(self, R"({"name": "a\u0001b"})"), HasSubstr("HTTP/1.1 400"));
+  EXPECT_THAT(post(self, "not json"), HasSubstr("HTTP/1.1 400"));
+  absl::StatusOr<HttpReply> get = HttpGet("127.0.0.1", port, "/auth/token");
+  ASSERT_TRUE(get.ok());
+  EXPECT_EQ(get->status, 405);
+
+  // Without the flag the path is not there.
+  int plain_port = 0;
+  auto plain = StartLogged(
+      {EDGE_BIN, "--listen=127.0.0.1:0", absl::StrCat("--jwt_secret_file=", secret)}, &plain_port);
+  absl::StatusOr<HttpReply> none = HttpGet("127.0.0.1", plain_port, "/auth/token");
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->status, 404);
 }
 
 }  // namespace
