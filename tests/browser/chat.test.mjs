@@ -123,7 +123,8 @@ test("with --auth=required, the page's ?token= carries the user's identity to th
   await page.goto(`http://127.0.0.1:${port}/chat/?token=${mint("ann:Ann", "1h")}`);
   await page.fill("#room-name-input", "signed");
   await page.press("#room-name-input", "Enter");
-  await page.waitForFunction(() => document.querySelector("#state").textContent === "connected");
+  await page.waitForURL(/\/chat\/signed\/\?token=/);
+  await page.waitForFunction(() => document.querySelector("#state")?.textContent === "connected");
   await say(page, "hello with a token");
   await logContains(page, "hello with a token");
   // A display name in the lobby: the edge's dev-mode issuer gives the page its token.
@@ -134,19 +135,20 @@ test("with --auth=required, the page's ?token= carries the user's identity to th
   await named.fill("#display-name-input", "Zoë <img src=x onerror=alert(1)>");
   await named.fill("#room-name-input", "named");
   await named.press("#room-name-input", "Enter");
-  await named.waitForFunction(() => document.querySelector("#state").textContent === "connected");
+  await named.waitForURL(/\/chat\/named\/\?token=/);
+  await named.waitForFunction(() => document.querySelector("#state")?.textContent === "connected");
   assert.match(new URL(named.url()).search, /^\?token=/);
   // Without one the upgrade is refused (401): the page never connects.
   const anonymous = await context.newPage();
   await anonymous.goto(`http://127.0.0.1:${port}/chat/signed/`);
   await anonymous.waitForFunction(
-    () => document.querySelector("#state").textContent.startsWith("disconnected"));
+    () => document.querySelector("#state")?.textContent.startsWith("disconnected"));
   // A token that expires while the page is open: closed with 4001, and the page says so.
   const brief = await context.newPage();
   await brief.goto(`http://127.0.0.1:${port}/chat/signed/?token=${mint("bo", "2s")}`);
-  await brief.waitForFunction(() => document.querySelector("#state").textContent === "connected");
+  await brief.waitForFunction(() => document.querySelector("#state")?.textContent === "connected");
   await brief.waitForFunction(
-    () => document.querySelector("#state").textContent.startsWith("signed out"), null, { timeout: 10000 });
+    () => document.querySelector("#state")?.textContent.startsWith("signed out"), null, { timeout: 10000 });
   await context.close();
   rmSync(dir, { recursive: true, force: true });
 });
