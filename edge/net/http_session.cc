@@ -255,11 +255,16 @@ http::response<http::string_body> Text(http::status status, unsigned version, st
 
 }  // namespace
 
+HttpSession::Response HttpSession::Refusal(http::status status, unsigned version,
+                                           std::string body) {
+  context_->metrics->http_errors(absl::StrCat(static_cast<unsigned>(status))).Increment();
+  return Text(status, version, std::move(body));
+}
+
 HttpSession::Response HttpSession::DevToken(const Request& request) {
   const unsigned v = request.version();
   auto refuse = [&](http::status status, std::string body) {
-    context_->metrics->http_errors(absl::StrCat(static_cast<unsigned>(status))).Increment();
-    Response r = Text(status, v, std::move(body));
+    Response r = Refusal(status, v, std::move(body));
     r.keep_alive(request.keep_alive());
     return r;
   };
@@ -405,8 +410,7 @@ absl::StatusOr<std::optional<User>> HttpSession::Authenticate(const Request& req
 std::optional<HttpSession::Response> HttpSession::Upgrade(Request&& request) {
   const unsigned v = request.version();
   auto refuse = [&](http::status status, std::string body) {
-    context_->metrics->http_errors(absl::StrCat(static_cast<unsigned>(status))).Increment();
-    return Text(status, v, std::move(body));
+    return Refusal(status, v, std::move(body));
   };
   auto target = boost::urls::parse_origin_form(request.target());
   std::optional<Router::Match> match;

@@ -58,16 +58,6 @@ std::unique_ptr<ChildProcess> StartLogged(std::vector<std::string> argv, int* po
   return *std::move(p);
 }
 
-bool WaitReady(int port, bool ready, absl::Duration timeout = absl::Seconds(10)) {
-  const absl::Time deadline = absl::Now() + timeout;
-  do {
-    absl::StatusOr<HttpReply> r = HttpGet("127.0.0.1", port, "/readyz");
-    if (r.ok() && (r->status == 200) == ready) return true;
-    absl::SleepFor(absl::Milliseconds(20));
-  } while (absl::Now() < deadline);
-  return false;
-}
-
 // For an edge, `port` is its public port (its metrics port is looked up).
 double MetricValue(int port, const std::string& line_prefix) {
   if (auto it = MetricsPorts().find(port); it != MetricsPorts().end()) port = it->second;

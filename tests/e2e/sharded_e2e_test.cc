@@ -37,16 +37,6 @@ std::string Chat(const std::string& m) { return absl::StrCat(R"({"message":")", 
 std::string Room(int i) { return absl::StrCat("room", i); }
 std::string Group(int i) { return absl::StrCat("chat_room", i); }
 
-bool WaitReady(int port, absl::Duration timeout = absl::Seconds(10)) {
-  const absl::Time deadline = absl::Now() + timeout;
-  do {
-    absl::StatusOr<HttpReply> r = HttpGet("127.0.0.1", port, "/readyz");
-    if (r.ok() && r->status == 200) return true;
-    absl::SleepFor(absl::Milliseconds(20));
-  } while (absl::Now() < deadline);
-  return false;
-}
-
 std::unique_ptr<WsClient> Join(int port, const std::string& room) {
   auto c = WsClient::Connect(port, absl::StrCat("/ws/chat/", room, "/"));
   EXPECT_TRUE(c.ok()) << c.status();
@@ -68,8 +58,8 @@ class ShardedTest : public ::testing::Test {
     edge_b_ = StartEdge("edge-b", &port_b_, 2);
     ASSERT_NE(edge_a_, nullptr);
     ASSERT_NE(edge_b_, nullptr);
-    ASSERT_TRUE(WaitReady(port_a_));
-    ASSERT_TRUE(WaitReady(port_b_));
+    ASSERT_TRUE(WaitReady(port_a_, true));
+    ASSERT_TRUE(WaitReady(port_b_, true));
     // Ready means one shard attached; wait for all of them.
     for (ChildProcess* edge : {edge_a_.get(), edge_b_.get()}) WaitAttached(*edge, 0);
   }
@@ -368,12 +358,12 @@ TEST_F(ReshardTest, GrowingTwoShardsToThreeLeavesEveryMemberOnceOnItsNewOwner) {
   before.first.clear();
   edge_a_.reset();
   edge_a_ = StartEdge("edge-a", &port_a_, 1);
-  ASSERT_TRUE(WaitReady(port_a_));
+  ASSERT_TRUE(WaitReady(port_a_, true));
   WaitAttached(*edge_a_, 0);
   before.second.clear();
   edge_b_.reset();
   edge_b_ = StartEdge("edge-b", &port_b_, 2);
-  ASSERT_TRUE(WaitReady(port_b_));
+  ASSERT_TRUE(WaitReady(port_b_, true));
   WaitAttached(*edge_b_, 0);
 
   auto after = chat_all(12);

@@ -7,6 +7,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace chat::testing {
 
@@ -40,6 +41,16 @@ absl::StatusOr<HttpReply> HttpGet(const std::string& host, int port, const std::
   } catch (const std::exception& e) {
     return absl::UnavailableError(absl::StrCat("GET ", target, ": ", e.what()));
   }
+}
+
+bool WaitReady(int port, bool ready, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  do {
+    absl::StatusOr<HttpReply> r = HttpGet("127.0.0.1", port, "/readyz");
+    if (r.ok() && (r->status == 200) == ready) return true;
+    absl::SleepFor(absl::Milliseconds(20));
+  } while (absl::Now() < deadline);
+  return false;
 }
 
 }  // namespace chat::testing

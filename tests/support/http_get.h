@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace chat::testing {
 
@@ -19,6 +20,10 @@ struct HttpReply {
 
 absl::StatusOr<HttpReply> HttpGet(const std::string& host, int port, const std::string& target,
                                   const std::map<std::string, std::string>& headers = {});
+
+// Polls an edge's /readyz on 127.0.0.1:`port` until it answers 200 (`ready`)
+// or anything else (not `ready`); false if that does not happen within `timeout`.
+bool WaitReady(int port, bool ready, absl::Duration timeout = absl::Seconds(10));
 
 }  // namespace chat::testing
 
