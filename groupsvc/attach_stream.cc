@@ -188,6 +188,7 @@ void AttachStream::HandleHello(const v1::Hello& hello) {
   if (options_.shards != nullptr) {
     item.welcome->set_shard_index(options_.shards->self());
     item.welcome->set_shard_count(options_.shards->count());
+    item.welcome->set_bridge_shard_count(options_.shards->bridge());
   }
   PushControl(std::move(item));
 }

@@ -67,6 +67,12 @@ ABSL_FLAG(std::string, shards, "",
 ABSL_FLAG(std::string, shard_index, "0",
           "this shard's position in --shards, from 0; \"auto\": the ordinal at the end of the "
           "host name (a StatefulSet's pod groupsvc-2 is shard 2)");
+ABSL_FLAG(
+    uint32_t, bridge_shards, 0,
+    "while the shard count changes (README.md, \"Resharding\"): the other count, old or new, "
+    "that edges may still or already place by; --shards lists the larger set. Commands placed "
+    "by either count are accepted and unary calls go where this count places them; 0: no "
+    "change under way");
 ABSL_FLAG(std::string, shard_tls_ca, "",
           "PEM CA bundle that signs the other shards' certificates, for the calls this shard "
           "forwards to them over TLS; empty: --tls_client_ca");
@@ -148,9 +154,9 @@ int main(int argc, char** argv) {
 
   char hostname[256] = {};
   gethostname(hostname, sizeof(hostname) - 1);
-  absl::StatusOr<groupsvc::ShardMap> shards =
-      groupsvc::ShardMap::Make(absl::StrSplit(absl::GetFlag(FLAGS_shards), ',', absl::SkipEmpty()),
-                               absl::GetFlag(FLAGS_shard_index), hostname);
+  absl::StatusOr<groupsvc::ShardMap> shards = groupsvc::ShardMap::Make(
+      absl::StrSplit(absl::GetFlag(FLAGS_shards), ',', absl::SkipEmpty()),
+      absl::GetFlag(FLAGS_shard_index), hostname, absl::GetFlag(FLAGS_bridge_shards));
   if (!shards.ok()) {
     fprintf(stderr, "groupsvc: %s\n", std::string(shards.status().message()).c_str());
     return 2;
@@ -173,7 +179,8 @@ int main(int argc, char** argv) {
                   {"port", port},
                   {"metrics_port", metrics_port},
                   {"health_port", absl::StrCat((*server)->health_port())},
-                  {"shard", absl::StrCat(options.shards.self(), "/", options.shards.count())}});
+                  {"shard", absl::StrCat(options.shards.self(), "/", options.shards.count())},
+                  {"bridge_shards", absl::StrCat(options.shards.bridge())}});
 
   const char* signal_name = chat::WaitForTerminationSignal();
   const absl::Duration grace = absl::GetFlag(FLAGS_grace);

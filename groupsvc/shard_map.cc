@@ -1,5 +1,6 @@
 #include "groupsvc/shard_map.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -10,8 +11,13 @@
 namespace groupsvc {
 
 absl::StatusOr<ShardMap> ShardMap::Make(std::vector<std::string> shards, absl::string_view index,
-                                        absl::string_view hostname) {
+                                        absl::string_view hostname, uint32_t bridge) {
   ShardMap map;
+  if (bridge > 0 && bridge >= std::max<size_t>(1, shards.size())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--bridge_shards=", bridge, " must be below the number of shards in --shards (",
+        shards.size(), "): while resizing, --shards lists the larger set"));
+  }
   if (shards.empty()) {
     if (!index.empty() && index != "0" && index != "auto") {
       return absl::InvalidArgumentError("--shard_index needs --shards (the list of every shard)");
@@ -37,26 +43,28 @@ absl::StatusOr<ShardMap> ShardMap::Make(std::vector<std::string> shards, absl::s
   }
   map.addresses_ = std::move(shards);
   map.self_ = i;
+  map.bridge_ = bridge;
   return map;
 }
 
 uint32_t ShardMap::GroupOwner(absl::string_view group) const {
-  return chat::GroupShard(group, count());
+  return chat::GroupShard(group, placement_count());
 }
 
 uint32_t ShardMap::ChannelOwner(absl::string_view channel) const {
-  return chat::ChannelShard(channel, count());
+  return chat::ChannelShard(channel, placement_count());
 }
 
 absl::Status ShardMap::Elsewhere(absl::string_view what, absl::string_view name,
                                  uint32_t owner) const {
   return absl::FailedPreconditionError(absl::StrCat(
-      what, " \"", name, "\" is placed on shard ", owner, " (", addresses_[owner], ") of ", count(),
-      "; this is shard ", self_,
+      what, " \"", name, "\" is placed on shard ", owner, " (", addresses_[owner], ") of ",
+      placement_count(), "; this is shard ", self_,
       ": the sender's shard list (--groupsvc) must be groupsvc's --shards, in the same order"));
 }
 
 absl::Status ShardMap::CheckGroup(absl::string_view group) const {
+  if (chat::GroupShard(group, count()) == self_) return absl::OkStatus();
   const uint32_t owner = GroupOwner(group);
   return owner == self_ ? absl::OkStatus() : Elsewhere("group", group, owner);
 }
@@ -73,6 +81,7 @@ absl::Status ShardMap::CheckMember(absl::string_view channel) const {
 }
 
 absl::Status ShardMap::CheckChannel(absl::string_view channel) const {
+  if (chat::ChannelShard(channel, count()) == self_) return absl::OkStatus();
   const uint32_t owner = ChannelOwner(channel);
   return owner == self_ ? absl::OkStatus() : Elsewhere("channel", channel, owner);
 }

@@ -4,6 +4,13 @@
 // are placed by shared/placement.h; without --shards there is one shard and
 // everything is placed here.
 //
+// Resharding (--bridge_shards=M while the count changes between M and the
+// length of --shards, see README.md "Resharding"): edges may place by either
+// count, so commands placed by either are accepted; an edge on the longer
+// list joins each moved group under both placements and sends under M's, so
+// M's placement is where a group's members all are. That is also where this
+// shard forwards unary calls and looks for queued channels.
+//
 //   absl::StatusOr<ShardMap> map = ShardMap::Make({"a:50051", "b:50051"}, "1");
 //   if (!map->OwnsGroup("chat_lobby")) ... forward to map->GroupOwner("chat_lobby")
 //
@@ -27,21 +34,29 @@ class ShardMap {
   ShardMap() = default;
   // `index` is a number, or "auto": the ordinal at the end of `hostname`
   // ("groupsvc-2" is shard 2), as a StatefulSet's pods are named.
+  // `bridge`: 0, or the other shard count (1 <= bridge < shards.size()).
   static absl::StatusOr<ShardMap> Make(std::vector<std::string> shards, absl::string_view index,
-                                       absl::string_view hostname = "");
+                                       absl::string_view hostname = "", uint32_t bridge = 0);
 
   uint32_t count() const { return addresses_.empty() ? 1 : addresses_.size(); }
   uint32_t self() const { return self_; }
-  bool sharded() const { return count() > 1; }
+  bool sharded() const { return count() > 1 || bridge_ > 0; }
+  // The other count while resharding, else 0.
+  uint32_t bridge() const { return bridge_; }
+  // The count that places groups and channels for unary calls: bridge() while
+  // resharding, else count().
   // Empty without --shards.
   const std::vector<std::string>& addresses() const { return addresses_; }
+
+  uint32_t placement_count() const { return bridge_ > 0 ? bridge_ : count(); }
 
   uint32_t GroupOwner(absl::string_view group) const;
   uint32_t ChannelOwner(absl::string_view channel) const;
   bool OwnsGroup(absl::string_view group) const { return GroupOwner(group) == self_; }
   bool OwnsChannel(absl::string_view channel) const { return ChannelOwner(channel) == self_; }
-  // FAILED_PRECONDITION naming the owner when the name is placed elsewhere:
-  // the sender's shard list differs from this one's.
+  // FAILED_PRECONDITION naming the owner when the name is placed elsewhere
+  // (by count(), and by bridge() while resharding): the sender's shard list
+  // differs from this one's.
   absl::Status CheckGroup(absl::string_view group) const;
   absl::Status CheckChannel(absl::string_view channel) const;
   // For a group placed here: FAILED_PRECONDITION when `channel` is a queued
@@ -55,6 +70,7 @@ class ShardMap {
 
   std::vector<std::string> addresses_;
   uint32_t self_ = 0;
+  uint32_t bridge_ = 0;
 };
 
 }  // namespace groupsvc

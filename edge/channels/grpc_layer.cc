@@ -49,6 +49,28 @@ absl::Status AckStatus(const v1::Ack& ack) {
   return absl::OkStatus();
 }
 
+// `done` once, after `n` results, with the first failure among them.
+DoneCallback Gather(int n, DoneCallback done) {
+  if (n == 1 || !done) return done;
+  struct State {
+    absl::Mutex mu;
+    int left;
+    absl::Status first;
+    DoneCallback done;
+  };
+  auto state = std::make_shared<State>();
+  state->left = n;
+  state->done = std::move(done);
+  return [state](absl::Status s) {
+    {
+      absl::MutexLock lock(&state->mu);
+      if (state->first.ok()) state->first = s;
+      if (--state->left > 0) return;
+    }
+    state->done(state->first);
+  };
+}
+
 // 16 random bytes, once per process: see Hello.incarnation.
 std::string RandomIncarnation() {
   absl::BitGen gen;
@@ -85,6 +107,8 @@ class GrpcLayer::Link {
   }
 
   bool ready() const { return ready_.load(); }
+  // The bridge count of this shard's last Welcome; -1 before the first.
+  int bridge_seen() const { return bridge_seen_.load(); }
   uint64_t connects() const { return connects_.load(); }
   const std::string& target() const { return target_; }
 
@@ -112,6 +136,7 @@ class GrpcLayer::Link {
   const std::shared_ptr<grpc::Channel> channel_;
   const std::unique_ptr<v1::ChannelLayer::Stub> stub_;
   std::atomic<bool> ready_{false};
+  std::atomic<int> bridge_seen_{-1};
   std::atomic<uint64_t> connects_{0};
   absl::Mutex mu_;
   std::shared_ptr<AttachCall> call_ ABSL_GUARDED_BY(mu_);
@@ -432,9 +457,11 @@ void GrpcLayer::Link::Cancel() {
 
 std::vector<std::pair<std::string, std::string>> GrpcLayer::Link::Replay() const {
   std::vector<std::pair<std::string, std::string>> mine;
-  const auto shards = static_cast<uint32_t>(layer_->links_.size());
+  const uint32_t bridge = layer_->bridge_.load();
   for (auto& membership : layer_->table_.AllMemberships()) {
-    if (chat::GroupShard(membership.first, shards) == index_) mine.push_back(std::move(membership));
+    if (layer_->GroupOwners(membership.first, bridge).has(index_)) {
+      mine.push_back(std::move(membership));
+    }
   }
   return mine;
 }
@@ -449,17 +476,23 @@ std::vector<std::pair<std::string, std::string>> GrpcLayer::Link::Fields(
 
 void GrpcLayer::Link::OnWelcome(const v1::Welcome& welcome) {
   const uint32_t count = std::max<uint32_t>(1, welcome.shard_count());
+  const uint32_t bridge = welcome.bridge_shard_count();
   const auto shards = static_cast<uint32_t>(layer_->links_.size());
-  if (count != shards || welcome.shard_index() != index_) {
+  // While resharding the shards accept either count's placement.
+  const bool agrees = count == shards || (bridge > 0 && bridge == shards);
+  if (!agrees || welcome.shard_index() != index_) {
     // Commands placed by our list would reach a shard that places them
     // elsewhere: the link stays unready, so its rooms' senders are told.
     chat::LogEvent(
         "layer_shard_mismatch",
         Fields({{"groupsvc_shard", absl::StrCat(welcome.shard_index(), "/", count)},
+                {"bridge_shards", absl::StrCat(bridge)},
                 {"expected", absl::StrCat(index_, "/", shards)},
                 {"hint", "--groupsvc must list groupsvc's --shards, in the same order"}}));
     return;
   }
+  bridge_seen_ = static_cast<int>(bridge);
+  layer_->UpdateBridge();
   ready_ = true;
   {
     absl::MutexLock lock(&mu_);
@@ -652,12 +685,67 @@ std::vector<LinkState> GrpcLayer::links() const {
   return states;
 }
 
-GrpcLayer::Link& GrpcLayer::LinkForGroup(const std::string& group) {
-  return *links_[chat::GroupShard(group, static_cast<uint32_t>(links_.size()))];
+GrpcLayer::Owners GrpcLayer::GroupOwners(const std::string& group, uint32_t bridge) const {
+  Owners owners;
+  const auto shards = static_cast<uint32_t>(links_.size());
+  owners.send = owners.members[0] = chat::GroupShard(group, shards);
+  if (bridge == 0) return owners;
+  const uint32_t other = chat::GroupShard(group, bridge);
+  if (other == owners.send) return owners;
+  owners.members[1] = other;
+  owners.count = 2;
+  // Where the bridged count places the group, every member is, as long as
+  // that shard bridges (or has not said yet: a send there then fails if it is
+  // down, rather than reaching only part of the room).
+  if (links_[other]->bridge_seen() != 0) owners.send = other;
+  return owners;
 }
 
-GrpcLayer::Link& GrpcLayer::LinkForChannel(const std::string& channel) {
-  return *links_[chat::ChannelShard(channel, static_cast<uint32_t>(links_.size()))];
+uint32_t GrpcLayer::ChannelOwner(const std::string& channel) const {
+  const auto shards = static_cast<uint32_t>(links_.size());
+  const uint32_t own = chat::ChannelShard(channel, shards);
+  const uint32_t bridge = bridge_.load();
+  if (bridge == 0) return own;
+  // The owner of a process-local channel may be an edge with the bridged
+  // count's list, attached only to the shards that count has.
+  const uint32_t other = chat::ChannelShard(channel, bridge);
+  return links_[other]->bridge_seen() != 0 ? other : own;
+}
+
+void GrpcLayer::UpdateBridge() {
+  const auto shards = static_cast<uint32_t>(links_.size());
+  uint32_t next = 0;
+  for (const auto& link : links_) {
+    const int b = link->bridge_seen();
+    // A bridge to our own count asks nothing of us: we place as usual.
+    if (b > 0 && static_cast<uint32_t>(b) < shards) next = std::max(next, static_cast<uint32_t>(b));
+  }
+  const uint32_t previous = bridge_.exchange(next);
+  if (previous == next) return;
+  chat::LogEvent("layer_bridge", {{"from_shards", absl::StrCat(previous)},
+                                  {"to_shards", absl::StrCat(next)},
+                                  {"shards", absl::StrCat(shards)}});
+  // Runs on the poller only (from Welcomes), so one at a time. A membership
+  // that changes meanwhile is placed by the new count (read after it is set)
+  // or re-placed here: either way it ends up where it belongs.
+  for (const auto& [group, channel] : table_.AllMemberships()) {
+    const Owners before = GroupOwners(group, previous);
+    const Owners after = GroupOwners(group, next);
+    for (int i = 0; i < after.count; ++i) {
+      if (before.has(after.members[i])) continue;
+      v1::Command c;
+      c.mutable_group_add()->set_group(group);
+      c.mutable_group_add()->set_channel(channel);
+      links_[after.members[i]]->Submit(std::move(c), nullptr, /*require_ready=*/false);
+    }
+    for (int i = 0; i < before.count; ++i) {
+      if (after.has(before.members[i])) continue;
+      v1::Command c;
+      c.mutable_group_discard()->set_group(group);
+      c.mutable_group_discard()->set_channel(channel);
+      links_[before.members[i]]->Submit(std::move(c), nullptr, /*require_ready=*/false);
+    }
+  }
 }
 
 std::string GrpcLayer::Register(std::weak_ptr<ChannelSink> sink, size_t loop) {
@@ -668,38 +756,47 @@ void GrpcLayer::Unregister(const std::string& channel) { table_.Remove(channel);
 
 void GrpcLayer::GroupAdd(const std::string& group, const std::string& channel, DoneCallback done) {
   table_.Join(group, channel);
-  v1::Command c;
-  c.mutable_group_add()->set_group(group);
-  c.mutable_group_add()->set_channel(channel);
-  LinkForGroup(group).Submit(
-      std::move(c),
-      [done](absl::Status s) {
-        // Either way the membership is replayed by the shard's next stream.
-        if (done) done(absl::IsUnavailable(s) || absl::IsUnknown(s) ? absl::OkStatus() : s);
-      },
-      /*require_ready=*/false);
+  const Owners owners = GroupOwners(group, bridge_.load());
+  DoneCallback gathered = Gather(owners.count, std::move(done));
+  for (int i = 0; i < owners.count; ++i) {
+    v1::Command c;
+    c.mutable_group_add()->set_group(group);
+    c.mutable_group_add()->set_channel(channel);
+    links_[owners.members[i]]->Submit(
+        std::move(c),
+        [gathered](absl::Status s) {
+          // Either way the membership is replayed by the shard's next stream.
+          if (gathered)
+            gathered(absl::IsUnavailable(s) || absl::IsUnknown(s) ? absl::OkStatus() : s);
+        },
+        /*require_ready=*/false);
+  }
 }
 
 void GrpcLayer::GroupDiscard(const std::string& group, const std::string& channel) {
   if (!table_.Leave(group, channel)) return;
-  v1::Command c;
-  c.mutable_group_discard()->set_group(group);
-  c.mutable_group_discard()->set_channel(channel);
-  LinkForGroup(group).Submit(std::move(c), nullptr, /*require_ready=*/false);
+  const Owners owners = GroupOwners(group, bridge_.load());
+  for (int i = 0; i < owners.count; ++i) {
+    v1::Command c;
+    c.mutable_group_discard()->set_group(group);
+    c.mutable_group_discard()->set_channel(channel);
+    links_[owners.members[i]]->Submit(std::move(c), nullptr, /*require_ready=*/false);
+  }
 }
 
 void GrpcLayer::GroupSend(const std::string& group, LayerEventPtr event, DoneCallback done) {
   v1::Command c;
   c.mutable_group_send()->set_group(group);
   SetWireEvent(*event, c.mutable_group_send()->mutable_event());
-  LinkForGroup(group).Submit(std::move(c), std::move(done), /*require_ready=*/true);
+  links_[GroupOwners(group, bridge_.load()).send]->Submit(std::move(c), std::move(done),
+                                                          /*require_ready=*/true);
 }
 
 void GrpcLayer::Send(const std::string& channel, LayerEventPtr event, DoneCallback done) {
   v1::Command c;
   c.mutable_send()->set_channel(channel);
   SetWireEvent(*event, c.mutable_send()->mutable_event());
-  LinkForChannel(channel).Submit(std::move(c), std::move(done), /*require_ready=*/true);
+  links_[ChannelOwner(channel)]->Submit(std::move(c), std::move(done), /*require_ready=*/true);
 }
 
 }  // namespace edge

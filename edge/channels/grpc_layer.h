@@ -10,6 +10,16 @@
 // A shard that is down fails only its own rooms' sends; the layer is ready
 // while any shard is attached.
 //
+// Resharding: while groupsvc's shards bridge two counts (Welcome's
+// bridge_shard_count M, from --bridge_shards), a layer whose list is the
+// other count joins each group that the two counts place apart on both
+// owners, and sends to M's owner as long as that shard still bridges; then
+// every member of a room is reached through one shard whichever list its
+// edge has, and when the bridge ends (the shards restarted without it) the
+// sends move to the layer's own placement, where its members already are,
+// and the other memberships are discarded. A layer whose list has M shards
+// places as usual. See README.md, "Resharding".
+//
 // Per stream: commands queue while one write is in flight and go out batched.
 // Each is acknowledged by request id; a delivery names the local channels it
 // is for. When a stream ends (its shard restarts, the network is cut, or the
@@ -133,18 +143,35 @@ class GrpcLayer : public Layer {
   // Streams opened so far over all shards (1 per shard + reconnects).
   uint64_t connects() const;
   std::vector<LinkState> links() const;
+  // The shard count the shards bridge to while resharding, else 0.
+  uint32_t bridge() const { return bridge_.load(); }
 
  private:
   class AttachCall;
   class Link;
+
+  // Where one group's commands go: its members on one shard, or two while
+  // bridging; its sends to one.
+  struct Owners {
+    uint32_t send = 0;
+    uint32_t members[2] = {0, 0};
+    int count = 1;
+    bool has(uint32_t shard) const {
+      return members[0] == shard || (count == 2 && members[1] == shard);
+    }
+  };
+  Owners GroupOwners(const std::string& group, uint32_t bridge) const;
+  uint32_t ChannelOwner(const std::string& channel) const;
+  // After a shard's Welcome: the bridge count all of them announce, and if it
+  // changed, each membership joined where it is now placed and left where it
+  // no longer is.
+  void UpdateBridge();
 
   // The completion queue's thread: runs each completed operation.
   void Poll();
   // Starts each shard's stream when due; woken when one ends.
   void ReconnectLoop();
   void WakeReconnector();
-  Link& LinkForGroup(const std::string& group);
-  Link& LinkForChannel(const std::string& channel);
 
   const GrpcLayerOptions options_;
   const std::shared_ptr<EventLoops> loops_;  // options_.loops, or InlineLoops.
@@ -154,6 +181,7 @@ class GrpcLayer : public Layer {
   std::shared_ptr<grpc::experimental::CertificateProviderInterface> certificates_;
   grpc::CompletionQueue cq_;
   std::vector<std::unique_ptr<Link>> links_;  // One per shard, in shard order.
+  std::atomic<uint32_t> bridge_{0};
 
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -74,26 +74,29 @@ class ShardedTest : public ::testing::Test {
   }
 
   std::string Address(uint32_t i) const { return absl::StrCat("127.0.0.1:", shard_ports_[i]); }
-  std::string ShardList() const {
+  // The first `n` shards' addresses (all count_ of them by default).
+  std::string ShardList(uint32_t n = 0) const {
     std::vector<std::string> all;
-    for (uint32_t i = 0; i < count_; ++i) all.push_back(Address(i));
+    for (uint32_t i = 0; i < (n == 0 ? count_ : n); ++i) all.push_back(Address(i));
     return absl::StrJoin(all, ",");
   }
 
-  std::unique_ptr<ChildProcess> StartShard(uint32_t i) {
+  std::unique_ptr<ChildProcess> StartShard(uint32_t i, uint32_t bridge = 0) {
     auto p = ChildProcess::Start(
         {GROUPSVC_BIN, absl::StrCat("--listen=", Address(i)), "--metrics_listen=", "--warmup=0s",
-         absl::StrCat("--shards=", ShardList()), absl::StrCat("--shard_index=", i)});
+         absl::StrCat("--shards=", ShardList()), absl::StrCat("--shard_index=", i),
+         absl::StrCat("--bridge_shards=", bridge)});
     EXPECT_TRUE(p.ok()) << p.status();
     if (!p.ok()) return nullptr;
     EXPECT_TRUE((*p)->WaitForLine(" listening ", absl::Seconds(20)).ok()) << (*p)->Output();
     return *std::move(p);
   }
 
-  std::unique_ptr<ChildProcess> StartEdge(const std::string& id, int* port, int threads) {
+  std::unique_ptr<ChildProcess> StartEdge(const std::string& id, int* port, int threads,
+                                          uint32_t shards = 0) {
     auto p =
         ChildProcess::Start({EDGE_BIN, "--listen=127.0.0.1:0",
-                             "--metrics_listen=", absl::StrCat("--groupsvc=", ShardList()),
+                             "--metrics_listen=", absl::StrCat("--groupsvc=", ShardList(shards)),
                              absl::StrCat("--edge_id=", id), absl::StrCat("--threads=", threads)});
     EXPECT_TRUE(p.ok()) << p.status();
     if (!p.ok()) return nullptr;
@@ -374,6 +377,103 @@ TEST_F(ReshardTest, GrowingTwoShardsToThreeLeavesEveryMemberOnceOnItsNewOwner) {
     v1::Group group;
     const uint32_t owner = chat::GroupShard(Group(i), 3);
     ASSERT_TRUE(GetGroup(owner, Group(i), &group, /*forwarded=*/true).ok()) << Group(i);
+    EXPECT_EQ(group.members_size(), 2) << Group(i);
+  }
+}
+
+// Growing two shards to three live, as README.md's "Resharding" does it: the
+// shards restart one at a time with the new list and --bridge_shards=2 (a
+// third starts), then the edges one at a time, then the shards without the
+// bridge. Every room chats across the two edges at every step, the moved
+// rooms included while one edge has the old list and the other the new one.
+TEST_F(ReshardTest, GrowingLiveKeepsEveryRoomWholeAtEveryStep) {
+  constexpr int kLiveRooms = 12;
+  int moved = 0;
+  for (int i = 0; i < kLiveRooms; ++i) moved += chat::GroupShard(Group(i), 3) == 2;
+  ASSERT_GE(moved, 2) << "some rooms must move to the new shard";
+
+  std::vector<std::unique_ptr<WsClient>> alice(kLiveRooms), bob(kLiveRooms);
+  auto join_all = [&](std::vector<std::unique_ptr<WsClient>>& who, int port) {
+    for (int i = 0; i < kLiveRooms; ++i) {
+      who[i] = Join(port, Room(i));
+      ASSERT_NE(who[i], nullptr);
+    }
+  };
+  join_all(alice, port_a_);
+  join_all(bob, port_b_);
+  int round = 0;
+  // Each room both ways; each sender also gets its own message back.
+  auto chat_all = [&](const std::string& step) {
+    ++round;
+    for (int i = 0; i < kLiveRooms; ++i) {
+      const std::string there = Chat(absl::StrCat("a", round, "-", i));
+      const std::string back = Chat(absl::StrCat("b", round, "-", i));
+      ASSERT_TRUE(alice[i]->SendText(there));
+      EXPECT_EQ(bob[i]->Read().value_or("nothing"), there) << Room(i) << " " << step;
+      EXPECT_EQ(alice[i]->Read().value_or("nothing"), there) << Room(i) << " " << step;
+      ASSERT_TRUE(bob[i]->SendText(back));
+      EXPECT_EQ(alice[i]->Read().value_or("nothing"), back) << Room(i) << " " << step;
+      EXPECT_EQ(bob[i]->Read().value_or("nothing"), back) << Room(i) << " " << step;
+    }
+  };
+  // Restarts shard `i` and waits until both edges are attached to it again.
+  auto restart_shard = [&](uint32_t i, uint32_t bridge) {
+    const size_t a = edge_a_->line_count(), b = edge_b_->line_count();
+    shards_[i].reset();
+    shards_[i] = StartShard(i, bridge);
+    ASSERT_NE(shards_[i], nullptr);
+    const std::string up = absl::StrCat("layer_up target=", Address(i));
+    ASSERT_TRUE(edge_a_->WaitForLine(up, absl::Seconds(3), a).ok()) << edge_a_->Output();
+    ASSERT_TRUE(edge_b_->WaitForLine(up, absl::Seconds(3), b).ok()) << edge_b_->Output();
+  };
+  chat_all("before");
+
+  // 1. The shards: a third one, then the two old ones, all with the list of
+  // three and the bridge to two. The edges still have the list of two.
+  count_ = 3;
+  shard_ports_.push_back(FreeLoopbackPort());
+  shards_.push_back(StartShard(2, /*bridge=*/2));
+  ASSERT_NE(shards_.back(), nullptr);
+  restart_shard(0, 2);
+  chat_all("shard 0 bridging");
+  restart_shard(1, 2);
+  chat_all("shards bridging");
+
+  // 2. The edges, one at a time; their own sockets reconnect.
+  auto restart_edge = [&](std::unique_ptr<ChildProcess>& edge, const std::string& id, int* port,
+                          int threads, std::vector<std::unique_ptr<WsClient>>& who) {
+    for (auto& c : who) c.reset();
+    edge.reset();
+    edge = StartEdge(id, port, threads);
+    ASSERT_NE(edge, nullptr);
+    ASSERT_TRUE(WaitReady(*port, true));
+    WaitAttached(*edge, 0);
+    ASSERT_TRUE(edge->WaitForLine("layer_bridge from_shards=0 to_shards=2", absl::Seconds(5)).ok())
+        << edge->Output();
+    join_all(who, *port);
+  };
+  restart_edge(edge_a_, "edge-a", &port_a_, 1, alice);
+  chat_all("edge-a on three shards, edge-b on two");
+  restart_edge(edge_b_, "edge-b", &port_b_, 2, bob);
+  chat_all("both edges on three shards");
+
+  // 3. The shards again, without the bridge: the sends move to the new
+  // placement, where every member already is.
+  for (uint32_t i = 0; i < 3; ++i) {
+    restart_shard(i, 0);
+    chat_all(absl::StrCat("shard ", i, " without the bridge"));
+  }
+  ASSERT_TRUE(
+      edge_a_->WaitForLine("layer_bridge from_shards=2 to_shards=0", absl::Seconds(5)).ok());
+  ASSERT_TRUE(
+      edge_b_->WaitForLine("layer_bridge from_shards=2 to_shards=0", absl::Seconds(5)).ok());
+  chat_all("after");
+  uint64_t memberships = 0;
+  for (uint32_t s = 0; s < 3; ++s) memberships += OwnCounts(s).second;
+  EXPECT_EQ(memberships, 2u * kLiveRooms) << "each socket's membership exactly once";
+  for (int i = 0; i < kLiveRooms; ++i) {
+    v1::Group group;
+    ASSERT_TRUE(GetGroup(chat::GroupShard(Group(i), 3), Group(i), &group, true).ok()) << Group(i);
     EXPECT_EQ(group.members_size(), 2) << Group(i);
   }
 }

@@ -56,6 +56,31 @@ TEST(ShardMapTest, PlacementFollowsTheSharedFunctionAndNamesTheOwner) {
   EXPECT_EQ(map->ChannelOwner("edge-1.ab!c1"), chat::GroupShard("edge-1.ab!", 3));
 }
 
+TEST(ShardMapTest, WhileBridgingEitherCountsPlacementIsAcceptedAndUnaryCallsGoByTheBridge) {
+  EXPECT_EQ(ShardMap::Make(kThree, "0", "", 3).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ShardMap::Make({}, "0", "", 1).status().code(), absl::StatusCode::kInvalidArgument);
+  // Growing 2 -> 3: a group that moved to shard 2 is still accepted where two
+  // shards place it, and refused on the third shard of neither placement.
+  std::string moved;
+  for (int i = 0; moved.empty(); ++i) {
+    const std::string g = "chat_g" + std::to_string(i);
+    if (chat::GroupShard(g, 3) == 2) moved = g;
+  }
+  const uint32_t old_owner = chat::GroupShard(moved, 2);
+  for (uint32_t self = 0; self < 3; ++self) {
+    absl::StatusOr<ShardMap> map = ShardMap::Make(kThree, std::to_string(self), "", 2);
+    ASSERT_TRUE(map.ok());
+    EXPECT_TRUE(map->sharded());
+    EXPECT_EQ(map->bridge(), 2u);
+    EXPECT_EQ(map->CheckGroup(moved).ok(), self == 2 || self == old_owner) << self;
+    // Unary calls go where every member is during the change: the old count's owner.
+    EXPECT_EQ(map->GroupOwner(moved), old_owner);
+  }
+  // Without the bridge, the new placement alone.
+  absl::StatusOr<ShardMap> after = ShardMap::Make(kThree, std::to_string(old_owner));
+  EXPECT_EQ(after->CheckGroup(moved).code(), absl::StatusCode::kFailedPrecondition);
+}
+
 TEST(ShardMapTest, ACommandForAnotherShardsGroupIsRefusedAndChangesNothing) {
   absl::StatusOr<ShardMap> map = ShardMap::Make(kThree, "0");
   ASSERT_TRUE(map.ok());
