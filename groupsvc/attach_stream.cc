@@ -184,6 +184,11 @@ void AttachStream::HandleHello(const v1::Hello& hello) {
   item.welcome.emplace();
   item.welcome->set_edge_id(edge_id_);
   item.welcome->set_max_event_bytes(registry_->options().max_event_bytes);
+  item.welcome->set_capacity(static_cast<uint32_t>(registry_->options().capacity));
+  item.welcome->set_expiry_seconds(
+      static_cast<uint32_t>(absl::ToInt64Seconds(registry_->options().expiry)));
+  item.welcome->set_group_expiry_seconds(
+      static_cast<uint32_t>(absl::ToInt64Seconds(registry_->options().group_expiry)));
   item.welcome->set_replaced_previous(attachment->replaced_previous);
   if (options_.shards != nullptr) {
     item.welcome->set_shard_index(options_.shards->self());

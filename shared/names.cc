@@ -46,9 +46,11 @@ absl::Status ValidateChannelName(absl::string_view name) {
 }
 
 absl::string_view ChannelOwnerPrefix(absl::string_view channel) {
-  size_t bang = channel.find('!');
+  const size_t bang = channel.find('!');
   if (bang == absl::string_view::npos) return absl::string_view();
-  return channel.substr(0, bang + 1);
+  const size_t dot = channel.substr(0, bang).rfind('.');
+  const size_t start = dot == absl::string_view::npos ? 0 : dot + 1;
+  return channel.substr(start, bang + 1 - start);
 }
 
 }  // namespace chat

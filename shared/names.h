@@ -6,7 +6,7 @@
 // Channels' Python regex, a trailing newline or a Unicode letter is refused.
 //
 //   if (absl::Status s = ValidateGroupName(name); !s.ok()) return s;
-//   absl::string_view owner = ChannelOwnerPrefix("edge-1!abc");  // "edge-1!"
+//   absl::string_view owner = ChannelOwnerPrefix("specific.x7k2!abc");  // "x7k2!"
 #ifndef CHAT_SHARED_NAMES_H_
 #define CHAT_SHARED_NAMES_H_
 
@@ -21,8 +21,12 @@ inline constexpr size_t kMaxNameLength = 99;
 absl::Status ValidateGroupName(absl::string_view name);
 absl::Status ValidateChannelName(absl::string_view name);
 
-// The part of a process-local channel name up to and including '!', which
-// names the process (edge) that owns it; empty for a name without '!'.
+// The owner key of a process-local channel: the part after the last '.'
+// before '!', with the '!' ("websocket.x7k2!c1" and "specific.x7k2!9f" are
+// both "x7k2!"; "edge-1!c1" is "edge-1!"), which names the process (an edge, a
+// Python layer) that owns it; empty for a name without '!'. Channels' own
+// new_channel(prefix) names are "<prefix>.<client>!<random>" with any prefix
+// the caller picks, so the client part alone identifies the process.
 absl::string_view ChannelOwnerPrefix(absl::string_view channel);
 
 }  // namespace chat

@@ -5,7 +5,8 @@
 //   shard = JumpHash(Fnv1a64(key), N)
 //
 //   key      a group's name; for a process-local channel ("edge-1.x7k2!c9") the
-//            owner prefix up to and including '!' ("edge-1.x7k2!"), so that all
+//            owner key, the part after the last '.' before '!' with the '!'
+//            ("x7k2!", chat::ChannelOwnerPrefix), so that all
 //            of one process's channels are placed together; any other channel's
 //            name as it is.
 //   Fnv1a64  64-bit FNV-1a of the key's bytes (offset basis 14695981039346656037,

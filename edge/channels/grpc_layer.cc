@@ -28,7 +28,9 @@ namespace {
 std::string RandomPrefixTag() {
   static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
   absl::BitGen gen;
-  std::string tag(6, 'a');
+  // The channel names' client part: what groupsvc knows this process by
+  // (chat::ChannelOwnerPrefix), so it must not collide with another's.
+  std::string tag(12, 'a');
   for (char& c : tag) c = kAlphabet[absl::Uniform<size_t>(gen, 0, sizeof(kAlphabet) - 1)];
   return tag;
 }

@@ -24,7 +24,7 @@ absl::Status ValidateHello(const AttachRequest& hello) {
   }
   const std::string& prefix = hello.channel_prefix;
   if (absl::Status s = chat::ValidateChannelName(prefix); !s.ok()) return s;
-  if (!absl::EndsWith(prefix, "!") || chat::ChannelOwnerPrefix(prefix) != prefix) {
+  if (!absl::EndsWith(prefix, "!") || prefix.find('!') != prefix.size() - 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "channel_prefix must be a channel name ending in its only '!', like \"edge-1!\"; got \"",
         prefix, "\""));
@@ -45,7 +45,9 @@ absl::StatusOr<EdgeDirectory::Admitted> EdgeDirectory::Attach(
     absl::FunctionRef<void(absl::string_view, uint64_t)> while_replacing) {
   if (absl::Status s = ValidateHello(hello); !s.ok()) return s;
   const std::string& edge_id = hello.edge_id;
-  const std::string& prefix = hello.channel_prefix;
+  // The process is known by its channels' owner key: "edge-1.x7k2!" owns
+  // "edge-1.x7k2!c1" and "specific.x7k2!9f" alike (chat::ChannelOwnerPrefix).
+  const std::string prefix(chat::ChannelOwnerPrefix(hello.channel_prefix));
   Admitted admitted;
   absl::MutexLock lock(&mu_);
   auto held = by_prefix_.find(prefix);

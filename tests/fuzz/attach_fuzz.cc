@@ -45,6 +45,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "groupsvc/commands.h"
 #include "groupsvc/group_registry.h"
 #include "groupsvc/v1/layer.pb.h"
@@ -184,7 +185,8 @@ class Harness {
   // As AttachStream::HandleHello: a third edge, or a fake one's process reconnecting.
   void Hello(const v1::Hello& h) {
     groupsvc::AttachRequest request{h.edge_id(), h.channel_prefix(), h.incarnation(), "fuzz"};
-    auto sink = std::make_shared<FakeSink>(h.channel_prefix(), true);
+    const std::string key(chat::ChannelOwnerPrefix(h.channel_prefix()));
+    auto sink = std::make_shared<FakeSink>(key, true);
     int same_id = -1;
     for (int i = 0; i < 2; ++i) {
       if (h.edge_id() == kEdges[i].id) same_id = i;
@@ -198,12 +200,12 @@ class Harness {
     }
     FUZZ_CHECK(chat::ValidateGroupName(h.edge_id()).ok());
     FUZZ_CHECK(chat::ValidateChannelName(h.channel_prefix()).ok());
-    FUZZ_CHECK(chat::ChannelOwnerPrefix(h.channel_prefix()) == h.channel_prefix());
+    FUZZ_CHECK(absl::EndsWith(h.channel_prefix(), "!") && !key.empty());
     FUZZ_CHECK(h.incarnation().size() >= groupsvc::kMinIncarnationBytes &&
                h.incarnation().size() <= groupsvc::kMaxIncarnationBytes);
     for (int i = 0; i < 2; ++i) {
       // A prefix held by another attached edge id is refused.
-      if (i != same_id) FUZZ_CHECK(h.channel_prefix() != kEdges[i].prefix);
+      if (i != same_id) FUZZ_CHECK(key != kEdges[i].prefix);
     }
     if (same_id >= 0) {
       // Only the same process (the same incarnation) may replace a stream.

@@ -36,10 +36,15 @@ TEST(NamesTest, ChannelNamesMayHoldOneBang) {
   }
 }
 
-TEST(NamesTest, OwnerPrefixIsUpToTheBang) {
+TEST(NamesTest, OwnerPrefixIsTheClientPartBeforeTheBang) {
   EXPECT_EQ(ChannelOwnerPrefix("edge-1!c7"), "edge-1!");
   EXPECT_EQ(ChannelOwnerPrefix("edge-1!"), "edge-1!");
   EXPECT_EQ(ChannelOwnerPrefix("plain"), "");
+  EXPECT_EQ(ChannelOwnerPrefix("plain.dotted"), "");
+  // Channels' new_channel(prefix): any prefix, one client part.
+  EXPECT_EQ(ChannelOwnerPrefix("specific.py3f9a!0c1d"), "py3f9a!");
+  EXPECT_EQ(ChannelOwnerPrefix("websocket.send.py3f9a!x"), "py3f9a!");
+  EXPECT_EQ(ChannelOwnerPrefix("edge-0.k2x9q1!c1"), "k2x9q1!");
 }
 
 }  // namespace

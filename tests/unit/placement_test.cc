@@ -40,7 +40,7 @@ TEST(PlacementTest, FixedVectors) {
 
 TEST(PlacementTest, AProcessLocalChannelGoesWithItsOwnerPrefix) {
   for (uint32_t n : {2u, 3u, 7u}) {
-    EXPECT_EQ(ChannelShard("edge-1.ab12cd!c1", n), GroupShard("edge-1.ab12cd!", n));
+    EXPECT_EQ(ChannelShard("edge-1.ab12cd!c1", n), GroupShard("ab12cd!", n));
     EXPECT_EQ(ChannelShard("edge-1.ab12cd!zz", n), ChannelShard("edge-1.ab12cd!c1", n));
     EXPECT_EQ(ChannelShard("plain-channel", n), GroupShard("plain-channel", n));
   }

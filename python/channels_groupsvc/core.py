@@ -1,0 +1,393 @@
+"""GroupsvcChannelLayer: Django Channels' channel layer, served by groupsvc.
+
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_groupsvc.GroupsvcChannelLayer",
+            "CONFIG": {"target": "127.0.0.1:50051"},
+        }
+    }
+
+One layer object attaches its process to groupsvc like a C++ edge: one Attach
+stream per shard (link.py), its own client part in every channel name it
+makes (``new_channel()`` gives ``specific.<client>!<random>``), so events for
+those channels are pushed to the process, not polled. Channels without '!'
+(queued in groupsvc) are read with the unary Receive.
+
+Any event loop may call it (``async_to_sync`` makes a loop per call): the
+gRPC work runs on the link's own loop; a ``receive`` waits on a future of the
+caller's loop, and an event handed to a receive that is cancelled meanwhile
+goes back to the front of its channel's buffer, so no event is lost.
+"""
+
+import asyncio
+import collections
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+import warnings
+
+import grpc
+from channels.exceptions import ChannelFull
+from channels.layers import BaseChannelLayer
+from google.protobuf import json_format
+
+from groupsvc.v1 import layer_pb2 as pb
+
+from .link import Link, LinkError, status_code
+from .placement import owner_key
+
+log = logging.getLogger("channels_groupsvc")
+
+_STRICT_CHANNEL = re.compile(r"[A-Za-z0-9._-]+(![A-Za-z0-9._-]*)?")
+_STRICT_GROUP = re.compile(r"[A-Za-z0-9._-]+")
+
+
+class GroupsvcUnavailable(ConnectionError):
+    """groupsvc could not be reached, or did not confirm: the event may not have been delivered."""
+
+
+class NotDeliveredToEveryone(ConnectionError):
+    """groupsvc could not see every member of the group (it restarted, or an edge was lost,
+    moments ago): the event may not have reached all of them (CONFIG ``unsettled="raise"``)."""
+
+
+class GroupsvcChannelLayer(BaseChannelLayer):
+    extensions = ["groups", "flush"]
+
+    def __init__(self, target=None, targets=None, expiry=60, group_expiry=86400, capacity=100,
+                 channel_capacity=None, token=None, tls=None, unsettled="warn",
+                 receive_timeout=5.0, **unknown):
+        super().__init__(expiry=expiry, capacity=capacity, channel_capacity=channel_capacity)
+        if unknown:
+            warnings.warn(f"channels_groupsvc: CONFIG keys not used: {sorted(unknown)}",
+                          stacklevel=2)
+        if targets is None:
+            targets = [target or "127.0.0.1:50051"]
+        elif isinstance(targets, str):
+            targets = [t for t in targets.split(",") if t]
+        if not targets:
+            raise ValueError("channels_groupsvc: CONFIG needs target (HOST:PORT) or targets (a list)")
+        if unsettled not in ("warn", "raise"):
+            raise ValueError('channels_groupsvc: CONFIG unsettled must be "warn" or "raise"')
+        self.targets = list(targets)
+        self.group_expiry = group_expiry
+        self.channel_capacity = self.compile_capacities(channel_capacity or {})
+        self.unsettled = unsettled
+        self.receive_timeout = receive_timeout
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._credentials = _credentials(tls)
+        self.client_prefix = uuid.uuid4().hex[:16]
+        self._link = None
+        self._link_lock = threading.Lock()
+        # Per channel: events not yet received, and the receives waiting.
+        self._lock = threading.Lock()
+        self._buffers = collections.defaultdict(collections.deque)
+        self._waiters = collections.defaultdict(collections.deque)
+        self._pollers = set()
+        self._compared = False
+        self.dropped = 0
+
+    # ------------------------------------------------------------ the link
+
+    @property
+    def link(self):
+        with self._link_lock:
+            if self._link is None:
+                self._link = Link(self.targets, self.client_prefix, self._on_delivery,
+                                  on_welcome=self._on_welcome, credentials=self._credentials,
+                                  metadata=self._metadata)
+                self._link.group_expiry = self.group_expiry
+            return self._link
+
+    def _on_welcome(self, welcome):
+        if self._compared:
+            return
+        self._compared = True
+        ours = {"capacity": self.capacity, "expiry": self.expiry, "group_expiry": self.group_expiry}
+        theirs = {"capacity": welcome.capacity, "expiry": welcome.expiry_seconds,
+                  "group_expiry": welcome.group_expiry_seconds}
+        for key, value in ours.items():
+            if theirs[key] and float(theirs[key]) != float(value):
+                message = (f"channels_groupsvc: CONFIG {key}={value} but groupsvc enforces "
+                           f"{key}={theirs[key]} (its --{key} flag): groupsvc's value applies")
+                log.warning(message)
+                warnings.warn(message, RuntimeWarning)
+        if self.channel_capacity:
+            log.warning("channels_groupsvc: CONFIG channel_capacity applies to this process's "
+                        "buffers; queued channels follow groupsvc's --capacity_overrides")
+
+    async def _ready_link(self):
+        link = self.link
+        await link.run(link.wait_ready(2.0))
+        return link
+
+    async def _command(self, shard, command, require_ready=True):
+        link = await self._ready_link()
+        try:
+            ack = await link.run(link.command(shard, command, require_ready))
+        except LinkError as e:
+            if e.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise ChannelFull(e.message) from None
+            raise GroupsvcUnavailable(str(e)) from None
+        if ack.code != 0:
+            code = status_code(ack.code)
+            if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise ChannelFull(ack.message)
+            if code == grpc.StatusCode.INVALID_ARGUMENT:
+                raise TypeError(ack.message)
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN):
+                raise GroupsvcUnavailable(ack.message)
+            raise RuntimeError(f"groupsvc refused the command: {code.name}: {ack.message}")
+        return ack
+
+    # ------------------------------------------------------------ names
+
+    def _check_channel(self, name):
+        self.valid_channel_name(name)
+        if not _STRICT_CHANNEL.fullmatch(name):
+            raise TypeError(self.invalid_name_error.format("Channel", name))
+
+    def _check_group(self, name):
+        self.valid_group_name(name)
+        if not _STRICT_GROUP.fullmatch(name):
+            raise TypeError(self.invalid_name_error.format("Group", name))
+
+    def _is_mine(self, channel):
+        return owner_key(channel) == self.client_prefix + "!"
+
+    @staticmethod
+    def _wire(message):
+        assert isinstance(message, dict), "message is not a dict"
+        assert "type" in message, "message does not have a type"
+        try:
+            text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"channels_groupsvc sends JSON: the message cannot be encoded ({e})")
+        return pb.WireEvent(type=str(message["type"]), json=text.encode())
+
+    # ------------------------------------------------------------ the interface
+
+    async def send(self, channel, message):
+        self._check_channel(channel)
+        event = self._wire(message)
+        if self._is_mine(channel):
+            # Our own channel: straight into its buffer, as groupsvc would deliver it.
+            if not self._dispatch(channel, json.loads(event.json)):
+                raise ChannelFull(channel)
+            return
+        link = self.link
+        await self._command(link.channel_shard(channel),
+                            pb.Command(send=pb.StreamSend(channel=channel, event=event)))
+
+    async def group_add(self, group, channel):
+        self._check_group(group)
+        self._check_channel(channel)
+        link = self.link
+        await link.run(_noted(link, group, channel, True))
+        try:
+            await self._command(link.group_shard(group),
+                                pb.Command(group_add=pb.GroupAddRequest(group=group, channel=channel)),
+                                require_ready=False)
+        except GroupsvcUnavailable:
+            pass  # Replayed by the shard's next stream.
+
+    async def group_discard(self, group, channel):
+        self._check_group(group)
+        self._check_channel(channel)
+        link = self.link
+        await link.run(_noted(link, group, channel, False))
+        try:
+            await self._command(
+                link.group_shard(group),
+                pb.Command(group_discard=pb.GroupDiscardRequest(group=group, channel=channel)),
+                require_ready=False)
+        except GroupsvcUnavailable:
+            pass  # The next stream does not replay it: gone either way.
+
+    async def group_send(self, group, message):
+        self._check_group(group)
+        event = self._wire(message)
+        link = self.link
+        ack = await self._command(link.group_shard(group),
+                                  pb.Command(group_send=pb.StreamGroupSend(group=group, event=event)))
+        if ack.dropped:
+            log.info("group_send group=%s dropped=%d (full or gone members)", group, ack.dropped)
+        if ack.unsettled:
+            text = (f"group_send to {group!r}: groupsvc cannot see every member right now (it "
+                    "restarted, or an edge was lost, moments ago); it may not have reached everyone")
+            if self.unsettled == "raise":
+                raise NotDeliveredToEveryone(text)
+            log.warning(text)
+
+    async def new_channel(self, prefix="specific"):
+        # Attached first (bounded), so that events sent to the name find its owner.
+        await self._ready_link()
+        return f"{prefix}.{self.client_prefix}!{uuid.uuid4().hex}"
+
+    async def receive(self, channel):
+        self._check_channel(channel)
+        if "!" in channel:
+            assert self._is_mine(channel), "Wrong client prefix"
+        while True:
+            received, event = await self._next(channel)
+            # Past `expiry` in our buffer: dropped, as groupsvc would have.
+            if time.monotonic() - received <= self.expiry:
+                return event
+            self.dropped += 1
+
+    async def _next(self, channel):
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self._lock:
+            buffer = self._buffers.get(channel)
+            if buffer:
+                return buffer.popleft()
+            waiter = (loop, future)
+            self._waiters[channel].append(waiter)
+            poll = "!" not in channel and channel not in self._pollers
+            if poll:
+                self._pollers.add(channel)
+        if poll:
+            link = self.link
+            link.run_soon(self._poll(link, channel))
+        try:
+            return await future
+        except asyncio.CancelledError:
+            with self._lock:
+                if future.done() and not future.cancelled():
+                    # Handed to us as we were cancelled: the next receive gets it.
+                    self._buffers[channel].appendleft(future.result())
+                else:
+                    try:
+                        self._waiters[channel].remove(waiter)
+                    except ValueError:
+                        pass
+            raise
+
+    async def flush(self):
+        link = await self._ready_link()
+        await link.run(_unary(link, "Flush", pb.FlushRequest(), self._metadata))
+        with self._lock:
+            self._buffers.clear()
+        await link.run(_forget_all(link))
+
+    async def close(self):
+        with self._link_lock:
+            link, self._link = self._link, None
+        if link is not None:
+            await asyncio.get_running_loop().run_in_executor(None, link.close)
+
+    # ------------------------------------------------------------ deliveries
+
+    def _on_delivery(self, delivery):
+        """On the link's thread: one groupsvc delivery for some of our channels."""
+        try:
+            event = json.loads(delivery.event.json)
+        except ValueError:
+            log.warning("channels_groupsvc: an event that is not JSON was dropped")
+            return
+        for channel in delivery.channels:
+            self._dispatch(channel, event if len(delivery.channels) == 1 else dict(event))
+
+    def _dispatch(self, channel, event):
+        """False when the channel's buffer is full (the event is dropped)."""
+        item = (time.monotonic(), event)
+        with self._lock:
+            return self._hand_locked(channel, item)
+
+    def _hand_locked(self, channel, item):
+        waiters = self._waiters.get(channel)
+        while waiters:
+            loop, future = waiters.popleft()
+            if future.done() or loop.is_closed():
+                continue
+            try:
+                loop.call_soon_threadsafe(self._resolve, channel, future, item)
+                return True
+            except RuntimeError:  # The loop closed meanwhile.
+                continue
+        buffer = self._buffers[channel]
+        if len(buffer) >= self.get_capacity(channel):
+            self.dropped += 1
+            log.warning("channels_groupsvc: channel %s is full (%d events); one dropped",
+                        channel, len(buffer))
+            return False
+        buffer.append(item)
+        return True
+
+    def _resolve(self, channel, future, item):
+        """On the receiver's loop: hand over, or put back for the next receive."""
+        with self._lock:
+            if future.done():
+                self._buffers[channel].appendleft(item)
+                buffer = self._buffers[channel]
+                if self._waiters.get(channel):
+                    self._hand_locked(channel, buffer.popleft())
+                return
+            future.set_result(item)
+
+    async def _poll(self, link, channel):
+        """On the link's loop: Receive on a queued channel while anyone waits for it."""
+        shard = link.channel_shard(channel)
+        failures = 0
+        try:
+            while True:
+                with self._lock:
+                    if not self._waiters.get(channel):
+                        return
+                request = pb.ReceiveRequest(channel=channel)
+                request.timeout.FromSeconds(int(self.receive_timeout))
+                try:
+                    response = await link.shards[shard].stub.Receive(
+                        request, metadata=self._metadata, timeout=self.receive_timeout + 5,
+                        wait_for_ready=True)
+                    failures = 0
+                except grpc.aio.AioRpcError as e:
+                    if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                        log.warning("channels_groupsvc: Receive(%s) refused: %s", channel, e.details())
+                        return
+                    failures += 1
+                    await asyncio.sleep(min(0.5, 0.1 * 2 ** failures) * (0.5 + 0.5 * time.time() % 1))
+                    continue
+                if response.HasField("event"):
+                    self._dispatch(channel, json_format.MessageToDict(response.event))
+        finally:
+            with self._lock:
+                self._pollers.discard(channel)
+                again = bool(self._waiters.get(channel))
+                if again:
+                    self._pollers.add(channel)
+            if again:
+                link.run_soon(self._poll(link, channel))
+
+
+async def _noted(link, group, channel, added):
+    link.note_membership(group, channel, added)
+
+
+async def _forget_all(link):
+    link.memberships.clear()
+
+
+async def _unary(link, method, request, metadata):
+    # Any shard answers Flush (and ListGroups, Stats) for every shard.
+    return await getattr(link.shards[0].stub, method)(request, metadata=metadata, timeout=10)
+
+
+def _credentials(tls):
+    if not tls:
+        return None
+
+    def read(path):
+        if not path:
+            return None
+        with open(path, "rb") as f:
+            return f.read()
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(tls.get("ca")),
+        private_key=read(tls.get("key")),
+        certificate_chain=read(tls.get("cert")))

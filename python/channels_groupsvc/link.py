@@ -1,0 +1,330 @@
+"""The process's link to groupsvc: one Attach stream per shard, on one thread.
+
+grpc.aio objects belong to the event loop that made them (and grpc.aio keeps
+one completion queue per process, which one loop must poll), while Django runs
+each ``async_to_sync`` call in a loop of its own. So every link of the process
+runs on one loop on a daemon thread (``_shared_loop``): the Attach streams, the
+unary calls and the reconnects all run there, and callers on any loop reach it through
+``Link.run`` (``run_coroutine_threadsafe``). Deliveries for this process's
+channels leave the link through ``on_delivery``, called on its thread.
+
+Per shard, as the C++ edge's GrpcLayer: a stream starts with the hello and the
+replay of this process's memberships placed on that shard; commands queue and
+leave batched, each acknowledged by request id; when the stream ends, pending
+commands fail (UNAVAILABLE if never written, UNKNOWN if written: they may have
+been carried out) and the link reconnects with capped exponential backoff and
+jitter (0.1 s doubling to 0.5 s, times 0.5 to 1.0).
+"""
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import threading
+import time
+
+import grpc
+
+from groupsvc.v1 import layer_pb2 as pb
+from groupsvc.v1 import layer_pb2_grpc as pb_grpc
+
+from .placement import channel_shard, group_shard
+
+log = logging.getLogger("channels_groupsvc")
+
+# Commands queued or awaiting an ack on one stream before more are refused.
+MAX_PENDING = 10000
+# Commands put into one stream message.
+MAX_BATCH = 500
+# How long a command may wait for its ack.
+ACK_TIMEOUT = 10.0
+
+
+class LinkError(Exception):
+    """A command that failed; ``code`` is a grpc.StatusCode."""
+
+    def __init__(self, code, message):
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+
+_CODES = {c.value[0]: c for c in grpc.StatusCode}
+
+
+_loop_lock = threading.Lock()
+_loop = None
+
+
+def _shared_loop():
+    """The process's gRPC loop, started on first use; it lives as long as the process."""
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            loop = asyncio.new_event_loop()
+            started = threading.Event()
+
+            def main():
+                asyncio.set_event_loop(loop)
+                loop.call_soon(started.set)
+                loop.run_forever()
+
+            threading.Thread(target=main, name="channels-groupsvc", daemon=True).start()
+            started.wait()
+            _loop = loop
+        return _loop
+
+
+class _Shard:
+    def __init__(self, index, target, credentials, options):
+        self.index = index
+        self.target = target
+        if credentials is None:
+            self.channel = grpc.aio.insecure_channel(target, options=options)
+        else:
+            self.channel = grpc.aio.secure_channel(target, credentials, options=options)
+        self.stub = pb_grpc.ChannelLayerStub(self.channel)
+        self.ready = False
+        self.welcome = None
+        self.queue = None  # Commands for the current stream; None while down.
+        self.pending = {}  # request_id -> (future, written)
+        self.next_id = 1
+        self.task = None
+
+
+class Link:
+    def __init__(self, targets, client, on_delivery, on_welcome=None, credentials=None,
+                 metadata=(), min_backoff=0.1, max_backoff=0.5):
+        self.client = client
+        self.prefix = client + "!"
+        self.edge_id = f"py-{socket.gethostname()[:40]}-{os.getpid()}-{client[-6:]}"
+        self._incarnation = os.urandom(16)
+        self._targets = list(targets)
+        self._credentials = credentials
+        self._metadata = tuple(metadata)
+        self._on_delivery = on_delivery
+        self._on_welcome = on_welcome
+        self._min_backoff = min_backoff
+        self._max_backoff = max_backoff
+        # group -> {channel: time of the latest group_add}; touched on the link's loop only.
+        self.memberships = {}
+        self.group_expiry = 86400.0
+        self.shards = []
+        self._loop = _shared_loop()
+        self._closing = False
+        self.run_soon(self._start_shards()).result(timeout=5)
+
+    # ------------------------------------------------------------ the loop
+
+    async def _start_shards(self):
+        options = [
+            ("grpc.keepalive_time_ms", 5000),
+            ("grpc.keepalive_timeout_ms", 3000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.initial_reconnect_backoff_ms", int(self._min_backoff * 1000)),
+            ("grpc.min_reconnect_backoff_ms", int(self._min_backoff * 1000)),
+            ("grpc.max_reconnect_backoff_ms", int(self._max_backoff * 1000)),
+            ("grpc.max_receive_message_length", 64 << 20),
+        ]
+        self.shards = [_Shard(i, t, self._credentials, options) for i, t in enumerate(self._targets)]
+        for shard in self.shards:
+            shard.task = asyncio.ensure_future(self._keep_attached(shard))
+
+    def run(self, coro):
+        """A future of `coro` run on the link's loop, awaitable from any loop."""
+        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
+
+    def run_soon(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def call_soon(self, fn, *args):
+        self._loop.call_soon_threadsafe(fn, *args)
+
+    def close(self):
+        """Ends the streams (bounded: 5 s)."""
+        if self._closing:
+            return
+        self._closing = True
+
+        async def stop():
+            tasks = [shard.task for shard in self.shards if shard.task]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for shard in self.shards:
+                await shard.channel.close()
+            await asyncio.sleep(0)  # Lets the calls' own tasks see the cancellation.
+
+        try:
+            self.run_soon(stop()).result(timeout=5)
+        except Exception:  # noqa: BLE001 - closing: nothing more to do
+            pass
+
+    # ------------------------------------------------------------ placement
+
+    @property
+    def shard_count(self):
+        return len(self._targets)
+
+    def group_shard(self, group):
+        return group_shard(group, self.shard_count) if self.shard_count > 1 else 0
+
+    def channel_shard(self, channel):
+        return channel_shard(channel, self.shard_count) if self.shard_count > 1 else 0
+
+    def ready(self):
+        return any(s.ready for s in self.shards)
+
+    async def wait_ready(self, timeout):
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    # ------------------------------------------------------------ the stream
+
+    def _replay(self, shard):
+        now = time.monotonic()
+        commands = []
+        for group, members in list(self.memberships.items()):
+            if self.group_shard(group) != shard.index:
+                continue
+            for channel, added in list(members.items()):
+                if now - added > self.group_expiry:
+                    del members[channel]  # Lapsed in groupsvc as well.
+                    continue
+                commands.append(pb.Command(group_add=pb.GroupAddRequest(group=group, channel=channel)))
+            if not members:
+                del self.memberships[group]
+        return commands
+
+    async def _keep_attached(self, shard):
+        failures = 0
+        while not self._closing:
+            code = await self._attach_once(shard)
+            if shard.welcome is not None and code is None:
+                failures = 0
+            refused = code in (grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.INVALID_ARGUMENT,
+                               grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
+            cap = 5.0 if refused else min(self._max_backoff, self._min_backoff * 2 ** failures)
+            failures = min(failures + 1, 30)
+            await asyncio.sleep(cap * random.uniform(0.5, 1.0))
+
+    async def _attach_once(self, shard):
+        """One stream, until it ends; its end's status code, or None when it was up."""
+        queue = asyncio.Queue()
+        hello = pb.EdgeMessage(
+            hello=pb.Hello(edge_id=self.edge_id, channel_prefix=self.prefix,
+                           incarnation=self._incarnation))
+        for command in self._replay(shard):
+            command.request_id = shard.next_id
+            shard.next_id += 1
+            hello.commands.append(command)
+        shard.queue = queue
+        shard.welcome = None
+        was_up = False
+
+        async def requests():
+            yield hello
+            while True:
+                first = await queue.get()
+                if first is None:  # The stream is over.
+                    return
+                message = pb.EdgeMessage()
+                batch = [first]
+                while len(batch) < MAX_BATCH and not queue.empty():
+                    command = queue.get_nowait()
+                    if command is None:
+                        queue.put_nowait(None)
+                        break
+                    batch.append(command)
+                for command in batch:
+                    entry = shard.pending.get(command.request_id)
+                    if entry is not None:
+                        shard.pending[command.request_id] = (entry[0], True)
+                message.commands.extend(batch)
+                yield message
+
+        code = None
+        call = shard.stub.Attach(requests(), metadata=self._metadata, wait_for_ready=True)
+        try:
+            async for message in call:
+                if message.HasField("welcome"):
+                    shard.welcome = message.welcome
+                    shard.ready = True
+                    was_up = True
+                    log.info("groupsvc_up target=%s edge=%s prefix=%s", shard.target,
+                             self.edge_id, self.prefix)
+                    if self._on_welcome:
+                        self._on_welcome(message.welcome)
+                if message.HasField("draining"):
+                    shard.ready = False
+                for ack in message.acks:
+                    entry = shard.pending.pop(ack.request_id, None)
+                    if entry is not None and not entry[0].done():
+                        entry[0].set_result(ack)
+                for delivery in message.deliveries:
+                    self._on_delivery(delivery)
+        except grpc.aio.AioRpcError as e:
+            code = e.code()
+            if code not in (grpc.StatusCode.CANCELLED,):
+                log.warning("groupsvc_down target=%s code=%s error=%s", shard.target, code.name,
+                            e.details())
+        except asyncio.CancelledError:
+            call.cancel()
+            raise
+        finally:
+            shard.ready = False
+            shard.queue = None
+            queue.put_nowait(None)
+            pending, shard.pending = shard.pending, {}
+            for future, written in pending.values():
+                if future.done():
+                    continue
+                if written:
+                    future.set_exception(LinkError(
+                        grpc.StatusCode.UNKNOWN,
+                        "the link to groupsvc was lost before it confirmed the command; "
+                        "it may have been done"))
+                else:
+                    future.set_exception(LinkError(grpc.StatusCode.UNAVAILABLE,
+                                                   "groupsvc is unavailable"))
+        return None if was_up and code is None else code
+
+    async def command(self, shard_index, command, require_ready=True):
+        """Sends one command on the shard's stream; its Ack (code checked by the caller)."""
+        shard = self.shards[shard_index]
+        if shard.queue is None or (require_ready and not shard.ready):
+            raise LinkError(grpc.StatusCode.UNAVAILABLE,
+                            f"groupsvc is unavailable (shard {shard_index}, {shard.target})")
+        if len(shard.pending) >= MAX_PENDING:
+            raise LinkError(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many commands waiting for groupsvc")
+        command.request_id = shard.next_id
+        shard.next_id += 1
+        future = self._loop.create_future()
+        shard.pending[command.request_id] = (future, False)
+        shard.queue.put_nowait(command)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), ACK_TIMEOUT)
+        except asyncio.TimeoutError:
+            shard.pending.pop(command.request_id, None)
+            raise LinkError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                            f"groupsvc did not confirm the command within {ACK_TIMEOUT} s")
+
+    def note_membership(self, group, channel, added):
+        if added:
+            self.memberships.setdefault(group, {})[channel] = time.monotonic()
+        else:
+            members = self.memberships.get(group)
+            if members is not None:
+                members.pop(channel, None)
+                if not members:
+                    del self.memberships[group]
+
+
+def status_code(value):
+    return _CODES.get(value, grpc.StatusCode.UNKNOWN)

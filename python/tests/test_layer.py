@@ -1,0 +1,285 @@
+"""The channel layer spec, against a real groupsvc on a loopback port."""
+
+import asyncio
+import threading
+import time
+
+import pytest
+from channels.exceptions import ChannelFull
+
+from channels_groupsvc import GroupsvcUnavailable
+from channels_groupsvc.placement import channel_shard, fnv1a64, group_shard, owner_key
+from conftest import Groupsvc
+
+
+async def nothing_within(layer, channel, seconds):
+    try:
+        got = await asyncio.wait_for(layer.receive(channel), seconds)
+    except asyncio.TimeoutError:
+        return True
+    pytest.fail(f"{channel} received {got!r}")
+
+
+def test_placement_matches_the_cpp_fixed_vectors():
+    # tests/unit/placement_test.cc: among 1, 2, 3, 4, 5, 8, 16 shards.
+    vectors = {
+        "chat_lobby": (0x95F1CFF03C23C7FC, [0, 0, 0, 0, 0, 0, 0]),
+        "chat_room1": (0x8F695E36139ED8E2, [0, 0, 2, 2, 2, 2, 2]),
+        "chat_room2": (0x8F695D36139ED72F, [0, 0, 0, 3, 4, 6, 6]),
+        "chat_general": (0x2728A2A9A01317D4, [0, 1, 1, 1, 4, 5, 5]),
+        "a": (0xAF63DC4C8601EC8C, [0, 1, 2, 2, 2, 2, 12]),
+    }
+    for key, (fnv, shards) in vectors.items():
+        assert fnv1a64(key.encode()) == fnv
+        assert [group_shard(key, n) for n in (1, 2, 3, 4, 5, 8, 16)] == shards, key
+    assert owner_key("specific.py3f9a!0c1d") == "py3f9a!"
+    assert owner_key("edge-1!c7") == "edge-1!"
+    assert owner_key("plain") == ""
+    for n in (2, 3, 8):
+        assert channel_shard("specific.ab12cd!x", n) == group_shard("ab12cd!", n)
+
+
+async def test_send_and_receive_keep_each_senders_order(groupsvc, make_layer):
+    layer = make_layer(groupsvc.target)
+    other = make_layer(groupsvc.target)
+    for channel in ("queued-1", await layer.new_channel()):
+        for i in range(50):
+            await other.send(channel, {"type": "test.message", "n": i})
+        got = [(await asyncio.wait_for(layer.receive(channel), 5))["n"] for _ in range(50)]
+        assert got == list(range(50)), channel
+        # Identical events are distinct.
+        await other.send(channel, {"type": "same"})
+        await other.send(channel, {"type": "same"})
+        assert (await layer.receive(channel))["type"] == "same"
+        assert (await layer.receive(channel))["type"] == "same"
+
+
+async def test_new_channel_names_are_channels_own_and_owned_by_this_process(groupsvc, make_layer):
+    layer = make_layer(groupsvc.target)
+    other = make_layer(groupsvc.target)
+    name = await layer.new_channel()
+    assert name.startswith(f"specific.{layer.client_prefix}!")
+    ws = await layer.new_channel("websocket")
+    assert ws.startswith(f"websocket.{layer.client_prefix}!") and ws != name
+    # Another process's channel: Channels' layers refuse to receive it.
+    with pytest.raises(AssertionError):
+        await other.receive(name)
+    # Sent from another process through groupsvc, pushed to the owner.
+    await other.send(ws, {"type": "hello"})
+    assert (await asyncio.wait_for(layer.receive(ws), 5))["type"] == "hello"
+
+
+async def test_a_full_queued_channel_raises_channel_full(make_layer):
+    g = Groupsvc(flags=["--capacity=5"])
+    try:
+        layer = make_layer(g.target, capacity=5)
+        for i in range(5):
+            await layer.send("full-channel", {"type": "x", "n": i})
+        with pytest.raises(ChannelFull):
+            await layer.send("full-channel", {"type": "x", "n": 5})
+        assert (await layer.receive("full-channel"))["n"] == 0
+        await layer.send("full-channel", {"type": "x", "n": 6})  # Room again.
+    finally:
+        g.stop()
+
+
+async def test_undelivered_events_expire(make_layer):
+    g = Groupsvc(flags=["--expiry=1s"])
+    try:
+        layer = make_layer(g.target, expiry=1)
+        await layer.send("expiring", {"type": "old"})
+        local = await layer.new_channel()
+        await layer.send(local, {"type": "old"})
+        await asyncio.sleep(1.5)
+        await nothing_within(layer, "expiring", 1.0)
+        await nothing_within(layer, local, 0.3)
+        await layer.send("expiring", {"type": "new"})
+        assert (await asyncio.wait_for(layer.receive("expiring"), 5))["type"] == "new"
+    finally:
+        g.stop()
+
+
+async def test_group_add_discard_and_send(groupsvc, make_layer):
+    layer = make_layer(groupsvc.target)
+    sender = make_layer(groupsvc.target)
+    a, b = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add("room", a)
+    await layer.group_add("room", b)
+    await layer.group_add("room", a)  # Idempotent.
+    await sender.group_send("room", {"type": "chat.message", "message": "one"})
+    assert (await asyncio.wait_for(layer.receive(a), 5))["message"] == "one"
+    assert (await asyncio.wait_for(layer.receive(b), 5))["message"] == "one"
+    await layer.group_discard("room", b)
+    await layer.group_discard("room", b)  # Not a member: no error.
+    await layer.group_discard("no-such-group", b)
+    await sender.group_send("room", {"type": "chat.message", "message": "two"})
+    assert (await asyncio.wait_for(layer.receive(a), 5))["message"] == "two"
+    await nothing_within(layer, b, 0.3)
+    await layer.group_send("empty-group", {"type": "x"})  # No members: fine.
+
+
+async def test_memberships_lapse_after_group_expiry(make_layer):
+    g = Groupsvc(flags=["--group_expiry=1s"])
+    try:
+        layer = make_layer(g.target, group_expiry=1)
+        a = await layer.new_channel()
+        await layer.group_add("brief", a)
+        await layer.group_send("brief", {"type": "x"})
+        assert (await asyncio.wait_for(layer.receive(a), 5))["type"] == "x"
+        await asyncio.sleep(2.5)
+        await layer.group_send("brief", {"type": "late"})
+        await nothing_within(layer, a, 0.5)
+    finally:
+        g.stop()
+
+
+async def test_flush_empties_channels_and_groups(groupsvc, make_layer):
+    layer = make_layer(groupsvc.target)
+    a = await layer.new_channel()
+    await layer.group_add("room", a)
+    await layer.send("queued", {"type": "x"})
+    await layer.flush()
+    await nothing_within(layer, "queued", 0.5)
+    await layer.group_send("room", {"type": "x"})
+    await nothing_within(layer, a, 0.3)
+
+
+async def test_concurrent_receivers_on_local_channels_each_get_their_own(groupsvc, make_layer):
+    layer = make_layer(groupsvc.target)
+    sender = make_layer(groupsvc.target)
+    channels = [await layer.new_channel() for _ in range(10)]
+    waiting = [asyncio.ensure_future(layer.receive(c)) for c in channels]
+    await asyncio.sleep(0.05)
+    for i, c in enumerate(channels):
+        await sender.send(c, {"type": "x", "n": i})
+    got = await asyncio.wait_for(asyncio.gather(*waiting), 5)
+    assert [e["n"] for e in got] == list(range(10))
+
+
+async def test_a_cancelled_receive_loses_no_event(groupsvc, make_layer):
+    layer = make_layer(groupsvc.target)
+    sender = make_layer(groupsvc.target)
+    for channel in (await layer.new_channel(), "queued-cancel"):
+        # One receive cancelled before anything came: the event goes to the next.
+        waiting = asyncio.ensure_future(layer.receive(channel))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        await sender.send(channel, {"type": "x", "n": -1})
+        assert (await asyncio.wait_for(layer.receive(channel), 5))["n"] == -1
+        # Receives cut short by timeouts while 200 events arrive: each event once, in order.
+        n = 200
+
+        async def send_all():
+            for i in range(n):
+                await sender.send(channel, {"type": "x", "n": i})
+
+        task = asyncio.ensure_future(send_all())
+        got = []
+        deadline = time.monotonic() + 20
+        while len(got) < n and time.monotonic() < deadline:
+            try:
+                got.append((await asyncio.wait_for(layer.receive(channel), 0.002))["n"])
+            except asyncio.TimeoutError:
+                pass
+        await task
+        assert got == list(range(n)), channel
+
+
+async def test_invalid_names_raise_type_error(groupsvc, make_layer):
+    layer = make_layer(groupsvc.target)
+    for bad in ("has space", "a!b!c", "!x", "x" * 100, "trailing\n", "ünïcode", 7):
+        with pytest.raises(TypeError):
+            await layer.send(bad, {"type": "x"})
+        with pytest.raises(TypeError):
+            await layer.group_add("room", bad)
+    for bad in ("bad/group", "a!b", "", "x" * 100):
+        with pytest.raises(TypeError):
+            await layer.group_send(bad, {"type": "x"})
+    with pytest.raises(AssertionError):
+        await layer.send("fine", {"no": "type"})
+    with pytest.raises(TypeError):
+        await layer.send("fine", {"type": "x", "blob": b"bytes are not JSON"})
+
+
+async def test_groupsvc_restart_mid_test_memberships_come_back(groupsvc, make_layer):
+    layer = make_layer(groupsvc.target)
+    sender = make_layer(groupsvc.target)
+    a = await layer.new_channel()
+    await layer.group_add("room", a)
+    await sender.group_send("room", {"type": "x", "n": 1})
+    assert (await asyncio.wait_for(layer.receive(a), 5))["n"] == 1
+    groupsvc.stop()
+    # While it is down the sender is told; nothing is silently lost.
+    with pytest.raises(GroupsvcUnavailable):
+        await sender.group_send("room", {"type": "x", "n": 2})
+    groupsvc.start()
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            await sender.group_send("room", {"type": "x", "n": 3})
+            got = await asyncio.wait_for(layer.receive(a), 1)
+            break
+        except (GroupsvcUnavailable, asyncio.TimeoutError):
+            assert time.monotonic() < deadline, "the membership was not replayed within 5 s"
+            await asyncio.sleep(0.1)
+    assert got["n"] == 3
+
+
+def test_several_event_loops_in_one_process(groupsvc, make_layer):
+    """async_to_sync runs each call in a loop of its own, from any thread."""
+    layer = make_layer(groupsvc.target)
+    channel = asyncio.run(layer.new_channel())
+    asyncio.run(layer.group_add("loops", channel))
+    results = []
+
+    def in_thread():
+        results.append(asyncio.run(layer.group_send("loops", {"type": "x", "n": 1})))
+
+    t = threading.Thread(target=in_thread)
+    t.start()
+    t.join(10)
+    assert results == [None]
+    got = asyncio.run(asyncio.wait_for(layer.receive(channel), 5))
+    assert got["n"] == 1
+
+
+async def test_differing_config_is_a_warning_not_a_crash(make_layer):
+    g = Groupsvc(flags=["--capacity=100", "--expiry=60s"])
+    try:
+        layer = make_layer(g.target, capacity=50, expiry=30)
+        with pytest.warns(RuntimeWarning, match="capacity=50 but groupsvc enforces capacity=100"):
+            await layer.send("anything", {"type": "x"})
+            await asyncio.sleep(0.1)
+        assert (await layer.receive("anything"))["type"] == "x"
+    finally:
+        g.stop()
+
+
+async def test_sharded_groupsvc_every_group_and_channel_on_its_owner(make_layer):
+    from conftest import free_port
+
+    ports = [free_port(), free_port()]
+    shards = ",".join(f"127.0.0.1:{p}" for p in ports)
+    procs = [Groupsvc(port=p, flags=[f"--shards={shards}", f"--shard_index={i}"])
+             for i, p in enumerate(ports)]
+    try:
+        layer = make_layer(None, targets=shards.split(","))
+        sender = make_layer(None, targets=shards.split(","))
+        groups = [f"g{i}" for i in range(8)]
+        assert {group_shard(g, 2) for g in groups} == {0, 1}
+        channel = await layer.new_channel()
+        for g in groups:
+            await layer.group_add(g, channel)
+        for g in groups:
+            await sender.group_send(g, {"type": "x", "group": g})
+        got = [(await asyncio.wait_for(layer.receive(channel), 5))["group"] for _ in groups]
+        assert sorted(got) == sorted(groups)
+        queued = [f"q{i}" for i in range(6)]
+        assert {channel_shard(q, 2) for q in queued} == {0, 1}
+        for q in queued:
+            await sender.send(q, {"type": "x", "to": q})
+        for q in queued:
+            assert (await asyncio.wait_for(layer.receive(q), 5))["to"] == q
+    finally:
+        for p in procs:
+            p.stop()
