@@ -6,6 +6,8 @@
 #   bench/run.sh ours            # only our topologies
 #   bench/run.sh peers           # only the peers
 #   PEERS='django async 1 18001' bench/run.sh peers   # some of them ('node 2 18101,18102;...')
+#   PEERS='django async 1 18001;groupsvc-django async 1 18001' ...  # the tutorial's app on
+#                                # channels_redis, then on our layer (channels_groupsvc)
 #   SCENARIOS="T2 L1" SCALE=0 THREADS=2 bench/run.sh ours   # a subset (SCALE=F1: F1 but not S1)
 #   EDGE_BIN=/tmp/old/edge GROUPSVC_BIN=/tmp/old/groupsvc ...  # other binaries (A/B)
 # Scenarios (see bench/README.md): T1 closed loop, T2 fixed open-loop load (CPU
@@ -210,6 +212,28 @@ fan_out() {  # SHARDS
   stop_ours
 }
 
+# The tutorial's Django project (examples/django_chat) on daphne with our layer
+# (channels_groupsvc) and one groupsvc, instead of channels_redis and redis.
+start_django_groupsvc() {  # VARIANT NODES
+  local variant="$1" nodes="$2" n db
+  "${GROUPSVC_BIN:-$root/build/groupsvc/groupsvc}" --listen=127.0.0.1:18250 --metrics_listen= \
+    2>/dev/null &
+  pids_started+=($!)
+  DJ_PIDS=$!
+  db="$(mktemp -d)/db.sqlite3"
+  local env=(CHAT_GROUPSVC=127.0.0.1:18250 CHAT_CONSUMER="$variant" CHAT_DJANGO_DB="$db"
+             CHAT_ALLOWED_HOSTS='*' DJANGO_SETTINGS_MODULE=chatsite.settings
+             PYTHONPATH="$root/build/python:$root/examples/django_chat" PYTHONDONTWRITEBYTECODE=1)
+  (cd "$root/examples/django_chat" && env "${env[@]}" /usr/bin/python3 manage.py migrate -v 0)
+  for ((n = 0; n < nodes; n++)); do
+    (cd "$root/examples/django_chat" && exec env "${env[@]}" /usr/bin/python3 -m daphne \
+      -b 127.0.0.1 -p $((18001 + n)) chatsite.asgi:application >/dev/null 2>&1) &
+    pids_started+=($!)
+    DJ_PIDS+=",$!"
+  done
+  for ((n = 0; n < nodes; n++)); do wait_port $((18001 + n)); done
+}
+
 run_peers() {
   # The peers of ../shared/peers, copied (that folder is read-only) and set up.
   local shared="$root/../shared/peers"
@@ -222,10 +246,21 @@ run_peers() {
   source /tmp/peers/common/lib.sh
   local peer
   local specs=("node 1 18101" "node 2 18101,18102" "django sync 1 18001" "django async 1 18001"
-               "django async 2 18001,18002")
+               "django async 2 18001,18002" "groupsvc-django async 1 18001"
+               "groupsvc-django async 2 18001,18002")
   [[ -n "${PEERS:-}" ]] && IFS=';' read -r -a specs <<<"$PEERS"
   for spec in "${specs[@]}"; do
     read -r -a a <<<"$spec"
+    if [[ "${a[0]}" == groupsvc-django ]]; then
+      # Our layer under the tutorial's Django app: "groupsvc-django async 1 18001".
+      start_django_groupsvc "${a[1]}" "${a[2]}"
+      targets=$(echo "${a[3]}" | sed 's/\([0-9]*\)/127.0.0.1:\1/g')
+      scenarios "groupsvc-django-${a[1]}-${a[2]}" "$targets" "$DJ_PIDS"
+      cleanup
+      pids_started=()
+      sleep 1
+      continue
+    fi
     if [[ "${a[0]}" == node ]]; then
       peer=$(/tmp/peers/node/start.sh "${a[1]}")
       ports="${a[2]}"

@@ -24,7 +24,9 @@ absl::Status ValidateHello(const AttachRequest& hello) {
   }
   const std::string& prefix = hello.channel_prefix;
   if (absl::Status s = chat::ValidateChannelName(prefix); !s.ok()) return s;
-  if (!absl::EndsWith(prefix, "!") || prefix.find('!') != prefix.size() - 1) {
+  // Its owner key (the part after the last '.') names the process: not empty.
+  if (!absl::EndsWith(prefix, "!") || prefix.find('!') != prefix.size() - 1 ||
+      chat::ChannelOwnerPrefix(prefix).size() < 2) {
     return absl::InvalidArgumentError(absl::StrCat(
         "channel_prefix must be a channel name ending in its only '!', like \"edge-1!\"; got \"",
         prefix, "\""));

@@ -23,6 +23,7 @@ import asyncio
 import collections
 import json
 import logging
+import random
 import re
 import threading
 import time
@@ -129,12 +130,11 @@ class GroupsvcChannelLayer(BaseChannelLayer):
         try:
             ack = await link.run(link.command(shard, command, require_ready))
         except LinkError as e:
-            if e.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                raise ChannelFull(e.message) from None
+            # Our own backlog toward groupsvc, not a full channel.
             raise GroupsvcUnavailable(str(e)) from None
         if ack.code != 0:
             code = status_code(ack.code)
-            if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            if code == grpc.StatusCode.RESOURCE_EXHAUSTED and command.HasField("send"):
                 raise ChannelFull(ack.message)
             if code == grpc.StatusCode.INVALID_ARGUMENT:
                 raise TypeError(ack.message)
@@ -186,26 +186,38 @@ class GroupsvcChannelLayer(BaseChannelLayer):
         self._check_group(group)
         self._check_channel(channel)
         link = self.link
-        await link.run(_noted(link, group, channel, True))
-        try:
-            await self._command(link.group_shard(group),
-                                pb.Command(group_add=pb.GroupAddRequest(group=group, channel=channel)),
-                                require_ready=False)
-        except GroupsvcUnavailable:
-            pass  # Replayed by the shard's next stream.
+        mine = self._is_mine(channel)
+        if mine:
+            await link.run(_noted(link, group, channel, True))
+        shards = await link.run(_members(link, group))
+        for shard in shards:
+            try:
+                await self._command(
+                    shard, pb.Command(group_add=pb.GroupAddRequest(group=group, channel=channel)),
+                    require_ready=not mine)
+            except GroupsvcUnavailable:
+                if not mine:
+                    raise  # Nobody would replay it.
+                # Ours: replayed by the shard's next stream.
 
     async def group_discard(self, group, channel):
         self._check_group(group)
         self._check_channel(channel)
         link = self.link
-        await link.run(_noted(link, group, channel, False))
-        try:
-            await self._command(
-                link.group_shard(group),
-                pb.Command(group_discard=pb.GroupDiscardRequest(group=group, channel=channel)),
-                require_ready=False)
-        except GroupsvcUnavailable:
-            pass  # The next stream does not replay it: gone either way.
+        mine = self._is_mine(channel)
+        if mine:
+            await link.run(_noted(link, group, channel, False))
+        shards = await link.run(_members(link, group))
+        for shard in shards:
+            try:
+                await self._command(
+                    shard,
+                    pb.Command(group_discard=pb.GroupDiscardRequest(group=group, channel=channel)),
+                    require_ready=not mine)
+            except GroupsvcUnavailable:
+                if not mine:
+                    raise
+                # Ours: groupsvc dropped it with our stream, and it is not replayed.
 
     async def group_send(self, group, message):
         self._check_group(group)
@@ -236,7 +248,8 @@ class GroupsvcChannelLayer(BaseChannelLayer):
             # Past `expiry` in our buffer: dropped, as groupsvc would have.
             if time.monotonic() - received <= self.expiry:
                 return event
-            self.dropped += 1
+            with self._lock:
+                self.dropped += 1
 
     async def _next(self, channel):
         loop = asyncio.get_running_loop()
@@ -244,7 +257,10 @@ class GroupsvcChannelLayer(BaseChannelLayer):
         with self._lock:
             buffer = self._buffers.get(channel)
             if buffer:
-                return buffer.popleft()
+                item = buffer.popleft()
+                if not buffer:
+                    del self._buffers[channel]
+                return item
             waiter = (loop, future)
             self._waiters[channel].append(waiter)
             poll = "!" not in channel and channel not in self._pollers
@@ -265,6 +281,11 @@ class GroupsvcChannelLayer(BaseChannelLayer):
                         self._waiters[channel].remove(waiter)
                     except ValueError:
                         pass
+                if not self._waiters.get(channel):
+                    self._waiters.pop(channel, None)
+                    # A Receive in flight is left to finish (cancelling it could
+                    # lose the event groupsvc is handing over): what it brings
+                    # waits in this process's buffer for the next receive.
             raise
 
     async def flush(self):
@@ -331,8 +352,8 @@ class GroupsvcChannelLayer(BaseChannelLayer):
 
     async def _poll(self, link, channel):
         """On the link's loop: Receive on a queued channel while anyone waits for it."""
-        shard = link.channel_shard(channel)
         failures = 0
+        again = False
         try:
             while True:
                 with self._lock:
@@ -341,27 +362,69 @@ class GroupsvcChannelLayer(BaseChannelLayer):
                 request = pb.ReceiveRequest(channel=channel)
                 request.timeout.FromSeconds(int(self.receive_timeout))
                 try:
-                    response = await link.shards[shard].stub.Receive(
+                    response = await link.shards[link.channel_shard(channel)].stub.Receive(
                         request, metadata=self._metadata, timeout=self.receive_timeout + 5,
                         wait_for_ready=True)
                     failures = 0
+                except asyncio.CancelledError:
+                    if link.closing:
+                        raise
+                    continue  # The last waiter left; the loop's check ends this.
                 except grpc.aio.AioRpcError as e:
-                    if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                        log.warning("channels_groupsvc: Receive(%s) refused: %s", channel, e.details())
+                    if e.code() == grpc.StatusCode.CANCELLED and not link.closing:
+                        continue
+                    if e.code() in (grpc.StatusCode.INVALID_ARGUMENT,
+                                    grpc.StatusCode.PERMISSION_DENIED,
+                                    grpc.StatusCode.UNAUTHENTICATED) or link.closing:
+                        self._fail_waiters(channel, RuntimeError(
+                            f"groupsvc refused Receive({channel}): {e.code().name}: {e.details()}"))
                         return
                     failures += 1
-                    await asyncio.sleep(min(0.5, 0.1 * 2 ** failures) * (0.5 + 0.5 * time.time() % 1))
+                    await asyncio.sleep(min(0.5, 0.1 * 2 ** failures) * random.uniform(0.5, 1.0))
                     continue
+                except Exception as e:  # noqa: BLE001 - e.g. the channel closed under us
+                    self._fail_waiters(channel, GroupsvcUnavailable(str(e)))
+                    return
                 if response.HasField("event"):
-                    self._dispatch(channel, json_format.MessageToDict(response.event))
+                    self._dispatch(channel, _whole_ints(json_format.MessageToDict(response.event)))
         finally:
             with self._lock:
                 self._pollers.discard(channel)
-                again = bool(self._waiters.get(channel))
+                again = bool(self._waiters.get(channel)) and not link.closing
                 if again:
                     self._pollers.add(channel)
             if again:
+                await asyncio.sleep(0.05)
                 link.run_soon(self._poll(link, channel))
+
+    def _fail_waiters(self, channel, error):
+        with self._lock:
+            waiters = self._waiters.pop(channel, ())
+        for loop, future in waiters:
+            try:
+                loop.call_soon_threadsafe(_set_exception, future, error)
+            except RuntimeError:
+                pass
+
+
+def _set_exception(future, error):
+    if not future.done():
+        future.set_exception(error)
+
+
+def _whole_ints(value):
+    """Struct numbers are doubles: 3.0 back to 3, as the JSON the sender sent."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_ints(v) for v in value]
+    return value
+
+
+async def _members(link, group):
+    return link.group_members(group)
 
 
 async def _noted(link, group, channel, added):

@@ -91,6 +91,7 @@ class _Shard:
         self.pending = {}  # request_id -> (future, written)
         self.next_id = 1
         self.task = None
+        self.bridge_seen = -1  # The bridge count of the last Welcome; -1 before one.
 
 
 class Link:
@@ -111,6 +112,7 @@ class Link:
         self.memberships = {}
         self.group_expiry = 86400.0
         self.shards = []
+        self.bridge = 0
         self._loop = _shared_loop()
         self._closing = False
         self.run_soon(self._start_shards()).result(timeout=5)
@@ -131,6 +133,10 @@ class Link:
         self.shards = [_Shard(i, t, self._credentials, options) for i, t in enumerate(self._targets)]
         for shard in self.shards:
             shard.task = asyncio.ensure_future(self._keep_attached(shard))
+
+    @property
+    def closing(self):
+        return self._closing
 
     def run(self, coro):
         """A future of `coro` run on the link's loop, awaitable from any loop."""
@@ -168,11 +174,62 @@ class Link:
     def shard_count(self):
         return len(self._targets)
 
+    # While groupsvc reshards (Welcome.bridge_shard_count, see the C++ edge's
+    # GrpcLayer and README.md "Resharding"): a group the two counts place apart
+    # is joined on both owners and sent to the bridged count's owner while it
+    # bridges, so every member of the room is reached through one shard.
+
+    def group_members(self, group, bridge=None):
+        """The shards this process's memberships of `group` go to."""
+        own = group_shard(group, self.shard_count)
+        bridge = self.bridge if bridge is None else bridge
+        if not bridge:
+            return [own]
+        other = group_shard(group, bridge)
+        return [own] if other == own else [own, other]
+
     def group_shard(self, group):
-        return group_shard(group, self.shard_count) if self.shard_count > 1 else 0
+        """The shard a group_send to `group` goes to."""
+        own = group_shard(group, self.shard_count)
+        if self.bridge:
+            other = group_shard(group, self.bridge)
+            if other != own and self.shards[other].bridge_seen != 0:
+                return other
+        return own
 
     def channel_shard(self, channel):
-        return channel_shard(channel, self.shard_count) if self.shard_count > 1 else 0
+        own = channel_shard(channel, self.shard_count)
+        if self.bridge:
+            other = channel_shard(channel, self.bridge)
+            if self.shards[other].bridge_seen != 0:
+                return other
+        return own
+
+    def _update_bridge(self):
+        values = [s.bridge_seen for s in self.shards if 0 < s.bridge_seen < self.shard_count]
+        bridge = max(values, default=0)
+        previous, self.bridge = self.bridge, bridge
+        if previous == bridge:
+            return
+        log.info("groupsvc_bridge from_shards=%d to_shards=%d", previous, bridge)
+        for group, members in self.memberships.items():
+            before, after = self.group_members(group, previous), self.group_members(group, bridge)
+            for channel in members:
+                for index in set(after) - set(before):
+                    self._enqueue(index, pb.Command(
+                        group_add=pb.GroupAddRequest(group=group, channel=channel)))
+                for index in set(before) - set(after):
+                    self._enqueue(index, pb.Command(
+                        group_discard=pb.GroupDiscardRequest(group=group, channel=channel)))
+
+    def _enqueue(self, index, command):
+        """A command nobody waits for; the next stream's replay covers it if this one is down."""
+        shard = self.shards[index]
+        if shard.queue is None:
+            return
+        command.request_id = shard.next_id
+        shard.next_id += 1
+        shard.queue.put_nowait(command)
 
     def ready(self):
         return any(s.ready for s in self.shards)
@@ -191,7 +248,7 @@ class Link:
         now = time.monotonic()
         commands = []
         for group, members in list(self.memberships.items()):
-            if self.group_shard(group) != shard.index:
+            if shard.index not in self.group_members(group):
                 continue
             for channel, added in list(members.items()):
                 if now - added > self.group_expiry:
@@ -205,8 +262,14 @@ class Link:
     async def _keep_attached(self, shard):
         failures = 0
         while not self._closing:
-            code = await self._attach_once(shard)
-            if shard.welcome is not None and code is None:
+            try:
+                code = await self._attach_once(shard)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a bug must not end the reconnects
+                log.exception("groupsvc_stream_error target=%s", shard.target)
+                code = grpc.StatusCode.UNKNOWN
+            if shard.welcome is not None:
                 failures = 0
             refused = code in (grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.INVALID_ARGUMENT,
                                grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
@@ -242,25 +305,47 @@ class Link:
                         queue.put_nowait(None)
                         break
                     batch.append(command)
+                live = []
                 for command in batch:
                     entry = shard.pending.get(command.request_id)
                     if entry is not None:
+                        if entry[0].done():  # Timed out: its caller was told it failed.
+                            shard.pending.pop(command.request_id, None)
+                            continue
                         shard.pending[command.request_id] = (entry[0], True)
-                message.commands.extend(batch)
-                yield message
+                    live.append(command)
+                if live:
+                    message.commands.extend(live)
+                    yield message
 
         code = None
         call = shard.stub.Attach(requests(), metadata=self._metadata, wait_for_ready=True)
         try:
             async for message in call:
                 if message.HasField("welcome"):
-                    shard.welcome = message.welcome
+                    welcome = message.welcome
+                    count = max(1, welcome.shard_count)
+                    if (count != self.shard_count and welcome.bridge_shard_count != self.shard_count) \
+                            or welcome.shard_index != shard.index:
+                        # Commands placed by our list would reach a shard that
+                        # places them elsewhere: stay unready, senders are told.
+                        log.error("groupsvc_shard_mismatch target=%s groupsvc_shard=%d/%d "
+                                  "expected=%d/%d hint=CONFIG targets must list groupsvc's "
+                                  "--shards, in the same order", shard.target,
+                                  welcome.shard_index, count, shard.index, self.shard_count)
+                        continue
+                    shard.welcome = welcome
+                    shard.bridge_seen = welcome.bridge_shard_count
+                    self._update_bridge()
                     shard.ready = True
                     was_up = True
                     log.info("groupsvc_up target=%s edge=%s prefix=%s", shard.target,
                              self.edge_id, self.prefix)
                     if self._on_welcome:
-                        self._on_welcome(message.welcome)
+                        try:
+                            self._on_welcome(welcome)
+                        except Exception:  # noqa: BLE001 - e.g. -W error on the warning
+                            log.exception("channels_groupsvc: on_welcome failed")
                 if message.HasField("draining"):
                     shard.ready = False
                 for ack in message.acks:
@@ -301,7 +386,7 @@ class Link:
         if shard.queue is None or (require_ready and not shard.ready):
             raise LinkError(grpc.StatusCode.UNAVAILABLE,
                             f"groupsvc is unavailable (shard {shard_index}, {shard.target})")
-        if len(shard.pending) >= MAX_PENDING:
+        if len(shard.pending) + shard.queue.qsize() >= MAX_PENDING:
             raise LinkError(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many commands waiting for groupsvc")
         command.request_id = shard.next_id
         shard.next_id += 1
@@ -311,7 +396,9 @@ class Link:
         try:
             return await asyncio.wait_for(asyncio.shield(future), ACK_TIMEOUT)
         except asyncio.TimeoutError:
-            shard.pending.pop(command.request_id, None)
+            # Left in pending, done: the stream skips it if it is still queued.
+            if not future.done():
+                future.cancel()
             raise LinkError(grpc.StatusCode.DEADLINE_EXCEEDED,
                             f"groupsvc did not confirm the command within {ACK_TIMEOUT} s")
 

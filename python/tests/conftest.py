@@ -61,6 +61,13 @@ class Process:
                                          + "\n".join(self.lines[-40:]))
                 self._cond.wait(min(left, 0.1))
 
+    def wait_for_or_stop(self, pattern, timeout=20.0):
+        try:
+            return self.wait_for(pattern, timeout)
+        except AssertionError:
+            self.stop()
+            raise
+
     def output(self):
         return "\n".join(self.lines)
 
@@ -91,7 +98,7 @@ class Groupsvc:
     def start(self):
         self.process = Process([str(BUILD / "groupsvc" / "groupsvc"), f"--listen={self.target}",
                                 "--metrics_listen=", "--warmup=0s", *self.flags])
-        self.process.wait_for(" listening ")
+        self.process.wait_for_or_stop(" listening ")
 
     def restart(self):
         self.process.stop()
@@ -106,8 +113,8 @@ class Edge:
         self.process = Process([str(BUILD / "edge" / "edge"), "--listen=127.0.0.1:0",
                                 "--metrics_listen=", f"--groupsvc={groupsvc_target}",
                                 f"--edge_id={edge_id}"])
-        self.port = int(self.process.wait_for(r" listening .*? port=(\d+)").group(1))
-        self.process.wait_for("layer_up")
+        self.port = int(self.process.wait_for_or_stop(r" listening .*? port=(\d+)").group(1))
+        self.process.wait_for_or_stop("layer_up")
 
     def stop(self):
         self.process.stop()
@@ -137,8 +144,9 @@ class Daphne:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 break
             except OSError:
-                assert self.process.proc.poll() is None, "daphne exited:\n" + self.process.output()
-                assert time.monotonic() < deadline, "daphne did not listen:\n" + self.process.output()
+                if self.process.proc.poll() is not None or time.monotonic() > deadline:
+                    self.process.stop()
+                    raise AssertionError("daphne did not listen:\n" + self.process.output())
                 time.sleep(0.05)
 
     def manage(self, *args):

@@ -2,7 +2,8 @@
 // the real groupsvc and two real edges on loopback ports.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import { createServer } from "node:net";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -213,3 +214,65 @@ test("a room name with markup is shown as text and never runs", async () => {
   assert.equal(await page.locator("img").count(), 0);
   await context.close();
 });
+
+test("a Django Channels app on channels_groupsvc shares a room with the edge, and a Django shell's group_send reaches both pages", async () => {
+  const repo = path.resolve(here, "../..");
+  const example = path.join(repo, "examples/django_chat");
+  const env = {
+    ...process.env,
+    DJANGO_SETTINGS_MODULE: "chatsite.settings",
+    CHAT_GROUPSVC: `127.0.0.1:${groupsvcPort}`,
+    CHAT_DJANGO_DB: path.join(mkdtempSync(path.join(tmpdir(), "chat-django-")), "db.sqlite3"),
+    PYTHONPATH: `${build}/python:${example}`,
+  };
+  execFileSync("/usr/bin/python3", ["manage.py", "migrate", "--noinput", "-v", "0"], { cwd: example, env });
+  const port = await freePort();
+  const daphne = spawn("/usr/bin/python3", ["-m", "daphne", "-b", "127.0.0.1", "-p", String(port),
+                                            "chatsite.asgi:application"],
+                       { cwd: example, env, stdio: ["ignore", "ignore", "pipe"] });
+  try {
+    await waitListening(port);
+    const context = await browser.newContext();
+    // The tutorial's room.html as Django renders it, on daphne; the edge's page beside it.
+    const django = await context.newPage();
+    await django.goto(`http://127.0.0.1:${port}/chat/mixed/`);
+    await django.waitForFunction("chatSocket.readyState === WebSocket.OPEN");
+    const edge = await openRoom(context, edgeA, "mixed");
+    await django.fill("#chat-message-input", "hello from django");
+    await django.press("#chat-message-input", "Enter");
+    await logContains(edge, "hello from django");
+    await logContains(django, "hello from django");
+    await say(edge, "hello from the edge");
+    await logContains(django, "hello from the edge");
+    execFileSync("/usr/bin/python3", ["manage.py", "shell", "-c",
+      "from asgiref.sync import async_to_sync\n" +
+      "from channels.layers import get_channel_layer\n" +
+      "async_to_sync(get_channel_layer().group_send)('chat_mixed', " +
+      "{'type': 'chat.message', 'message': 'from a Django shell'})\n"], { cwd: example, env });
+    await logContains(edge, "from a Django shell");
+    await logContains(django, "from a Django shell");
+  } finally {
+    daphne.kill("SIGTERM");
+  }
+});
+
+function freePort() {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitListening(port) {
+  for (let i = 0; i < 400; i++) {
+    try {
+      await fetch(`http://127.0.0.1:${port}/chat/`);
+      return;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`daphne on ${port} never listened`);
+}

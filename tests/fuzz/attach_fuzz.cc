@@ -200,7 +200,7 @@ class Harness {
     }
     FUZZ_CHECK(chat::ValidateGroupName(h.edge_id()).ok());
     FUZZ_CHECK(chat::ValidateChannelName(h.channel_prefix()).ok());
-    FUZZ_CHECK(absl::EndsWith(h.channel_prefix(), "!") && !key.empty());
+    FUZZ_CHECK(absl::EndsWith(h.channel_prefix(), "!") && key.size() > 1);
     FUZZ_CHECK(h.incarnation().size() >= groupsvc::kMinIncarnationBytes &&
                h.incarnation().size() <= groupsvc::kMaxIncarnationBytes);
     for (int i = 0; i < 2; ++i) {

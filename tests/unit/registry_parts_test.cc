@@ -206,6 +206,25 @@ TEST(EdgeDirectoryTest, AnotherProcessWithTheSameIdOrPrefixIsRefused) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(EdgeDirectoryTest, AProcessIsKnownByItsChannelsClientPart) {
+  EdgeDirectory edges;
+  auto none = [](absl::string_view, uint64_t) {};
+  // "edge-1.x7k2!" owns "edge-1.x7k2!c1" and Channels' "specific.x7k2!9f" alike.
+  AttachRequest dotted = Hello("edge-1", "p1");
+  dotted.channel_prefix = "edge-1.x7k2!";
+  ASSERT_TRUE(edges.Attach(dotted, std::make_shared<Sink>(), none).ok());
+  EXPECT_NE(edges.Find("x7k2!"), nullptr);
+  AttachRequest same_client = Hello("edge-2", "p2");
+  same_client.channel_prefix = "other.x7k2!";
+  EXPECT_EQ(edges.Attach(same_client, std::make_shared<Sink>(), none).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  // An empty client part would own every "*.!*" channel.
+  AttachRequest empty_client = Hello("edge-3", "p3");
+  empty_client.channel_prefix = "edge-3.!";
+  EXPECT_EQ(edges.Attach(empty_client, std::make_shared<Sink>(), none).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(EdgeDirectoryTest, OnlyTheCurrentGenerationIsRemovedAndOwnersAreNamed) {
   EdgeDirectory edges;
   auto step = [](absl::string_view, uint64_t) {};
