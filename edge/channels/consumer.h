@@ -44,6 +44,9 @@ struct Scope {
   // Lower-case names, in the order received.
   std::vector<std::pair<std::string, std::string>> headers;
   std::string client;  // "ip:port"
+  // The WebSocket subprotocols the client asked for (Sec-WebSocket-Protocol),
+  // in its order; Accept(name) picks one.
+  std::vector<std::string> subprotocols;
   // As Channels' AuthMiddlewareStack puts it: the display name, or
   // "AnonymousUser"; with a verified token (edge/auth/token.h) also its id,
   // its expiry and its claims as JSON.
@@ -58,7 +61,8 @@ struct Scope {
 class Connection {
  public:
   virtual ~Connection() = default;
-  virtual void Accept() = 0;
+  // `subprotocol`: one of the scope's subprotocols, or empty for none.
+  virtual void Accept(const std::string& subprotocol) = 0;
   virtual void Close(uint16_t code) = 0;
   virtual void SendFrame(Frame text) = 0;
   // `fn`, made to run on this connection's thread, and not at all once the
@@ -91,7 +95,7 @@ class Consumer {
   const std::string& channel_name() const { return channel_; }
 
  protected:
-  void Accept() { connection_->Accept(); }
+  void Accept(const std::string& subprotocol = "") { connection_->Accept(subprotocol); }
   void Close(uint16_t code = kCloseNormal) { connection_->Close(code); }
   void Send(std::string text) {
     connection_->SendFrame(std::make_shared<const std::string>(std::move(text)));

@@ -4,9 +4,19 @@
 #include <boost/json/serialize.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "shared/names.h"
 
 namespace edge {
+namespace {
+
+// RFC 3339, UTC, milliseconds: "2026-12-02T20:15:00.123Z".
+std::string NowText() {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone());
+}
+
+}  // namespace
 
 std::string ErrorFrame(const std::string& code, const std::string& detail,
                        const std::string* undelivered) {
@@ -49,11 +59,12 @@ void ChatConsumer::Connect() {
     Close();  // Before Accept: the handshake is refused.
     return;
   }
+  for (const std::string& p : scope().subprotocols) v2_ = v2_ || p == kProtocolV2;
   // Accept once the membership is registered, so the first message sent to the
   // room after the handshake reaches this client.
   GroupAdd(group_, [this](absl::Status s) {
     if (s.ok()) {
-      Accept();
+      Accept(v2_ ? kProtocolV2 : "");
     } else {
       Close(kCloseInternal);
     }
@@ -65,6 +76,16 @@ void ChatConsumer::Receive(const std::string& text) {
   if (!message.has_value()) return;
   boost::json::object fields;
   fields["message"] = *message;
+  // The author as the scope knows it, and when the room heard it: v2 clients show both.
+  boost::json::object user;
+  if (scope().authenticated) {
+    user["id"] = scope().user_id;
+    user["name"] = scope().user;
+  } else {
+    user["anonymous"] = true;
+  }
+  fields["user"] = std::move(user);
+  fields["ts"] = NowText();
   GroupSend(
       group_, LayerEvent::Make("chat.message", std::move(fields)),
       [this, message = std::move(*message)](absl::Status s) {
@@ -83,11 +104,32 @@ void ChatConsumer::Receive(const std::string& text) {
 }
 
 void ChatConsumer::ChatMessage(const LayerEvent& event) {
-  // Built once per event, shared by every local member of the room.
-  Send(event.Memo("chat.frame", [&event] {
+  // Built once per event and version, shared by every local member of the room.
+  if (!v2_) {
+    Send(event.Memo("chat.frame", [&event] {
+      boost::json::object out;
+      auto it = event.fields().find("message");
+      out["message"] = it == event.fields().end() ? boost::json::value() : it->value();
+      return boost::json::serialize(out);
+    }));
+    return;
+  }
+  Send(event.Memo("chat.frame.v2", [&event] {
+    const boost::json::object& in = event.fields();
     boost::json::object out;
-    auto it = event.fields().find("message");
-    out["message"] = it == event.fields().end() ? boost::json::value() : it->value();
+    out["type"] = "message";
+    auto message = in.find("message");
+    out["message"] = message == in.end() ? boost::json::value() : message->value();
+    // From a sender that is not an edge (grpcurl, a Django view): no author, our time.
+    auto user = in.find("user");
+    if (user != in.end() && user->value().is_object()) {
+      out["user"] = user->value();
+    } else {
+      out["user"] = boost::json::object{{"anonymous", true}};
+    }
+    auto ts = in.find("ts");
+    out["ts"] =
+        ts != in.end() && ts->value().is_string() ? ts->value() : boost::json::value(NowText());
     return boost::json::serialize(out);
   }));
 }

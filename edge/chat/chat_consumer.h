@@ -7,6 +7,13 @@
 //   {"error": "not_delivered", "detail": "...", "undelivered": "..."}  the layer refused it
 //   {"error": "unconfirmed", ...}  the link was lost after it went out: it may have arrived
 // (no "message" key, so pages that print every frame's "message" print nothing).
+//
+// Versions: a client that asks for the WebSocket subprotocol "chat.v2" gets
+// typed frames, each message with its author and the server's time:
+//   {"type": "message", "message": "hi", "user": {"id": "u1", "name": "Ann"},
+//    "ts": "2026-12-02T20:15:00.123Z"}          ("user": {"anonymous": true} without a token)
+// and error frames as above; any other client gets the tutorial's
+// {"message": "..."} only, so the tutorial's own room.html chats unchanged.
 #ifndef CHAT_EDGE_CHAT_CHAT_CONSUMER_H_
 #define CHAT_EDGE_CHAT_CHAT_CONSUMER_H_
 
@@ -38,6 +45,7 @@ class ChatConsumer : public ChatProtocolConsumer {
   ChatConsumer();
   // The group of a room: "chat_<room_name>".
   static std::string GroupFor(const std::string& room_name) { return "chat_" + room_name; }
+  static constexpr char kProtocolV2[] = "chat.v2";
   void Connect() override;
   void Receive(const std::string& text) override;
 
@@ -45,6 +53,7 @@ class ChatConsumer : public ChatProtocolConsumer {
   void ChatMessage(const LayerEvent& event);
 
   std::string group_;
+  bool v2_ = false;
 };
 
 // The tutorial's first step: every message comes straight back to its sender.

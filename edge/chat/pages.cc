@@ -167,12 +167,21 @@ function setState(name, text) {
 }
 function connect() {
   setState("connecting", "connecting");
-  socket = new WebSocket(url);
+  // chat.v2: each message with its author and time (the tutorial's protocol otherwise).
+  socket = new WebSocket(url, ["chat.v2"]);
   socket.onopen = () => { attempt = 0; setState("open", "connected"); };
   socket.onmessage = (e) => {
     const data = JSON.parse(e.data);
-    if (typeof data.message === "string") show(data.message);
-    else if (data.error) show(`[not sent: ${data.detail}]`);
+    if (data.type === "message" && typeof data.message === "string") {
+      // Text into a textarea: a name or message with markup stays text.
+      const who = data.user && typeof data.user.name === "string" ? data.user.name : "anonymous";
+      const when = typeof data.ts === "string" ? data.ts.slice(11, 16) : "";
+      show(`${when} ${who}: ${data.message}`);
+    } else if (typeof data.message === "string") {
+      show(data.message);
+    } else if (data.error) {
+      show(`[not sent: ${data.detail}]`);
+    }
   };
   socket.onclose = (e) => {
     if (e.code === 4001) {  // The token expired: retrying with it would not help.

@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "edge/net/websocket_session.h"
 #include "shared/log.h"
 
@@ -465,6 +466,12 @@ std::optional<HttpSession::Response> HttpSession::Upgrade(Request&& request) {
   for (const auto& field : request) {
     scope.headers.emplace_back(absl::AsciiStrToLower(std::string(field.name_string())),
                                std::string(field.value()));
+    if (field.name() == http::field::sec_websocket_protocol) {
+      const absl::string_view value(field.value().data(), field.value().size());
+      for (absl::string_view p : absl::StrSplit(value, ',', absl::SkipWhitespace())) {
+        scope.subprotocols.emplace_back(absl::StripAsciiWhitespace(p));
+      }
+    }
   }
   scope.client = peer_;
   stream_.expires_never();

@@ -195,7 +195,7 @@ void WebSocketSession::CountDrop(const char* reason) {
 
 // ------------------------------------------------------------------ handshake
 
-void WebSocketSession::Accept() {
+void WebSocketSession::Accept(const std::string& subprotocol) {
   if (state_ != State::kConnecting) return;
   state_ = State::kOpen;  // Frames sent from now on queue until the handshake is done.
   timer_.cancel();
@@ -203,8 +203,11 @@ void WebSocketSession::Accept() {
   // Beast checks the upgrade request and writes the 101; it holds no timer,
   // so it can go as soon as that is written.
   upgrade_->handshake = std::make_unique<websocket::stream<net::ip::tcp::socket&>>(socket_);
-  upgrade_->handshake->set_option(websocket::stream_base::decorator(
-      [](websocket::response_type& res) { res.set(http::field::server, "chat-edge"); }));
+  upgrade_->handshake->set_option(
+      websocket::stream_base::decorator([subprotocol](websocket::response_type& res) {
+        res.set(http::field::server, "chat-edge");
+        if (!subprotocol.empty()) res.set(http::field::sec_websocket_protocol, subprotocol);
+      }));
   upgrade_->handshake->async_accept(
       upgrade_->request,
       [self = shared_from_this()](boost::system::error_code ec) { self->OnAccept(ec); });

@@ -75,7 +75,7 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
   void OnEvent(const LayerEventPtr& event) override;
 
   // Connection: on the session's loop.
-  void Accept() override;
+  void Accept(const std::string& subprotocol) override;
   void Close(uint16_t code) override;
   void SendFrame(Frame text) override;
   std::function<void()> Bind(std::function<void()> fn) override;

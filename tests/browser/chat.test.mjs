@@ -127,7 +127,8 @@ test("with --auth=required, the page's ?token= carries the user's identity to th
   await page.waitForURL(/\/chat\/signed\/\?token=/);
   await page.waitForFunction(() => document.querySelector("#state")?.textContent === "connected");
   await say(page, "hello with a token");
-  await logContains(page, "hello with a token");
+  // chat.v2: the author's name from the token, before the message.
+  await logContains(page, "Ann: hello with a token");
   // A display name in the lobby: the edge's dev-mode issuer gives the page its token.
   const issuing = (await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0",
     "--metrics_listen=", "--auth=required", `--jwt_secret_file=${secret}`, "--dev_token_issuer"])).port;
@@ -139,6 +140,13 @@ test("with --auth=required, the page's ?token= carries the user's identity to th
   await named.waitForURL(/\/chat\/named\/\?token=/);
   await named.waitForFunction(() => document.querySelector("#state")?.textContent === "connected");
   assert.match(new URL(named.url()).search, /^\?token=/);
+  // A name with markup is shown as text and never runs.
+  let ran = false;
+  named.on("dialog", async (d) => { ran = true; await d.dismiss(); });
+  await say(named, "hi from Zoë");
+  await logContains(named, "Zoë <img src=x onerror=alert(1)>: hi from Zoë");
+  assert.equal(await named.locator("img").count(), 0);
+  assert.equal(ran, false);
   // Without one the upgrade is refused (401): the page never connects.
   const anonymous = await context.newPage();
   await anonymous.goto(`http://127.0.0.1:${port}/chat/signed/`);

@@ -573,6 +573,35 @@ std::string Upgrade(const std::string& host, const std::string& extra,
                       "\r\nSec-WebSocket-Version: 13\r\n", extra, "\r\n");
 }
 
+// chat.v2 (a WebSocket subprotocol): typed frames with the author and the
+// server's time; clients without it keep the tutorial's {"message"} frames.
+TEST_F(ChatSystemTest, AChatV2ClientGetsTypedFramesBesideATutorialClient) {
+  auto v1 = WsClient::Connect(port_a_, "/ws/chat/versions/");
+  auto v2 = WsClient::Connect(port_b_, "/ws/chat/versions/",
+                              {{"Sec-WebSocket-Protocol", "chat.v1, chat.v2"}});
+  ASSERT_TRUE(v1.ok() && v2.ok());
+  ASSERT_TRUE((*v1)->SendText(Chat("plain")));
+  EXPECT_EQ((*v1)->Read().value_or(""), Chat("plain"));
+  const std::string frame = (*v2)->Read().value_or("");
+  EXPECT_THAT(frame, HasSubstr(R"("type":"message","message":"plain","user":{"anonymous":true})"));
+  EXPECT_THAT(frame,
+              ::testing::ContainsRegex(R"("ts":"20[0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9:.]+Z")"));
+  ASSERT_TRUE((*v2)->SendText(Chat("back")));
+  EXPECT_EQ((*v1)->Read().value_or(""), Chat("back"));
+  EXPECT_THAT((*v2)->Read().value_or(""), HasSubstr(R"("message":"back")"));
+  // The 101 names the protocol chosen, and only when one was asked for.
+  RawConnection asked(port_a_);
+  ASSERT_TRUE(asked.Send(
+      Upgrade(absl::StrCat("127.0.0.1:", port_a_), "Sec-WebSocket-Protocol: chat.v2\r\n")));
+  const std::string response = asked.ReadAll(absl::Milliseconds(500));
+  EXPECT_THAT(response, HasSubstr("101"));
+  EXPECT_THAT(absl::AsciiStrToLower(response), HasSubstr("sec-websocket-protocol: chat.v2"));
+  RawConnection plain(port_a_);
+  ASSERT_TRUE(plain.Send(Upgrade(absl::StrCat("127.0.0.1:", port_a_), "")));
+  EXPECT_THAT(absl::AsciiStrToLower(plain.ReadAll(absl::Milliseconds(500))),
+              ::testing::Not(HasSubstr("sec-websocket-protocol")));
+}
+
 // Defect 1: with no grace, SIGTERM crashed (SIGSEGV) and clients saw 1006.
 TEST(ShutdownTest, NoGraceStillClosesEveryClientWith1001AndExitsCleanly) {
   for (int run = 0; run < 4; ++run) {
@@ -817,6 +846,15 @@ TEST(EdgeAuthTest, RequiredTokensFromMintTokenAndNoneIs401) {
   ASSERT_TRUE((*ann)->SendText(Chat("hello")));
   EXPECT_EQ((*ann)->Read().value_or(""), Chat("hello"));
   EXPECT_THAT(edge->Output(), HasSubstr("ws_auth_refused"));
+
+  // chat.v2 names the author from the token; a name with markup is JSON text.
+  auto v2 = WsClient::Connect(port, absl::StrCat("/ws/chat/lobby/?token=", token),
+                              {{"Sec-WebSocket-Protocol", "chat.v2"}});
+  ASSERT_TRUE(v2.ok()) << v2.status();
+  ASSERT_TRUE((*ann)->SendText(Chat("<b>hi</b>")));
+  const std::string frame = (*v2)->Read().value_or("");
+  EXPECT_THAT(frame, HasSubstr(R"("message":"<b>hi</b>")"));
+  EXPECT_THAT(frame, HasSubstr(R"("user":{"id":"ann","name":"Ann"})"));
 }
 
 // The dev-mode issuer (--dev_token_issuer): POST /auth/token {"name"} from the

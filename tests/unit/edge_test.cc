@@ -254,7 +254,10 @@ TEST(LayerEventTest, MakeSerializesTypeAndFields) {
 class FakeConnection : public Connection, public ChannelSink {
  public:
   explicit FakeConnection(Consumer* consumer) : consumer_(consumer) {}
-  void Accept() override { accepted = true; }
+  void Accept(const std::string& subprotocol) override {
+    accepted = true;
+    accepted_subprotocol = subprotocol;
+  }
   void Close(uint16_t code) override { closed = code; }
   void SendFrame(Frame text) override { frames.push_back(std::move(text)); }
   std::function<void()> Bind(std::function<void()> fn) override { return fn; }
@@ -269,6 +272,7 @@ class FakeConnection : public Connection, public ChannelSink {
 
   Consumer* consumer_;
   bool accepted = false;
+  std::string accepted_subprotocol;
   int closed = 0;
   std::vector<Frame> frames;
   std::vector<std::string> drops;
