@@ -74,6 +74,7 @@ v1::Ack ApplyCommand(GroupRegistry& registry, const v1::Command& command,
         ack.set_delivered(report->delivered);
         ack.set_dropped(report->dropped);
         ack.set_unsettled(report->unsettled);
+        ack.set_offset(report->offset);
       }
       return ack;
     }

@@ -33,6 +33,7 @@ GroupRegistry::GroupRegistry(RegistryOptions options, const chat::Clock* clock)
       unsettled_(
           UnsettledOptions{options_.warmup, options_.unsettled_window, options_.max_lost_edges},
           clock->Now()),
+      history_(options_.history, RandomTag(8)),
       process_tag_(RandomTag(8)) {}
 
 absl::Status GroupRegistry::ValidateEvent(const EventPtr& event) const {
@@ -140,6 +141,7 @@ absl::StatusOr<SendReport> GroupRegistry::GroupSend(absl::string_view group, Eve
   events_in_.fetch_add(1, std::memory_order_relaxed);
   const absl::Time now = clock_->Now();
   SendReport report;
+  report.offset = history_.Append(group, event, now);
   for (OwnerMembers& members : groups_.Members(group, now)) {
     const uint32_t n = members.channels.size();
     if (auto edge = edges_.Find(members.owner); edge != nullptr) {
@@ -173,6 +175,13 @@ absl::StatusOr<SendReport> GroupRegistry::GroupSend(absl::string_view group, Eve
 void GroupRegistry::Flush() {
   groups_.Clear();
   mailboxes_.Clear();
+  history_.Clear();
+}
+
+absl::StatusOr<HistoryPage> GroupRegistry::GetHistory(absl::string_view group, uint64_t since,
+                                                      absl::string_view epoch, size_t limit) {
+  if (absl::Status s = chat::ValidateGroupName(group); !s.ok()) return s;
+  return history_.Since(group, since, epoch, limit, clock_->Now());
 }
 
 absl::StatusOr<EventPtr> GroupRegistry::Receive(absl::string_view channel,

@@ -48,6 +48,7 @@
 #include "groupsvc/queue_quota.h"
 #include "groupsvc/registry/edge_directory.h"
 #include "groupsvc/registry/group_table.h"
+#include "groupsvc/registry/history.h"
 #include "groupsvc/registry/mailboxes.h"
 #include "groupsvc/registry/unsettled_groups.h"
 #include "shared/clock.h"
@@ -75,6 +76,8 @@ struct RegistryOptions {
   // Lost edges tracked one by one; beyond this many, every group is unsettled
   // until the window of the latest loss has passed.
   size_t max_lost_edges = 256;
+  // The latest events of each group, for GetHistory (registry/history.h).
+  HistoryOptions history;
 };
 
 // How an edge's stream ended, which decides whether its groups are unsettled.
@@ -91,6 +94,8 @@ struct SendReport {
   uint32_t dropped = 0;
   // The group may have members the registry cannot see now (see above).
   bool unsettled = false;
+  // The event's offset in the group's history (0: history off).
+  uint64_t offset = 0;
 };
 
 struct GroupInfo {
@@ -146,6 +151,11 @@ class GroupRegistry {
   absl::StatusOr<SendReport> GroupSend(absl::string_view group, EventPtr event,
                                        const std::shared_ptr<QueueQuota>& quota = nullptr);
   void Flush();
+  // The group's events after offset `since` if `epoch` is this process's and
+  // none of them is gone (recovered), else its latest; at most `limit`.
+  absl::StatusOr<HistoryPage> GetHistory(absl::string_view group, uint64_t since,
+                                         absl::string_view epoch, size_t limit);
+  const std::string& history_epoch() const { return history_.epoch(); }
   // The next queued event of `channel`. When there is none and `receiver` is
   // set, it is registered and the result is nullptr: the receiver then gets the
   // next event sent, unless CancelReceive removes it first.
@@ -187,6 +197,7 @@ class GroupRegistry {
   GroupTable groups_;
   Mailboxes mailboxes_;
   UnsettledGroups unsettled_;
+  History history_;
 
   std::atomic<uint64_t> events_in_{0};
   std::atomic<uint64_t> events_out_{0};

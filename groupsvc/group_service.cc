@@ -352,6 +352,13 @@ grpc::ServerUnaryReactor* GroupService::GetGroup(grpc::CallbackServerContext* co
                Placement<v1::GetGroupRequest>{Placed::kByGroup, &v1::GetGroupRequest::name});
 }
 
+grpc::ServerUnaryReactor* GroupService::GetHistory(grpc::CallbackServerContext* context,
+                                                   const Raw* request, Raw* response) {
+  return Unary(context, kScopeRead, request, response, &GroupService::DoGetHistory,
+               "/groupsvc.v1.ChannelLayer/GetHistory",
+               Placement<v1::GetHistoryRequest>{Placed::kByGroup, &v1::GetHistoryRequest::group});
+}
+
 grpc::ServerUnaryReactor* GroupService::Stats(grpc::CallbackServerContext* context,
                                               const Raw* request, Raw* response) {
   return Everywhere(context, kScopeRead, "/groupsvc.v1.ChannelLayer/Stats", request, response,
@@ -400,6 +407,28 @@ absl::Status GroupService::DoGroupSend(const Caller& caller, const v1::GroupSend
   response->set_delivered(report->delivered);
   response->set_dropped(report->dropped);
   response->set_unsettled(report->unsettled);
+  response->set_offset(report->offset);
+  return absl::OkStatus();
+}
+
+absl::Status GroupService::DoGetHistory(const Caller& caller, const v1::GetHistoryRequest& request,
+                                        v1::GetHistoryResponse* response) {
+  absl::StatusOr<HistoryPage> page = registry_->GetHistory(request.group(), request.since_offset(),
+                                                           request.epoch(), request.page_size());
+  if (!page.ok()) return page.status();
+  response->set_epoch(page->epoch);
+  response->set_recovered(page->recovered);
+  response->set_latest_offset(page->latest);
+  for (const HistoryEntry& entry : page->events) {
+    v1::HistoryEvent* out = response->add_events();
+    out->set_offset(entry.offset);
+    absl::StatusOr<google::protobuf::Struct> fields = StructFromEvent(*entry.event);
+    if (!fields.ok()) return fields.status();
+    *out->mutable_event() = *std::move(fields);
+    const int64_t nanos = absl::ToUnixNanos(entry.time);
+    out->mutable_time()->set_seconds(nanos / 1000000000);
+    out->mutable_time()->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+  }
   return absl::OkStatus();
 }
 

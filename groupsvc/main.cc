@@ -2,6 +2,7 @@
 #include <google/protobuf/stubs/logging.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <utility>
@@ -28,6 +29,10 @@ ABSL_FLAG(std::string, capacity_overrides, "",
 ABSL_FLAG(absl::Duration, expiry, absl::Seconds(60), "undelivered events expire after this");
 ABSL_FLAG(absl::Duration, group_expiry, absl::Seconds(86400),
           "a membership lapses this long after its latest group_add");
+ABSL_FLAG(int64_t, history_size, 100,
+          "latest events each group keeps for GetHistory (and reconnecting clients); 0: none");
+ABSL_FLAG(absl::Duration, history_ttl, absl::Minutes(10), "how long a group keeps an event");
+ABSL_FLAG(int64_t, history_bytes, 64 << 20, "bytes of history kept over all groups");
 ABSL_FLAG(int64_t, max_event_bytes, 256 << 10, "largest event accepted (type plus JSON)");
 ABSL_FLAG(int64_t, max_queued_bytes, 256 << 20, "bytes of undelivered events queued in all");
 ABSL_FLAG(int64_t, edge_queue_bytes, 32 << 20,
@@ -118,6 +123,11 @@ int main(int argc, char** argv) {
   options.registry.capacity = absl::GetFlag(FLAGS_capacity);
   options.registry.expiry = absl::GetFlag(FLAGS_expiry);
   options.registry.group_expiry = absl::GetFlag(FLAGS_group_expiry);
+  options.registry.history.per_group =
+      static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_history_size)));
+  options.registry.history.ttl = absl::GetFlag(FLAGS_history_ttl);
+  options.registry.history.max_bytes =
+      static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_history_bytes)));
   options.registry.max_event_bytes = absl::GetFlag(FLAGS_max_event_bytes);
   options.registry.max_queued_bytes = absl::GetFlag(FLAGS_max_queued_bytes);
   options.registry.warmup = absl::GetFlag(FLAGS_warmup);

@@ -51,28 +51,6 @@ absl::Status AckStatus(const v1::Ack& ack) {
   return absl::OkStatus();
 }
 
-// `done` once, after `n` results, with the first failure among them.
-DoneCallback Gather(int n, DoneCallback done) {
-  if (n == 1 || !done) return done;
-  struct State {
-    absl::Mutex mu;
-    int left;
-    absl::Status first;
-    DoneCallback done;
-  };
-  auto state = std::make_shared<State>();
-  state->left = n;
-  state->done = std::move(done);
-  return [state](absl::Status s) {
-    {
-      absl::MutexLock lock(&state->mu);
-      if (state->first.ok()) state->first = s;
-      if (--state->left > 0) return;
-    }
-    state->done(state->first);
-  };
-}
-
 // 16 random bytes, once per process: see Hello.incarnation.
 std::string RandomIncarnation() {
   absl::BitGen gen;
@@ -759,19 +737,21 @@ void GrpcLayer::Unregister(const std::string& channel) { table_.Remove(channel);
 void GrpcLayer::GroupAdd(const std::string& group, const std::string& channel, DoneCallback done) {
   table_.Join(group, channel);
   const Owners owners = GroupOwners(group, bridge_.load());
-  DoneCallback gathered = Gather(owners.count, std::move(done));
   for (int i = 0; i < owners.count; ++i) {
     v1::Command c;
     c.mutable_group_add()->set_group(group);
     c.mutable_group_add()->set_channel(channel);
-    links_[owners.members[i]]->Submit(
-        std::move(c),
-        [gathered](absl::Status s) {
-          // Either way the membership is replayed by the shard's next stream.
-          if (gathered)
-            gathered(absl::IsUnavailable(s) || absl::IsUnknown(s) ? absl::OkStatus() : s);
-        },
-        /*require_ready=*/false);
+    // Our own placement's answer is the consumer's. The bridged owner's is
+    // best effort: a shard that does not bridge (yet, or any more) refuses
+    // it, and UpdateBridge places it again when that shard's Welcome changes.
+    DoneCallback answer = nullptr;
+    if (i == 0) {
+      answer = [done](absl::Status s) {
+        // Either way the membership is replayed by the shard's next stream.
+        if (done) done(absl::IsUnavailable(s) || absl::IsUnknown(s) ? absl::OkStatus() : s);
+      };
+    }
+    links_[owners.members[i]]->Submit(std::move(c), std::move(answer), /*require_ready=*/false);
   }
 }
 

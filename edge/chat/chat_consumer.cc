@@ -121,12 +121,19 @@ void ChatConsumer::ChatMessage(const LayerEvent& event) {
     auto message = in.find("message");
     out["message"] = message == in.end() ? boost::json::value() : message->value();
     // From a sender that is not an edge (grpcurl, a Django view): no author, our time.
+    // Only the two strings an edge puts there (see Receive); anything else,
+    // from a sender that is not an edge, is shown as anonymous.
+    boost::json::object author{{"anonymous", true}};
     auto user = in.find("user");
     if (user != in.end() && user->value().is_object()) {
-      out["user"] = user->value();
-    } else {
-      out["user"] = boost::json::object{{"anonymous", true}};
+      const boost::json::object& u = user->value().get_object();
+      const boost::json::value* id = u.if_contains("id");
+      const boost::json::value* name = u.if_contains("name");
+      if (id != nullptr && id->is_string() && name != nullptr && name->is_string()) {
+        author = boost::json::object{{"id", *id}, {"name", *name}};
+      }
     }
+    out["user"] = std::move(author);
     auto ts = in.find("ts");
     out["ts"] =
         ts != in.end() && ts->value().is_string() ? ts->value() : boost::json::value(NowText());

@@ -268,6 +268,46 @@ TEST_F(GroupsvcContractTest, OneIncomingBatchLeavesInOneMessagePerStream) {
   EXPECT_EQ(sender->messages_received() - sender_before, 1u);
 }
 
+// GetHistory: every group_send (unary or on a stream) numbered by the
+// group's offset; a caller that saw offset N gets what came after it.
+TEST_F(GroupsvcContractTest, GetHistoryPagesThroughTheGroupsOffsets) {
+  auto edge = AttachedEdge("edge-h", "edge-h!");
+  v1::GroupSendResponse sent;
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_TRUE(GroupSend("chat_hist", ChatJson(absl::StrCat("m", i)), &sent).ok());
+    EXPECT_EQ(sent.offset(), uint64_t(i));
+  }
+  auto history = [&](uint64_t since, const std::string& epoch, v1::GetHistoryResponse* out) {
+    grpc::ClientContext context;
+    v1::GetHistoryRequest request;
+    request.set_group("chat_hist");
+    request.set_since_offset(since);
+    request.set_epoch(epoch);
+    return stub_->GetHistory(&context, request, out);
+  };
+  v1::GetHistoryResponse all;
+  ASSERT_TRUE(history(0, "", &all).ok());
+  ASSERT_EQ(all.events_size(), 3);
+  EXPECT_FALSE(all.recovered());  // No epoch given: the latest, not "what you missed".
+  EXPECT_EQ(all.latest_offset(), 3u);
+  EXPECT_EQ(all.events(2).event().fields().at("message").string_value(), "m3");
+  EXPECT_GT(all.events(0).time().seconds(), 0);
+  v1::GetHistoryResponse missed;
+  ASSERT_TRUE(history(1, all.epoch(), &missed).ok());
+  EXPECT_TRUE(missed.recovered());
+  ASSERT_EQ(missed.events_size(), 2);
+  EXPECT_EQ(missed.events(0).offset(), 2u);
+  v1::GetHistoryResponse other_epoch;
+  ASSERT_TRUE(history(1, "not-this-one", &other_epoch).ok());
+  EXPECT_FALSE(other_epoch.recovered());
+  grpc::ClientContext context;
+  v1::GetHistoryRequest bad;
+  bad.set_group("bad group");
+  v1::GetHistoryResponse ignored;
+  EXPECT_EQ(stub_->GetHistory(&context, bad, &ignored).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
 TEST_F(GroupsvcContractTest, OtherGroupsSeeNothing) {
   auto e1 = AttachedEdge("edge-1", "e1!");
   AddOk(*e1, 1, "room_a", "e1!a");

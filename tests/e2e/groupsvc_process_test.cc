@@ -76,7 +76,7 @@ TEST_F(GroupsvcProcessTest, GrpcurlPathListsInspectsAndSendsIntoRooms) {
       "groupsvc.v1.ChannelLayer/GroupSend",
       R"({"group": "chat_lobby", "event": {"type": "chat.message", "message": "hi from grpcurl"}})");
   ASSERT_TRUE(sent.ok()) << sent.status();
-  EXPECT_EQ(*sent, R"({"delivered":1})");
+  EXPECT_EQ(*sent, R"({"delivered":1,"offset":"1"})");
 
   absl::StatusOr<std::string> listed =
       client.CallJson("groupsvc.v1.ChannelLayer/ListGroups", R"({"namePrefix": "chat_"})");
@@ -123,7 +123,7 @@ TEST_F(GroupsvcProcessTest, AfterAStartGroupSendsAreUnsettledForTheWarmup) {
       "groupsvc.v1.ChannelLayer/GroupSend",
       R"({"group": "chat_lobby", "event": {"type": "chat.message", "message": "anyone?"}})");
   ASSERT_TRUE(sent.ok()) << sent.status();
-  EXPECT_EQ(*sent, R"({"unsettled":true})");
+  EXPECT_EQ(*sent, R"({"unsettled":true,"offset":"1"})");
   absl::StatusOr<HttpReply> reply = HttpGet("127.0.0.1", metrics_port_, "/metrics");
   ASSERT_TRUE(reply.ok()) << reply.status();
   EXPECT_THAT(reply->body, HasSubstr("groupsvc_unsettled_group_sends_total 1"));

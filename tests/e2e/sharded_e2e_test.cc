@@ -462,6 +462,18 @@ TEST_F(ReshardTest, GrowingLiveKeepsEveryRoomWholeAtEveryStep) {
   for (uint32_t i = 0; i < 3; ++i) {
     restart_shard(i, 0);
     chat_all(absl::StrCat("shard ", i, " without the bridge"));
+    if (i != 0) continue;
+    // A room joined now, whose old owner (shard 0) no longer bridges while
+    // the others still do: the join must not be refused.
+    int late = kLiveRooms;  // A room of its own.
+    while (!(chat::GroupShard(Group(late), 2) == 0 && chat::GroupShard(Group(late), 3) == 2))
+      ++late;
+    auto carol = Join(port_a_, Room(late));
+    auto dave = Join(port_b_, Room(late));
+    ASSERT_TRUE(carol && dave);
+    ASSERT_TRUE(carol->SendText(Chat("late join")));
+    EXPECT_EQ(dave->Read().value_or("nothing"), Chat("late join")) << Room(late);
+    EXPECT_FALSE(carol->close_code().has_value());
   }
   ASSERT_TRUE(
       edge_a_->WaitForLine("layer_bridge from_shards=2 to_shards=0", absl::Seconds(5)).ok());

@@ -4,9 +4,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "groupsvc/registry/edge_directory.h"
 #include "groupsvc/registry/group_table.h"
+#include "groupsvc/registry/history.h"
 #include "groupsvc/registry/mailboxes.h"
 #include "groupsvc/registry/unsettled_groups.h"
 #include "gtest/gtest.h"
@@ -277,6 +279,82 @@ TEST(UnsettledGroupsTest, PastTheTrackingBoundEveryGroupIsUnsettledForTheWindow)
   EXPECT_TRUE(unsettled.Unsettled("elsewhere", kStart + absl::Seconds(1)));
   unsettled.Sweep(kStart + absl::Seconds(6));
   EXPECT_FALSE(unsettled.Unsettled("elsewhere", kStart + absl::Seconds(6)));
+}
+
+// ------------------------------------------------------------------ History
+
+EventPtr Numbered(int n) {
+  return MakeEvent("chat.message", absl::StrCat(R"({"type":"chat.message","n":)", n, "}"));
+}
+
+std::vector<uint64_t> Offsets(const HistoryPage& page) {
+  std::vector<uint64_t> out;
+  for (const HistoryEntry& e : page.events) out.push_back(e.offset);
+  return out;
+}
+
+TEST(HistoryTest, OffsetsCountPerGroupAndARecoveryGetsExactlyWhatCameAfter) {
+  History history({.per_group = 5}, "ep1");
+  const absl::Time t = absl::FromUnixSeconds(1000);
+  for (int i = 1; i <= 3; ++i) EXPECT_EQ(history.Append("a", Numbered(i), t), uint64_t(i));
+  EXPECT_EQ(history.Append("b", Numbered(9), t), 1u);
+  HistoryPage page = history.Since("a", 1, "ep1", 0, t);
+  EXPECT_TRUE(page.recovered);
+  EXPECT_EQ(Offsets(page), (std::vector<uint64_t>{2, 3}));
+  EXPECT_EQ(page.latest, 3u);
+  EXPECT_EQ(page.epoch, "ep1");
+  // Up to date: recovered, nothing to send.
+  EXPECT_TRUE(history.Since("a", 3, "ep1", 0, t).recovered);
+  EXPECT_TRUE(history.Since("a", 3, "ep1", 0, t).events.empty());
+  // Paging: two at a time.
+  EXPECT_EQ(Offsets(history.Since("a", 0, "ep1", 2, t)), (std::vector<uint64_t>{1, 2}));
+}
+
+TEST(HistoryTest, AnotherEpochOrAGapTooOldIsNotRecoveredAndGetsTheLatest) {
+  History history({.per_group = 3}, "ep1");
+  const absl::Time t = absl::FromUnixSeconds(1000);
+  for (int i = 1; i <= 6; ++i) history.Append("a", Numbered(i), t);
+  // 4, 5, 6 are kept: a client at 2 missed 3, which is gone.
+  HistoryPage gap = history.Since("a", 2, "ep1", 0, t);
+  EXPECT_FALSE(gap.recovered);
+  EXPECT_EQ(Offsets(gap), (std::vector<uint64_t>{4, 5, 6}));
+  EXPECT_TRUE(history.Since("a", 3, "ep1", 0, t).recovered);
+  HistoryPage restarted = history.Since("a", 5, "ep0", 2, t);
+  EXPECT_FALSE(restarted.recovered);
+  EXPECT_EQ(Offsets(restarted), (std::vector<uint64_t>{5, 6}));
+  // An offset from another numbering (beyond the latest) is not recovered.
+  EXPECT_FALSE(history.Since("a", 60, "ep1", 0, t).recovered);
+  // A group never sent to: recovered from 0 only.
+  EXPECT_TRUE(history.Since("none", 0, "ep1", 0, t).recovered);
+  EXPECT_FALSE(history.Since("none", 4, "ep1", 0, t).recovered);
+}
+
+TEST(HistoryTest, EventsExpireAndTheByteBoundDropsTheOldestAnywhere) {
+  const absl::Time t = absl::FromUnixSeconds(1000);
+  History timed({.per_group = 10, .ttl = absl::Seconds(10)}, "e");
+  timed.Append("a", Numbered(1), t);
+  timed.Append("a", Numbered(2), t + absl::Seconds(6));
+  HistoryPage later = timed.Since("a", 0, "e", 0, t + absl::Seconds(11));
+  EXPECT_EQ(Offsets(later), (std::vector<uint64_t>{2}));
+  EXPECT_FALSE(later.recovered);  // 1 is gone.
+
+  const size_t one = Numbered(1)->ByteSize();
+  History bounded({.per_group = 10, .ttl = absl::Hours(1), .max_bytes = 3 * one}, "e");
+  bounded.Append("a", Numbered(1), t);
+  bounded.Append("b", Numbered(2), t);
+  bounded.Append("a", Numbered(3), t);
+  bounded.Append("b", Numbered(4), t);  // Over: a's first goes.
+  EXPECT_LE(bounded.bytes(), 3 * one);
+  EXPECT_EQ(Offsets(bounded.Since("a", 0, "e", 0, t)), (std::vector<uint64_t>{2}));
+  EXPECT_EQ(Offsets(bounded.Since("b", 0, "e", 0, t)), (std::vector<uint64_t>{1, 2}));
+  // Flush: the events go, the offsets go on (an old offset is not recovered).
+  bounded.Clear();
+  EXPECT_EQ(bounded.bytes(), 0u);
+  EXPECT_EQ(bounded.Append("a", Numbered(5), t), 3u);
+  EXPECT_FALSE(bounded.Since("a", 1, "e", 0, t).recovered);
+
+  History off({.per_group = 0}, "e");
+  EXPECT_EQ(off.Append("a", Numbered(1), t), 0u);
 }
 
 }  // namespace

@@ -1,0 +1,105 @@
+#include "groupsvc/registry/history.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace groupsvc {
+
+History::History(HistoryOptions options, std::string epoch)
+    : options_(options), epoch_(std::move(epoch)) {}
+
+void History::DropFrontLocked(Ring& ring) {
+  bytes_ -= ring.entries.front().event->ByteSize();
+  ring.entries.pop_front();
+}
+
+void History::ExpireLocked(Ring& ring, absl::Time now) {
+  while (!ring.entries.empty() && ring.entries.front().time + options_.ttl <= now) {
+    DropFrontLocked(ring);
+  }
+}
+
+void History::EvictOldestLocked() {
+  // order_ may name events already gone (by ttl or per_group): skip those.
+  while (!order_.empty()) {
+    auto [group, offset] = std::move(order_.front());
+    order_.pop_front();
+    auto it = groups_.find(group);
+    if (it == groups_.end() || it->second.entries.empty()) continue;
+    if (it->second.entries.front().offset != offset) continue;
+    DropFrontLocked(it->second);
+    return;
+  }
+}
+
+uint64_t History::Append(absl::string_view group, const EventPtr& event, absl::Time now) {
+  if (options_.per_group == 0) return 0;
+  absl::MutexLock lock(&mu_);
+  Ring& ring = groups_[group];
+  ExpireLocked(ring, now);
+  const uint64_t offset = ++ring.latest;
+  ring.entries.push_back(HistoryEntry{offset, event, now});
+  bytes_ += event->ByteSize();
+  order_.emplace_back(std::string(group), offset);
+  while (ring.entries.size() > options_.per_group) DropFrontLocked(ring);
+  while (bytes_ > options_.max_bytes && !order_.empty()) EvictOldestLocked();
+  // order_ outgrows the events only by those dropped per group or by ttl;
+  // rebuilt when it holds twice as many entries as there can be events.
+  if (order_.size() > 2 * (options_.max_bytes / 64 + options_.per_group)) {
+    std::deque<std::pair<std::string, uint64_t>> kept;
+    for (auto& entry : order_) {
+      auto it = groups_.find(entry.first);
+      if (it != groups_.end() && !it->second.entries.empty() &&
+          it->second.entries.front().offset <= entry.second) {
+        kept.push_back(std::move(entry));
+      }
+    }
+    order_.swap(kept);
+  }
+  return offset;
+}
+
+HistoryPage History::Since(absl::string_view group, uint64_t since, absl::string_view epoch,
+                           size_t limit, absl::Time now) {
+  HistoryPage page;
+  page.epoch = epoch_;
+  if (limit == 0 || limit > options_.per_group) limit = std::max<size_t>(1, options_.per_group);
+  absl::MutexLock lock(&mu_);
+  auto it = groups_.find(group);
+  if (it == groups_.end()) {
+    page.recovered = epoch == epoch_ && since == 0;
+    return page;
+  }
+  Ring& ring = it->second;
+  ExpireLocked(ring, now);
+  page.latest = ring.latest;
+  const uint64_t oldest = ring.entries.empty() ? ring.latest + 1 : ring.entries.front().offset;
+  // Everything after `since` is still here (or nothing came after it).
+  page.recovered = epoch == epoch_ && since <= ring.latest && since + 1 >= oldest;
+  auto from = ring.entries.begin();
+  if (page.recovered) {
+    from += static_cast<std::ptrdiff_t>(since + 1 - oldest);
+  } else if (ring.entries.size() > limit) {
+    from = ring.entries.end() - static_cast<std::ptrdiff_t>(limit);
+  }
+  for (auto e = from; e != ring.entries.end() && page.events.size() < limit; ++e) {
+    page.events.push_back(*e);
+  }
+  return page;
+}
+
+void History::Clear() {
+  absl::MutexLock lock(&mu_);
+  // The offsets go on: a client's offset from before the flush is not
+  // recovered into an unrelated numbering.
+  for (auto& [name, ring] : groups_) ring.entries.clear();
+  order_.clear();
+  bytes_ = 0;
+}
+
+size_t History::bytes() const {
+  absl::MutexLock lock(&mu_);
+  return bytes_;
+}
+
+}  // namespace groupsvc
