@@ -184,6 +184,7 @@ void AttachStream::HandleHello(const v1::Hello& hello) {
   item.welcome.emplace();
   item.welcome->set_edge_id(edge_id_);
   item.welcome->set_max_event_bytes(registry_->options().max_event_bytes);
+  item.welcome->set_history_epoch(registry_->history_epoch());
   item.welcome->set_capacity(static_cast<uint32_t>(registry_->options().capacity));
   item.welcome->set_expiry_seconds(
       static_cast<uint32_t>(absl::ToInt64Seconds(registry_->options().expiry)));
@@ -199,7 +200,7 @@ void AttachStream::HandleHello(const v1::Hello& hello) {
 }
 
 bool AttachStream::Deliver(const EventPtr& event, std::vector<std::string> channels,
-                           absl::string_view group) {
+                           absl::string_view group, uint64_t offset) {
   Outgoing item;
   item.bytes = event->ByteSize() + group.size();
   for (const auto& c : channels) item.bytes += c.size() + 2;
@@ -209,6 +210,7 @@ bool AttachStream::Deliver(const EventPtr& event, std::vector<std::string> chann
     item.event = event;
     item.channels = std::move(channels);
     item.group = std::string(group);
+    item.offset = offset;
     item.expires = clock_->Now() + registry_->options().expiry;
     queue_bytes_ += item.bytes;
     queue_.push_back(std::move(item));
@@ -285,6 +287,7 @@ void AttachStream::FillBatchLocked() {
       d->mutable_event()->set_json(item.event->json);
       for (auto& c : item.channels) d->add_channels(std::move(c));
       d->set_group(std::move(item.group));
+      d->set_offset(item.offset);
     }
     bytes += item.bytes;
     // Control messages go out at once, in order, and end a batch.

@@ -104,8 +104,8 @@ class AttachStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
   AttachStream(GroupRegistry* registry, StreamSet* streams, const AttachOptions& options,
                const chat::Clock* clock, AttachIdentity identity, std::string peer);
 
-  bool Deliver(const EventPtr& event, std::vector<std::string> channels,
-               absl::string_view group) override;
+  bool Deliver(const EventPtr& event, std::vector<std::string> channels, absl::string_view group,
+               uint64_t offset) override;
   void Replaced() override;
   // Sends Draining, then finishes with UNAVAILABLE once the queue is written.
   void Drain(absl::Duration grace);
@@ -118,6 +118,7 @@ class AttachStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
     EventPtr event;
     std::vector<std::string> channels;
     std::string group;
+    uint64_t offset = 0;
     absl::Time expires;
     size_t bytes = 0;
   };

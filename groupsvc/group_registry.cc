@@ -102,7 +102,7 @@ absl::Status GroupRegistry::Send(absl::string_view channel, EventPtr event,
   if (absl::Status s = ValidateEvent(event); !s.ok()) return s;
   events_in_.fetch_add(1, std::memory_order_relaxed);
   if (auto edge = edges_.Find(chat::ChannelOwnerPrefix(channel)); edge != nullptr) {
-    if (!edge->Deliver(event, {std::string(channel)}, "")) {
+    if (!edge->Deliver(event, {std::string(channel)}, "", 0)) {
       CountDrop(DropReason::kEdgeQueueFull, 1);
       return absl::ResourceExhaustedError(
           absl::StrCat("channel full: the stream of the edge owning \"", channel, "\" is full"));
@@ -145,7 +145,7 @@ absl::StatusOr<SendReport> GroupRegistry::GroupSend(absl::string_view group, Eve
   for (OwnerMembers& members : groups_.Members(group, now)) {
     const uint32_t n = members.channels.size();
     if (auto edge = edges_.Find(members.owner); edge != nullptr) {
-      if (edge->Deliver(event, std::move(members.channels), group)) {
+      if (edge->Deliver(event, std::move(members.channels), group, report.offset)) {
         report.delivered += n;
         events_out_.fetch_add(n, std::memory_order_relaxed);
         stream_deliveries_.fetch_add(1, std::memory_order_relaxed);

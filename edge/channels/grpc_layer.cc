@@ -283,7 +283,10 @@ class GrpcLayer::AttachCall {
   }
 
   void OnRead() {
-    if (incoming_.has_welcome()) link_->OnWelcome(incoming_.welcome());
+    if (incoming_.has_welcome()) {
+      epoch_ = incoming_.welcome().history_epoch();
+      link_->OnWelcome(incoming_.welcome());
+    }
     if (incoming_.has_draining()) link_->OnDraining();
     for (const v1::Ack& ack : incoming_.acks()) {
       DoneCallback done;
@@ -300,7 +303,8 @@ class GrpcLayer::AttachCall {
     if (incoming_.deliveries_size() > 0) {
       ChannelTable::Handoff handoff(layer_->table_);
       for (const v1::Delivery& d : incoming_.deliveries()) {
-        LayerEventPtr event = LayerEvent::FromWire(d.event().type(), d.event().json());
+        LayerEventPtr event = LayerEvent::FromWire(d.event().type(), d.event().json(), d.offset(),
+                                                   d.offset() > 0 ? epoch_ : std::string());
         layer_->table_.Deliver(d.channels(), event, handoff);
       }
     }
@@ -355,6 +359,7 @@ class GrpcLayer::AttachCall {
   Tag write_{this, Tag::kWrite};
   Tag finish_{this, Tag::kFinish};
   v1::ServerMessage incoming_;  // Owned by the read in flight.
+  std::string epoch_;           // The shard's history epoch; read and set by reads only.
   v1::EdgeMessage batch_;       // Owned by the write in flight.
   grpc::Status status_;         // Filled by Finish.
   absl::Mutex mu_;

@@ -17,8 +17,12 @@ LayerEventPtr LayerEvent::Make(std::string type, boost::json::object fields) {
   return event;
 }
 
-LayerEventPtr LayerEvent::FromWire(std::string type, std::string json) {
-  return std::shared_ptr<LayerEvent>(new LayerEvent(std::move(type), std::move(json)));
+LayerEventPtr LayerEvent::FromWire(std::string type, std::string json, uint64_t offset,
+                                   std::string epoch) {
+  auto event = std::shared_ptr<LayerEvent>(new LayerEvent(std::move(type), std::move(json)));
+  event->offset_ = offset;
+  event->epoch_ = std::move(epoch);
+  return event;
 }
 
 const boost::json::object& LayerEvent::fields() const {

@@ -30,11 +30,15 @@ class LayerEvent {
  public:
   // `fields` must not hold "type"; it is added.
   static LayerEventPtr Make(std::string type, boost::json::object fields);
-  // From the wire: `json` is the whole event object, "type" included.
-  static LayerEventPtr FromWire(std::string type, std::string json);
+  // From the wire: `json` is the whole event object, "type" included;
+  // `offset` its place in its group's history under `epoch` (0: none).
+  static LayerEventPtr FromWire(std::string type, std::string json, uint64_t offset = 0,
+                                std::string epoch = "");
 
   const std::string& type() const { return type_; }
   const std::string& json() const { return json_; }
+  uint64_t offset() const { return offset_; }
+  const std::string& epoch() const { return epoch_; }
   // The parsed object; an empty object if the JSON was not an object.
   const boost::json::object& fields() const;
   // The string field `name`, if present and a string.
@@ -47,6 +51,8 @@ class LayerEvent {
 
   const std::string type_;
   const std::string json_;
+  uint64_t offset_ = 0;
+  std::string epoch_;
   mutable absl::Mutex mu_;
   mutable std::optional<boost::json::object> fields_ ABSL_GUARDED_BY(mu_);
   mutable absl::flat_hash_map<std::string, Frame> memo_ ABSL_GUARDED_BY(mu_);

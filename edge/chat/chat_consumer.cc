@@ -134,6 +134,12 @@ void ChatConsumer::ChatMessage(const LayerEvent& event) {
       }
     }
     out["user"] = std::move(author);
+    // The room's offset and epoch (groupsvc's history): what a page will
+    // recover from after a reconnect.
+    if (event.offset() > 0) {
+      out["offset"] = event.offset();
+      out["epoch"] = event.epoch();
+    }
     auto ts = in.find("ts");
     out["ts"] =
         ts != in.end() && ts->value().is_string() ? ts->value() : boost::json::value(NowText());

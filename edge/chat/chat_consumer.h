@@ -11,7 +11,9 @@
 // Versions: a client that asks for the WebSocket subprotocol "chat.v2" gets
 // typed frames, each message with its author and the server's time:
 //   {"type": "message", "message": "hi", "user": {"id": "u1", "name": "Ann"},
-//    "ts": "2026-12-02T20:15:00.123Z"}          ("user": {"anonymous": true} without a token)
+//    "ts": "2026-12-02T20:15:00.123Z", "offset": 7, "epoch": "k3m9x2qa"}
+//   ("user": {"anonymous": true} without a token; offset and epoch: the room's
+//   history position in groupsvc, absent with the in-process layer)
 // and error frames as above; any other client gets the tutorial's
 // {"message": "..."} only, so the tutorial's own room.html chats unchanged.
 #ifndef CHAT_EDGE_CHAT_CHAT_CONSUMER_H_

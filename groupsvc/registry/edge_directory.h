@@ -35,8 +35,9 @@ class EdgeSink {
   virtual ~EdgeSink() = default;
   // Queues one event for `channels`, all owned by this edge. False when the
   // stream's outbound queue is full or closed: the copies are lost.
+  // `offset`: the event's in the group's history (0: none).
   virtual bool Deliver(const EventPtr& event, std::vector<std::string> channels,
-                       absl::string_view group) = 0;
+                       absl::string_view group, uint64_t offset) = 0;
   // A newer stream of the same edge process (same edge id and incarnation)
   // took over; this one should end.
   virtual void Replaced() = 0;

@@ -183,41 +183,33 @@ class GroupsvcChannelLayer(BaseChannelLayer):
                             pb.Command(send=pb.StreamSend(channel=channel, event=event)))
 
     async def group_add(self, group, channel):
-        self._check_group(group)
-        self._check_channel(channel)
-        link = self.link
-        mine = self._is_mine(channel)
-        if mine:
-            await link.run(_noted(link, group, channel, True))
-        shards = await link.run(_members(link, group))
-        for shard in shards:
-            try:
-                await self._command(
-                    shard, pb.Command(group_add=pb.GroupAddRequest(group=group, channel=channel)),
-                    require_ready=not mine)
-            except GroupsvcUnavailable:
-                if not mine:
-                    raise  # Nobody would replay it.
-                # Ours: replayed by the shard's next stream.
+        await self._membership(group, channel, True)
 
     async def group_discard(self, group, channel):
+        await self._membership(group, channel, False)
+
+    async def _membership(self, group, channel, add):
         self._check_group(group)
         self._check_channel(channel)
         link = self.link
         mine = self._is_mine(channel)
         if mine:
-            await link.run(_noted(link, group, channel, False))
+            # Ours: replayed by each shard's next stream (a discard: not replayed).
+            await link.run(_noted(link, group, channel, add))
+        request = (pb.Command(group_add=pb.GroupAddRequest(group=group, channel=channel)) if add
+                   else pb.Command(group_discard=pb.GroupDiscardRequest(group=group, channel=channel)))
         shards = await link.run(_members(link, group))
-        for shard in shards:
+        for i, shard in enumerate(shards):
+            command = pb.Command()
+            command.CopyFrom(request)
             try:
-                await self._command(
-                    shard,
-                    pb.Command(group_discard=pb.GroupDiscardRequest(group=group, channel=channel)),
-                    require_ready=not mine)
-            except GroupsvcUnavailable:
-                if not mine:
-                    raise
-                # Ours: groupsvc dropped it with our stream, and it is not replayed.
+                await self._command(shard, command, require_ready=not mine)
+            except (GroupsvcUnavailable, RuntimeError) as e:
+                if i > 0:
+                    continue  # The bridged owner, while resharding: best effort.
+                if mine and isinstance(e, GroupsvcUnavailable):
+                    continue  # Ours: the next stream replays it (a discard: drops it).
+                raise
 
     async def group_send(self, group, message):
         self._check_group(group)

@@ -283,3 +283,34 @@ async def test_sharded_groupsvc_every_group_and_channel_on_its_owner(make_layer)
     finally:
         for p in procs:
             p.stop()
+
+
+async def test_while_resharding_layers_on_both_lists_share_every_group(make_layer):
+    """groupsvc --bridge_shards (README "Resharding, live"): shards on the list of
+    three bridging to two, one process on each list."""
+    from conftest import free_port
+
+    ports = [free_port() for _ in range(3)]
+    three = [f"127.0.0.1:{p}" for p in ports]
+    procs = [Groupsvc(port=p, flags=[f"--shards={','.join(three)}", f"--shard_index={i}",
+                                     "--bridge_shards=2"]) for i, p in enumerate(ports)]
+    try:
+        new = make_layer(None, targets=three)
+        old = make_layer(None, targets=three[:2])
+        moved = [g for g in (f"room{i}" for i in range(40)) if group_shard(g, 2) != group_shard(g, 3)]
+        assert len(moved) >= 3
+        a, b = await new.new_channel(), await old.new_channel()
+        for g in moved[:3]:
+            await new.group_add(g, a)
+            await old.group_add(g, b)
+        for g in moved[:3]:
+            await new.group_send(g, {"type": "x", "g": g, "from": "new"})
+            await old.group_send(g, {"type": "x", "g": g, "from": "old"})
+        for channel in (a, b):
+            got = sorted((e["g"], e["from"]) for e in
+                         [await asyncio.wait_for(new.receive(channel) if channel == a
+                                                 else old.receive(channel), 5) for _ in range(6)])
+            assert got == sorted((g, f) for g in moved[:3] for f in ("new", "old")), channel
+    finally:
+        for p in procs:
+            p.stop()

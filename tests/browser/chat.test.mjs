@@ -164,7 +164,9 @@ test("with --auth=required, the page's ?token= carries the user's identity to th
 
 test("the tutorial's own room.html, unchanged, chats through the edge", async () => {
   // Served by the test on the edge's origin, as Django would render it.
-  const template = readFileSync(path.join(here, "fixtures/tutorial-room.html"), "utf8");
+  // The seed's page, kept once: the example Django project serves it as is.
+  const template = readFileSync(
+    path.join(here, "../../examples/django_chat/chat/templates/chat/room.html"), "utf8");
   const html = template.replace("{{ room_name | escapejs }}", "tutorial");
   // A document the test fulfils has no local address, so Chromium's Local
   // Network Access checks would block its socket to 127.0.0.1.

@@ -586,9 +586,13 @@ TEST_F(ChatSystemTest, AChatV2ClientGetsTypedFramesBesideATutorialClient) {
   EXPECT_THAT(frame, HasSubstr(R"("type":"message","message":"plain","user":{"anonymous":true})"));
   EXPECT_THAT(frame,
               ::testing::ContainsRegex(R"("ts":"20[0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9:.]+Z")"));
+  // The room's history position: offsets 1, 2 under groupsvc's epoch.
+  EXPECT_THAT(frame, ::testing::ContainsRegex(R"("offset":1,"epoch":"[a-z0-9]+")"));
   ASSERT_TRUE((*v2)->SendText(Chat("back")));
   EXPECT_EQ((*v1)->Read().value_or(""), Chat("back"));
-  EXPECT_THAT((*v2)->Read().value_or(""), HasSubstr(R"("message":"back")"));
+  const std::string second = (*v2)->Read().value_or("");
+  EXPECT_THAT(second, HasSubstr(R"("message":"back")"));
+  EXPECT_THAT(second, HasSubstr(R"("offset":2,)"));
   // The 101 names the protocol chosen, and only when one was asked for.
   RawConnection asked(port_a_);
   ASSERT_TRUE(asked.Send(

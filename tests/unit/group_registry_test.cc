@@ -24,8 +24,8 @@ class FakeEdge : public EdgeSink {
     std::vector<std::string> channels;
     std::string group;
   };
-  bool Deliver(const EventPtr& event, std::vector<std::string> channels,
-               absl::string_view group) override {
+  bool Deliver(const EventPtr& event, std::vector<std::string> channels, absl::string_view group,
+               uint64_t offset) override {
     if (full) return false;
     std::sort(channels.begin(), channels.end());
     got.push_back(Got{event->type, std::move(channels), std::string(group)});

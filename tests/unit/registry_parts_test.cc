@@ -160,7 +160,7 @@ TEST(MailboxesTest, AQuotaIsChargedPerCopyAndRefundedWhenTheCopyLeaves) {
 
 class Sink : public EdgeSink {
  public:
-  bool Deliver(const EventPtr&, std::vector<std::string>, absl::string_view) override {
+  bool Deliver(const EventPtr&, std::vector<std::string>, absl::string_view, uint64_t) override {
     return true;
   }
   void Replaced() override {}
