@@ -10,6 +10,7 @@
 #                                # channels_redis, then on our layer (channels_groupsvc)
 #   SCENARIOS="T2 L1" SCALE=0 THREADS=2 bench/run.sh ours   # a subset (SCALE=F1: F1 but not S1)
 #   EDGE_BIN=/tmp/old/edge GROUPSVC_BIN=/tmp/old/groupsvc ...  # other binaries (A/B)
+#   GROUPSVC_FLAGS=--history_size=0 ...   # extra flags for the one groupsvc (A/B of a setting)
 # Scenarios (see bench/README.md): T1 closed loop, T2 fixed open-loop load (CPU
 # per delivery), L1 open loop, C1 idle memory, F1 fan-out (ours), S1 idle
 # connections at scale (ours). Our topologies run with the edge at each of
@@ -98,7 +99,9 @@ start_ours() {  # EDGES (0: one edge with the in-process layer) THREADS [SHARDS]
   GROUPSVC_METRICS=18251
   OURS_PIDS=""
   if ((shards == 1)); then
-    "${GROUPSVC_BIN:-$root/build/groupsvc/groupsvc}" --listen=127.0.0.1:18250 --metrics_listen=127.0.0.1:18251 2>/dev/null &
+    # shellcheck disable=SC2086  # GROUPSVC_FLAGS may hold several flags.
+    "${GROUPSVC_BIN:-$root/build/groupsvc/groupsvc}" --listen=127.0.0.1:18250 --metrics_listen=127.0.0.1:18251 \
+      ${GROUPSVC_FLAGS:-} 2>/dev/null &
     pids_started+=($!)
     OURS_PIDS=$!
   else
