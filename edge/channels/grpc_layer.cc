@@ -51,6 +51,19 @@ absl::Status AckStatus(const v1::Ack& ack) {
   return absl::OkStatus();
 }
 
+// A group_add (or group_discard) of `channel` to `group`.
+v1::Command Membership(bool add, const std::string& group, const std::string& channel) {
+  v1::Command c;
+  if (add) {
+    c.mutable_group_add()->set_group(group);
+    c.mutable_group_add()->set_channel(channel);
+  } else {
+    c.mutable_group_discard()->set_group(group);
+    c.mutable_group_discard()->set_channel(channel);
+  }
+  return c;
+}
+
 // 16 random bytes, once per process: see Hello.incarnation.
 std::string RandomIncarnation() {
   absl::BitGen gen;
@@ -143,11 +156,10 @@ class GrpcLayer::AttachCall {
     first.mutable_hello()->set_edge_id(layer_->options_.edge_id);
     first.mutable_hello()->set_channel_prefix(layer_->table_.prefix());
     first.mutable_hello()->set_incarnation(layer_->incarnation_);
-    for (auto& [group, channel] : replay) {
+    for (const auto& [group, channel] : replay) {
       v1::Command* c = first.add_commands();
+      *c = Membership(true, group, channel);
       c->set_request_id(next_id_++);
-      c->mutable_group_add()->set_group(std::move(group));
-      c->mutable_group_add()->set_channel(std::move(channel));
     }
     batch_ = std::move(first);
     // The hello goes first: nothing submitted before the call has started
@@ -718,17 +730,13 @@ void GrpcLayer::UpdateBridge() {
     const Owners after = GroupOwners(group, next);
     for (int i = 0; i < after.count; ++i) {
       if (before.has(after.members[i])) continue;
-      v1::Command c;
-      c.mutable_group_add()->set_group(group);
-      c.mutable_group_add()->set_channel(channel);
-      links_[after.members[i]]->Submit(std::move(c), nullptr, /*require_ready=*/false);
+      links_[after.members[i]]->Submit(Membership(true, group, channel), nullptr,
+                                       /*require_ready=*/false);
     }
     for (int i = 0; i < before.count; ++i) {
       if (after.has(before.members[i])) continue;
-      v1::Command c;
-      c.mutable_group_discard()->set_group(group);
-      c.mutable_group_discard()->set_channel(channel);
-      links_[before.members[i]]->Submit(std::move(c), nullptr, /*require_ready=*/false);
+      links_[before.members[i]]->Submit(Membership(false, group, channel), nullptr,
+                                        /*require_ready=*/false);
     }
   }
 }
@@ -743,9 +751,6 @@ void GrpcLayer::GroupAdd(const std::string& group, const std::string& channel, D
   table_.Join(group, channel);
   const Owners owners = GroupOwners(group, bridge_.load());
   for (int i = 0; i < owners.count; ++i) {
-    v1::Command c;
-    c.mutable_group_add()->set_group(group);
-    c.mutable_group_add()->set_channel(channel);
     // Our own placement's answer is the consumer's. The bridged owner's is
     // best effort: a shard that does not bridge (yet, or any more) refuses
     // it, and UpdateBridge places it again when that shard's Welcome changes.
@@ -756,7 +761,8 @@ void GrpcLayer::GroupAdd(const std::string& group, const std::string& channel, D
         if (done) done(absl::IsUnavailable(s) || absl::IsUnknown(s) ? absl::OkStatus() : s);
       };
     }
-    links_[owners.members[i]]->Submit(std::move(c), std::move(answer), /*require_ready=*/false);
+    links_[owners.members[i]]->Submit(Membership(true, group, channel), std::move(answer),
+                                      /*require_ready=*/false);
   }
 }
 
@@ -764,10 +770,8 @@ void GrpcLayer::GroupDiscard(const std::string& group, const std::string& channe
   if (!table_.Leave(group, channel)) return;
   const Owners owners = GroupOwners(group, bridge_.load());
   for (int i = 0; i < owners.count; ++i) {
-    v1::Command c;
-    c.mutable_group_discard()->set_group(group);
-    c.mutable_group_discard()->set_channel(channel);
-    links_[owners.members[i]]->Submit(std::move(c), nullptr, /*require_ready=*/false);
+    links_[owners.members[i]]->Submit(Membership(false, group, channel), nullptr,
+                                      /*require_ready=*/false);
   }
 }
 

@@ -143,8 +143,6 @@ class GrpcLayer : public Layer {
   // Streams opened so far over all shards (1 per shard + reconnects).
   uint64_t connects() const;
   std::vector<LinkState> links() const;
-  // The shard count the shards bridge to while resharding, else 0.
-  uint32_t bridge() const { return bridge_.load(); }
 
  private:
   class AttachCall;

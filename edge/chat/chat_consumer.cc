@@ -120,9 +120,9 @@ void ChatConsumer::ChatMessage(const LayerEvent& event) {
     out["type"] = "message";
     auto message = in.find("message");
     out["message"] = message == in.end() ? boost::json::value() : message->value();
-    // From a sender that is not an edge (grpcurl, a Django view): no author, our time.
-    // Only the two strings an edge puts there (see Receive); anything else,
-    // from a sender that is not an edge, is shown as anonymous.
+    // The author: only the two strings an edge puts there (see Receive);
+    // anything else, as from a sender that is not an edge (grpcurl, a Django
+    // view), is shown as anonymous, with this edge's time.
     boost::json::object author{{"anonymous", true}};
     auto user = in.find("user");
     if (user != in.end() && user->value().is_object()) {
