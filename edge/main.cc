@@ -69,6 +69,9 @@ ABSL_FLAG(std::string, auth, "optional",
           "required (no upgrade without a valid token: 401)");
 ABSL_FLAG(std::string, jwt_secret_file, "",
           "file holding the HS256 secret that signs the tokens (at least 32 bytes)");
+ABSL_FLAG(int64_t, join_history, 20,
+          "the room's latest messages a chat.v2 client gets on joining (and when it cannot "
+          "recover what it missed); 0: none");
 ABSL_FLAG(bool, dev_token_issuer, false,
           "POST /auth/token mints a 1-hour token for a display name (the lobby asks for one); "
           "for the local run only");
@@ -116,6 +119,8 @@ int main(int argc, char** argv) {
   options.edge.log_connections = absl::GetFlag(FLAGS_log_connections);
   options.jwt_secret_file = absl::GetFlag(FLAGS_jwt_secret_file);
   options.dev_token_issuer = absl::GetFlag(FLAGS_dev_token_issuer);
+  options.join_history =
+      static_cast<uint32_t>(std::clamp<int64_t>(absl::GetFlag(FLAGS_join_history), 0, 1000));
   absl::StatusOr<edge::AuthMode> auth = edge::ParseAuthMode(absl::GetFlag(FLAGS_auth));
   if (!auth.ok()) {
     fprintf(stderr, "edge: %s\n", std::string(auth.status().message()).c_str());

@@ -219,7 +219,11 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(EdgeServerOptions 
   }
   context.router = std::make_shared<Router>();
   context.router->Add(
-      "/ws/chat/{room_name}/", [] { return std::make_unique<ChatConsumer>(); },
+      "/ws/chat/{room_name}/",
+      [chat = ChatOptions{s->options_.join_history, s->options_.edge.max_queue_bytes / 2,
+                          s->options_.edge.max_queue_frames}] {
+        return std::make_unique<ChatConsumer>(chat);
+      },
       [](const Router::Captures& c) {
         return chat::ValidateGroupName(ChatConsumer::GroupFor(c.at("room_name"))).ok();
       });

@@ -54,6 +54,9 @@ struct EdgeServerOptions {
   // lobby asks for one); for the local run only: anyone who reaches the page
   // may name themselves. Needs jwt_secret_file.
   bool dev_token_issuer = false;
+  // The room's latest messages a new chat.v2 client gets (and one that
+  // could not recover); 0: none.
+  uint32_t join_history = 20;
   EdgeOptions edge;
 };
 

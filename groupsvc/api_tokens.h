@@ -38,7 +38,7 @@ namespace groupsvc {
 
 // What a token may call (bits).
 enum Scope : uint32_t {
-  kScopeRead = 1,   // ListGroups, GetGroup, Stats
+  kScopeRead = 1,   // ListGroups, GetGroup, GetHistory, GetPresence, Stats
   kScopeSend = 2,   // Send, GroupSend
   kScopeAdmin = 4,  // GroupAdd, GroupDiscard, Flush, Receive, NewChannel
 };

@@ -44,6 +44,10 @@ absl::Status Misplaced(const ShardMap* shards, const v1::Command& command) {
       return Check(*shards, command.group_send().group(), true);
     case v1::Command::kSend:
       return Check(*shards, command.send().channel(), false);
+    case v1::Command::kHistory:
+      return Check(*shards, command.history().group(), true);
+    case v1::Command::kPresence:
+      return Check(*shards, command.presence().group(), true);
     case v1::Command::OP_NOT_SET:
       break;
   }
@@ -52,14 +56,41 @@ absl::Status Misplaced(const ShardMap* shards, const v1::Command& command) {
 
 }  // namespace
 
+absl::Status ApplyGroupAdd(GroupRegistry& registry, const v1::GroupAddRequest& request) {
+  PresenceUser user{request.user().id(), request.user().name()};
+  return registry.GroupAdd(request.group(), request.channel(), request.has_user() ? &user : nullptr,
+                           request.watch_presence());
+}
+
+HistoryQuery QueryOf(const v1::GetHistoryRequest& request) {
+  return HistoryQuery{request.since_offset(), request.epoch(), request.page_size(),
+                      request.latest(), request.max_bytes()};
+}
+
+absl::Status FillPresence(GroupRegistry& registry, const std::string& group,
+                          v1::GetPresenceResponse* response) {
+  absl::StatusOr<PresenceSnapshot> snapshot = registry.GetPresence(group);
+  if (!snapshot.ok()) return snapshot.status();
+  for (const PresenceMember& m : snapshot->members) {
+    v1::PresenceMember* out = response->add_members();
+    out->set_id(m.user.id);
+    out->set_name(m.user.name);
+    out->set_connections(m.connections);
+    const int64_t nanos = absl::ToUnixNanos(m.since);
+    out->mutable_since()->set_seconds(nanos / 1000000000);
+    out->mutable_since()->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+  }
+  response->set_anonymous_connections(snapshot->anonymous_connections);
+  return absl::OkStatus();
+}
+
 v1::Ack ApplyCommand(GroupRegistry& registry, const v1::Command& command,
                      const std::shared_ptr<QueueQuota>& quota, const ShardMap* shards) {
   const uint64_t id = command.request_id();
   if (absl::Status s = Misplaced(shards, command); !s.ok()) return AckFor(id, s);
   switch (command.op_case()) {
     case v1::Command::kGroupAdd:
-      return AckFor(id,
-                    registry.GroupAdd(command.group_add().group(), command.group_add().channel()));
+      return AckFor(id, ApplyGroupAdd(registry, command.group_add()));
     case v1::Command::kGroupDiscard:
       return AckFor(id, registry.GroupDiscard(command.group_discard().group(),
                                               command.group_discard().channel()));
@@ -78,11 +109,38 @@ v1::Ack ApplyCommand(GroupRegistry& registry, const v1::Command& command,
       }
       return ack;
     }
+    case v1::Command::kHistory: {
+      const v1::GetHistoryRequest& request = command.history();
+      absl::StatusOr<HistoryPage> page = registry.GetHistory(request.group(), QueryOf(request));
+      v1::Ack ack = AckFor(id, page.status());
+      if (!page.ok()) return ack;
+      v1::HistoryReply* reply = ack.mutable_history();
+      reply->set_epoch(page->epoch);
+      reply->set_recovered(page->recovered);
+      reply->set_latest_offset(page->latest);
+      for (const HistoryEntry& entry : page->events) {
+        v1::Delivery* d = reply->add_events();
+        d->mutable_event()->set_type(entry.event->type);
+        d->mutable_event()->set_json(entry.event->json);
+        d->set_group(request.group());
+        d->set_offset(entry.offset);
+      }
+      return ack;
+    }
+    case v1::Command::kPresence: {
+      v1::Ack ack;
+      absl::Status s = FillPresence(registry, command.presence().group(), ack.mutable_presence());
+      if (!s.ok()) return AckFor(id, s);
+      ack.set_request_id(id);
+      return ack;
+    }
     case v1::Command::OP_NOT_SET:
       break;
   }
-  return AckFor(id, absl::InvalidArgumentError(
-                        "command names no operation (group_add, group_discard, group_send, send)"));
+  return AckFor(
+      id, absl::InvalidArgumentError(
+              "command names no operation (group_add, group_discard, group_send, send, history, "
+              "presence)"));
 }
 
 }  // namespace groupsvc

@@ -1,5 +1,6 @@
 // ApplyCommand: one Attach-stream command (group_add, group_discard, send,
-// group_send) applied to a GroupRegistry and answered with its Ack.
+// group_send, and the history and presence queries) applied to a
+// GroupRegistry and answered with its Ack.
 //
 // This is the whole of what an edge's command can do to the registry, kept
 // apart from the gRPC reactor (AttachStream) so that it can be unit-tested and
@@ -29,6 +30,13 @@ namespace groupsvc {
 v1::Ack ApplyCommand(GroupRegistry& registry, const v1::Command& command,
                      const std::shared_ptr<QueueQuota>& quota = nullptr,
                      const ShardMap* shards = nullptr);
+
+// What the stream and the unary API share: a group_add with its user, a
+// history request as the registry's query, a presence snapshot as its answer.
+absl::Status ApplyGroupAdd(GroupRegistry& registry, const v1::GroupAddRequest& request);
+HistoryQuery QueryOf(const v1::GetHistoryRequest& request);
+absl::Status FillPresence(GroupRegistry& registry, const std::string& group,
+                          v1::GetPresenceResponse* response);
 
 }  // namespace groupsvc
 

@@ -3,12 +3,24 @@
 #include <tuple>
 #include <utility>
 
+#include "absl/hash/hash.h"
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
+#include "groupsvc/event_json.h"
 #include "shared/names.h"
 
 namespace groupsvc {
 namespace {
+
+constexpr size_t kMaxUserField = 256;
+
+absl::Status ValidatePresenceUser(const PresenceUser& user) {
+  if (user.id.size() > kMaxUserField || user.name.size() > kMaxUserField) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a user's id and name are at most ", kMaxUserField, " bytes each"));
+  }
+  return absl::OkStatus();
+}
 
 std::string RandomTag(size_t length) {
   static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
@@ -34,6 +46,7 @@ GroupRegistry::GroupRegistry(RegistryOptions options, const chat::Clock* clock)
           UnsettledOptions{options_.warmup, options_.unsettled_window, options_.max_lost_edges},
           clock->Now()),
       history_(options_.history, RandomTag(8)),
+      presence_(options_.presence_debounce),
       process_tag_(RandomTag(8)) {}
 
 absl::Status GroupRegistry::ValidateEvent(const EventPtr& event) const {
@@ -58,7 +71,9 @@ absl::StatusOr<Attachment> GroupRegistry::AttachEdge(const AttachRequest& hello,
         // in; the new stream re-registers what it has, nothing of the old lingers.
         unsettled_.MarkLost(hello.edge_id, groups_.OwnerGroups(old_prefix), generation,
                             clock_->Now());
-        ForgetOwner(hello.edge_id, old_prefix, /*lost=*/true);
+        // The same process again: its users are back with its replay, so
+        // their leaves wait (and nothing is announced under this lock).
+        ForgetOwner(hello.edge_id, old_prefix, /*lost=*/true, /*debounce=*/true);
       });
   if (!admitted.ok()) return admitted.status();
   if (admitted->replaced != nullptr) admitted->replaced->Replaced();
@@ -76,18 +91,51 @@ void GroupRegistry::DetachEdge(absl::string_view edge_id, uint64_t generation,
     unsettled_.MarkLost(edge_id, groups_.OwnerGroups(*prefix), generation + 1, clock_->Now());
   // A newer stream may have replaced this one meanwhile; it took over then.
   if (!edges_.Remove(edge_id, generation)) return;
-  ForgetOwner(edge_id, *prefix, lost);
+  // A lost edge's users are gone now (as its memberships are); a closed
+  // stream's may reconnect through another edge within the debounce.
+  ForgetOwner(edge_id, *prefix, lost, /*debounce=*/!lost);
 }
 
-void GroupRegistry::ForgetOwner(absl::string_view edge_id, absl::string_view prefix, bool lost) {
-  if (!lost) {
-    groups_.RemoveOwner(prefix);
-    return;
-  }
-  // Groups joined since the loss was marked (unary GroupAdds) count too.
+void GroupRegistry::ForgetOwner(absl::string_view edge_id, absl::string_view prefix, bool lost,
+                                bool debounce) {
   absl::flat_hash_set<std::string> groups;
   groups_.RemoveOwner(prefix, &groups);
-  unsettled_.AddLostGroups(edge_id, std::move(groups));
+  Announce(presence_.RemoveOwner(prefix, groups, debounce, clock_->Now()));
+  // Groups joined since the loss was marked (unary GroupAdds) count too.
+  if (lost) unsettled_.AddLostGroups(edge_id, std::move(groups));
+}
+
+void GroupRegistry::Announce(const std::vector<PresenceChange>& changes) {
+  for (const PresenceChange& change : changes) {
+    google::protobuf::Struct fields;
+    auto& f = *fields.mutable_fields();
+    f["type"].set_string_value(change.joined ? "presence.join" : "presence.leave");
+    auto& user = *f["user"].mutable_struct_value()->mutable_fields();
+    user["id"].set_string_value(change.user.id);
+    user["name"].set_string_value(change.user.name);
+    absl::StatusOr<EventPtr> event = EventFromStruct(fields);
+    if (!event.ok()) continue;
+    // Grouped by owner, as a group_send's members are: one delivery per edge.
+    absl::flat_hash_map<std::string, std::vector<std::string>> by_owner;
+    for (std::string& channel : presence_.Watchers(change.group)) {
+      if (channel == change.channel) continue;
+      by_owner[chat::ChannelOwnerPrefix(channel)].push_back(std::move(channel));
+    }
+    const absl::Time now = clock_->Now();
+    for (auto& [owner, channels] : by_owner) {
+      if (auto edge = edges_.Find(owner); edge != nullptr) {
+        if (!edge->Deliver(*event, std::move(channels), change.group, 0)) {
+          CountDrop(DropReason::kEdgeQueueFull, channels.size());
+        }
+        continue;
+      }
+      for (const std::string& channel : channels) {
+        if (!mailboxes_.Put(channel, *event, now, nullptr).ok()) {
+          CountDrop(DropReason::kChannelFull, 1);
+        }
+      }
+    }
+  }
 }
 
 void GroupRegistry::ReplayApplied(absl::string_view edge_id, uint64_t generation) {
@@ -120,10 +168,16 @@ absl::Status GroupRegistry::Send(absl::string_view channel, EventPtr event,
   return status;
 }
 
-absl::Status GroupRegistry::GroupAdd(absl::string_view group, absl::string_view channel) {
+absl::Status GroupRegistry::GroupAdd(absl::string_view group, absl::string_view channel,
+                                     const PresenceUser* user, bool watch) {
   if (absl::Status s = chat::ValidateGroupName(group); !s.ok()) return s;
   if (absl::Status s = chat::ValidateChannelName(channel); !s.ok()) return s;
-  groups_.Add(group, channel, clock_->Now());
+  if (user != nullptr && !user->id.empty()) {
+    if (absl::Status s = ValidatePresenceUser(*user); !s.ok()) return s;
+  }
+  const absl::Time now = clock_->Now();
+  groups_.Add(group, channel, now);
+  if (auto change = presence_.Join(group, channel, user, watch, now)) Announce({*change});
   return absl::OkStatus();
 }
 
@@ -131,6 +185,7 @@ absl::Status GroupRegistry::GroupDiscard(absl::string_view group, absl::string_v
   if (absl::Status s = chat::ValidateGroupName(group); !s.ok()) return s;
   if (absl::Status s = chat::ValidateChannelName(channel); !s.ok()) return s;
   groups_.Discard(group, channel);
+  presence_.Leave(group, channel, clock_->Now());
   return absl::OkStatus();
 }
 
@@ -141,6 +196,9 @@ absl::StatusOr<SendReport> GroupRegistry::GroupSend(absl::string_view group, Eve
   events_in_.fetch_add(1, std::memory_order_relaxed);
   const absl::Time now = clock_->Now();
   SendReport report;
+  // A group's events are numbered and handed on in one step, so that every
+  // edge (and page) sees a room's offsets in order.
+  absl::MutexLock order(&send_order_[absl::HashOf(group) % send_order_.size()]);
   report.offset = history_.Append(group, event, now);
   for (OwnerMembers& members : groups_.Members(group, now)) {
     const uint32_t n = members.channels.size();
@@ -176,12 +234,23 @@ void GroupRegistry::Flush() {
   groups_.Clear();
   mailboxes_.Clear();
   history_.Clear();
+  presence_.Clear();
 }
 
-absl::StatusOr<HistoryPage> GroupRegistry::GetHistory(absl::string_view group, uint64_t since,
-                                                      absl::string_view epoch, size_t limit) {
+absl::StatusOr<HistoryPage> GroupRegistry::GetHistory(absl::string_view group,
+                                                      const HistoryQuery& query) {
   if (absl::Status s = chat::ValidateGroupName(group); !s.ok()) return s;
-  return history_.Since(group, since, epoch, limit, clock_->Now());
+  return history_.Since(group, query, clock_->Now());
+}
+
+absl::StatusOr<PresenceSnapshot> GroupRegistry::GetPresence(absl::string_view group) const {
+  if (absl::Status s = chat::ValidateGroupName(group); !s.ok()) return s;
+  PresenceSnapshot snapshot = presence_.Get(group);
+  uint32_t named = 0;
+  for (const PresenceMember& m : snapshot.members) named += m.connections;
+  const size_t size = groups_.Get(group, clock_->Now()).size();
+  snapshot.anonymous_connections = size > named ? static_cast<uint32_t>(size - named) : 0;
+  return snapshot;
 }
 
 absl::StatusOr<EventPtr> GroupRegistry::Receive(absl::string_view channel,
@@ -247,8 +316,11 @@ void GroupRegistry::CountDrop(DropReason reason, uint64_t n) { drops_.Add(reason
 void GroupRegistry::Sweep() {
   const absl::Time now = clock_->Now();
   unsettled_.Sweep(now);
-  groups_.Sweep(now);
+  std::vector<std::pair<std::string, std::string>> lapsed;
+  groups_.Sweep(now, &lapsed);
+  for (const auto& [group, channel] : lapsed) presence_.Leave(group, channel, now);
   mailboxes_.Sweep(now);
+  Announce(presence_.Due(now));
 }
 
 }  // namespace groupsvc

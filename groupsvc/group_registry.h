@@ -50,6 +50,7 @@
 #include "groupsvc/registry/group_table.h"
 #include "groupsvc/registry/history.h"
 #include "groupsvc/registry/mailboxes.h"
+#include "groupsvc/registry/presence.h"
 #include "groupsvc/registry/unsettled_groups.h"
 #include "shared/clock.h"
 
@@ -78,6 +79,9 @@ struct RegistryOptions {
   size_t max_lost_edges = 256;
   // The latest events of each group, for GetHistory (registry/history.h).
   HistoryOptions history;
+  // How long a user whose last channel left a group is still listed there
+  // (registry/presence.h); a lost edge's users leave at once.
+  absl::Duration presence_debounce = absl::Seconds(3);
 };
 
 // How an edge's stream ended, which decides whether its groups are unsettled.
@@ -146,15 +150,19 @@ class GroupRegistry {
   // refused like one for a full channel (RESOURCE_EXHAUSTED for Send).
   absl::Status Send(absl::string_view channel, EventPtr event,
                     const std::shared_ptr<QueueQuota>& quota = nullptr);
-  absl::Status GroupAdd(absl::string_view group, absl::string_view channel);
+  // `user`: who the channel belongs to, for presence (null: anonymous);
+  // `watch`: the channel gets the group's presence events.
+  absl::Status GroupAdd(absl::string_view group, absl::string_view channel,
+                        const PresenceUser* user = nullptr, bool watch = false);
   absl::Status GroupDiscard(absl::string_view group, absl::string_view channel);
   absl::StatusOr<SendReport> GroupSend(absl::string_view group, EventPtr event,
                                        const std::shared_ptr<QueueQuota>& quota = nullptr);
   void Flush();
   // The group's events after offset `since` if `epoch` is this process's and
   // none of them is gone (recovered), else its latest; at most `limit`.
-  absl::StatusOr<HistoryPage> GetHistory(absl::string_view group, uint64_t since,
-                                         absl::string_view epoch, size_t limit);
+  absl::StatusOr<HistoryPage> GetHistory(absl::string_view group, const HistoryQuery& query);
+  // The group's signed-in users, and how many members have none.
+  absl::StatusOr<PresenceSnapshot> GetPresence(absl::string_view group) const;
   const std::string& history_epoch() const { return history_.epoch(); }
   // The next queued event of `channel`. When there is none and `receiver` is
   // set, it is registered and the result is nullptr: the receiver then gets the
@@ -172,8 +180,9 @@ class GroupRegistry {
   absl::StatusOr<GroupInfo> GetGroup(absl::string_view name) const;
   StatsSnapshot Stats() const;
 
-  // Drops expired events and memberships. Lookups skip expired entries anyway;
-  // this bounds the memory they hold.
+  // Drops expired events and memberships (lookups skip expired entries
+  // anyway; this bounds the memory they hold), and announces the presence
+  // leaves that are due.
   void Sweep();
   // Drops counted outside the registry (e.g. events that expired on a stream).
   void CountDrop(DropReason reason, uint64_t n);
@@ -185,7 +194,10 @@ class GroupRegistry {
   // Removes the memberships of `prefix`'s channels; when `lost`, adds their
   // groups to the loss already marked for `edge_id` (UnsettledGroups::MarkLost
   // comes first, while the members are still visible).
-  void ForgetOwner(absl::string_view edge_id, absl::string_view prefix, bool lost);
+  // `debounce`: its users' presence leaves wait (see Presence).
+  void ForgetOwner(absl::string_view edge_id, absl::string_view prefix, bool lost, bool debounce);
+  // Sends each change to the group's presence watchers.
+  void Announce(const std::vector<PresenceChange>& changes);
   void CountUnsettled(bool unsettled) {
     if (unsettled) unsettled_group_sends_.fetch_add(1, std::memory_order_relaxed);
   }
@@ -198,6 +210,9 @@ class GroupRegistry {
   Mailboxes mailboxes_;
   UnsettledGroups unsettled_;
   History history_;
+  Presence presence_;
+  // Held by a group_send from its offset to its last hand-off (by group hash).
+  std::array<absl::Mutex, 64> send_order_;
 
   std::atomic<uint64_t> events_in_{0};
   std::atomic<uint64_t> events_out_{0};

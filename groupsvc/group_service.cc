@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "groupsvc/commands.h"
 #include "groupsvc/event_json.h"
 #include "groupsvc/peer_identity.h"
 #include "groupsvc/self_owned.h"
@@ -359,6 +360,13 @@ grpc::ServerUnaryReactor* GroupService::GetHistory(grpc::CallbackServerContext* 
                Placement<v1::GetHistoryRequest>{Placed::kByGroup, &v1::GetHistoryRequest::group});
 }
 
+grpc::ServerUnaryReactor* GroupService::GetPresence(grpc::CallbackServerContext* context,
+                                                    const Raw* request, Raw* response) {
+  return Unary(context, kScopeRead, request, response, &GroupService::DoGetPresence,
+               "/groupsvc.v1.ChannelLayer/GetPresence",
+               Placement<v1::GetPresenceRequest>{Placed::kByGroup, &v1::GetPresenceRequest::group});
+}
+
 grpc::ServerUnaryReactor* GroupService::Stats(grpc::CallbackServerContext* context,
                                               const Raw* request, Raw* response) {
   return Everywhere(context, kScopeRead, "/groupsvc.v1.ChannelLayer/Stats", request, response,
@@ -388,7 +396,7 @@ absl::Status GroupService::DoGroupAdd(const Caller& caller, const v1::GroupAddRe
   if (attach_options_.shards != nullptr && chat::ValidateChannelName(request.channel()).ok()) {
     if (absl::Status s = attach_options_.shards->CheckMember(request.channel()); !s.ok()) return s;
   }
-  return registry_->GroupAdd(request.group(), request.channel());
+  return ApplyGroupAdd(*registry_, request);
 }
 
 absl::Status GroupService::DoGroupDiscard(const Caller& caller,
@@ -413,8 +421,7 @@ absl::Status GroupService::DoGroupSend(const Caller& caller, const v1::GroupSend
 
 absl::Status GroupService::DoGetHistory(const Caller& caller, const v1::GetHistoryRequest& request,
                                         v1::GetHistoryResponse* response) {
-  absl::StatusOr<HistoryPage> page = registry_->GetHistory(request.group(), request.since_offset(),
-                                                           request.epoch(), request.page_size());
+  absl::StatusOr<HistoryPage> page = registry_->GetHistory(request.group(), QueryOf(request));
   if (!page.ok()) return page.status();
   response->set_epoch(page->epoch);
   response->set_recovered(page->recovered);
@@ -430,6 +437,12 @@ absl::Status GroupService::DoGetHistory(const Caller& caller, const v1::GetHisto
     out->mutable_time()->set_nanos(static_cast<int32_t>(nanos % 1000000000));
   }
   return absl::OkStatus();
+}
+
+absl::Status GroupService::DoGetPresence(const Caller& caller,
+                                         const v1::GetPresenceRequest& request,
+                                         v1::GetPresenceResponse* response) {
+  return FillPresence(*registry_, request.group(), response);
 }
 
 absl::Status GroupService::DoFlush(const Caller& caller, const v1::FlushRequest& request,

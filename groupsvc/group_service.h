@@ -42,13 +42,13 @@ namespace groupsvc {
 
 namespace internal {
 using C = v1::ChannelLayer;
-using RawChannelLayer =
-    C::WithRawCallbackMethod_Attach<C::WithRawCallbackMethod_Send<C::WithRawCallbackMethod_Receive<
-        C::WithRawCallbackMethod_NewChannel<C::WithRawCallbackMethod_GroupAdd<
-            C::WithRawCallbackMethod_GroupDiscard<C::WithRawCallbackMethod_GroupSend<
-                C::WithRawCallbackMethod_Flush<C::WithRawCallbackMethod_ListGroups<
-                    C::WithRawCallbackMethod_GetGroup<C::WithRawCallbackMethod_GetHistory<
-                        C::WithRawCallbackMethod_Stats<C::Service>>>>>>>>>>>>;
+using RawChannelLayer = C::WithRawCallbackMethod_Attach<C::WithRawCallbackMethod_Send<
+    C::WithRawCallbackMethod_Receive<C::WithRawCallbackMethod_NewChannel<
+        C::WithRawCallbackMethod_GroupAdd<C::WithRawCallbackMethod_GroupDiscard<
+            C::WithRawCallbackMethod_GroupSend<C::WithRawCallbackMethod_Flush<
+                C::WithRawCallbackMethod_ListGroups<C::WithRawCallbackMethod_GetGroup<
+                    C::WithRawCallbackMethod_GetHistory<C::WithRawCallbackMethod_GetPresence<
+                        C::WithRawCallbackMethod_Stats<C::Service>>>>>>>>>>>>>;
 }  // namespace internal
 
 class GroupService final : public internal::RawChannelLayer {
@@ -87,6 +87,8 @@ class GroupService final : public internal::RawChannelLayer {
                                   Raw* response) override;
   grpc::ServerUnaryReactor* GetHistory(grpc::CallbackServerContext* context, const Raw* request,
                                        Raw* response) override;
+  grpc::ServerUnaryReactor* GetPresence(grpc::CallbackServerContext* context, const Raw* request,
+                                        Raw* response) override;
 
   // The longest a Receive waits.
   static constexpr absl::Duration kMaxReceiveWait = absl::Seconds(60);
@@ -113,6 +115,8 @@ class GroupService final : public internal::RawChannelLayer {
                        v1::StatsResponse* response);
   absl::Status DoGetHistory(const Caller& caller, const v1::GetHistoryRequest& request,
                             v1::GetHistoryResponse* response);
+  absl::Status DoGetPresence(const Caller& caller, const v1::GetPresenceRequest& request,
+                             v1::GetPresenceResponse* response);
 
   // Which shard answers a call: this one, or the owner of a group's or a
   // channel's name (the request's `key`).

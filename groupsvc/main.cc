@@ -33,6 +33,9 @@ ABSL_FLAG(int64_t, history_size, 100,
           "latest events each group keeps for GetHistory (and reconnecting clients); 0: none");
 ABSL_FLAG(absl::Duration, history_ttl, absl::Minutes(10), "how long a group keeps an event");
 ABSL_FLAG(int64_t, history_bytes, 64 << 20, "bytes of history kept over all groups");
+ABSL_FLAG(absl::Duration, presence_debounce, absl::Seconds(3),
+          "how long a user whose last connection left a room is still listed (a reconnect "
+          "within it is no leave); a lost edge's users leave at once");
 ABSL_FLAG(int64_t, max_event_bytes, 256 << 10, "largest event accepted (type plus JSON)");
 ABSL_FLAG(int64_t, max_queued_bytes, 256 << 20, "bytes of undelivered events queued in all");
 ABSL_FLAG(int64_t, edge_queue_bytes, 32 << 20,
@@ -126,6 +129,7 @@ int main(int argc, char** argv) {
   options.registry.history.per_group =
       static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_history_size)));
   options.registry.history.ttl = absl::GetFlag(FLAGS_history_ttl);
+  options.registry.presence_debounce = absl::GetFlag(FLAGS_presence_debounce);
   options.registry.history.max_bytes =
       static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_history_bytes)));
   options.registry.max_event_bytes = absl::GetFlag(FLAGS_max_event_bytes);

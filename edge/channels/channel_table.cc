@@ -89,6 +89,19 @@ std::vector<std::pair<std::string, std::string>> ChannelTable::AllMemberships() 
   return out;
 }
 
+void ChannelTable::SetUser(const std::string& channel, ChannelUser user) {
+  absl::MutexLock lock(&mu_);
+  auto it = sinks_.find(channel);
+  if (it != sinks_.end()) it->second.user = std::move(user);
+}
+
+std::optional<ChannelUser> ChannelTable::User(const std::string& channel) const {
+  absl::MutexLock lock(&mu_);
+  auto it = sinks_.find(channel);
+  if (it == sinks_.end()) return std::nullopt;
+  return it->second.user;
+}
+
 size_t ChannelTable::groups() const {
   absl::MutexLock lock(&mu_);
   return groups_.size();

@@ -21,6 +21,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -85,6 +86,9 @@ class ChannelTable {
   bool Join(const std::string& group, const std::string& channel);
   bool Leave(const std::string& group, const std::string& channel);
   std::vector<std::pair<std::string, std::string>> AllMemberships() const;
+  // The channel's user (Layer::SetUser); unset: anonymous, not watching.
+  void SetUser(const std::string& channel, ChannelUser user);
+  std::optional<ChannelUser> User(const std::string& channel) const;
   size_t groups() const;
   size_t channels() const;
 
@@ -92,6 +96,7 @@ class ChannelTable {
   struct Entry {
     std::weak_ptr<ChannelSink> sink;
     size_t loop;
+    std::optional<ChannelUser> user;
   };
   template <typename Channels>
   size_t DeliverLocked(const Channels& channels, const LayerEventPtr& event, Handoff& handoff) const

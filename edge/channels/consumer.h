@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -107,6 +108,15 @@ class Consumer {
   void GroupDiscard(const std::string& group);
   void GroupSend(const std::string& group, LayerEventPtr event, Done done = nullptr);
   void SendTo(const std::string& channel, LayerEventPtr event, Done done = nullptr);
+  // Who this connection is, for the groups it joins after this (presence).
+  void SetUser(ChannelUser user) { layer_->SetUser(channel_, std::move(user)); }
+  // The layer's history and presence of a group; `done` on this thread.
+  void GetHistory(const HistoryQuery& query, HistoryCallback done) {
+    layer_->History(query, OnLoop(std::move(done)));
+  }
+  void GetPresence(const std::string& group, PresenceCallback done) {
+    layer_->Presence(group, OnLoop(std::move(done)));
+  }
 
   void CountDrop(const char* reason) { connection_->CountDrop(reason); }
 
@@ -117,6 +127,16 @@ class Consumer {
  private:
   // `done`, run on the connection's thread if the connection still exists.
   DoneCallback OnLoop(Done done);
+  template <typename T>
+  std::function<void(T)> OnLoop(std::function<void(T)> done) {
+    auto value = std::make_shared<std::optional<T>>();
+    std::function<void()> run =
+        connection_->Bind([done = std::move(done), value] { done(std::move(**value)); });
+    return [run = std::move(run), value](T v) {
+      value->emplace(std::move(v));
+      run();
+    };
+  }
 
   Connection* connection_ = nullptr;
   Layer* layer_ = nullptr;

@@ -51,10 +51,19 @@ absl::Status AckStatus(const v1::Ack& ack) {
   return absl::OkStatus();
 }
 
-// A group_add (or group_discard) of `channel` to `group`.
-v1::Command Membership(bool add, const std::string& group, const std::string& channel) {
+// A group_add (or group_discard) of `channel` to `group`; a group_add with
+// the channel's user (see Layer::SetUser).
+v1::Command Membership(bool add, const std::string& group, const std::string& channel,
+                       const ChannelUser* user) {
   v1::Command c;
   if (add) {
+    if (user != nullptr) {
+      if (!user->id.empty()) {
+        c.mutable_group_add()->mutable_user()->set_id(user->id);
+        c.mutable_group_add()->mutable_user()->set_name(user->name);
+      }
+      c.mutable_group_add()->set_watch_presence(user->watch_presence);
+    }
     c.mutable_group_add()->set_group(group);
     c.mutable_group_add()->set_channel(channel);
   } else {
@@ -71,6 +80,21 @@ std::string RandomIncarnation() {
   for (char& c : bytes) c = static_cast<char>(absl::Uniform<unsigned>(gen, 0, 256));
   return bytes;
 }
+
+// What waits for an ack: a command's outcome (`done`), or a query's answer.
+using AckCallback = std::function<void(absl::Status, const v1::Ack*)>;
+struct Pending {
+  DoneCallback done;
+  AckCallback answer;
+  explicit operator bool() const { return done || answer; }
+  void Resolve(const absl::Status& status, const v1::Ack* ack) {
+    if (answer) {
+      answer(status, ack);
+    } else if (done) {
+      done(status);
+    }
+  }
+};
 
 }  // namespace
 
@@ -90,7 +114,15 @@ class GrpcLayer::Link {
   // handshake that keeps failing. Returns when to look again.
   absl::Time Tick(absl::Time now);
   // Queues on the current stream; fails `done` with UNAVAILABLE if there is none.
-  void Submit(v1::Command command, DoneCallback done, bool require_ready);
+  void Submit(v1::Command command, DoneCallback done, bool require_ready) {
+    Submit(std::move(command), Pending{std::move(done), nullptr}, require_ready);
+  }
+  // A history or presence query: `answer` gets the ack (UNAVAILABLE and no
+  // ack while the shard is down or if the stream ends first).
+  void Query(v1::Command command, AckCallback answer) {
+    Submit(std::move(command), Pending{nullptr, std::move(answer)}, /*require_ready=*/true);
+  }
+  void Submit(v1::Command command, Pending pending, bool require_ready);
   void Cancel();
   // Waits (bounded) for the current stream's status, which touches this link.
   void AwaitGone(absl::Time deadline) {
@@ -158,7 +190,7 @@ class GrpcLayer::AttachCall {
     first.mutable_hello()->set_incarnation(layer_->incarnation_);
     for (const auto& [group, channel] : replay) {
       v1::Command* c = first.add_commands();
-      *c = Membership(true, group, channel);
+      *c = layer_->Join(group, channel);
       c->set_request_id(next_id_++);
     }
     batch_ = std::move(first);
@@ -182,8 +214,8 @@ class GrpcLayer::AttachCall {
 
   enum class Queued { kYes, kEnded, kFull };
 
-  // `done` is kept only when kYes.
-  Queued Submit(v1::Command command, DoneCallback done, const std::shared_ptr<AttachCall>& self) {
+  // `pending` is kept only when kYes.
+  Queued Submit(v1::Command command, Pending pending, const std::shared_ptr<AttachCall>& self) {
     const size_t loop = layer_->loops_->current();
     const bool defer = loop != EventLoops::kNone;
     bool schedule = false;
@@ -192,7 +224,7 @@ class GrpcLayer::AttachCall {
       if (ended_) return Queued::kEnded;
       if (queue_.size() + awaiting_.size() >= layer_->options_.max_pending) return Queued::kFull;
       command.set_request_id(next_id_++);
-      if (done) awaiting_.emplace(command.request_id(), std::move(done));
+      if (pending) awaiting_.emplace(command.request_id(), std::move(pending));
       queue_.push_back(std::move(command));
       schedule = defer && !writing_ && !pump_scheduled_;
       if (schedule) pump_scheduled_ = true;
@@ -301,16 +333,16 @@ class GrpcLayer::AttachCall {
     }
     if (incoming_.has_draining()) link_->OnDraining();
     for (const v1::Ack& ack : incoming_.acks()) {
-      DoneCallback done;
+      Pending pending;
       {
         absl::MutexLock lock(&mu_);
         auto it = awaiting_.find(ack.request_id());
         if (it != awaiting_.end()) {
-          done = std::move(it->second);
+          pending = std::move(it->second);
           awaiting_.erase(it);
         }
       }
-      if (done) done(AckStatus(ack));
+      pending.Resolve(AckStatus(ack), &ack);
     }
     if (incoming_.deliveries_size() > 0) {
       ChannelTable::Handoff handoff(layer_->table_);
@@ -325,7 +357,7 @@ class GrpcLayer::AttachCall {
   // The read side is over: nothing more will be acknowledged. The status is
   // asked for once no write is in flight (Finish, then, is the only operation).
   void EndCall() {
-    absl::flat_hash_map<uint64_t, DoneCallback> awaiting;
+    absl::flat_hash_map<uint64_t, Pending> awaiting;
     absl::flat_hash_set<uint64_t> unsent;
     bool finish_now = false;
     {
@@ -340,13 +372,15 @@ class GrpcLayer::AttachCall {
     }
     // Those never written are unavailable; those written may have been
     // carried out by groupsvc, so their outcome is unknown.
-    for (auto& [id, done] : awaiting) {
-      if (unsent.contains(id)) {
-        done(absl::UnavailableError("the chat service is unavailable"));
+    for (auto& [id, pending] : awaiting) {
+      if (unsent.contains(id) || pending.answer) {
+        pending.Resolve(absl::UnavailableError("the chat service is unavailable"), nullptr);
       } else {
-        done(absl::UnknownError(
-            "the link to groupsvc was lost before it confirmed the command; it may have been "
-            "done"));
+        pending.Resolve(
+            absl::UnknownError(
+                "the link to groupsvc was lost before it confirmed the command; it may have been "
+                "done"),
+            nullptr);
       }
     }
     if (finish_now) stream_->Finish(&status_, &finish_);
@@ -383,7 +417,7 @@ class GrpcLayer::AttachCall {
   bool ended_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_after_write_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<v1::Command> queue_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<uint64_t, DoneCallback> awaiting_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, Pending> awaiting_ ABSL_GUARDED_BY(mu_);
 };
 
 absl::Time GrpcLayer::Link::Tick(absl::Time now) {
@@ -405,38 +439,39 @@ absl::Time GrpcLayer::Link::Tick(absl::Time now) {
   return now + absl::Seconds(1);
 }
 
-void GrpcLayer::Link::Submit(v1::Command command, DoneCallback done, bool require_ready) {
+void GrpcLayer::Link::Submit(v1::Command command, Pending pending, bool require_ready) {
   std::shared_ptr<AttachCall> call;
   {
     absl::MutexLock lock(&mu_);
     call = call_;
   }
   if (call == nullptr || (require_ready && !ready_)) {
-    if (done) done(Unavailable());
+    pending.Resolve(Unavailable(), nullptr);
     return;
   }
   // A membership change while the stream waits for its shard is in the table:
   // the stream carries it when it connects, and a later one replays it, so
   // the consumer need not wait for the shard to come back.
-  if (!require_ready && !ready_ && done) {
-    done(absl::OkStatus());
-    done = nullptr;
+  if (!require_ready && !ready_ && pending) {
+    pending.Resolve(absl::OkStatus(), nullptr);
+    pending = Pending{};
   }
-  switch (call->Submit(std::move(command), done, call)) {
+  switch (call->Submit(std::move(command), pending, call)) {
     case AttachCall::Queued::kYes:
       return;
     case AttachCall::Queued::kEnded:
       // The stream just ended; the next one replays memberships.
-      if (done) done(Unavailable());
+      pending.Resolve(Unavailable(), nullptr);
       return;
     case AttachCall::Queued::kFull:
       if (!ready_) {
         // Too much changed while waiting: a fresh stream replays the table instead.
         call->Cancel();
-        if (done) done(Unavailable());
+        pending.Resolve(Unavailable(), nullptr);
         return;
       }
-      if (done) done(absl::ResourceExhaustedError("too many commands waiting for groupsvc"));
+      pending.Resolve(absl::ResourceExhaustedError("too many commands waiting for groupsvc"),
+                      nullptr);
       return;
   }
 }
@@ -730,15 +765,62 @@ void GrpcLayer::UpdateBridge() {
     const Owners after = GroupOwners(group, next);
     for (int i = 0; i < after.count; ++i) {
       if (before.has(after.members[i])) continue;
-      links_[after.members[i]]->Submit(Membership(true, group, channel), nullptr,
+      links_[after.members[i]]->Submit(Join(group, channel), nullptr,
                                        /*require_ready=*/false);
     }
     for (int i = 0; i < before.count; ++i) {
       if (after.has(before.members[i])) continue;
-      links_[before.members[i]]->Submit(Membership(false, group, channel), nullptr,
+      links_[before.members[i]]->Submit(Membership(false, group, channel, nullptr), nullptr,
                                         /*require_ready=*/false);
     }
   }
+}
+
+v1::Command GrpcLayer::Join(const std::string& group, const std::string& channel) const {
+  const std::optional<ChannelUser> user = table_.User(channel);
+  return Membership(true, group, channel, user.has_value() ? &*user : nullptr);
+}
+
+void GrpcLayer::SetUser(const std::string& channel, ChannelUser user) {
+  table_.SetUser(channel, std::move(user));
+}
+
+void GrpcLayer::History(const HistoryQuery& query, HistoryCallback done) {
+  v1::Command c;
+  v1::GetHistoryRequest* request = c.mutable_history();
+  request->set_group(query.group);
+  request->set_since_offset(query.since);
+  request->set_epoch(query.epoch);
+  request->set_page_size(query.limit);
+  request->set_latest(query.latest);
+  request->set_max_bytes(query.max_bytes);
+  // Where the group's events are numbered: where its sends go.
+  links_[GroupOwners(query.group, bridge_.load()).send]->Query(
+      std::move(c), [done = std::move(done)](absl::Status s, const v1::Ack* ack) {
+        if (!s.ok()) return done(s);
+        const v1::HistoryReply& reply = ack->history();
+        HistoryAnswer answer{reply.epoch(), reply.recovered(), reply.latest_offset(), {}};
+        answer.events.reserve(reply.events_size());
+        for (const v1::Delivery& d : reply.events()) {
+          answer.events.push_back(
+              LayerEvent::FromWire(d.event().type(), d.event().json(), d.offset(), reply.epoch()));
+        }
+        done(std::move(answer));
+      });
+}
+
+void GrpcLayer::Presence(const std::string& group, PresenceCallback done) {
+  v1::Command c;
+  c.mutable_presence()->set_group(group);
+  links_[GroupOwners(group, bridge_.load()).send]->Query(
+      std::move(c), [done = std::move(done)](absl::Status s, const v1::Ack* ack) {
+        if (!s.ok()) return done(s);
+        std::vector<PresenceEntry> members;
+        for (const v1::PresenceMember& m : ack->presence().members()) {
+          members.push_back(PresenceEntry{m.id(), m.name()});
+        }
+        done(std::move(members));
+      });
 }
 
 std::string GrpcLayer::Register(std::weak_ptr<ChannelSink> sink, size_t loop) {
@@ -761,7 +843,7 @@ void GrpcLayer::GroupAdd(const std::string& group, const std::string& channel, D
         if (done) done(absl::IsUnavailable(s) || absl::IsUnknown(s) ? absl::OkStatus() : s);
       };
     }
-    links_[owners.members[i]]->Submit(Membership(true, group, channel), std::move(answer),
+    links_[owners.members[i]]->Submit(Join(group, channel), std::move(answer),
                                       /*require_ready=*/false);
   }
 }
@@ -770,7 +852,7 @@ void GrpcLayer::GroupDiscard(const std::string& group, const std::string& channe
   if (!table_.Leave(group, channel)) return;
   const Owners owners = GroupOwners(group, bridge_.load());
   for (int i = 0; i < owners.count; ++i) {
-    links_[owners.members[i]]->Submit(Membership(false, group, channel), nullptr,
+    links_[owners.members[i]]->Submit(Membership(false, group, channel, nullptr), nullptr,
                                       /*require_ready=*/false);
   }
 }

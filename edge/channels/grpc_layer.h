@@ -134,6 +134,11 @@ class GrpcLayer : public Layer {
   void GroupDiscard(const std::string& group, const std::string& channel) override;
   void GroupSend(const std::string& group, LayerEventPtr event, DoneCallback done) override;
   void Send(const std::string& channel, LayerEventPtr event, DoneCallback done) override;
+  void SetUser(const std::string& channel, ChannelUser user) override;
+  // On the stream of the shard the group's sends go to (history and presence
+  // live there), in order with this process's joins.
+  void History(const HistoryQuery& query, HistoryCallback done) override;
+  void Presence(const std::string& group, PresenceCallback done) override;
   // While any shard is attached: one shard down must not take the edge out of
   // its Service (its rooms' senders are told, the others chat on).
   bool ready() const override;
@@ -160,6 +165,8 @@ class GrpcLayer : public Layer {
   };
   Owners GroupOwners(const std::string& group, uint32_t bridge) const;
   uint32_t ChannelOwner(const std::string& channel) const;
+  // A group_add of `channel` with its user.
+  groupsvc::v1::Command Join(const std::string& group, const std::string& channel) const;
   // After a shard's Welcome: the bridge count all of them announce, and if it
   // changed, each membership joined where it is now placed and left where it
   // no longer is.

@@ -12,11 +12,14 @@
 #ifndef CHAT_EDGE_CHANNELS_LAYER_H_
 #define CHAT_EDGE_CHANNELS_LAYER_H_
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "edge/channels/event_loops.h"
 #include "edge/channels/layer_event.h"
 
@@ -31,6 +34,40 @@ class ChannelSink {
 };
 
 using DoneCallback = std::function<void(absl::Status)>;
+
+// Who a channel belongs to, for presence: a signed-in user (empty id:
+// anonymous) and whether it wants its groups' presence events.
+struct ChannelUser {
+  std::string id;
+  std::string name;
+  bool watch_presence = false;
+};
+
+// A group's history after `since` (seen under `epoch`), or its latest with
+// `latest`: at most `limit` events (0: the layer's own bound) and about
+// `max_bytes` (0: none).
+struct HistoryQuery {
+  std::string group;
+  uint64_t since = 0;
+  std::string epoch;
+  uint32_t limit = 0;
+  bool latest = false;
+  uint32_t max_bytes = 0;
+};
+struct HistoryAnswer {
+  std::string epoch;
+  // `events` are exactly those after `since` (or the first of them).
+  bool recovered = false;
+  uint64_t latest = 0;                // The group's latest offset.
+  std::vector<LayerEventPtr> events;  // Oldest first, each with its offset.
+};
+using HistoryCallback = std::function<void(absl::StatusOr<HistoryAnswer>)>;
+
+struct PresenceEntry {
+  std::string id;
+  std::string name;
+};
+using PresenceCallback = std::function<void(absl::StatusOr<std::vector<PresenceEntry>>)>;
 
 class Layer {
  public:
@@ -49,6 +86,17 @@ class Layer {
   virtual void GroupDiscard(const std::string& group, const std::string& channel) = 0;
   virtual void GroupSend(const std::string& group, LayerEventPtr event, DoneCallback done) = 0;
   virtual void Send(const std::string& channel, LayerEventPtr event, DoneCallback done) = 0;
+  // The channel's user, for the groups it joins after this (groupsvc lists
+  // it in GetPresence and tells watchers when it joins and leaves).
+  virtual void SetUser(const std::string& channel, ChannelUser user) {}
+  // A group's history and presence, as the group's shard keeps them; the
+  // in-process layer keeps neither (UNIMPLEMENTED). `done` as above.
+  virtual void History(const HistoryQuery& query, HistoryCallback done) {
+    done(absl::UnimplementedError("this layer keeps no history"));
+  }
+  virtual void Presence(const std::string& group, PresenceCallback done) {
+    done(absl::UnimplementedError("this layer keeps no presence"));
+  }
   // Whether sends can currently reach the layer (readiness).
   virtual bool ready() const = 0;
   // Local groups with at least one local member.

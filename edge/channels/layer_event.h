@@ -26,7 +26,8 @@ class LayerEvent;
 using LayerEventPtr = std::shared_ptr<const LayerEvent>;
 using Frame = std::shared_ptr<const std::string>;
 
-class LayerEvent {
+// Shared (LayerEventPtr) from its making: a handler may keep it (shared_from_this).
+class LayerEvent : public std::enable_shared_from_this<LayerEvent> {
  public:
   // `fields` must not hold "type"; it is added.
   static LayerEventPtr Make(std::string type, boost::json::object fields);

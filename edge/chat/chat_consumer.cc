@@ -2,7 +2,9 @@
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <boost/url/parse.hpp>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -14,6 +16,19 @@ namespace {
 // RFC 3339, UTC, milliseconds: "2026-12-02T20:15:00.123Z".
 std::string NowText() {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone());
+}
+
+// The longest epoch a client may name (groupsvc's are 8 characters).
+constexpr size_t kMaxEpoch = 64;
+
+boost::json::object UserObject(const boost::json::value* user) {
+  boost::json::object out;
+  const boost::json::object* u = user == nullptr ? nullptr : user->if_object();
+  const boost::json::value* id = u == nullptr ? nullptr : u->if_contains("id");
+  const boost::json::value* name = u == nullptr ? nullptr : u->if_contains("name");
+  out["id"] = id != nullptr && id->is_string() ? id->as_string() : "";
+  out["name"] = name != nullptr && name->is_string() ? name->as_string() : "";
+  return out;
 }
 
 }  // namespace
@@ -49,8 +64,10 @@ std::optional<std::string> ChatProtocolConsumer::TakeMessage(const std::string& 
   return std::move(parsed.message);
 }
 
-ChatConsumer::ChatConsumer() {
+ChatConsumer::ChatConsumer(ChatOptions options) : options_(options) {
   On("chat.message", [this](const LayerEvent& e) { ChatMessage(e); });
+  On("presence.join", [this](const LayerEvent& e) { PresenceChange(e, "joined"); });
+  On("presence.leave", [this](const LayerEvent& e) { PresenceChange(e, "left"); });
 }
 
 void ChatConsumer::Connect() {
@@ -60,15 +77,152 @@ void ChatConsumer::Connect() {
     return;
   }
   for (const std::string& p : scope().subprotocols) v2_ = v2_ || p == kProtocolV2;
+  if (v2_) {
+    // ?since=<offset>&epoch=<epoch>: the last message the client saw.
+    const std::string ref = "?" + scope().query_string;  // The view below points into it.
+    auto query = boost::urls::parse_relative_ref(ref);
+    if (query.has_value()) {
+      auto since = query->params().find("since");
+      if (since != query->params().end()) {
+        recovering_ = true;
+        auto epoch = query->params().find("epoch");
+        uint64_t offset = 0;
+        if (absl::SimpleAtoi(std::string((*since).value), &offset) &&
+            epoch != query->params().end() && (*epoch).value.size() <= kMaxEpoch) {
+          since_ = offset;
+          since_epoch_ = std::string((*epoch).value);
+          sent_offset_ = offset;
+          sent_epoch_ = since_epoch_;
+        }
+      }
+    }
+  }
+  // Presence: a signed-in user is listed in the room; a v2 client hears who
+  // comes and goes.
+  if (scope().authenticated || v2_) {
+    SetUser(ChannelUser{scope().authenticated ? scope().user_id : "",
+                        scope().authenticated ? scope().user : "", v2_});
+  }
   // Accept once the membership is registered, so the first message sent to the
   // room after the handshake reaches this client.
   GroupAdd(group_, [this](absl::Status s) {
-    if (s.ok()) {
-      Accept(v2_ ? kProtocolV2 : "");
-    } else {
+    if (!s.ok()) {
       Close(kCloseInternal);
+      return;
     }
+    Accept(v2_ ? kProtocolV2 : "");
+    if (v2_) StartSync();
   });
+}
+
+void ChatConsumer::StartSync() {
+  sync_ = Sync::kSyncing;
+  GetPresence(group_, [this](absl::StatusOr<std::vector<PresenceEntry>> members) {
+    if (!members.ok()) return;  // No presence here (the in-process layer), or groupsvc is away.
+    boost::json::array list;
+    for (const PresenceEntry& m : *members) list.push_back({{"id", m.id}, {"name", m.name}});
+    Send(boost::json::serialize(boost::json::object{{"type", "presence"}, {"members", list}}));
+  });
+  // Asked after the group_add on the same stream: the history covers what
+  // came before the join, deliveries what comes after it.
+  if (!since_.has_value()) {
+    if (recovering_) not_recovered_ = "since must be an offset, with the epoch it was seen under";
+    AskLatest();
+    return;
+  }
+  HistoryQuery query{group_, *since_, since_epoch_};
+  query.max_bytes = static_cast<uint32_t>(options_.recover_bytes);
+  AskHistory(std::move(query));
+}
+
+void ChatConsumer::AskLatest() {
+  HistoryQuery query{group_};
+  query.latest = true;
+  query.limit = std::max<uint32_t>(1, options_.join_history);
+  AskHistory(std::move(query));
+}
+
+void ChatConsumer::AskHistory(HistoryQuery query) {
+  HistoryQuery asked = query;
+  GetHistory(query, [this, asked = std::move(asked)](absl::StatusOr<HistoryAnswer> answer) {
+    OnHistory(asked, std::move(answer));
+  });
+}
+
+void ChatConsumer::OnHistory(const HistoryQuery& query, absl::StatusOr<HistoryAnswer> answer) {
+  if (!answer.ok()) {
+    CountDrop("history_unavailable");
+    not_recovered_ = std::string(answer.status().message());
+    FinishSync(SyncFrame(false, 0, ""));
+    return;
+  }
+  if (query.latest) {
+    if (options_.join_history > 0) {
+      for (const LayerEventPtr& e : answer->events) history_ += SendMessage(*e) ? 1 : 0;
+    }
+    FinishSync(SyncFrame(false, answer->latest, answer->epoch));
+    return;
+  }
+  if (!answer->recovered) {
+    // Another epoch, or the gap is no longer all there: the latest instead.
+    not_recovered_ = answer->epoch != query.epoch
+                         ? "the room's history was lost (the chat service restarted or moved it)"
+                         : "the room's history no longer holds every message since then";
+    AskLatest();
+    return;
+  }
+  // What the client missed, page by page within the byte budget.
+  for (const LayerEventPtr& e : answer->events) {
+    recovered_bytes_ += e->json().size();
+    missed_ += SendMessage(*e) ? 1 : 0;
+  }
+  const uint64_t last = answer->events.empty() ? query.since : answer->events.back()->offset();
+  if (last >= answer->latest) {
+    FinishSync(SyncFrame(true, answer->latest, answer->epoch));
+    return;
+  }
+  if (recovered_bytes_ >= options_.recover_bytes) {
+    not_recovered_ = "more was missed than one reconnect recovers";
+    AskLatest();
+    return;
+  }
+  HistoryQuery next = query;
+  next.since = last;
+  next.max_bytes = static_cast<uint32_t>(options_.recover_bytes - recovered_bytes_);
+  AskHistory(std::move(next));
+}
+
+std::string ChatConsumer::SyncFrame(bool recovered, uint64_t offset,
+                                    const std::string& epoch) const {
+  boost::json::object out;
+  if (recovering_) {
+    out["type"] = "recovered";
+    out["recovered"] = recovered;
+    out["missed"] = missed_;
+    if (!recovered) out["detail"] = not_recovered_;
+  } else {
+    out["type"] = "joined";
+    out["history"] = history_;
+  }
+  out["offset"] = offset;
+  out["epoch"] = epoch;
+  return boost::json::serialize(out);
+}
+
+void ChatConsumer::FinishSync(std::string frame) {
+  Send(std::move(frame));
+  sync_ = Sync::kLive;
+  std::vector<LayerEventPtr> held;
+  held.swap(held_);
+  for (const LayerEventPtr& e : held) SendMessage(*e);
+}
+
+void ChatConsumer::PresenceChange(const LayerEvent& event, const char* change) {
+  if (!v2_) return;
+  boost::json::object out{{"type", "presence"}};
+  auto user = event.fields().find("user");
+  out[change] = UserObject(user == event.fields().end() ? nullptr : &user->value());
+  Send(boost::json::serialize(out));
 }
 
 void ChatConsumer::Receive(const std::string& text) {
@@ -104,6 +258,21 @@ void ChatConsumer::Receive(const std::string& text) {
 }
 
 void ChatConsumer::ChatMessage(const LayerEvent& event) {
+  if (sync_ == Sync::kSyncing) {
+    // After the history: held (bounded; a client this far behind reconnects
+    // and recovers).
+    if (held_.size() >= options_.max_held) {
+      CountDrop("sync_overflow");
+      Close(kCloseTryAgainLater);
+      return;
+    }
+    held_.push_back(event.shared_from_this());
+    return;
+  }
+  SendMessage(event);
+}
+
+bool ChatConsumer::SendMessage(const LayerEvent& event) {
   // Built once per event and version, shared by every local member of the room.
   if (!v2_) {
     Send(event.Memo("chat.frame", [&event] {
@@ -112,7 +281,14 @@ void ChatConsumer::ChatMessage(const LayerEvent& event) {
       out["message"] = it == event.fields().end() ? boost::json::value() : it->value();
       return boost::json::serialize(out);
     }));
-    return;
+    return true;
+  }
+  if (event.offset() > 0) {
+    // groupsvc hands a room's events to each edge in offset order, so one
+    // at or before the latest sent is one the history sent already.
+    if (event.epoch() == sent_epoch_ && event.offset() <= sent_offset_) return false;
+    sent_epoch_ = event.epoch();
+    sent_offset_ = event.offset();
   }
   Send(event.Memo("chat.frame.v2", [&event] {
     const boost::json::object& in = event.fields();
@@ -145,6 +321,7 @@ void ChatConsumer::ChatMessage(const LayerEvent& event) {
         ts != in.end() && ts->value().is_string() ? ts->value() : boost::json::value(NowText());
     return boost::json::serialize(out);
   }));
+  return true;
 }
 
 void EchoConsumer::Receive(const std::string& text) {

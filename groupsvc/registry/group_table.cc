@@ -160,14 +160,18 @@ std::pair<uint64_t, uint64_t> GroupTable::Counts() const {
   return {groups, memberships};
 }
 
-void GroupTable::Sweep(absl::Time now) {
+void GroupTable::Sweep(absl::Time now, std::vector<std::pair<std::string, std::string>>* lapsed) {
   for (Shard& shard : shards_) {
     absl::MutexLock lock(&shard.mu);
     for (auto g = shard.groups.begin(); g != shard.groups.end();) {
       Group& group = g->second;
       for (auto b = group.by_owner.begin(); b != group.by_owner.end();) {
         const size_t before = b->second.size();
-        absl::erase_if(b->second, [&](const auto& m) { return Lapsed(m.second, now); });
+        absl::erase_if(b->second, [&](const auto& m) {
+          if (!Lapsed(m.second, now)) return false;
+          if (lapsed != nullptr) lapsed->emplace_back(g->first, m.first);
+          return true;
+        });
         group.size -= before - b->second.size();
         if (b->second.empty()) {
           group.by_owner.erase(b++);

@@ -75,7 +75,8 @@ class GroupTable {
   // Groups and memberships held (lapsed ones until the next Sweep).
   std::pair<uint64_t, uint64_t> Counts() const;
 
-  void Sweep(absl::Time now);
+  // Removes lapsed memberships, adding them to `lapsed` (group, channel) if set.
+  void Sweep(absl::Time now, std::vector<std::pair<std::string, std::string>>* lapsed = nullptr);
 
  private:
   struct Membership {

@@ -1,6 +1,7 @@
 #include "groupsvc/registry/history.h"
 
 #include <algorithm>
+#include <iterator>
 #include <utility>
 
 namespace groupsvc {
@@ -59,15 +60,16 @@ uint64_t History::Append(absl::string_view group, const EventPtr& event, absl::T
   return offset;
 }
 
-HistoryPage History::Since(absl::string_view group, uint64_t since, absl::string_view epoch,
-                           size_t limit, absl::Time now) {
+HistoryPage History::Since(absl::string_view group, const HistoryQuery& query, absl::Time now) {
+  const uint64_t since = query.since;
+  size_t limit = query.limit;
   HistoryPage page;
   page.epoch = epoch_;
   if (limit == 0 || limit > options_.per_group) limit = std::max<size_t>(1, options_.per_group);
   absl::MutexLock lock(&mu_);
   auto it = groups_.find(group);
   if (it == groups_.end()) {
-    page.recovered = epoch == epoch_ && since == 0;
+    page.recovered = !query.latest && query.epoch == epoch_ && since == 0;
     return page;
   }
   Ring& ring = it->second;
@@ -75,16 +77,32 @@ HistoryPage History::Since(absl::string_view group, uint64_t since, absl::string
   page.latest = ring.latest;
   const uint64_t oldest = ring.entries.empty() ? ring.latest + 1 : ring.entries.front().offset;
   // Everything after `since` is still here (or nothing came after it).
-  page.recovered = epoch == epoch_ && since <= ring.latest && since + 1 >= oldest;
-  auto from = ring.entries.begin();
+  page.recovered =
+      !query.latest && query.epoch == epoch_ && since <= ring.latest && since + 1 >= oldest;
+  auto fits = [&query](size_t bytes, size_t count) {
+    return count == 0 || query.max_bytes == 0 || bytes <= query.max_bytes;
+  };
+  size_t bytes = 0;
   if (page.recovered) {
-    from += static_cast<std::ptrdiff_t>(since + 1 - oldest);
-  } else if (ring.entries.size() > limit) {
-    from = ring.entries.end() - static_cast<std::ptrdiff_t>(limit);
+    // The oldest missed first, as many as fit: the client pages on.
+    for (auto e = ring.entries.begin() + static_cast<std::ptrdiff_t>(since + 1 - oldest);
+         e != ring.entries.end() && page.events.size() < limit; ++e) {
+      bytes += e->event->ByteSize();
+      if (!fits(bytes, page.events.size())) break;
+      page.events.push_back(*e);
+    }
+    return page;
   }
-  for (auto e = from; e != ring.entries.end() && page.events.size() < limit; ++e) {
-    page.events.push_back(*e);
+  // The latest: as many of the newest as fit, oldest first.
+  auto from = ring.entries.end();
+  size_t count = 0;
+  while (from != ring.entries.begin() && count < limit) {
+    bytes += std::prev(from)->event->ByteSize();
+    if (!fits(bytes, count)) break;
+    --from;
+    ++count;
   }
+  page.events.assign(from, ring.entries.end());
   return page;
 }
 

@@ -44,6 +44,17 @@ struct HistoryEntry {
   absl::Time time;
 };
 
+// What a client asks for: the events after `since` (seen under `epoch`), or
+// with `latest` the newest ones; at most `limit` (0: per_group) and about
+// `max_bytes` (0: no bound; at least one event).
+struct HistoryQuery {
+  uint64_t since = 0;
+  std::string epoch;
+  size_t limit = 0;
+  bool latest = false;
+  size_t max_bytes = 0;
+};
+
 struct HistoryPage {
   std::string epoch;
   // After `since` in order when recovered; else the latest events.
@@ -61,9 +72,12 @@ class History {
   const std::string& epoch() const { return epoch_; }
   // The event's offset in its group; 0 with history off.
   uint64_t Append(absl::string_view group, const EventPtr& event, absl::Time now);
+  HistoryPage Since(absl::string_view group, const HistoryQuery& query, absl::Time now);
   // At most `limit` events (0: per_group).
   HistoryPage Since(absl::string_view group, uint64_t since, absl::string_view epoch, size_t limit,
-                    absl::Time now);
+                    absl::Time now) {
+    return Since(group, HistoryQuery{since, std::string(epoch), limit}, now);
+  }
   void Clear();
   size_t bytes() const;
 

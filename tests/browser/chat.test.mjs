@@ -3,7 +3,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
-import { createServer } from "node:net";
+import { connect, createServer } from "node:net";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -29,9 +29,9 @@ async function waitReady(port) {
   throw new Error(`edge on ${port} never became ready`);
 }
 
-async function openRoom(context, port, room) {
+async function openRoom(context, port, room, token) {
   const page = await context.newPage();
-  await page.goto(`http://127.0.0.1:${port}/chat/${room}/`);
+  await page.goto(`http://127.0.0.1:${port}/chat/${room}/` + (token ? `?token=${token}` : ""));
   await page.waitForFunction(() => document.querySelector("#state").textContent === "connected");
   return page;
 }
@@ -44,6 +44,43 @@ async function say(page, text) {
 async function logContains(page, text) {
   await page.waitForFunction(
     (t) => document.querySelector("#chat-log").value.includes(t), text, { timeout: 10000 });
+}
+
+// The page's member list (#members) shows exactly these [id, name] pairs, in any order.
+async function membersAre(page, expected) {
+  const want = JSON.stringify([...expected].sort());
+  try {
+    await page.waitForFunction((w) => JSON.stringify([...document.querySelectorAll("#members li")]
+        .map((li) => [li.dataset.userId, li.textContent]).sort()) === w, want, { timeout: 10000 });
+  } catch (e) {
+    const shown = await page.evaluate(() => [...document.querySelectorAll("#members li")]
+        .map((li) => [li.dataset.userId, li.textContent]));
+    throw new Error(`#members shows ${JSON.stringify(shown)}, not ${want}: ${e.message}`);
+  }
+}
+
+// A TCP proxy to 127.0.0.1:port that the test can cut: cut() drops every
+// connection through it and refuses new ones until restore(), while the edge
+// behind it (and its link to groupsvc) stays up.
+function cuttableProxy(port) {
+  const open = new Set();
+  let cut = false;
+  const server = createServer((client) => {
+    if (cut) { client.destroy(); return; }
+    const upstream = connect(port, "127.0.0.1");
+    const pair = [client, upstream];
+    pair.forEach((s) => open.add(s));
+    const drop = () => pair.forEach((s) => { s.destroy(); open.delete(s); });
+    for (const s of pair) { s.on("error", drop); s.on("close", drop); }
+    client.pipe(upstream).pipe(client);
+  });
+  const dropAll = () => { for (const s of [...open]) s.destroy(); open.clear(); };
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve({
+    port: server.address().port,
+    cut() { cut = true; dropAll(); },
+    restore() { cut = false; },
+    close() { cut = true; dropAll(); server.close(); },
+  })));
 }
 
 before(async () => {
@@ -212,6 +249,90 @@ test("the room page shows a lost connection and reconnects by itself", async () 
   await say(other, "welcome back");
   await logContains(page, "welcome back");
   await context.close();
+});
+
+test("two named users chat and see each other in the member list; the list updates when one leaves", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "chat-presence-"));
+  const secret = path.join(dir, "secret");
+  writeFileSync(secret, "presence-secret-0123456789abcdef0123456789\n");
+  const mint = (who) => execFileSync(`${build}/edge/edge`, [`--jwt_secret_file=${secret}`,
+    `--mint_token=${who}`], { encoding: "utf8" }).trim();
+  // A groupsvc of its own, announcing a leave 500 ms after the user's last connection went.
+  const presenceSvc = await startLogged(`${build}/groupsvc/groupsvc`, ["--listen=127.0.0.1:0",
+    "--metrics_listen=", "--warmup=0s", "--presence_debounce=500ms"]);
+  const edgeArgs = (id) => ["--listen=127.0.0.1:0", "--metrics_listen=",
+    `--groupsvc=127.0.0.1:${presenceSvc.port}`, `--edge_id=${id}`, `--jwt_secret_file=${secret}`];
+  const one = await startLogged(`${build}/edge/edge`, edgeArgs("browser-presence-a"));
+  const two = await startLogged(`${build}/edge/edge`, [...edgeArgs("browser-presence-b"), "--threads=2"]);
+  await waitReady(one.port);
+  await waitReady(two.port);
+  const context = await browser.newContext();
+  let ran = false;
+  context.on("dialog", async (d) => { ran = true; await d.dismiss(); });
+  const boName = "Bo <img src=x onerror=alert(1)>";
+  const ann = await openRoom(context, one.port, "people", mint("ann:Ann"));
+  const bo = await openRoom(context, two.port, "people", mint(`bo:${boName}`));
+  // Each page lists both, by name, as text.
+  await membersAre(ann, [["ann", "Ann"], ["bo", boName]]);
+  await membersAre(bo, [["ann", "Ann"], ["bo", boName]]);
+  await say(ann, "hello Bo");
+  await logContains(bo, "Ann: hello Bo");
+  await say(bo, "hello Ann");
+  await logContains(ann, `${boName}: hello Ann`);
+  for (const page of [ann, bo]) assert.equal(await page.locator("img").count(), 0);
+  assert.equal(ran, false);
+  // Bo's tab goes: Ann's list drops Bo (after the debounce).
+  await bo.close();
+  await membersAre(ann, [["ann", "Ann"]]);
+  await context.close();
+  for (const p of [one, two, presenceSvc]) p.child.kill("SIGTERM");
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test("a reconnect shows the messages sent while the page was away, recovered", async () => {
+  // Page A reaches edge A through a proxy the test cuts: A loses its connection
+  // while edge A, groupsvc and page B on edge B stay up.
+  const proxy = await cuttableProxy(edgeA);
+  try {
+    const context = await browser.newContext();
+    const a = await context.newPage();
+    const urls = [];
+    a.on("websocket", (ws) => urls.push(ws.url()));
+    await a.goto(`http://127.0.0.1:${proxy.port}/chat/recovery/`);
+    await a.waitForFunction(() => document.querySelector("#state").textContent === "connected");
+    const b = await openRoom(context, edgeB, "recovery");
+    // A message A sees: its offset and epoch are where A's reconnect resumes.
+    await say(b, "before the cut");
+    await logContains(a, "before the cut");
+    proxy.cut();
+    await a.waitForFunction(() => document.querySelector("#state").className !== "open");
+    for (const text of ["missed one", "missed two", "missed three"]) await say(b, text);
+    await logContains(b, "missed three");  // All three are in the room's history.
+    proxy.restore();
+    await a.waitForFunction(
+      () => document.querySelector("#chat-log").value.includes("reconnected: 3 missed messages recovered"),
+      null, { timeout: 30000 });
+    // Each missed message once, in order, then the notice.
+    const lines = () => a.inputValue("#chat-log").then((log) =>
+      log.split("\n").filter(Boolean).map((line) => line.replace(/^\d\d:\d\d /, "")));
+    assert.deepEqual(await lines(), [
+      "anonymous: before the cut",
+      "anonymous: missed one",
+      "anonymous: missed two",
+      "anonymous: missed three",
+      "reconnected: 3 missed messages recovered",
+    ]);
+    // The first connect asked for no history; the reconnect asked for what came after "before the cut".
+    assert.doesNotMatch(urls[0], /since=/);
+    assert.match(urls.at(-1), /\/ws\/chat\/recovery\/\?since=\d+&epoch=[^&]+$/);
+    // And the room goes on live.
+    await say(b, "after the return");
+    await logContains(a, "anonymous: after the return");
+    assert.equal((await lines()).at(-1), "anonymous: after the return");
+    await context.close();
+  } finally {
+    proxy.close();
+  }
 });
 
 test("a room name with markup is shown as text and never runs", async () => {

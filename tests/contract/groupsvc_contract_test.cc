@@ -308,6 +308,99 @@ TEST_F(GroupsvcContractTest, GetHistoryPagesThroughTheGroupsOffsets) {
             grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+// Presence: group_adds that carry a user list it (GetPresence), once per
+// user; channels that watch get presence.join and presence.leave events.
+TEST_F(GroupsvcContractTest, GroupAddsWithAUserMakeThePresenceThatWatchersHear) {
+  auto e1 = AttachedEdge("edge-p1", "p1!");
+  auto e2 = AttachedEdge("edge-p2", "p2!");
+  auto add = [](TestEdge& edge, uint64_t id, const std::string& channel, const std::string& user,
+                bool watch) {
+    v1::Command c;
+    c.set_request_id(id);
+    c.mutable_group_add()->set_group("chat_here");
+    c.mutable_group_add()->set_channel(channel);
+    if (!user.empty()) {
+      c.mutable_group_add()->mutable_user()->set_id(user);
+      c.mutable_group_add()->mutable_user()->set_name(user + " N.");
+    }
+    c.mutable_group_add()->set_watch_presence(watch);
+    ASSERT_TRUE(edge.Command(c));
+    std::optional<v1::Ack> ack = edge.NextAck();
+    ASSERT_TRUE(ack.has_value());
+    EXPECT_EQ(ack->code(), 0) << ack->message();
+  };
+  add(*e1, 1, "p1!ann", "ann", true);
+  add(*e2, 2, "p2!bo", "bo", false);  // Bo's edge does not watch: it gets nothing.
+  std::optional<v1::Delivery> joined = e1->NextDelivery();
+  ASSERT_TRUE(joined.has_value());
+  EXPECT_EQ(joined->event().type(), "presence.join");
+  EXPECT_NE(joined->event().json().find(R"("id":"bo")"), std::string::npos);
+  EXPECT_NE(joined->event().json().find(R"("name":"bo N.")"), std::string::npos);
+  ASSERT_EQ(joined->channels_size(), 1);
+  EXPECT_EQ(joined->channels(0), "p1!ann");
+  add(*e2, 3, "p2!bo2", "bo", false);  // Bo's second tab.
+  add(*e2, 4, "p2!anon", "", false);
+  // The same, asked on the stream (as an edge does when a page joins) and by grpcurl.
+  v1::Command ask;
+  ask.set_request_id(5);
+  ask.mutable_presence()->set_group("chat_here");
+  ASSERT_TRUE(e1->Command(ask));
+  std::optional<v1::Ack> answer = e1->NextAck();
+  ASSERT_TRUE(answer.has_value());
+  ASSERT_EQ(answer->presence().members_size(), 2);
+  EXPECT_EQ(answer->presence().members(1).id(), "bo");
+  EXPECT_EQ(answer->presence().members(1).connections(), 2u);
+  EXPECT_EQ(answer->presence().anonymous_connections(), 1u);
+  grpc::ClientContext context;
+  v1::GetPresenceRequest request;
+  request.set_group("chat_here");
+  v1::GetPresenceResponse listed;
+  ASSERT_TRUE(stub_->GetPresence(&context, request, &listed).ok());
+  EXPECT_EQ(listed.members(0).name(), "ann N.");
+  EXPECT_GT(listed.members(0).since().seconds(), 0);
+  // Bo's edge is gone (its stream cut, as by a crash): a leave at once.
+  e2.reset();
+  std::optional<v1::Delivery> left = e1->NextDelivery(absl::Seconds(6));
+  ASSERT_TRUE(left.has_value());
+  EXPECT_EQ(left->event().type(), "presence.leave");
+  EXPECT_NE(left->event().json().find(R"("id":"bo")"), std::string::npos);
+  // A name longer than 256 bytes is refused.
+  v1::Command long_name;
+  long_name.set_request_id(6);
+  long_name.mutable_group_add()->set_group("chat_here");
+  long_name.mutable_group_add()->set_channel("p1!x");
+  long_name.mutable_group_add()->mutable_user()->set_id("x");
+  long_name.mutable_group_add()->mutable_user()->set_name(std::string(300, 'n'));
+  ASSERT_TRUE(e1->Command(long_name));
+  std::optional<v1::Ack> refused = e1->NextAck();
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_EQ(refused->code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+}
+
+// The stream's history query: wire events, the latest page for a new joiner.
+TEST_F(GroupsvcContractTest, TheStreamsHistoryQueryAnswersInTheAck) {
+  auto edge = AttachedEdge("edge-hq", "hq!");
+  for (int i = 1; i <= 4; ++i) {
+    ASSERT_TRUE(GroupSend("chat_hq", ChatJson(absl::StrCat("m", i))).ok());
+  }
+  v1::Command ask;
+  ask.set_request_id(1);
+  ask.mutable_history()->set_group("chat_hq");
+  ask.mutable_history()->set_latest(true);
+  ask.mutable_history()->set_page_size(2);
+  ASSERT_TRUE(edge->Command(ask));
+  std::optional<v1::Ack> ack = edge->NextAck();
+  ASSERT_TRUE(ack.has_value());
+  const v1::HistoryReply& reply = ack->history();
+  EXPECT_EQ(reply.latest_offset(), 4u);
+  EXPECT_FALSE(reply.recovered());
+  ASSERT_EQ(reply.events_size(), 2);
+  EXPECT_EQ(reply.events(0).offset(), 3u);
+  EXPECT_EQ(reply.events(1).group(), "chat_hq");
+  EXPECT_NE(reply.events(1).event().json().find(R"("message":"m4")"), std::string::npos);
+  EXPECT_FALSE(reply.epoch().empty());
+}
+
 TEST_F(GroupsvcContractTest, OtherGroupsSeeNothing) {
   auto e1 = AttachedEdge("edge-1", "e1!");
   AddOk(*e1, 1, "room_a", "e1!a");

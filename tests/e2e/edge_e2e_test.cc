@@ -580,6 +580,12 @@ TEST_F(ChatSystemTest, AChatV2ClientGetsTypedFramesBesideATutorialClient) {
   auto v2 = WsClient::Connect(port_b_, "/ws/chat/versions/",
                               {{"Sec-WebSocket-Protocol", "chat.v1, chat.v2"}});
   ASSERT_TRUE(v1.ok() && v2.ok());
+  // On joining, a v2 client hears who is here (no one signed in) and where
+  // the room's history stands (nothing yet); a tutorial client hears nothing.
+  EXPECT_EQ((*v2)->Read().value_or(""), R"({"type":"presence","members":[]})");
+  EXPECT_THAT(
+      (*v2)->Read().value_or(""),
+      ::testing::MatchesRegex(R"(\{"type":"joined","history":0,"offset":0,"epoch":"[a-z0-9]+"\})"));
   ASSERT_TRUE((*v1)->SendText(Chat("plain")));
   EXPECT_EQ((*v1)->Read().value_or(""), Chat("plain"));
   const std::string frame = (*v2)->Read().value_or("");
@@ -855,6 +861,8 @@ TEST(EdgeAuthTest, RequiredTokensFromMintTokenAndNoneIs401) {
   auto v2 = WsClient::Connect(port, absl::StrCat("/ws/chat/lobby/?token=", token),
                               {{"Sec-WebSocket-Protocol", "chat.v2"}});
   ASSERT_TRUE(v2.ok()) << v2.status();
+  // The in-process layer keeps no history (and no presence): nothing to join with.
+  EXPECT_EQ((*v2)->Read().value_or(""), R"({"type":"joined","history":0,"offset":0,"epoch":""})");
   ASSERT_TRUE((*ann)->SendText(Chat("<b>hi</b>")));
   const std::string frame = (*v2)->Read().value_or("");
   EXPECT_THAT(frame, HasSubstr(R"("message":"<b>hi</b>")"));

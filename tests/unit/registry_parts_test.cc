@@ -10,6 +10,7 @@
 #include "groupsvc/registry/group_table.h"
 #include "groupsvc/registry/history.h"
 #include "groupsvc/registry/mailboxes.h"
+#include "groupsvc/registry/presence.h"
 #include "groupsvc/registry/unsettled_groups.h"
 #include "gtest/gtest.h"
 
@@ -358,4 +359,96 @@ TEST(HistoryTest, EventsExpireAndTheByteBoundDropsTheOldestAnywhere) {
 }
 
 }  // namespace
+TEST(HistoryTest, TheLatestPageAndAByteBoundedRecoveryPage) {
+  History history({.per_group = 10}, "ep1");
+  const absl::Time t = absl::FromUnixSeconds(1000);
+  for (int i = 1; i <= 6; ++i) history.Append("a", Numbered(i), t);
+  // A new joiner's recent history: the newest, oldest first, never "recovered".
+  HistoryPage latest =
+      history.Since("a", HistoryQuery{.epoch = "ep1", .limit = 2, .latest = true}, t);
+  EXPECT_EQ(Offsets(latest), (std::vector<uint64_t>{5, 6}));
+  EXPECT_FALSE(latest.recovered);
+  // About two events' bytes: the oldest missed first (the caller pages on) ...
+  const size_t one = Numbered(1)->ByteSize();
+  HistoryPage page =
+      history.Since("a", HistoryQuery{.since = 1, .epoch = "ep1", .max_bytes = 2 * one}, t);
+  EXPECT_TRUE(page.recovered);
+  EXPECT_EQ(Offsets(page), (std::vector<uint64_t>{2, 3}));
+  // ... the newest when it is the latest, and always at least one.
+  EXPECT_EQ(Offsets(history.Since("a", HistoryQuery{.latest = true, .max_bytes = 2 * one}, t)),
+            (std::vector<uint64_t>{5, 6}));
+  EXPECT_EQ(
+      Offsets(history.Since("a", HistoryQuery{.since = 3, .epoch = "ep1", .max_bytes = 1}, t)),
+      (std::vector<uint64_t>{4}));
+}
+
+// ----------------------------------------------------------------- Presence
+
+PresenceUser Ann() { return PresenceUser{"ann", "Ann"}; }
+
+TEST(PresenceTest, TwoChannelsOfOneUserAreOneMemberThatLeavesAfterTheDebounce) {
+  Presence presence(absl::Seconds(3));
+  const absl::Time t = absl::FromUnixSeconds(1000);
+  const PresenceUser ann = Ann();
+  auto joined = presence.Join("room", "e1!a", &ann, /*watch=*/true, t);
+  ASSERT_TRUE(joined.has_value());
+  EXPECT_TRUE(joined->joined);
+  EXPECT_EQ(joined->user.name, "Ann");
+  EXPECT_EQ(joined->channel, "e1!a");
+  // A second tab, and a renewal of the first: no news.
+  EXPECT_FALSE(presence.Join("room", "e2!b", &ann, false, t).has_value());
+  EXPECT_FALSE(presence.Join("room", "e1!a", &ann, true, t).has_value());
+  PresenceSnapshot snapshot = presence.Get("room");
+  ASSERT_EQ(snapshot.members.size(), 1u);
+  EXPECT_EQ(snapshot.members[0].connections, 2u);
+  EXPECT_EQ(snapshot.members[0].since, t);
+  EXPECT_THAT(presence.Watchers("room"), ::testing::ElementsAre("e1!a"));
+  // One tab goes: still a member. The last goes: a leave, once the debounce is over.
+  presence.Leave("room", "e1!a", t);
+  presence.Leave("room", "e2!b", t + absl::Seconds(1));
+  EXPECT_TRUE(presence.Watchers("room").empty());
+  EXPECT_TRUE(presence.Due(t + absl::Seconds(3)).empty());
+  std::vector<PresenceChange> left = presence.Due(t + absl::Seconds(4));
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_FALSE(left[0].joined);
+  EXPECT_EQ(left[0].user.id, "ann");
+  EXPECT_TRUE(presence.Get("room").members.empty());
+  EXPECT_EQ(presence.groups(), 0u);
+  EXPECT_TRUE(presence.Due(t + absl::Seconds(60)).empty());  // Said once.
+}
+
+TEST(PresenceTest, AReconnectWithinTheDebounceIsNeitherALeaveNorAJoin) {
+  Presence presence(absl::Seconds(3));
+  const absl::Time t = absl::FromUnixSeconds(1000);
+  const PresenceUser ann = Ann();
+  ASSERT_TRUE(presence.Join("room", "e1!a", &ann, true, t).has_value());
+  presence.Leave("room", "e1!a", t);
+  EXPECT_FALSE(presence.Join("room", "e2!c", &ann, true, t + absl::Seconds(2)).has_value());
+  EXPECT_TRUE(presence.Due(t + absl::Seconds(10)).empty());
+  EXPECT_EQ(presence.Get("room").members.size(), 1u);
+  // Anonymous channels are not members; a watching one gets the events.
+  EXPECT_FALSE(presence.Join("room", "e3!d", nullptr, true, t).has_value());
+  EXPECT_EQ(presence.Get("room").members.size(), 1u);
+  EXPECT_EQ(presence.Watchers("room").size(), 2u);
+}
+
+TEST(PresenceTest, ALostOwnersUsersLeaveAtOnceAndAReplacedOnesWait) {
+  Presence presence(absl::Seconds(3));
+  const absl::Time t = absl::FromUnixSeconds(1000);
+  const PresenceUser ann = Ann(), bo{"bo", "Bo"};
+  presence.Join("room", "e1.x!a", &ann, true, t);
+  presence.Join("room", "e2.y!b", &bo, true, t);
+  presence.Join("room", "e2.y!c", &ann, false, t);
+  // e2 is lost: Bo leaves now; Ann keeps her other tab.
+  std::vector<PresenceChange> left = presence.RemoveOwner("y!", {"room"}, false, t);
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].user.id, "bo");
+  EXPECT_EQ(presence.Get("room").members.size(), 1u);
+  EXPECT_EQ(presence.Get("room").members[0].connections, 1u);
+  // e1 is replaced by its own next stream: Ann's leave waits for its replay.
+  EXPECT_TRUE(presence.RemoveOwner("x!", {"room"}, true, t).empty());
+  EXPECT_FALSE(presence.Join("room", "e1.x!a", &ann, true, t + absl::Milliseconds(10)));
+  EXPECT_TRUE(presence.Due(t + absl::Seconds(5)).empty());
+}
+
 }  // namespace groupsvc
