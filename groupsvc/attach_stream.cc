@@ -200,7 +200,7 @@ void AttachStream::HandleHello(const v1::Hello& hello) {
 }
 
 bool AttachStream::Deliver(const EventPtr& event, std::vector<std::string> channels,
-                           absl::string_view group, uint64_t offset) {
+                           absl::string_view group, uint64_t offset, absl::string_view epoch) {
   Outgoing item;
   item.bytes = event->ByteSize() + group.size();
   for (const auto& c : channels) item.bytes += c.size() + 2;
@@ -211,6 +211,7 @@ bool AttachStream::Deliver(const EventPtr& event, std::vector<std::string> chann
     item.channels = std::move(channels);
     item.group = std::string(group);
     item.offset = offset;
+    item.epoch = std::string(epoch);
     item.expires = clock_->Now() + registry_->options().expiry;
     queue_bytes_ += item.bytes;
     queue_.push_back(std::move(item));
@@ -288,6 +289,7 @@ void AttachStream::FillBatchLocked() {
       for (auto& c : item.channels) d->add_channels(std::move(c));
       d->set_group(std::move(item.group));
       d->set_offset(item.offset);
+      if (!item.epoch.empty()) d->set_epoch(std::move(item.epoch));
     }
     bytes += item.bytes;
     // Control messages go out at once, in order, and end a batch.

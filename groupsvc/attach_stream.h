@@ -105,7 +105,7 @@ class AttachStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
                const chat::Clock* clock, AttachIdentity identity, std::string peer);
 
   bool Deliver(const EventPtr& event, std::vector<std::string> channels, absl::string_view group,
-               uint64_t offset) override;
+               uint64_t offset, absl::string_view epoch) override;
   void Replaced() override;
   // Sends Draining, then finishes with UNAVAILABLE once the queue is written.
   void Drain(absl::Duration grace);
@@ -119,6 +119,7 @@ class AttachStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
     std::vector<std::string> channels;
     std::string group;
     uint64_t offset = 0;
+    std::string epoch;  // Delivery.epoch: empty unless the group's differs from the shard's.
     absl::Time expires;
     size_t bytes = 0;
   };

@@ -73,7 +73,7 @@ absl::StatusOr<Attachment> GroupRegistry::AttachEdge(const AttachRequest& hello,
                             clock_->Now());
         // The same process again: its users are back with its replay, so
         // their leaves wait (and nothing is announced under this lock).
-        ForgetOwner(hello.edge_id, old_prefix, /*lost=*/true, /*debounce=*/true);
+        ForgetOwner(hello.edge_id, old_prefix, /*lost=*/true, options_.presence_debounce);
       });
   if (!admitted.ok()) return admitted.status();
   if (admitted->replaced != nullptr) admitted->replaced->Replaced();
@@ -91,16 +91,20 @@ void GroupRegistry::DetachEdge(absl::string_view edge_id, uint64_t generation,
     unsettled_.MarkLost(edge_id, groups_.OwnerGroups(*prefix), generation + 1, clock_->Now());
   // A newer stream may have replaced this one meanwhile; it took over then.
   if (!edges_.Remove(edge_id, generation)) return;
-  // A lost edge's users are gone now (as its memberships are); a closed
-  // stream's may reconnect through another edge within the debounce.
-  ForgetOwner(edge_id, *prefix, lost, /*debounce=*/!lost);
+  // A lost edge's users leave soon (a crashed edge's pages are gone), unless
+  // its stream is back meanwhile; a closed stream's may reconnect through
+  // another edge within the debounce.
+  ForgetOwner(edge_id, *prefix, lost,
+              lost ? options_.lost_presence_grace : options_.presence_debounce);
 }
 
 void GroupRegistry::ForgetOwner(absl::string_view edge_id, absl::string_view prefix, bool lost,
-                                bool debounce) {
+                                absl::Duration leave_after) {
   absl::flat_hash_set<std::string> groups;
   groups_.RemoveOwner(prefix, &groups);
-  Announce(presence_.RemoveOwner(prefix, groups, debounce, clock_->Now()));
+  // Never announces: AttachEdge calls this under the directory's lock, which
+  // Announce takes to find edges. Due leaves go out with the next tick.
+  presence_.RemoveOwner(prefix, groups, leave_after, clock_->Now());
   // Groups joined since the loss was marked (unary GroupAdds) count too.
   if (lost) unsettled_.AddLostGroups(edge_id, std::move(groups));
 }
@@ -124,7 +128,7 @@ void GroupRegistry::Announce(const std::vector<PresenceChange>& changes) {
     const absl::Time now = clock_->Now();
     for (auto& [owner, channels] : by_owner) {
       if (auto edge = edges_.Find(owner); edge != nullptr) {
-        if (!edge->Deliver(*event, std::move(channels), change.group, 0)) {
+        if (!edge->Deliver(*event, std::move(channels), change.group, 0, "")) {
           CountDrop(DropReason::kEdgeQueueFull, channels.size());
         }
         continue;
@@ -150,7 +154,7 @@ absl::Status GroupRegistry::Send(absl::string_view channel, EventPtr event,
   if (absl::Status s = ValidateEvent(event); !s.ok()) return s;
   events_in_.fetch_add(1, std::memory_order_relaxed);
   if (auto edge = edges_.Find(chat::ChannelOwnerPrefix(channel)); edge != nullptr) {
-    if (!edge->Deliver(event, {std::string(channel)}, "", 0)) {
+    if (!edge->Deliver(event, {std::string(channel)}, "", 0, "")) {
       CountDrop(DropReason::kEdgeQueueFull, 1);
       return absl::ResourceExhaustedError(
           absl::StrCat("channel full: the stream of the edge owning \"", channel, "\" is full"));
@@ -199,11 +203,12 @@ absl::StatusOr<SendReport> GroupRegistry::GroupSend(absl::string_view group, Eve
   // A group's events are numbered and handed on in one step, so that every
   // edge (and page) sees a room's offsets in order.
   absl::MutexLock order(&send_order_[absl::HashOf(group) % send_order_.size()]);
-  report.offset = history_.Append(group, event, now);
+  std::string epoch;  // The group's, when not the shard's.
+  report.offset = history_.Append(group, event, now, &epoch);
   for (OwnerMembers& members : groups_.Members(group, now)) {
     const uint32_t n = members.channels.size();
     if (auto edge = edges_.Find(members.owner); edge != nullptr) {
-      if (edge->Deliver(event, std::move(members.channels), group, report.offset)) {
+      if (edge->Deliver(event, std::move(members.channels), group, report.offset, epoch)) {
         report.delivered += n;
         events_out_.fetch_add(n, std::memory_order_relaxed);
         stream_deliveries_.fetch_add(1, std::memory_order_relaxed);
@@ -320,7 +325,10 @@ void GroupRegistry::Sweep() {
   groups_.Sweep(now, &lapsed);
   for (const auto& [group, channel] : lapsed) presence_.Leave(group, channel, now);
   mailboxes_.Sweep(now);
+  history_.Sweep(now);
   Announce(presence_.Due(now));
 }
+
+void GroupRegistry::AnnouncePresence() { Announce(presence_.Due(clock_->Now())); }
 
 }  // namespace groupsvc

@@ -82,6 +82,9 @@ struct RegistryOptions {
   // How long a user whose last channel left a group is still listed there
   // (registry/presence.h); a lost edge's users leave at once.
   absl::Duration presence_debounce = absl::Seconds(3);
+  // A lost edge's users leave after this (a stream cut and back at once, its
+  // replay in, is no leave), and a crashed edge's within a second.
+  absl::Duration lost_presence_grace = absl::Milliseconds(500);
 };
 
 // How an edge's stream ended, which decides whether its groups are unsettled.
@@ -184,6 +187,9 @@ class GroupRegistry {
   // anyway; this bounds the memory they hold), and announces the presence
   // leaves that are due.
   void Sweep();
+  // Announces the presence leaves that are due (Sweep does too; this is for
+  // a finer tick).
+  void AnnouncePresence();
   // Drops counted outside the registry (e.g. events that expired on a stream).
   void CountDrop(DropReason reason, uint64_t n);
 
@@ -194,8 +200,9 @@ class GroupRegistry {
   // Removes the memberships of `prefix`'s channels; when `lost`, adds their
   // groups to the loss already marked for `edge_id` (UnsettledGroups::MarkLost
   // comes first, while the members are still visible).
-  // `debounce`: its users' presence leaves wait (see Presence).
-  void ForgetOwner(absl::string_view edge_id, absl::string_view prefix, bool lost, bool debounce);
+  // `leave_after`: when its users' presence leaves are due (see Presence).
+  void ForgetOwner(absl::string_view edge_id, absl::string_view prefix, bool lost,
+                   absl::Duration leave_after);
   // Sends each change to the group's presence watchers.
   void Announce(const std::vector<PresenceChange>& changes);
   void CountUnsettled(bool unsettled) {

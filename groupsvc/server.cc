@@ -203,6 +203,7 @@ absl::StatusOr<std::unique_ptr<GroupServer>> GroupServer::Start(ServerOptions op
   }
   s->LogSecurity(certificate);
   s->ScheduleSweep();
+  s->SchedulePresence();
   return s;
 }
 
@@ -211,6 +212,15 @@ void GroupServer::ScheduleSweep() {
     if (shut_down_) return;
     registry_.Sweep();
     ScheduleSweep();
+  });
+}
+
+void GroupServer::SchedulePresence() {
+  // Presence leaves are due at debounce granularity, finer than the sweep.
+  timers_.Schedule(absl::Now() + absl::Milliseconds(100), [this] {
+    if (shut_down_) return;
+    registry_.AnnouncePresence();
+    SchedulePresence();
   });
 }
 

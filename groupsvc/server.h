@@ -99,6 +99,7 @@ class GroupServer {
   GroupServer(ServerOptions options, const chat::Clock* clock, std::unique_ptr<ApiGuard> guard,
               std::shared_ptr<grpc::ChannelCredentials> peer_credentials);
   void ScheduleSweep();
+  void SchedulePresence();
   // The listening port's credentials (TLS from the files, or plaintext).
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials();
   // One line for what is secured, and one warning line for each thing left open.

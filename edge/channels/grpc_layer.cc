@@ -348,7 +348,9 @@ class GrpcLayer::AttachCall {
       ChannelTable::Handoff handoff(layer_->table_);
       for (const v1::Delivery& d : incoming_.deliveries()) {
         LayerEventPtr event = LayerEvent::FromWire(d.event().type(), d.event().json(), d.offset(),
-                                                   d.offset() > 0 ? epoch_ : std::string());
+                                                   d.offset() == 0     ? std::string()
+                                                   : d.epoch().empty() ? epoch_
+                                                                       : d.epoch());
         layer_->table_.Deliver(d.channels(), event, handoff);
       }
     }

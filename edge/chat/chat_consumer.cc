@@ -31,6 +31,20 @@ boost::json::object UserObject(const boost::json::value* user) {
   return out;
 }
 
+// Ids and names as groupsvc takes them (at most 256 bytes), cut at a
+// character boundary.
+std::string Clip(const std::string& text) {
+  constexpr size_t kMax = 256;
+  if (text.size() <= kMax) return text;
+  size_t end = kMax;
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+  return text.substr(0, end);
+}
+
+// The room's history holds whatever was sent to the group; only chat
+// messages are the client's.
+bool IsChat(const LayerEvent& event) { return event.type() == "chat.message"; }
+
 }  // namespace
 
 std::string ErrorFrame(const std::string& code, const std::string& detail,
@@ -100,9 +114,12 @@ void ChatConsumer::Connect() {
   // Presence: a signed-in user is listed in the room; a v2 client hears who
   // comes and goes.
   if (scope().authenticated || v2_) {
-    SetUser(ChannelUser{scope().authenticated ? scope().user_id : "",
-                        scope().authenticated ? scope().user : "", v2_});
+    SetUser(ChannelUser{scope().authenticated ? Clip(scope().user_id) : "",
+                        scope().authenticated ? Clip(scope().user) : "", v2_});
   }
+  // A v2 client's first moments: live messages wait for the history, from
+  // the first one delivered (which may come before the join's answer).
+  if (v2_) sync_ = Sync::kSyncing;
   // Accept once the membership is registered, so the first message sent to the
   // room after the handshake reaches this client.
   GroupAdd(group_, [this](absl::Status s) {
@@ -116,7 +133,6 @@ void ChatConsumer::Connect() {
 }
 
 void ChatConsumer::StartSync() {
-  sync_ = Sync::kSyncing;
   GetPresence(group_, [this](absl::StatusOr<std::vector<PresenceEntry>> members) {
     if (!members.ok()) return;  // No presence here (the in-process layer), or groupsvc is away.
     boost::json::array list;
@@ -139,6 +155,8 @@ void ChatConsumer::AskLatest() {
   HistoryQuery query{group_};
   query.latest = true;
   query.limit = std::max<uint32_t>(1, options_.join_history);
+  // With what may be held meanwhile, well within the client's queue.
+  query.max_bytes = static_cast<uint32_t>(options_.recover_bytes / 2);
   AskHistory(std::move(query));
 }
 
@@ -151,14 +169,17 @@ void ChatConsumer::AskHistory(HistoryQuery query) {
 
 void ChatConsumer::OnHistory(const HistoryQuery& query, absl::StatusOr<HistoryAnswer> answer) {
   if (!answer.ok()) {
-    CountDrop("history_unavailable");
+    if (!absl::IsUnimplemented(answer.status())) CountDrop("history_unavailable");
     not_recovered_ = std::string(answer.status().message());
-    FinishSync(SyncFrame(false, 0, ""));
+    // The client's position stays what it was, for its next try.
+    FinishSync(SyncFrame(false, sent_offset_, sent_epoch_));
     return;
   }
   if (query.latest) {
     if (options_.join_history > 0) {
-      for (const LayerEventPtr& e : answer->events) history_ += SendMessage(*e) ? 1 : 0;
+      for (const LayerEventPtr& e : answer->events) {
+        if (IsChat(*e)) history_ += SendMessage(*e) ? 1 : 0;
+      }
     }
     FinishSync(SyncFrame(false, answer->latest, answer->epoch));
     return;
@@ -168,13 +189,18 @@ void ChatConsumer::OnHistory(const HistoryQuery& query, absl::StatusOr<HistoryAn
     not_recovered_ = answer->epoch != query.epoch
                          ? "the room's history was lost (the chat service restarted or moved it)"
                          : "the room's history no longer holds every message since then";
+    if (answer->epoch != query.epoch || query.since > answer->latest) {
+      // Not a position in this numbering: nothing of it counts as sent.
+      sent_offset_ = 0;
+      sent_epoch_.clear();
+    }
     AskLatest();
     return;
   }
   // What the client missed, page by page within the byte budget.
   for (const LayerEventPtr& e : answer->events) {
     recovered_bytes_ += e->json().size();
-    missed_ += SendMessage(*e) ? 1 : 0;
+    if (IsChat(*e)) missed_ += SendMessage(*e) ? 1 : 0;
   }
   const uint64_t last = answer->events.empty() ? query.since : answer->events.back()->offset();
   if (last >= answer->latest) {

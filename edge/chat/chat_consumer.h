@@ -34,7 +34,8 @@
 //   --join_history messages; without `since`, a new joiner gets the latest
 //   --join_history messages, then
 //   {"type": "joined", "history": 5, "offset": 12, "epoch": "k3m9x2qa"}
-// ("offset": 0 and "epoch": "" when the room has no history yet).
+// ("offset": 0 when the room has no messages yet; "epoch": "" where there is
+// no history: the in-process layer, groupsvc --history_size=0).
 #ifndef CHAT_EDGE_CHAT_CHAT_CONSUMER_H_
 #define CHAT_EDGE_CHAT_CHAT_CONSUMER_H_
 

@@ -35,9 +35,10 @@ class EdgeSink {
   virtual ~EdgeSink() = default;
   // Queues one event for `channels`, all owned by this edge. False when the
   // stream's outbound queue is full or closed: the copies are lost.
-  // `offset`: the event's in the group's history (0: none).
+  // `offset`: the event's in the group's history (0: none), under `epoch`
+  // when it is not the shard's (Delivery.epoch).
   virtual bool Deliver(const EventPtr& event, std::vector<std::string> channels,
-                       absl::string_view group, uint64_t offset) = 0;
+                       absl::string_view group, uint64_t offset, absl::string_view epoch) = 0;
   // A newer stream of the same edge process (same edge id and incarnation)
   // took over; this one should end.
   virtual void Replaced() = 0;

@@ -46,26 +46,16 @@ std::vector<OwnerMembers> GroupTable::Members(absl::string_view group, absl::Tim
   auto g = shard.groups.find(group);
   if (g == shard.groups.end()) return members;
   members.reserve(g->second.by_owner.size());
-  for (auto bucket = g->second.by_owner.begin(); bucket != g->second.by_owner.end();) {
+  // Lapsed members are skipped, not removed: Sweep removes them and tells
+  // the registry (their presence goes with them).
+  for (const auto& [owner, bucket] : g->second.by_owner) {
     std::vector<std::string> channels;
-    channels.reserve(bucket->second.size());
-    for (auto m = bucket->second.begin(); m != bucket->second.end();) {
-      if (Lapsed(m->second, now)) {
-        bucket->second.erase(m++);
-        --g->second.size;
-      } else {
-        channels.push_back(m->first);
-        ++m;
-      }
+    channels.reserve(bucket.size());
+    for (const auto& [channel, m] : bucket) {
+      if (!Lapsed(m, now)) channels.push_back(channel);
     }
-    if (!channels.empty()) members.push_back(OwnerMembers{bucket->first, std::move(channels)});
-    if (bucket->second.empty()) {
-      g->second.by_owner.erase(bucket++);
-    } else {
-      ++bucket;
-    }
+    if (!channels.empty()) members.push_back(OwnerMembers{owner, std::move(channels)});
   }
-  if (g->second.size == 0) shard.groups.erase(g);
   return members;
 }
 

@@ -57,8 +57,8 @@ class GroupTable {
   // Adds or renews; a lapsed membership comes back as a new one.
   void Add(absl::string_view group, absl::string_view channel, absl::Time now);
   void Discard(absl::string_view group, absl::string_view channel);
-  // The live members by owner, removing lapsed ones on the way; empty for an
-  // unknown group.
+  // The live members by owner (lapsed ones are skipped until Sweep removes
+  // them); empty for an unknown group.
   std::vector<OwnerMembers> Members(absl::string_view group, absl::Time now);
   // Removes every membership of `owner`'s channels; adds the groups they were
   // in to `groups` if set.

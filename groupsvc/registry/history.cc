@@ -4,6 +4,8 @@
 #include <iterator>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+
 namespace groupsvc {
 
 History::History(HistoryOptions options, std::string epoch)
@@ -33,10 +35,19 @@ void History::EvictOldestLocked() {
   }
 }
 
-uint64_t History::Append(absl::string_view group, const EventPtr& event, absl::Time now) {
+std::string History::NewRingEpochLocked() const {
+  return forgotten_ == 0 ? std::string() : absl::StrCat(epoch_, "-", forgotten_);
+}
+
+uint64_t History::Append(absl::string_view group, const EventPtr& event, absl::Time now,
+                         std::string* epoch) {
+  if (epoch != nullptr) epoch->clear();
   if (options_.per_group == 0) return 0;
   absl::MutexLock lock(&mu_);
-  Ring& ring = groups_[group];
+  auto [it, created] = groups_.try_emplace(group);
+  Ring& ring = it->second;
+  if (created) ring.epoch = NewRingEpochLocked();
+  if (epoch != nullptr) *epoch = ring.epoch;
   ExpireLocked(ring, now);
   const uint64_t offset = ++ring.latest;
   ring.entries.push_back(HistoryEntry{offset, event, now});
@@ -64,21 +75,25 @@ HistoryPage History::Since(absl::string_view group, const HistoryQuery& query, a
   const uint64_t since = query.since;
   size_t limit = query.limit;
   HistoryPage page;
-  page.epoch = epoch_;
   if (limit == 0 || limit > options_.per_group) limit = std::max<size_t>(1, options_.per_group);
   absl::MutexLock lock(&mu_);
+  if (options_.per_group == 0) return page;  // No history: never recovered, no epoch.
   auto it = groups_.find(group);
   if (it == groups_.end()) {
-    page.recovered = !query.latest && query.epoch == epoch_ && since == 0;
+    // Nothing here yet: what the group's numbering will be under.
+    const std::string next = NewRingEpochLocked();
+    page.epoch = next.empty() ? epoch_ : next;
+    page.recovered = !query.latest && query.epoch == page.epoch && since == 0;
     return page;
   }
   Ring& ring = it->second;
+  page.epoch = EpochOf(ring);
   ExpireLocked(ring, now);
   page.latest = ring.latest;
   const uint64_t oldest = ring.entries.empty() ? ring.latest + 1 : ring.entries.front().offset;
   // Everything after `since` is still here (or nothing came after it).
   page.recovered =
-      !query.latest && query.epoch == epoch_ && since <= ring.latest && since + 1 >= oldest;
+      !query.latest && query.epoch == page.epoch && since <= ring.latest && since + 1 >= oldest;
   auto fits = [&query](size_t bytes, size_t count) {
     return count == 0 || query.max_bytes == 0 || bytes <= query.max_bytes;
   };
@@ -113,6 +128,26 @@ void History::Clear() {
   for (auto& [name, ring] : groups_) ring.entries.clear();
   order_.clear();
   bytes_ = 0;
+}
+
+void History::Sweep(absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  if (now < last_sweep_ + options_.ttl / 10) return;
+  last_sweep_ = now;
+  for (auto it = groups_.begin(); it != groups_.end();) {
+    ExpireLocked(it->second, now);
+    if (it->second.entries.empty()) {
+      groups_.erase(it++);
+      ++forgotten_;
+    } else {
+      ++it;
+    }
+  }
+}
+
+size_t History::groups() const {
+  absl::MutexLock lock(&mu_);
+  return groups_.size();
 }
 
 size_t History::bytes() const {

@@ -6,7 +6,11 @@
 // owner shard, loses the history, and a client asking with the old epoch is
 // told it could not recover (as Centrifugo's epoch does). Each group keeps at
 // most `per_group` events, each for `ttl`; all groups together at most
-// `max_bytes` (the oldest events anywhere go first).
+// `max_bytes` (the oldest events anywhere go first). A group whose events are
+// all gone is forgotten by Sweep, so that the groups kept are bounded by the
+// events kept; when it is sent to again it numbers from 1 under an epoch of
+// its own (the process's plus a generation), which tells a client that held
+// an offset of its earlier numbering that it cannot recover.
 //
 //   History history({.per_group = 100}, "x7k2");
 //   uint64_t offset = history.Append("chat_lobby", event, now);
@@ -70,8 +74,10 @@ class History {
   History(HistoryOptions options, std::string epoch);
 
   const std::string& epoch() const { return epoch_; }
-  // The event's offset in its group; 0 with history off.
-  uint64_t Append(absl::string_view group, const EventPtr& event, absl::Time now);
+  // The event's offset in its group; 0 with history off. `epoch`, if set,
+  // gets the group's epoch when it is not epoch() (else is cleared).
+  uint64_t Append(absl::string_view group, const EventPtr& event, absl::Time now,
+                  std::string* epoch = nullptr);
   HistoryPage Since(absl::string_view group, const HistoryQuery& query, absl::Time now);
   // At most `limit` events (0: per_group).
   HistoryPage Since(absl::string_view group, uint64_t since, absl::string_view epoch, size_t limit,
@@ -79,13 +85,23 @@ class History {
     return Since(group, HistoryQuery{since, std::string(epoch), limit}, now);
   }
   void Clear();
+  // Drops expired events and forgets the groups left without any (at most
+  // once per `ttl` / 10, as it walks every group).
+  void Sweep(absl::Time now);
   size_t bytes() const;
+  size_t groups() const;
 
  private:
   struct Ring {
     std::deque<HistoryEntry> entries;
     uint64_t latest = 0;
+    std::string epoch;  // Empty: epoch_.
   };
+  // The epoch a group created now gets.
+  std::string NewRingEpochLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  const std::string& EpochOf(const Ring& ring) const {
+    return ring.epoch.empty() ? epoch_ : ring.epoch;
+  }
   void ExpireLocked(Ring& ring, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EvictOldestLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DropFrontLocked(Ring& ring) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -93,9 +109,12 @@ class History {
   const HistoryOptions options_;
   const std::string epoch_;
   mutable absl::Mutex mu_;
-  // A group's ring lives as long as the process (its offsets must not restart
-  // under the same epoch); only its events are bounded.
   absl::flat_hash_map<std::string, Ring> groups_ ABSL_GUARDED_BY(mu_);
+  // Groups forgotten so far: a group created after the n-th has epoch
+  // "<epoch_>-<n>", so a forgotten group's new numbering never shares an epoch
+  // with its old one.
+  uint64_t forgotten_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time last_sweep_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   // Every retained event, oldest first, for the byte bound: (group, offset).
   std::deque<std::pair<std::string, uint64_t>> order_ ABSL_GUARDED_BY(mu_);
   size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;

@@ -64,10 +64,8 @@ void Presence::Leave(absl::string_view group, absl::string_view channel, absl::T
   EraseIfEmptyLocked(group);
 }
 
-std::vector<PresenceChange> Presence::RemoveOwner(absl::string_view owner,
-                                                  const absl::flat_hash_set<std::string>& groups,
-                                                  bool debounce, absl::Time now) {
-  std::vector<PresenceChange> left;
+void Presence::RemoveOwner(absl::string_view owner, const absl::flat_hash_set<std::string>& groups,
+                           absl::Duration leave_after, absl::Time now) {
   absl::MutexLock lock(&mu_);
   for (const std::string& name : groups) {
     auto g = groups_.find(name);
@@ -79,18 +77,11 @@ std::vector<PresenceChange> Presence::RemoveOwner(absl::string_view owner,
     for (const std::string& channel : gone) {
       std::optional<std::string> last = DropLocked(g->second, channel);
       if (!last.has_value()) continue;
-      auto u = g->second.users.find(*last);
-      if (debounce) {
-        u->second.leave_at = now + debounce_;
-        due_.emplace(u->second.leave_at, name, *std::move(last));
-      } else {
-        left.push_back(PresenceChange{name, false, PresenceUser{*last, u->second.name}});
-        g->second.users.erase(u);
-      }
+      User& u = g->second.users[*last];
+      u.leave_at = now + leave_after;
+      due_.emplace(u.leave_at, name, *std::move(last));
     }
-    EraseIfEmptyLocked(name);
   }
-  return left;
 }
 
 std::vector<PresenceChange> Presence::Due(absl::Time now) {

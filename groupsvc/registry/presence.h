@@ -6,8 +6,7 @@
 // A user joins a group with its first channel there and leaves when its last
 // one has been gone for `debounce`, so that a page reconnecting within it
 // (a network blip, an edge drained) is neither a leave nor a join; a lost
-// edge's users leave at once (RemoveOwner without debounce), as its
-// memberships do.
+// edge's users leave sooner (RemoveOwner's own delay).
 //
 //   Presence presence(absl::Seconds(3));
 //   if (auto change = presence.Join("chat_lobby", channel, &user, true, now)) notify(*change);
@@ -72,11 +71,11 @@ class Presence {
   // `channel` left `group`; its user's leave is due after the debounce if it
   // was the user's last channel there.
   void Leave(absl::string_view group, absl::string_view channel, absl::Time now);
-  // Every channel of `owner` (the prefix up to '!') left `groups`; with
-  // `debounce` as Leave, else the leaves are returned at once.
-  std::vector<PresenceChange> RemoveOwner(absl::string_view owner,
-                                          const absl::flat_hash_set<std::string>& groups,
-                                          bool debounce, absl::Time now);
+  // Every channel of `owner` (the prefix up to '!') left `groups`; its
+  // users' leaves are due after `leave_after` (not the debounce: a lost
+  // edge's users go sooner), unless they are back first.
+  void RemoveOwner(absl::string_view owner, const absl::flat_hash_set<std::string>& groups,
+                   absl::Duration leave_after, absl::Time now);
   // The leaves whose debounce is over.
   std::vector<PresenceChange> Due(absl::Time now);
 

@@ -358,9 +358,10 @@ TEST_F(GroupsvcContractTest, GroupAddsWithAUserMakeThePresenceThatWatchersHear) 
   ASSERT_TRUE(stub_->GetPresence(&context, request, &listed).ok());
   EXPECT_EQ(listed.members(0).name(), "ann N.");
   EXPECT_GT(listed.members(0).since().seconds(), 0);
-  // Bo's edge is gone (its stream cut, as by a crash): a leave at once.
+  // Bo's edge is gone (its stream cut, as by a crash): a leave well before
+  // the debounce (3 s), after the lost edge's grace (0.5 s).
   e2.reset();
-  std::optional<v1::Delivery> left = e1->NextDelivery(absl::Seconds(6));
+  std::optional<v1::Delivery> left = e1->NextDelivery(absl::Milliseconds(1500));
   ASSERT_TRUE(left.has_value());
   EXPECT_EQ(left->event().type(), "presence.leave");
   EXPECT_NE(left->event().json().find(R"("id":"bo")"), std::string::npos);

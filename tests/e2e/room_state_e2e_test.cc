@@ -68,9 +68,9 @@ class RoomStateTest : public ::testing::Test {
   }
 
   void StartGroupsvc(const std::string& listen) {
-    groupsvc_ = StartLogged(
-        {GROUPSVC_BIN, listen, "--metrics_listen=", "--warmup=0s", "--presence_debounce=300ms"},
-        &groupsvc_port_);
+    groupsvc_ = StartLogged({GROUPSVC_BIN, listen, "--metrics_listen=", "--warmup=0s",
+                             "--presence_debounce=2s", "--history_ttl=3s"},
+                            &groupsvc_port_);
   }
 
   std::unique_ptr<ChildProcess> StartEdge(const std::string& id, int* port) {
@@ -255,6 +255,35 @@ TEST_F(RoomStateTest, AfterGroupsvcRestartsAReconnectIsNotRecovered) {
   EXPECT_THAT(json::serialize(refused), HasSubstr("since must be an offset"));
 }
 
+TEST_F(RoomStateTest, AnIdleRoomIsForgottenAndNumbersAgainUnderAnEpochOfItsOwn) {
+  auto a = V2(port_a_, "idle", "");
+  auto b = V2(port_b_, "idle", "");
+  ASSERT_TRUE(a && b);
+  NextOf(*b, "joined");
+  ASSERT_TRUE(a->SendText(Chat("m1")));
+  ASSERT_EQ(NextOf(*b, "message")["message"].as_string(), "m1");
+  json::object m1 = NextOf(*a, "message");
+  const std::string epoch(m1["epoch"].as_string());
+  ASSERT_EQ(m1["offset"].as_int64(), 1);
+  a->Close();
+  // --history_ttl=3s: m1 expires, and the room's history is forgotten.
+  absl::SleepFor(absl::Milliseconds(4500));
+  ASSERT_TRUE(b->SendText(Chat("m2")));
+  json::object m2 = NextOf(*b, "message");
+  EXPECT_EQ(m2["message"].as_string(), "m2");
+  EXPECT_EQ(m2["offset"].as_int64(), 1);
+  const std::string fresh(m2["epoch"].as_string());
+  EXPECT_THAT(fresh, ::testing::StartsWith(epoch + "-"));
+  // The old position belongs to the forgotten numbering: not recovered.
+  auto back = V2(port_a_, "idle", absl::StrCat("since=1&epoch=", epoch));
+  ASSERT_TRUE(back);
+  std::vector<json::object> latest;
+  json::object recovered = NextOf(*back, "recovered", &latest);
+  EXPECT_FALSE(recovered["recovered"].as_bool());
+  EXPECT_EQ(recovered["epoch"].as_string(), fresh);
+  EXPECT_THAT(Messages(latest), ::testing::ElementsAre("m2"));
+}
+
 TEST_F(RoomStateTest, NamedUsersOnTwoEdgesSeeEachOthersPresenceAndTwoTabsAreOneMember) {
   const std::string ann_token = Mint("ann:Ann"), bo_token = Mint("bo:Bo");
   auto ann = V2(port_a_, "names", "token=" + ann_token);
@@ -284,7 +313,7 @@ TEST_F(RoomStateTest, NamedUsersOnTwoEdgesSeeEachOthersPresenceAndTwoTabsAreOneM
   ASSERT_TRUE(ann->SendText(Chat("still here?")));
   std::vector<json::object> between;
   NextOf(*ann, "message", &between);
-  absl::SleepFor(absl::Milliseconds(1500));  // Past the debounce and a sweep.
+  absl::SleepFor(absl::Milliseconds(2500));  // Past the debounce.
   ASSERT_TRUE(ann->SendText(Chat("yes")));
   NextOf(*ann, "message", &between);
   for (const json::object& o : between) {
@@ -292,7 +321,7 @@ TEST_F(RoomStateTest, NamedUsersOnTwoEdgesSeeEachOthersPresenceAndTwoTabsAreOneM
   }
   // Bo leaves for good: Ann hears it once the debounce is over.
   bo->Close();
-  json::object left = NextOf(*ann, "presence", nullptr, absl::Seconds(3));
+  json::object left = NextOf(*ann, "presence", nullptr, absl::Seconds(4));
   EXPECT_EQ(json::serialize(left["left"]), R"({"id":"bo","name":"Bo"})");
   EXPECT_EQ(GetPresence("chat_names").members_size(), 1);
 }

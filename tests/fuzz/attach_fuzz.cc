@@ -63,7 +63,7 @@ class FakeSink : public groupsvc::EdgeSink {
  public:
   FakeSink(std::string prefix, bool accepts) : prefix_(std::move(prefix)), accepts_(accepts) {}
   bool Deliver(const groupsvc::EventPtr& event, std::vector<std::string> channels,
-               absl::string_view group, uint64_t offset) override {
+               absl::string_view group, uint64_t offset, absl::string_view epoch) override {
     FUZZ_CHECK(event != nullptr && !channels.empty());
     for (const std::string& c : channels) {
       FUZZ_CHECK(chat::ChannelOwnerPrefix(c) == prefix_);  // Only this edge's channels.

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -55,7 +56,12 @@ void ChildProcess::ReadLoop() {
   while (true) {
     ssize_t n = read(stderr_fd_, buffer, sizeof(buffer));
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
+    if (n <= 0) {
+      absl::MutexLock lock(&mu_);
+      if (!partial_.empty()) lines_.push_back(std::exchange(partial_, ""));
+      drained_ = true;
+      break;
+    }
     absl::MutexLock lock(&mu_);
     partial_.append(buffer, n);
     size_t newline;
@@ -112,6 +118,10 @@ std::optional<int> ChildProcess::WaitExit(absl::Duration timeout) {
     pid_t r = waitpid(pid_, &status, WNOHANG);
     if (r == pid_) {
       exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      // Output() after this holds the child's last words (the reader may not
+      // have read them yet); bounded, as a grandchild could hold the pipe.
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(&drained_), absl::Seconds(2));
       return exit_code_;
     }
     if (absl::Now() >= deadline) return std::nullopt;

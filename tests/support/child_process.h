@@ -50,6 +50,8 @@ class ChildProcess {
   absl::Mutex mu_;
   std::vector<std::string> lines_ ABSL_GUARDED_BY(mu_);
   std::string partial_ ABSL_GUARDED_BY(mu_);
+  // The pipe reached its end: every line the child wrote is in lines_.
+  bool drained_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<int> exit_code_;
 };
 

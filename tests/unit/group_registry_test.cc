@@ -25,7 +25,7 @@ class FakeEdge : public EdgeSink {
     std::string group;
   };
   bool Deliver(const EventPtr& event, std::vector<std::string> channels, absl::string_view group,
-               uint64_t offset) override {
+               uint64_t offset, absl::string_view epoch) override {
     if (full) return false;
     std::sort(channels.begin(), channels.end());
     got.push_back(Got{event->type, std::move(channels), std::string(group)});

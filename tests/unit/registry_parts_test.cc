@@ -51,7 +51,7 @@ TEST(GroupTableTest, MembersComeBucketedByOwnerPrefix) {
   EXPECT_THAT(table.Members("other", kStart), IsEmpty());
 }
 
-TEST(GroupTableTest, AMembershipLapsesUnlessRenewedAndLookupsDropIt) {
+TEST(GroupTableTest, AMembershipLapsesUnlessRenewedAndLookupsSkipIt) {
   GroupTable table(absl::Seconds(10));
   table.Add("room", "e!old", kStart);
   table.Add("room", "e!renewed", kStart);
@@ -59,6 +59,11 @@ TEST(GroupTableTest, AMembershipLapsesUnlessRenewedAndLookupsDropIt) {
   std::vector<OwnerMembers> members = table.Members("room", kStart + absl::Seconds(12));
   ASSERT_EQ(members.size(), 1u);
   EXPECT_THAT(members[0].channels, ElementsAre("e!renewed"));
+  // Removed by Sweep alone, which names it (the registry's presence follows).
+  EXPECT_EQ(table.Counts(), std::make_pair(uint64_t{1}, uint64_t{2}));
+  std::vector<std::pair<std::string, std::string>> lapsed;
+  table.Sweep(kStart + absl::Seconds(12), &lapsed);
+  EXPECT_THAT(lapsed, ElementsAre(std::make_pair(std::string("room"), std::string("e!old"))));
   EXPECT_EQ(table.Counts(), std::make_pair(uint64_t{1}, uint64_t{1}));
 }
 
@@ -161,7 +166,8 @@ TEST(MailboxesTest, AQuotaIsChargedPerCopyAndRefundedWhenTheCopyLeaves) {
 
 class Sink : public EdgeSink {
  public:
-  bool Deliver(const EventPtr&, std::vector<std::string>, absl::string_view, uint64_t) override {
+  bool Deliver(const EventPtr&, std::vector<std::string>, absl::string_view, uint64_t,
+               absl::string_view) override {
     return true;
   }
   void Replaced() override {}
@@ -356,9 +362,11 @@ TEST(HistoryTest, EventsExpireAndTheByteBoundDropsTheOldestAnywhere) {
 
   History off({.per_group = 0}, "e");
   EXPECT_EQ(off.Append("a", Numbered(1), t), 0u);
+  // No history is never "recovered", and names no epoch to recover under.
+  EXPECT_FALSE(off.Since("a", 0, "e", 0, t).recovered);
+  EXPECT_EQ(off.Since("a", 0, "e", 0, t).epoch, "");
 }
 
-}  // namespace
 TEST(HistoryTest, TheLatestPageAndAByteBoundedRecoveryPage) {
   History history({.per_group = 10}, "ep1");
   const absl::Time t = absl::FromUnixSeconds(1000);
@@ -380,6 +388,29 @@ TEST(HistoryTest, TheLatestPageAndAByteBoundedRecoveryPage) {
   EXPECT_EQ(
       Offsets(history.Since("a", HistoryQuery{.since = 3, .epoch = "ep1", .max_bytes = 1}, t)),
       (std::vector<uint64_t>{4}));
+}
+
+TEST(HistoryTest, AGroupWithNoEventsLeftIsForgottenAndNumbersAgainUnderItsOwnEpoch) {
+  History history({.per_group = 10, .ttl = absl::Seconds(10)}, "ep1");
+  const absl::Time t = absl::FromUnixSeconds(1000);
+  std::string epoch = "unset";
+  EXPECT_EQ(history.Append("idle", Numbered(1), t, &epoch), 1u);
+  EXPECT_EQ(epoch, "");  // The shard's epoch.
+  history.Append("busy", Numbered(1), t + absl::Seconds(9));
+  history.Sweep(t + absl::Seconds(11));  // idle's only event has expired; busy's has not.
+  EXPECT_EQ(history.groups(), 1u);
+  // idle again: 1, 2 ... under an epoch of its own, so its old position is not recovered.
+  EXPECT_EQ(history.Append("idle", Numbered(2), t + absl::Seconds(12), &epoch), 1u);
+  EXPECT_EQ(epoch, "ep1-1");
+  HistoryPage old = history.Since("idle", 1, "ep1", 0, t + absl::Seconds(12));
+  EXPECT_FALSE(old.recovered);
+  EXPECT_EQ(old.epoch, "ep1-1");
+  EXPECT_TRUE(history.Since("idle", 0, "ep1-1", 0, t + absl::Seconds(12)).recovered);
+  // busy kept its numbering and the shard's epoch.
+  EXPECT_EQ(history.Append("busy", Numbered(3), t + absl::Seconds(12), &epoch), 2u);
+  EXPECT_EQ(epoch, "");
+  // A group never seen says which epoch it will number under.
+  EXPECT_EQ(history.Since("new", 0, "", 0, t).epoch, "ep1-1");
 }
 
 // ----------------------------------------------------------------- Presence
@@ -432,23 +463,26 @@ TEST(PresenceTest, AReconnectWithinTheDebounceIsNeitherALeaveNorAJoin) {
   EXPECT_EQ(presence.Watchers("room").size(), 2u);
 }
 
-TEST(PresenceTest, ALostOwnersUsersLeaveAtOnceAndAReplacedOnesWait) {
+TEST(PresenceTest, AnOwnersUsersLeaveAfterItsOwnDelayUnlessTheyAreBackFirst) {
   Presence presence(absl::Seconds(3));
   const absl::Time t = absl::FromUnixSeconds(1000);
   const PresenceUser ann = Ann(), bo{"bo", "Bo"};
   presence.Join("room", "e1.x!a", &ann, true, t);
   presence.Join("room", "e2.y!b", &bo, true, t);
   presence.Join("room", "e2.y!c", &ann, false, t);
-  // e2 is lost: Bo leaves now; Ann keeps her other tab.
-  std::vector<PresenceChange> left = presence.RemoveOwner("y!", {"room"}, false, t);
+  // e2 is lost: Bo leaves half a second later; Ann keeps her other tab.
+  presence.RemoveOwner("y!", {"room"}, absl::Milliseconds(500), t);
+  EXPECT_TRUE(presence.Due(t + absl::Milliseconds(400)).empty());
+  std::vector<PresenceChange> left = presence.Due(t + absl::Milliseconds(500));
   ASSERT_EQ(left.size(), 1u);
   EXPECT_EQ(left[0].user.id, "bo");
-  EXPECT_EQ(presence.Get("room").members.size(), 1u);
+  ASSERT_EQ(presence.Get("room").members.size(), 1u);
   EXPECT_EQ(presence.Get("room").members[0].connections, 1u);
-  // e1 is replaced by its own next stream: Ann's leave waits for its replay.
-  EXPECT_TRUE(presence.RemoveOwner("x!", {"room"}, true, t).empty());
+  // e1's stream is cut and back with its replay in time: Ann never left.
+  presence.RemoveOwner("x!", {"room"}, absl::Milliseconds(500), t);
   EXPECT_FALSE(presence.Join("room", "e1.x!a", &ann, true, t + absl::Milliseconds(10)));
   EXPECT_TRUE(presence.Due(t + absl::Seconds(5)).empty());
 }
 
+}  // namespace
 }  // namespace groupsvc
