@@ -96,7 +96,7 @@ std::vector<PresenceChange> Presence::Due(absl::Time now) {
     if (u == g->second.users.end() || u->second.leave_at != at || !u->second.channels.empty()) {
       continue;
     }
-    left.push_back(PresenceChange{group, false, PresenceUser{id, u->second.name}});
+    left.push_back(PresenceChange{group, false, PresenceUser{id, u->second.name}, ""});
     g->second.users.erase(u);
     EraseIfEmptyLocked(group);
   }
