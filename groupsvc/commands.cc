@@ -1,5 +1,7 @@
 #include "groupsvc/commands.h"
 
+#include <google/protobuf/util/time_util.h>
+
 #include <string>
 
 #include "absl/status/status.h"
@@ -67,6 +69,10 @@ HistoryQuery QueryOf(const v1::GetHistoryRequest& request) {
                       request.latest(), request.max_bytes()};
 }
 
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  return google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
+}
+
 absl::Status FillPresence(GroupRegistry& registry, const std::string& group,
                           v1::GetPresenceResponse* response) {
   absl::StatusOr<PresenceSnapshot> snapshot = registry.GetPresence(group);
@@ -76,9 +82,7 @@ absl::Status FillPresence(GroupRegistry& registry, const std::string& group,
     out->set_id(m.user.id);
     out->set_name(m.user.name);
     out->set_connections(m.connections);
-    const int64_t nanos = absl::ToUnixNanos(m.since);
-    out->mutable_since()->set_seconds(nanos / 1000000000);
-    out->mutable_since()->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+    *out->mutable_since() = ToProto(m.since);
   }
   response->set_anonymous_connections(snapshot->anonymous_connections);
   return absl::OkStatus();

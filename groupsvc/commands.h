@@ -16,6 +16,7 @@
 
 #include <memory>
 
+#include "absl/time/time.h"
 #include "groupsvc/group_registry.h"
 #include "groupsvc/shard_map.h"
 #include "groupsvc/v1/layer.pb.h"
@@ -35,6 +36,7 @@ v1::Ack ApplyCommand(GroupRegistry& registry, const v1::Command& command,
 // history request as the registry's query, a presence snapshot as its answer.
 absl::Status ApplyGroupAdd(GroupRegistry& registry, const v1::GroupAddRequest& request);
 HistoryQuery QueryOf(const v1::GetHistoryRequest& request);
+google::protobuf::Timestamp ToProto(absl::Time t);
 absl::Status FillPresence(GroupRegistry& registry, const std::string& group,
                           v1::GetPresenceResponse* response);
 

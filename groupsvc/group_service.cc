@@ -1,7 +1,5 @@
 #include "groupsvc/group_service.h"
 
-#include <google/protobuf/util/time_util.h>
-
 #include <algorithm>
 #include <atomic>
 #include <memory>
@@ -27,10 +25,6 @@ grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context, const absl:
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(ToGrpcStatus(status));
   return reactor;
-}
-
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  return google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
 }
 
 // One Receive call that waits: registered with the registry as a Receiver and
@@ -432,9 +426,7 @@ absl::Status GroupService::DoGetHistory(const Caller& caller, const v1::GetHisto
     absl::StatusOr<google::protobuf::Struct> fields = StructFromEvent(*entry.event);
     if (!fields.ok()) return fields.status();
     *out->mutable_event() = *std::move(fields);
-    const int64_t nanos = absl::ToUnixNanos(entry.time);
-    out->mutable_time()->set_seconds(nanos / 1000000000);
-    out->mutable_time()->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+    *out->mutable_time() = ToProto(entry.time);
   }
   return absl::OkStatus();
 }

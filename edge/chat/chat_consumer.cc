@@ -21,14 +21,18 @@ std::string NowText() {
 // The longest epoch a client may name (groupsvc's are 8 characters).
 constexpr size_t kMaxEpoch = 64;
 
-boost::json::object UserObject(const boost::json::value* user) {
-  boost::json::object out;
+// An event's "user" as v2 frames show it: only the two strings an edge (or
+// groupsvc's presence) puts there; anything else, as from a sender that is
+// not an edge (grpcurl, a Django view), is anonymous.
+boost::json::object Author(const boost::json::object& fields) {
+  const boost::json::value* user = fields.if_contains("user");
   const boost::json::object* u = user == nullptr ? nullptr : user->if_object();
   const boost::json::value* id = u == nullptr ? nullptr : u->if_contains("id");
   const boost::json::value* name = u == nullptr ? nullptr : u->if_contains("name");
-  out["id"] = id != nullptr && id->is_string() ? id->as_string() : "";
-  out["name"] = name != nullptr && name->is_string() ? name->as_string() : "";
-  return out;
+  if (id != nullptr && id->is_string() && name != nullptr && name->is_string()) {
+    return {{"id", *id}, {"name", *name}};
+  }
+  return {{"anonymous", true}};
 }
 
 // Ids and names as groupsvc takes them (at most 256 bytes), cut at a
@@ -161,9 +165,8 @@ void ChatConsumer::AskLatest() {
 }
 
 void ChatConsumer::AskHistory(HistoryQuery query) {
-  HistoryQuery asked = query;
-  GetHistory(query, [this, asked = std::move(asked)](absl::StatusOr<HistoryAnswer> answer) {
-    OnHistory(asked, std::move(answer));
+  GetHistory(query, [this, query](absl::StatusOr<HistoryAnswer> answer) {
+    OnHistory(query, std::move(answer));
   });
 }
 
@@ -245,10 +248,8 @@ void ChatConsumer::FinishSync(std::string frame) {
 
 void ChatConsumer::PresenceChange(const LayerEvent& event, const char* change) {
   if (!v2_) return;
-  boost::json::object out{{"type", "presence"}};
-  auto user = event.fields().find("user");
-  out[change] = UserObject(user == event.fields().end() ? nullptr : &user->value());
-  Send(boost::json::serialize(out));
+  Send(boost::json::serialize(
+      boost::json::object{{"type", "presence"}, {change, Author(event.fields())}}));
 }
 
 void ChatConsumer::Receive(const std::string& text) {
@@ -322,20 +323,9 @@ bool ChatConsumer::SendMessage(const LayerEvent& event) {
     out["type"] = "message";
     auto message = in.find("message");
     out["message"] = message == in.end() ? boost::json::value() : message->value();
-    // The author: only the two strings an edge puts there (see Receive);
-    // anything else, as from a sender that is not an edge (grpcurl, a Django
-    // view), is shown as anonymous, with this edge's time.
-    boost::json::object author{{"anonymous", true}};
-    auto user = in.find("user");
-    if (user != in.end() && user->value().is_object()) {
-      const boost::json::object& u = user->value().get_object();
-      const boost::json::value* id = u.if_contains("id");
-      const boost::json::value* name = u.if_contains("name");
-      if (id != nullptr && id->is_string() && name != nullptr && name->is_string()) {
-        author = boost::json::object{{"id", *id}, {"name", *name}};
-      }
-    }
-    out["user"] = std::move(author);
+    // The author (see Receive); a sender that is not an edge gets this
+    // edge's time too.
+    out["user"] = Author(in);
     // The room's offset and epoch (groupsvc's history): what a page will
     // recover from after a reconnect.
     if (event.offset() > 0) {

@@ -52,14 +52,18 @@ void Presence::EraseIfEmptyLocked(absl::string_view group) {
   if (g != groups_.end() && g->second.channels.empty() && g->second.users.empty()) groups_.erase(g);
 }
 
+void Presence::ScheduleLeaveLocked(Group& group, absl::string_view name, std::string id,
+                                   absl::Time at) {
+  group.users[id].leave_at = at;
+  due_.emplace(at, std::string(name), std::move(id));
+}
+
 void Presence::Leave(absl::string_view group, absl::string_view channel, absl::Time now) {
   absl::MutexLock lock(&mu_);
   auto g = groups_.find(group);
   if (g == groups_.end()) return;
   if (std::optional<std::string> last = DropLocked(g->second, channel); last.has_value()) {
-    User& u = g->second.users[*last];
-    u.leave_at = now + debounce_;
-    due_.emplace(u.leave_at, std::string(group), *std::move(last));
+    ScheduleLeaveLocked(g->second, group, *std::move(last), now + debounce_);
   }
   EraseIfEmptyLocked(group);
 }
@@ -76,10 +80,8 @@ void Presence::RemoveOwner(absl::string_view owner, const absl::flat_hash_set<st
     }
     for (const std::string& channel : gone) {
       std::optional<std::string> last = DropLocked(g->second, channel);
-      if (!last.has_value()) continue;
-      User& u = g->second.users[*last];
-      u.leave_at = now + leave_after;
-      due_.emplace(u.leave_at, name, *std::move(last));
+      if (last.has_value())
+        ScheduleLeaveLocked(g->second, name, *std::move(last), now + leave_after);
     }
   }
 }

@@ -103,6 +103,9 @@ class Presence {
   std::optional<std::string> DropLocked(Group& group, absl::string_view channel)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EraseIfEmptyLocked(absl::string_view group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `id`'s leave from `group` is due at `at` (its channels there are gone).
+  void ScheduleLeaveLocked(Group& group, absl::string_view name, std::string id, absl::Time at)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const absl::Duration debounce_;
   mutable absl::Mutex mu_;
