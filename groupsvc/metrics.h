@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "groupsvc/api_guard.h"
-#include "groupsvc/attach_stream.h"
 #include "groupsvc/group_registry.h"
+#include "groupsvc/rpc/attach_stream.h"
 
 namespace groupsvc {
 

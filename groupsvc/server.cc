@@ -57,9 +57,10 @@ GroupServer::GroupServer(ServerOptions options, const chat::Clock* clock,
       forwarder_(peer_credentials == nullptr
                      ? nullptr
                      : std::make_unique<Forwarder>(&options_.shards, peer_credentials)),
-      service_(
-          &registry_, &timers_, WithShards(options_.attach, &options_.shards), clock_, guard_.get(),
-          /*require_client_certificate=*/!options_.tls.client_ca_file.empty(), forwarder_.get()) {}
+      service_(&registry_, WithShards(options_.attach, &options_.shards), clock_, guard_.get(),
+               /*require_client_certificate=*/!options_.tls.client_ca_file.empty(),
+               /*api_needs_tls=*/!options_.tls.cert_file.empty() && !options_.health_listen.empty(),
+               forwarder_.get()) {}
 
 GroupServer::~GroupServer() {
   Shutdown(absl::ZeroDuration());
@@ -154,11 +155,20 @@ absl::StatusOr<std::unique_ptr<GroupServer>> GroupServer::Start(ServerOptions op
                                                  *std::move(guard), std::move(peers)));
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = s->Credentials();
   if (!credentials.ok()) return credentials.status();
+  // Reflection is gRPC's sync service: beside async queues its own queue does
+  // not poll (bench/README.md, "One polling thread"), so it takes nothing from the loops.
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(s->options_.listen, *credentials, &s->port_);
-  builder.RegisterService(&s->service_);
-  builder.RegisterService(&s->health_);
+  if (!s->options_.health_listen.empty()) {
+    builder.AddListeningPort(s->options_.health_listen, grpc::InsecureServerCredentials(),
+                             &s->health_port_);
+  }
+  builder.RegisterService(s->service_.service());
+  builder.RegisterService(s->health_.service());
+  for (int i = 0; i < std::max(1, s->options_.rpc_threads); ++i) {
+    s->loops_.push_back(std::make_unique<CompletionLoop>(builder.AddCompletionQueue()));
+  }
   // Room for a batch of commands around the largest event; the registry refuses
   // an oversized event itself, with a message that says so.
   builder.SetMaxReceiveMessageSize(static_cast<int>(
@@ -171,27 +181,26 @@ absl::StatusOr<std::unique_ptr<GroupServer>> GroupServer::Start(ServerOptions op
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 1000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   s->server_ = builder.BuildAndStart();
-  if (s->server_ == nullptr || s->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", s->options_.listen));
+  if (s->server_ == nullptr || s->port_ == 0 ||
+      (!s->options_.health_listen.empty() && s->health_port_ == 0)) {
+    const bool health = s->server_ != nullptr && s->port_ != 0;
+    if (s->server_ != nullptr) s->server_->Shutdown();
+    for (auto& loop : s->loops_) loop->Shutdown();
+    s->server_.reset();
+    return absl::UnavailableError(
+        health ? absl::StrCat("cannot serve health on ", s->options_.health_listen)
+               : absl::StrCat("cannot listen on ", s->options_.listen));
   }
-  if (!s->options_.health_listen.empty()) {
-    grpc::ServerBuilder health;
-    health.AddListeningPort(s->options_.health_listen, grpc::InsecureServerCredentials(),
-                            &s->health_port_);
-    health.RegisterService(&s->plain_health_);
-    health.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-    s->health_server_ = health.BuildAndStart();
-    if (s->health_server_ == nullptr || s->health_port_ == 0) {
-      s->server_->Shutdown();
-      return absl::UnavailableError(
-          absl::StrCat("cannot serve health on ", s->options_.health_listen));
-    }
+  for (auto& loop : s->loops_) {
+    s->service_.Listen(loop.get());
+    s->health_.Listen(loop.get());
+    loop->Start();
   }
   if (!s->options_.metrics_listen.empty()) {
     try {
       s->exposer_ = std::make_unique<prometheus::Exposer>(s->options_.metrics_listen);
     } catch (const std::exception& e) {
-      s->server_->Shutdown();
+      s->Shutdown(absl::ZeroDuration());
       return absl::UnavailableError(
           absl::StrCat("cannot serve metrics on ", s->options_.metrics_listen, ": ", e.what()));
     }
@@ -202,52 +211,41 @@ absl::StatusOr<std::unique_ptr<GroupServer>> GroupServer::Start(ServerOptions op
     s->metrics_port_ = ports.empty() ? 0 : ports.front();
   }
   s->LogSecurity(certificate);
-  s->ScheduleSweep();
-  s->SchedulePresence();
-  return s;
-}
-
-void GroupServer::ScheduleSweep() {
-  timers_.Schedule(absl::Now() + options_.sweep_interval, [this] {
-    if (shut_down_) return;
-    registry_.Sweep();
-    ScheduleSweep();
-  });
-}
-
-void GroupServer::SchedulePresence() {
+  GroupRegistry* registry = &s->registry_;
+  CompletionLoop* first = s->loops_.front().get();
+  s->tickers_.push_back(
+      Ticker::Start(first, s->options_.sweep_interval, [registry] { registry->Sweep(); }));
   // Presence leaves are due at debounce granularity, finer than the sweep.
-  timers_.Schedule(absl::Now() + absl::Milliseconds(100), [this] {
-    if (shut_down_) return;
-    registry_.AnnouncePresence();
-    SchedulePresence();
-  });
+  s->tickers_.push_back(
+      Ticker::Start(first, absl::Milliseconds(100), [registry] { registry->AnnouncePresence(); }));
+  return s;
 }
 
 void GroupServer::Shutdown(absl::Duration grace) {
   if (server_ == nullptr || shut_down_.exchange(true)) return;
   const absl::Time deadline = absl::Now() + grace;
   health_.SetServing(false);
-  plain_health_.SetServing(false);
   service_.Drain(grace);
-  while (service_.attached_streams() > 0 && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(10));
-  }
+  service_.streams().WaitEmpty(deadline);
   chat::LogEvent("streams_drained", {{"left", absl::StrCat(service_.attached_streams())}});
   health_.Shutdown();
-  plain_health_.Shutdown();
+  for (auto& ticker : tickers_) ticker->Stop();
+  tickers_.clear();  // The loops wait for every call to go.
   // Our streams are gone; what is left are short unary calls and waiting
   // Receives. gRPC would also wait for idle clients to drop their connections
   // after its GOAWAY, which they need not do, so give in-flight calls at most a
   // second before they are cancelled.
   server_->Shutdown(absl::ToChronoTime(std::min(deadline, absl::Now() + absl::Seconds(1))));
-  if (health_server_ != nullptr) health_server_->Shutdown(absl::ToChronoTime(absl::Now()));
+  for (auto& loop : loops_) loop->Shutdown();
   chat::LogEvent("server_shutdown");
+  absl::MutexLock lock(&done_mu_);
+  done_ = true;
 }
 
 void GroupServer::Wait() {
-  if (server_ != nullptr) server_->Wait();
-  if (health_server_ != nullptr) health_server_->Wait();
+  if (server_ == nullptr) return;
+  absl::MutexLock lock(&done_mu_);
+  done_mu_.Await(absl::Condition(&done_));
 }
 
 }  // namespace groupsvc

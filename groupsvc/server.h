@@ -1,6 +1,7 @@
 // GroupServer: groupsvc wired up: the gRPC server with the ChannelLayer and
-// Health services and reflection, the periodic sweep, and the metrics endpoint.
-// main() and the contract tests both start it this way.
+// Health services (gRPC's async API, on `rpc_threads` completion loops, see
+// rpc/completion_loop.h) and reflection, the periodic sweep, and the metrics
+// endpoint. main() and the contract tests both start it this way.
 //
 // Security (see README, "Security"): with tls.cert_file/key_file the port
 // speaks TLS only, its certificate reloaded when the files change; with
@@ -9,8 +10,10 @@
 // grpcurl with a token can connect) and Attach requires one whose DNS names
 // admit the announced edge id; with api.tokens_file the unary API needs
 // bearer tokens (ApiGuard). What is left open is logged at start, one line
-// each. health_listen adds a plaintext port with grpc.health.v1 only, for
-// probes that cannot speak TLS (kubelet's gRPC probes).
+// each. health_listen adds a plaintext port for probes that cannot speak TLS
+// (kubelet's gRPC probes): another port of the same server (so no thread of
+// its own polls), where the ChannelLayer answers UNIMPLEMENTED when the main
+// port speaks TLS. Without TLS both ports are plaintext and alike.
 //
 //   absl::StatusOr<std::unique_ptr<GroupServer>> server = GroupServer::Start(options);
 //   ... (*server)->port() ...
@@ -27,13 +30,13 @@
 
 #include "absl/status/statusor.h"
 #include "groupsvc/api_guard.h"
-#include "groupsvc/forwarder.h"
 #include "groupsvc/group_registry.h"
-#include "groupsvc/group_service.h"
-#include "groupsvc/health_service.h"
 #include "groupsvc/metrics.h"
+#include "groupsvc/rpc/completion_loop.h"
+#include "groupsvc/rpc/forwarder.h"
+#include "groupsvc/rpc/group_service.h"
+#include "groupsvc/rpc/health_service.h"
 #include "groupsvc/shard_map.h"
-#include "groupsvc/timer_queue.h"
 #include "shared/clock.h"
 
 namespace groupsvc {
@@ -68,6 +71,9 @@ struct ServerOptions {
   // to them when the shards speak TLS; empty: --tls_client_ca's.
   std::string shard_tls_ca_file;
   absl::Duration sweep_interval = absl::Seconds(1);
+  // Completion loops (one polling thread each); a stream stays on the loop
+  // that accepted it. 1 is the fastest on a busy server (bench/README.md).
+  int rpc_threads = 1;
   // Pings on idle connections, so that a cut network ends an edge's stream
   // (and so its memberships) within keepalive_time + keepalive_timeout.
   absl::Duration keepalive_time = absl::Seconds(10);
@@ -98,8 +104,6 @@ class GroupServer {
   // `peer_credentials`: how to reach the other shards; null with one shard.
   GroupServer(ServerOptions options, const chat::Clock* clock, std::unique_ptr<ApiGuard> guard,
               std::shared_ptr<grpc::ChannelCredentials> peer_credentials);
-  void ScheduleSweep();
-  void SchedulePresence();
   // The listening port's credentials (TLS from the files, or plaintext).
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials();
   // One line for what is secured, and one warning line for each thing left open.
@@ -108,16 +112,17 @@ class GroupServer {
   const ServerOptions options_;
   const chat::Clock* const clock_;
   GroupRegistry registry_;
-  TimerQueue timers_;
   const std::unique_ptr<ApiGuard> guard_;
   // Null with one shard.
   const std::unique_ptr<Forwarder> forwarder_;
   GroupService service_;
   HealthService health_;
-  // The plaintext health port's own copy (a service joins one server only).
-  HealthService plain_health_;
+  // Declared before server_: destroyed after it (gRPC wants the server gone
+  // first), shut down after it (Shutdown).
+  std::vector<std::unique_ptr<CompletionLoop>> loops_;
   std::unique_ptr<grpc::Server> server_;
-  std::unique_ptr<grpc::Server> health_server_;
+  // The sweep and the presence tick, on the first loop.
+  std::vector<std::shared_ptr<Ticker>> tickers_;
   std::shared_ptr<grpc::experimental::CertificateProviderInterface> certificates_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::shared_ptr<RegistryCollector> collector_;
@@ -125,6 +130,8 @@ class GroupServer {
   int metrics_port_ = 0;
   int health_port_ = 0;
   std::atomic<bool> shut_down_{false};
+  absl::Mutex done_mu_;
+  bool done_ ABSL_GUARDED_BY(done_mu_) = false;
 };
 
 }  // namespace groupsvc

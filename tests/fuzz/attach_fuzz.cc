@@ -1,5 +1,5 @@
 // attach_fuzz: groupsvc's handling of what an edge sends on its Attach stream
-// (groupsvc/wire.h, groupsvc/commands.h, groupsvc/group_registry.h).
+// (groupsvc/rpc/wire.h, groupsvc/commands.h, groupsvc/group_registry.h).
 //
 // Input: the bytes of one EdgeMessage as it arrives on the stream, parsed with
 // groupsvc::ParseWire (the stream's own parser; a text-format EdgeMessage is
@@ -49,7 +49,7 @@
 #include "groupsvc/commands.h"
 #include "groupsvc/group_registry.h"
 #include "groupsvc/v1/layer.pb.h"
-#include "groupsvc/wire.h"
+#include "groupsvc/rpc/wire.h"
 #include "shared/clock.h"
 #include "shared/names.h"
 #include "tests/fuzz/fuzz_check.h"

@@ -1,18 +1,17 @@
 // Protobuf messages to and from gRPC byte buffers, for the methods groupsvc
 // registers as raw (grpc::ByteBuffer) so that it parses requests itself.
 //
-// Why: in gRPC 1.51's callback API a request that does not parse (garbage
-// bytes, a proto3 string that is not UTF-8, nesting beyond protobuf's
-// recursion limit) never reaches the handler: the generated unary handler
-// answers UNIMPLEMENTED with no message, and a bidi stream's read just fails
-// like a half-close. Parsing here answers INVALID_ARGUMENT, saying why.
+// Why: a request that does not parse (garbage bytes, a proto3 string that is
+// not UTF-8, nesting beyond protobuf's recursion limit) must be answered
+// INVALID_ARGUMENT saying why; gRPC's generated typed handlers answer
+// UNIMPLEMENTED with no message, or end a stream as if the client had closed it.
 //
 //   v1::GroupSendRequest request;
-//   if (absl::Status s = ParseWire(*raw, &request); !s.ok()) return Done(context, s);
+//   if (absl::Status s = ParseWire(call->request(), &request); !s.ok()) return call->Reply(s);
 //
 // Thread-compatible: free functions of their arguments only.
-#ifndef CHAT_GROUPSVC_WIRE_H_
-#define CHAT_GROUPSVC_WIRE_H_
+#ifndef CHAT_GROUPSVC_RPC_WIRE_H_
+#define CHAT_GROUPSVC_RPC_WIRE_H_
 
 #include <google/protobuf/message_lite.h>
 #include <grpcpp/support/byte_buffer.h>
@@ -28,4 +27,4 @@ absl::Status SerializeWire(const google::protobuf::MessageLite& message, grpc::B
 
 }  // namespace groupsvc
 
-#endif  // CHAT_GROUPSVC_WIRE_H_
+#endif  // CHAT_GROUPSVC_RPC_WIRE_H_

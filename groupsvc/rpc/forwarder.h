@@ -11,9 +11,12 @@
 // (AskOthers), and a shard that does not answer fails the call: a listing is
 // never silently partial.
 //
-// Thread-safe; calls run on gRPC's callback threads.
-#ifndef CHAT_GROUPSVC_FORWARDER_H_
-#define CHAT_GROUPSVC_FORWARDER_H_
+// The calls to other shards are gRPC async client calls on the caller's own
+// completion loop (no callback API: its threads would poll beside the loop's).
+//
+// Thread-safe; everything completes on the caller's loop.
+#ifndef CHAT_GROUPSVC_RPC_FORWARDER_H_
+#define CHAT_GROUPSVC_RPC_FORWARDER_H_
 
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
@@ -24,6 +27,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "groupsvc/rpc/unary_call.h"
 #include "groupsvc/shard_map.h"
 
 namespace groupsvc {
@@ -34,23 +38,23 @@ class Forwarder {
   Forwarder(const ShardMap* shards, const std::shared_ptr<grpc::ChannelCredentials>& credentials);
 
   // True for a call another shard forwarded: answer it from this shard alone.
-  static bool IsForwarded(const grpc::CallbackServerContext& context);
+  static bool IsForwarded(const grpc::ServerContextBase& context);
 
-  // Passes the call to shard `owner`'s `method` ("/groupsvc.v1.ChannelLayer/GetGroup").
-  grpc::ServerUnaryReactor* Forward(uint32_t owner, const std::string& method,
-                                    grpc::CallbackServerContext* context,
-                                    const grpc::ByteBuffer* request, grpc::ByteBuffer* response);
+  // Answers `call` with shard `owner`'s answer to `method`
+  // ("/groupsvc.v1.ChannelLayer/GetGroup") for the same request.
+  void Forward(uint32_t owner, const std::string& method, UnaryCall* call);
 
   // Asks every other shard's `method` for its own part; `done` gets their raw
   // answers (this shard's slot empty), or the first failure, naming the shard.
+  // `done` runs on the call's loop.
   using Answers = absl::StatusOr<std::vector<grpc::ByteBuffer>>;
-  void AskOthers(const std::string& method, grpc::CallbackServerContext* context,
-                 const grpc::ByteBuffer& request, std::function<void(Answers)> done);
+  void AskOthers(const std::string& method, UnaryCall* call, std::function<void(Answers)> done);
 
  private:
   class ForwardCall;
+  class AskRound;
   // A client context for a call on behalf of `caller`.
-  void Prepare(const grpc::CallbackServerContext& caller, grpc::ClientContext* context) const;
+  void Prepare(const grpc::ServerContextBase& caller, grpc::ClientContext* context) const;
 
   const ShardMap* const shards_;
   std::vector<std::unique_ptr<grpc::GenericStub>> stubs_;  // Null for this shard.
@@ -58,4 +62,4 @@ class Forwarder {
 
 }  // namespace groupsvc
 
-#endif  // CHAT_GROUPSVC_FORWARDER_H_
+#endif  // CHAT_GROUPSVC_RPC_FORWARDER_H_

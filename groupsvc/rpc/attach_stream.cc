@@ -1,4 +1,4 @@
-#include "groupsvc/attach_stream.h"
+#include "groupsvc/rpc/attach_stream.h"
 
 #include <algorithm>
 #include <utility>
@@ -7,16 +7,18 @@
 #include "absl/strings/str_join.h"
 #include "groupsvc/commands.h"
 #include "groupsvc/peer_identity.h"
-#include "groupsvc/wire.h"
+#include "groupsvc/rpc/wire.h"
 #include "shared/log.h"
 
 namespace groupsvc {
 
 // ------------------------------------------------------------------ StreamSet
 
-void StreamSet::Add(const std::shared_ptr<AttachStream>& stream) {
+bool StreamSet::Add(const std::shared_ptr<AttachStream>& stream) {
   absl::MutexLock lock(&mu_);
+  if (draining_) return false;
   streams_.push_back(stream);
+  return true;
 }
 
 void StreamSet::Remove(const AttachStream* stream) {
@@ -33,11 +35,18 @@ void StreamSet::DrainAll(absl::Duration grace) {
   std::vector<std::shared_ptr<AttachStream>> live;
   {
     absl::MutexLock lock(&mu_);
+    draining_ = true;
     for (const auto& w : streams_) {
       if (auto s = w.lock()) live.push_back(std::move(s));
     }
   }
   for (const auto& s : live) s->Drain(grace);
+}
+
+bool StreamSet::WaitEmpty(absl::Time deadline) const {
+  absl::MutexLock lock(&mu_);
+  auto empty = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return streams_.empty(); };
+  return mu_.AwaitWithDeadline(absl::Condition(&empty), deadline);
 }
 
 size_t StreamSet::size() const {
@@ -47,48 +56,61 @@ size_t StreamSet::size() const {
 
 // --------------------------------------------------------------- AttachStream
 
-AttachStream* AttachStream::Start(GroupRegistry* registry, StreamSet* streams,
-                                  const AttachOptions& options, const chat::Clock* clock,
-                                  AttachIdentity identity, grpc::CallbackServerContext* context) {
-  auto stream = Make(registry, streams, options, clock, std::move(identity), context->peer());
-  streams->Add(stream);
-  stream->StartRead(&stream->incoming_raw_);
-  return stream.get();
+void AttachStream::Listen(CompletionLoop* loop, const AttachEnv* env) {
+  auto stream = std::make_shared<AttachStream>(loop, env);
+  stream->context_.AsyncNotifyWhenDone(stream->done_.Tag());
+  env->request(&stream->context_, &stream->stream_, loop->cq(), stream->arrived_.Tag());
 }
 
-AttachStream::AttachStream(GroupRegistry* registry, StreamSet* streams,
-                           const AttachOptions& options, const chat::Clock* clock,
-                           AttachIdentity identity, std::string peer)
-    : registry_(registry),
-      streams_(streams),
-      options_(options),
-      clock_(clock),
-      identity_(std::move(identity)),
-      peer_(std::move(peer)) {}
+AttachStream::AttachStream(CompletionLoop* loop, const AttachEnv* env)
+    : Call(loop), env_(env), registry_(env->registry), options_(env->options) {}
 
-namespace {
-// The streams waiting for the end of the batch this thread is handling.
-thread_local std::vector<std::shared_ptr<AttachStream>>* deferred_pumps = nullptr;
-}  // namespace
+void AttachStream::OnComplete(Op* op, bool ok) {
+  if (op == &arrived_) {
+    if (!ok) {
+      done_.Abandon();  // The server is shutting down; no call came.
+      return;
+    }
+    Listen(loop(), env_);
+    Begin();
+  } else if (op == &read_) {
+    OnReadDone(ok);
+  } else if (op == &written_) {
+    OnWriteDone(ok);
+  } else if (op == &done_) {
+    if (context_.IsCancelled()) OnCancel();
+    OnDone();
+  }
+  // finished_op_: the status went out (or the call broke); done_ follows.
+}
 
-void AttachStream::PumpSoon() {
-  if (deferred_pumps == nullptr) {
-    Pump();
+void AttachStream::Begin() {
+  peer_ = context_.peer();
+  identity_.guard = env_->guard;
+  if (env_->require_client_certificate) {
+    identity_.dns_names = CertificateDnsNames(context_);
+    if (!identity_.dns_names.has_value()) {
+      if (env_->guard != nullptr) env_->guard->CountAttachRefused("no_certificate");
+      chat::LogEvent("stream_refused", {{"peer", peer_}, {"reason", "no_certificate"}});
+      RequestFinish(
+          grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                       "Attach needs a client certificate signed by groupsvc's --tls_client_ca "
+                       "(the edge's --groupsvc_tls_cert and --groupsvc_tls_key)"));
+      return;
+    }
+  }
+  if (!env_->streams->Add(std::static_pointer_cast<AttachStream>(shared_from_this()))) {
+    RequestFinish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "groupsvc is shutting down"));
     return;
   }
-  for (const auto& s : *deferred_pumps) {
-    if (s.get() == this) return;
-  }
-  deferred_pumps->push_back(shared_from_this());
+  stream_.Read(&incoming_raw_, read_.Tag());
 }
+
+void AttachStream::PumpSoon() { CompletionLoop::AtRoundEnd(shared_from_this()); }
 
 void AttachStream::OnReadDone(bool ok) {
   if (!ok) {
     // The edge closed its side (or the call broke): flush what is queued, then end.
-    {
-      absl::MutexLock lock(&mu_);
-      reading_done_ = true;
-    }
     RequestFinish(grpc::Status::OK);
     return;
   }
@@ -115,19 +137,15 @@ void AttachStream::OnReadDone(bool ok) {
                                "hello may be sent only once per stream"));
     return;
   }
-  streams_->CountIn();
-  std::vector<std::shared_ptr<AttachStream>> pumps;
-  deferred_pumps = &pumps;
+  env_->streams->CountIn();
   for (const v1::Command& command : incoming_.commands()) {
     Outgoing item;
     item.ack = ApplyCommand(*registry_, command, quota_, options_.shards);
     item.bytes = item.ack->ByteSizeLong();
     PushControl(std::move(item));
   }
-  deferred_pumps = nullptr;
   // The edge replays its memberships with its hello: its groups are whole again.
   if (first) registry_->ReplayApplied(edge_id_, generation_);
-  for (const auto& stream : pumps) stream->Pump();
   bool read = false;
   {
     absl::MutexLock lock(&mu_);
@@ -138,7 +156,7 @@ void AttachStream::OnReadDone(bool ok) {
       read = true;
     }
   }
-  if (read) StartRead(&incoming_raw_);
+  if (read) stream_.Read(&incoming_raw_, read_.Tag());
 }
 
 void AttachStream::HandleHello(const v1::Hello& hello) {
@@ -160,7 +178,8 @@ void AttachStream::HandleHello(const v1::Hello& hello) {
   // from another thread as soon as AttachEdge has run.
   edge_id_ = hello.edge_id();
   AttachRequest request{hello.edge_id(), hello.channel_prefix(), hello.incarnation(), peer_};
-  absl::StatusOr<Attachment> attachment = registry_->AttachEdge(request, shared_from_this());
+  absl::StatusOr<Attachment> attachment =
+      registry_->AttachEdge(request, std::static_pointer_cast<AttachStream>(shared_from_this()));
   if (!attachment.ok()) {
     const absl::StatusCode code = attachment.status().code();
     chat::LogEvent("stream_refused",
@@ -212,7 +231,7 @@ bool AttachStream::Deliver(const EventPtr& event, std::vector<std::string> chann
     item.group = std::string(group);
     item.offset = offset;
     item.epoch = std::string(epoch);
-    item.expires = clock_->Now() + registry_->options().expiry;
+    item.expires = env_->clock->Now() + registry_->options().expiry;
     queue_bytes_ += item.bytes;
     queue_.push_back(std::move(item));
   }
@@ -267,7 +286,7 @@ void AttachStream::RequestFinish(grpc::Status status) {
 
 void AttachStream::FillBatchLocked() {
   batch_.Clear();
-  const absl::Time now = clock_->Now();
+  const absl::Time now = env_->clock->Now();
   size_t bytes = 0;
   uint64_t expired = 0;
   while (!queue_.empty() &&
@@ -321,10 +340,10 @@ void AttachStream::Pump() {
       OnWriteDone(false);
       return;
     }
-    streams_->CountOut();
-    StartWrite(&batch_raw_);
+    env_->streams->CountOut();
+    stream_.Write(batch_raw_, written_.Tag());
   } else if (finish.has_value()) {
-    Finish(*finish);
+    stream_.Finish(*finish, finished_op_.Tag());
   }
 }
 
@@ -359,7 +378,7 @@ void AttachStream::ResumeReadsIfDrained() {
     }
     reads_paused_ = false;
   }
-  StartRead(&incoming_raw_);
+  stream_.Read(&incoming_raw_, read_.Tag());
 }
 
 void AttachStream::OnCancel() {
@@ -389,8 +408,7 @@ void AttachStream::OnDone() {
     chat::LogEvent("edge_detached",
                    {{"edge", edge_id_}, {"peer", peer_}, {"lost", lost ? "true" : "false"}});
   }
-  streams_->Remove(this);
-  Release();
+  env_->streams->Remove(this);
 }
 
 }  // namespace groupsvc

@@ -1,20 +1,24 @@
-// AttachStream: the server side of one edge's Attach stream (a gRPC callback
-// reactor; no thread of its own).
+// AttachStream: the server side of one edge's Attach stream, a Call on a
+// CompletionLoop (gRPC's async API; no thread of its own).
 //
 // The first message announces the edge (hello); then each command is applied to
 // the GroupRegistry and answered with an Ack. Deliveries for the edge's channels
 // arrive from any thread through EdgeSink::Deliver and wait in a bounded queue;
 // one write is in flight at a time, and everything queued meanwhile goes out
-// batched in the next ServerMessage. When the queue passes half its bound, the
-// stream stops reading commands until it drains (backpressure on the edge).
-// The commands of the first message (the hello's, i.e. the edge's replay of
-// its memberships) settle the edge's groups again (GroupRegistry::ReplayApplied).
+// batched in the next ServerMessage. A write starts at the end of the loop's
+// round (CompletionLoop::AtRoundEnd), so that the acks and deliveries that one
+// incoming message causes leave in one message per stream. When the queue
+// passes half its bound, the stream stops reading commands until it drains
+// (backpressure on the edge). The commands of the first message (the hello's,
+// i.e. the edge's replay of its memberships) settle the edge's groups again
+// (GroupRegistry::ReplayApplied).
 //
-// With a client certificate required (AttachIdentity::dns_names set), the
-// hello's edge id must be one the certificate admits (EdgeIdAllowed), else
-// the stream ends with PERMISSION_DENIED before anything is registered, so no
-// stream can take another edge's id. The edge's sends to queued channels are
-// charged to its QueueQuota (ApiGuard::EdgeQuota).
+// With a client certificate required, a stream without a verified one ends at
+// once with UNAUTHENTICATED, and the hello's edge id must be one the
+// certificate admits (EdgeIdAllowed), else the stream ends with
+// PERMISSION_DENIED before anything is registered, so no stream can take
+// another edge's id. The edge's sends to queued channels are charged to its
+// QueueQuota (ApiGuard::EdgeQuota).
 //
 // Messages travel as raw bytes and are parsed here (see wire.h), so that one
 // that is not an EdgeMessage ends the stream with INVALID_ARGUMENT, not as if
@@ -22,15 +26,17 @@
 // (its groups unsettled for a while) unless the edge closed its side or
 // groupsvc drained it.
 //
-//   return AttachStream::Start(&registry, &streams, options, clock, identity, context);
+//   AttachStream::Listen(&loop, &env);  // one waiting for the next edge, per loop
 //
-// Threading: reactions run on gRPC's callback threads; the queue and the state
-// below are guarded by mu_. The object owns itself until OnDone (SelfOwned)
-// and the registry holds it while attached, so a late Deliver is harmless.
-#ifndef CHAT_GROUPSVC_ATTACH_STREAM_H_
-#define CHAT_GROUPSVC_ATTACH_STREAM_H_
+// Threading: OnComplete runs on the loop's thread; Deliver, Replaced and Drain
+// come from any thread. The queue and the state below are guarded by mu_.
+// Lifetime: a Call (completion_loop.h); the registry holds it while attached,
+// so a late Deliver reaches a live object that knows it is closed.
+#ifndef CHAT_GROUPSVC_RPC_ATTACH_STREAM_H_
+#define CHAT_GROUPSVC_RPC_ATTACH_STREAM_H_
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/support/async_stream.h>
 
 #include <atomic>
 #include <deque>
@@ -44,7 +50,7 @@
 #include "absl/time/time.h"
 #include "groupsvc/api_guard.h"
 #include "groupsvc/group_registry.h"
-#include "groupsvc/self_owned.h"
+#include "groupsvc/rpc/completion_loop.h"
 #include "groupsvc/shard_map.h"
 #include "groupsvc/v1/layer.grpc.pb.h"
 
@@ -55,10 +61,14 @@ class AttachStream;
 // The live streams, so that shutdown can drain them all.
 class StreamSet {
  public:
-  void Add(const std::shared_ptr<AttachStream>& stream);
+  // False once draining: the stream must be refused.
+  bool Add(const std::shared_ptr<AttachStream>& stream);
   void Remove(const AttachStream* stream);
-  // Tells every stream the server is going away; each finishes once flushed.
+  // Refuses new streams and tells every stream the server is going away;
+  // each finishes once flushed.
   void DrainAll(absl::Duration grace);
+  // Blocks until no stream is left or `deadline` passes; true if none is.
+  bool WaitEmpty(absl::Time deadline) const;
   size_t size() const;
 
   // Stream messages read from and written to edges, for the metrics.
@@ -70,6 +80,7 @@ class StreamSet {
  private:
   mutable absl::Mutex mu_;
   std::vector<std::weak_ptr<AttachStream>> streams_ ABSL_GUARDED_BY(mu_);
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<uint64_t> messages_in_{0};
   std::atomic<uint64_t> messages_out_{0};
 };
@@ -93,16 +104,28 @@ struct AttachIdentity {
   ApiGuard* guard = nullptr;
 };
 
-class AttachStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
-                     public EdgeSink,
-                     public SelfOwned<AttachStream> {
- public:
-  static AttachStream* Start(GroupRegistry* registry, StreamSet* streams,
-                             const AttachOptions& options, const chat::Clock* clock,
-                             AttachIdentity identity, grpc::CallbackServerContext* context);
+using RawStream = grpc::ServerAsyncReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>;
 
-  AttachStream(GroupRegistry* registry, StreamSet* streams, const AttachOptions& options,
-               const chat::Clock* clock, AttachIdentity identity, std::string peer);
+// What every stream of one server shares; outlives them.
+struct AttachEnv {
+  GroupRegistry* registry = nullptr;
+  StreamSet* streams = nullptr;
+  AttachOptions options;
+  const chat::Clock* clock = nullptr;
+  // For the edge's queue quota and the refusal counts; may be null.
+  ApiGuard* guard = nullptr;
+  // Attach needs a verified client certificate that names the edge id.
+  bool require_client_certificate = false;
+  // Posts a request for the next Attach call (the service's RequestAttach).
+  std::function<void(grpc::ServerContext*, RawStream*, grpc::ServerCompletionQueue*, void*)>
+      request;
+};
+
+class AttachStream final : public Call, public EdgeSink {
+ public:
+  // Waits on `loop` for the next edge's stream; `env` must outlive it.
+  static void Listen(CompletionLoop* loop, const AttachEnv* env);
+  AttachStream(CompletionLoop* loop, const AttachEnv* env);
 
   bool Deliver(const EventPtr& event, std::vector<std::string> channels, absl::string_view group,
                uint64_t offset, absl::string_view epoch) override;
@@ -124,10 +147,17 @@ class AttachStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
     size_t bytes = 0;
   };
 
-  void OnReadDone(bool ok) override;
-  void OnWriteDone(bool ok) override;
-  void OnCancel() override;
-  void OnDone() override;
+  void OnComplete(Op* op, bool ok) override;
+  // Starts the next write, or the Finish, if none is in flight.
+  void OnRoundEnd() override { Pump(); }
+
+ private:
+  // The call arrived: refused at once, or registered and reading.
+  void Begin();
+  void OnReadDone(bool ok);
+  void OnWriteDone(bool ok);
+  void OnCancel();
+  void OnDone();
 
   void HandleHello(const v1::Hello& hello);
   // Queues acks and control messages; these are never dropped (reads pause instead).
@@ -135,19 +165,24 @@ class AttachStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
   void RequestFinish(grpc::Status status);
   // Starts the next write, or the Finish, if none is in flight.
   void Pump();
-  // Pump(), or, while an incoming batch of commands is being handled on this
-  // thread, once that batch is done: its deliveries to one edge then leave in
-  // one message instead of the first alone and the rest after it.
+  // Pump() at the end of the loop's round (at once off a loop's thread).
   void PumpSoon();
   void FillBatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ResumeReadsIfDrained();
 
+  const AttachEnv* const env_;
   GroupRegistry* const registry_;
-  StreamSet* const streams_;
-  const AttachOptions options_;
-  const chat::Clock* const clock_;
-  const AttachIdentity identity_;
-  const std::string peer_;
+  const AttachOptions& options_;
+  grpc::ServerContext context_;
+  RawStream stream_{&context_};
+  Op arrived_{this};
+  Op read_{this};
+  Op written_{this};
+  Op finished_op_{this};
+  Op done_{this};
+  // Set when the call arrives; read-only after.
+  AttachIdentity identity_;
+  std::string peer_;
 
   grpc::ByteBuffer incoming_raw_;  // Owned by the read in flight.
   v1::EdgeMessage incoming_;       // The last message read, parsed.
@@ -166,12 +201,12 @@ class AttachStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
   size_t queue_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool reads_paused_ ABSL_GUARDED_BY(mu_) = false;
-  bool reading_done_ ABSL_GUARDED_BY(mu_) = false;
   // Set once the stream will take no more deliveries.
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  // Set by OnCancel (the client cancelled, the network broke, or a deadline).
+  // Set when gRPC reports the call cancelled (by the client, a broken
+  // network, or a deadline).
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   // Set by Drain: groupsvc itself ends the stream, on purpose.
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
@@ -180,4 +215,4 @@ class AttachStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
 
 }  // namespace groupsvc
 
-#endif  // CHAT_GROUPSVC_ATTACH_STREAM_H_
+#endif  // CHAT_GROUPSVC_RPC_ATTACH_STREAM_H_

@@ -1,4 +1,4 @@
-#include "groupsvc/wire.h"
+#include "groupsvc/rpc/wire.h"
 
 #include <grpcpp/impl/codegen/proto_utils.h>
 
