@@ -20,6 +20,7 @@
 #include <boost/beast/websocket.hpp>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -46,6 +47,8 @@ ABSL_FLAG(absl::Duration, duration, absl::Seconds(10), "measured time");
 ABSL_FLAG(absl::Duration, drain, absl::Seconds(3), "wait for stragglers after sending stops");
 ABSL_FLAG(int, threads, 1, "event loops");
 ABSL_FLAG(std::vector<std::string>, server_pids, {}, "PIDs whose CPU and RSS to report");
+ABSL_FLAG(std::vector<std::string>, server_names, {},
+          "a name for each of --server_pids, for the per-process figures (default: the PID)");
 ABSL_FLAG(int, connections, 0, "idle: sockets to open (default rooms x members)");
 ABSL_FLAG(absl::Duration, hold, absl::Seconds(5), "idle: how long to hold them");
 ABSL_FLAG(std::vector<std::string>, source_ips, {},
@@ -257,6 +260,24 @@ double CpuSeconds(const std::string& pid) {
   return ticks / sysconf(_SC_CLK_TCK);
 }
 
+// Context switches, voluntary and not, of every thread the process has now.
+double ContextSwitches(const std::string& pid) {
+  double total = 0;
+  std::error_code error;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/" + pid + "/task", error)) {
+    std::ifstream f(task.path() / "status");
+    std::string line;
+    while (std::getline(f, line)) {
+      if (line.find("ctxt_switches:") == std::string::npos) continue;
+      double n = 0;
+      std::vector<absl::string_view> parts =
+          absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+      if (parts.size() >= 2 && absl::SimpleAtod(parts[1], &n)) total += n;
+    }
+  }
+  return total;
+}
+
 double RssKb(const std::string& pid) {
   std::ifstream f("/proc/" + pid + "/status");
   std::string line;
@@ -431,10 +452,13 @@ int main(int argc, char** argv) {
         start_us + std::chrono::duration_cast<std::chrono::microseconds>(warmup).count();
     shared.measure_to = shared.measure_from +
                         std::chrono::duration_cast<std::chrono::microseconds>(duration).count();
-    std::vector<double> cpu_start(pids.size());
+    std::vector<double> cpu_start(pids.size()), cs_start(pids.size());
     double self_start = 0;
     auto sample_start = [&] {
-      for (size_t i = 0; i < pids.size(); ++i) cpu_start[i] = CpuSeconds(pids[i]);
+      for (size_t i = 0; i < pids.size(); ++i) {
+        cpu_start[i] = CpuSeconds(pids[i]);
+        cs_start[i] = ContextSwitches(pids[i]);
+      }
       self_start = SelfCpu();
     };
     std::vector<Client*> active;
@@ -469,8 +493,19 @@ int main(int argc, char** argv) {
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
       }
     }
+    // Each process's CPU and context switches over the measured time, per
+    // message sent in it (one group_send each): where the cost goes.
     double cpu = 0;
-    for (size_t i = 0; i < pids.size(); ++i) cpu += CpuSeconds(pids[i]) - cpu_start[i];
+    std::string processes;
+    const std::vector<std::string> names = absl::GetFlag(FLAGS_server_names);
+    for (size_t i = 0; i < pids.size(); ++i) {
+      const double process_cpu = CpuSeconds(pids[i]) - cpu_start[i];
+      const double switches = ContextSwitches(pids[i]) - cs_start[i];
+      cpu += process_cpu;
+      absl::StrAppendFormat(&processes, R"(%s{"name":"%s","cpu_s":%.3f,"switches":%.0f})",
+                            processes.empty() ? "" : ",", i < names.size() ? names[i] : pids[i],
+                            process_cpu, switches);
+    }
     const double self_cpu = SelfCpu() - self_start;
     shared.stop_sending = true;
     std::this_thread::sleep_for(absl::ToChronoNanoseconds(absl::GetFlag(FLAGS_drain)));
@@ -487,12 +522,12 @@ int main(int argc, char** argv) {
         R"({"mode":"%s","rooms":%d,"members":%d,"size":%d,"targets":%d,"seconds":%.1f,"sent":%d,)"
         R"("delivered":%d,"deliveries_per_s":%.0f,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,)"
         R"("errors":%d,"missing":%d,"loadgen_cpu_s":%.2f,"server_cpu_s":%.2f,)"
-        R"("deliveries_per_server_cpu_s":%.0f})",
+        R"("deliveries_per_server_cpu_s":%.0f,"processes":[%s]})",
         mode, rooms, members, shared.size, static_cast<int>(targets.size()), secs,
         shared.stats.sent, shared.stats.delivered, per_s, Percentile(l, 50), Percentile(l, 90),
         Percentile(l, 99), l.empty() ? 0 : l.back(), shared.stats.errors,
         static_cast<int64_t>(shared.stats.expected) - static_cast<int64_t>(shared.stats.delivered),
-        self_cpu, cpu, cpu > 0 ? shared.stats.delivered / cpu : 0.0);
+        self_cpu, cpu, cpu > 0 ? shared.stats.delivered / cpu : 0.0, processes);
   }
   printf("%s\n", json.c_str());
   fflush(stdout);

@@ -10,7 +10,9 @@
 #                                # channels_redis, then on our layer (channels_groupsvc)
 #   SCENARIOS="T2 L1" SCALE=0 THREADS=2 bench/run.sh ours   # a subset (SCALE=F1: F1 but not S1)
 #   EDGE_BIN=/tmp/old/edge GROUPSVC_BIN=/tmp/old/groupsvc ...  # other binaries (A/B)
-#   GROUPSVC_FLAGS=--history_size=0 ...   # extra flags for the one groupsvc (A/B of a setting)
+#   GROUPSVC_FLAGS=--history_size=0 ...   # extra flags for groupsvc (A/B of a setting)
+#   A_EDGE_BIN=/tmp/old/edge A_GROUPSVC_BIN=/tmp/old/groupsvc bench/run.sh ab
+#                                # two edges + groupsvc of build A, then of this tree, alternating
 # Scenarios (see bench/README.md): T1 closed loop, T2 fixed open-loop load (CPU
 # per delivery), L1 open loop, C1 idle memory, F1 fan-out (ours), S1 idle
 # connections at scale (ours). Our topologies run with the edge at each of
@@ -61,20 +63,21 @@ record() {  # SYSTEM SCENARIO JSON
   printf '{"system":"%s","scenario":"%s","result":%s}\n' "$1" "$2" "$3" | tee -a "$out" >&2
 }
 
-# The standard scenarios against TARGETS with server PIDS.
-scenarios() {  # SYSTEM TARGETS PIDS
-  local system="$1" targets="$2" pids="$3"
+# The standard scenarios against TARGETS with server PIDS (named NAMES in the
+# per-process figures: CPU and context switches per message).
+scenarios() {  # SYSTEM TARGETS PIDS [NAMES]
+  local system="$1" targets="$2" pids="$3" names="${4:-}"
   local run
   has() { [[ " $only " == *" $1 "* ]]; }
   # T1, T2 and L1 run RUNS times each (the table shows medians): this machine is shared and noisy.
   for ((run = 0; run < runs; run++)); do
     has T1 && record "$system" T1 "$("$loadgen" --targets="$targets" --server_pids="$pids" \
-      --mode=closed --rooms=10 --members=10 --size=64 --warmup="$warmup" --duration="$duration")"
+      --server_names="$names" --mode=closed --rooms=10 --members=10 --size=64 --warmup="$warmup" --duration="$duration")"
     has T2 && record "$system" T2 "$("$loadgen" --targets="$targets" --server_pids="$pids" \
-      --mode=open --rate="$t2_rate" --rooms=10 --members=10 --size=64 --warmup="$warmup" \
+      --server_names="$names" --mode=open --rate="$t2_rate" --rooms=10 --members=10 --size=64 --warmup="$warmup" \
       --duration="$duration")"
     has L1 && record "$system" L1 "$("$loadgen" --targets="$targets" --server_pids="$pids" \
-      --mode=open --rate=200 --rooms=10 --members=10 --size=64 --warmup="$warmup" \
+      --server_names="$names" --mode=open --rate=200 --rooms=10 --members=10 --size=64 --warmup="$warmup" \
       --duration="$duration")"
   done
   has C1 && record "$system" C1 "$("$loadgen" --targets="$targets" --server_pids="$pids" --mode=idle \
@@ -90,6 +93,7 @@ start_ours() {  # EDGES (0: one edge with the in-process layer) THREADS [SHARDS]
       --max_connections_per_ip=20000 --threads="$threads" 2>/dev/null &
     pids_started+=($!)
     OURS_PIDS=$!
+    OURS_NAMES=edge
     OURS_TARGETS=127.0.0.1:18201
     wait_ready 18201
     return
@@ -98,21 +102,25 @@ start_ours() {  # EDGES (0: one edge with the in-process layer) THREADS [SHARDS]
   local list="127.0.0.1:18250" i
   GROUPSVC_METRICS=18251
   OURS_PIDS=""
+  OURS_NAMES=""
   if ((shards == 1)); then
     # shellcheck disable=SC2086  # GROUPSVC_FLAGS may hold several flags.
     "${GROUPSVC_BIN:-$root/build/groupsvc/groupsvc}" --listen=127.0.0.1:18250 --metrics_listen=127.0.0.1:18251 \
       ${GROUPSVC_FLAGS:-} 2>/dev/null &
     pids_started+=($!)
     OURS_PIDS=$!
+    OURS_NAMES=groupsvc
   else
     list=""
     GROUPSVC_METRICS=""
     for ((i = 0; i < shards; i++)); do list+="${list:+,}127.0.0.1:$((18260 + i))"; done
     for ((i = 0; i < shards; i++)); do
       "${GROUPSVC_BIN:-$root/build/groupsvc/groupsvc}" --listen=127.0.0.1:$((18260 + i)) \
-        --metrics_listen=127.0.0.1:$((18270 + i)) --shards="$list" --shard_index="$i" 2>/dev/null &
+        --metrics_listen=127.0.0.1:$((18270 + i)) --shards="$list" --shard_index="$i" \
+        ${GROUPSVC_FLAGS:-} 2>/dev/null &
       pids_started+=($!)
       OURS_PIDS+="${OURS_PIDS:+,}$!"
+      OURS_NAMES+="${OURS_NAMES:+,}groupsvc-$i"
       GROUPSVC_METRICS+="${GROUPSVC_METRICS:+ }$((18270 + i))"
     done
   fi
@@ -123,6 +131,7 @@ start_ours() {  # EDGES (0: one edge with the in-process layer) THREADS [SHARDS]
       --max_connections_per_ip=20000 --edge_id=bench-$i --threads="$threads" 2>/dev/null &
     pids_started+=($!)
     OURS_PIDS+=",$!"
+    OURS_NAMES+=",edge-$i"
     OURS_TARGETS+="${OURS_TARGETS:+,}127.0.0.1:$((18201 + i))"
   done
   for ((i = 0; i < edges; i++)); do wait_ready $((18201 + i)); done
@@ -154,14 +163,15 @@ run_ours() {
   local threads
   for threads in $edge_threads; do
     start_ours 0 "$threads"
-    scenarios "ours-1-edge-t$threads" "$OURS_TARGETS" "$OURS_PIDS"
+    scenarios "ours-1-edge-t$threads" "$OURS_TARGETS" "$OURS_PIDS" "$OURS_NAMES"
     stop_ours
     start_ours 2 "$threads"
-    scenarios "ours-2-edges+groupsvc-t$threads" "$OURS_TARGETS" "$OURS_PIDS"
+    scenarios "ours-2-edges+groupsvc-t$threads" "$OURS_TARGETS" "$OURS_PIDS" "$OURS_NAMES"
     stop_ours
     if ((shard_count > 1)); then
       start_ours 2 "$threads" "$shard_count"
-      scenarios "ours-2-edges+${shard_count}-shards-t$threads" "$OURS_TARGETS" "$OURS_PIDS"
+      scenarios "ours-2-edges+${shard_count}-shards-t$threads" "$OURS_TARGETS" "$OURS_PIDS" \
+        "$OURS_NAMES"
       stop_ours
     fi
   done
@@ -278,11 +288,31 @@ run_peers() {
   done
 }
 
+# A/B of two builds in one session: the two edges and one groupsvc of build A
+# (A_EDGE_BIN, A_GROUPSVC_BIN) and of this tree's build, alternating AB_ROUNDS
+# times (default 2), each round RUNS runs of SCENARIOS (default T2 L1 here).
+run_ab() {
+  local round threads="${edge_threads%% *}"
+  [[ -x "${A_EDGE_BIN:-}" && -x "${A_GROUPSVC_BIN:-}" ]] || {
+    echo "bench/run.sh ab needs A_EDGE_BIN and A_GROUPSVC_BIN (the other build's binaries)" >&2
+    exit 2
+  }
+  for ((round = 0; round < ${AB_ROUNDS:-2}; round++)); do
+    EDGE_BIN="$A_EDGE_BIN" GROUPSVC_BIN="$A_GROUPSVC_BIN" start_ours 2 "$threads"
+    scenarios "A-2-edges+groupsvc-t$threads" "$OURS_TARGETS" "$OURS_PIDS" "$OURS_NAMES"
+    stop_ours
+    EDGE_BIN="" GROUPSVC_BIN="" start_ours 2 "$threads"
+    scenarios "B-2-edges+groupsvc-t$threads" "$OURS_TARGETS" "$OURS_PIDS" "$OURS_NAMES"
+    stop_ours
+  done
+}
+
 case "$what" in
+  ab) [[ -n "${SCENARIOS:-}" ]] || only="T2 L1"; run_ab ;;
   ours) run_ours ;;
   peers) run_peers ;;
   all) run_ours; run_peers ;;
-  *) echo "usage: bench/run.sh [all|ours|peers]" >&2; exit 2 ;;
+  *) echo "usage: bench/run.sh [all|ours|peers|ab]" >&2; exit 2 ;;
 esac
 
 python3 "$root/bench/table.py" "$out"

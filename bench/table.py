@@ -64,3 +64,23 @@ for system, s in rows.items():
         print(f"\nS1 ({system}): {held:,} idle sockets held on one edge, "
               f"{grown / max(held, 1):.2f} KB each (second half alone: {b['kb_per_connection']:.2f}); "
               f"edge RSS {b['server_rss_kb_after'] / 1024:.0f} MB")
+
+# Where the CPU goes: each server process's CPU and context switches per
+# message sent (one group_send each), medians over the runs.
+per_process = {}
+for system, scenarios in runs.items():
+    for scenario in ("T2", "L1", "T1"):
+        for r in scenarios.get(scenario, []):
+            sent = r.get("sent") or 0
+            for p in r.get("processes", []) if sent else []:
+                key = (system, scenario, p["name"])
+                per_process.setdefault(key, []).append(
+                    (p["cpu_s"] * 1e6 / sent, p["switches"] / sent))
+if per_process:
+    print("\nPer process, per message sent (one group_send each), medians:\n")
+    print("| system | scenario | process | µs CPU per message | context switches per message |")
+    print("|---|---|---|---:|---:|")
+    for (system, scenario, name), figures in per_process.items():
+        cpu = statistics.median(f[0] for f in figures)
+        switches = statistics.median(f[1] for f in figures)
+        print(f"| {system} | {scenario} | {name} | {cpu:.1f} | {switches:.2f} |")

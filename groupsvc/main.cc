@@ -40,6 +40,12 @@ ABSL_FLAG(int64_t, max_event_bytes, 256 << 10, "largest event accepted (type plu
 ABSL_FLAG(int64_t, max_queued_bytes, 256 << 20, "bytes of undelivered events queued in all");
 ABSL_FLAG(int64_t, edge_queue_bytes, 32 << 20,
           "bytes queued for one edge's stream before further copies are dropped");
+ABSL_FLAG(absl::Duration, stream_coalesce, absl::ZeroDuration(),
+          "while more than --stream_coalesce_above acks and deliveries a second go to one edge, "
+          "its next stream write waits until this long after the previous one started, taking "
+          "what came meanwhile (fewer messages, more latency); 0: off (bench/README.md)");
+ABSL_FLAG(double, stream_coalesce_above, 2000,
+          "the rate (items a second, per edge stream) above which --stream_coalesce engages");
 ABSL_FLAG(absl::Duration, warmup, absl::Seconds(3),
           "after start, group_sends are acked unsettled (may not have reached every member) "
           "for this long, while edges re-attach and replay their memberships; 0 to disable");
@@ -140,6 +146,13 @@ int main(int argc, char** argv) {
   options.registry.warmup = absl::GetFlag(FLAGS_warmup);
   options.registry.unsettled_window = absl::GetFlag(FLAGS_unsettled_window);
   options.attach.max_queue_bytes = absl::GetFlag(FLAGS_edge_queue_bytes);
+  options.attach.coalesce_delay = absl::GetFlag(FLAGS_stream_coalesce);
+  options.attach.coalesce_above_rate = absl::GetFlag(FLAGS_stream_coalesce_above);
+  if (options.attach.coalesce_delay < absl::ZeroDuration() ||
+      options.attach.coalesce_delay > absl::Milliseconds(5)) {
+    fprintf(stderr, "groupsvc: --stream_coalesce must be between 0 and 5ms\n");
+    return 2;
+  }
   options.health_listen = absl::GetFlag(FLAGS_health_listen);
   options.rpc_threads = absl::GetFlag(FLAGS_rpc_threads);
   if (options.rpc_threads < 1 || options.rpc_threads > 64) {

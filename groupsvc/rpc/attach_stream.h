@@ -90,6 +90,12 @@ struct AttachOptions {
   size_t max_queue_bytes = 32 << 20;
   // Bytes of events put into one ServerMessage.
   size_t max_batch_bytes = 1 << 20;
+  // Coalescing (off at 0): while more than `coalesce_above_rate` items (acks
+  // and deliveries) a second are queued for a stream, its next write waits
+  // until `coalesce_delay` after the previous one started, taking what came
+  // meanwhile. Below the rate, a write starts at once (latency first).
+  absl::Duration coalesce_delay = absl::ZeroDuration();
+  double coalesce_above_rate = 2000;
   // This groupsvc's place among the shards: commands for names placed on
   // another are refused. Null: one shard. Must outlive the streams.
   const ShardMap* shards = nullptr;
@@ -148,8 +154,9 @@ class AttachStream final : public Call, public EdgeSink {
   };
 
   void OnComplete(Op* op, bool ok) override;
-  // Starts the next write, or the Finish, if none is in flight.
-  void OnRoundEnd() override { Pump(); }
+  // Starts the next write (or the Finish) if none is in flight, then the
+  // next read if one is due.
+  void OnRoundEnd() override;
 
  private:
   // The call arrived: refused at once, or registered and reading.
@@ -168,6 +175,8 @@ class AttachStream final : public Call, public EdgeSink {
   // Pump() at the end of the loop's round (at once off a loop's thread).
   void PumpSoon();
   void FillBatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // True if the next write is held back for coalescing (the alarm is set).
+  bool HoldLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ResumeReadsIfDrained();
 
   const AttachEnv* const env_;
@@ -180,6 +189,7 @@ class AttachStream final : public Call, public EdgeSink {
   Op written_{this};
   Op finished_op_{this};
   Op done_{this};
+  Op held_{this};  // The coalescing alarm.
   // Set when the call arrives; read-only after.
   AttachIdentity identity_;
   std::string peer_;
@@ -199,8 +209,20 @@ class AttachStream final : public Call, public EdgeSink {
   absl::Mutex mu_;
   std::deque<Outgoing> queue_ ABSL_GUARDED_BY(mu_);
   size_t queue_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool reads_paused_ ABSL_GUARDED_BY(mu_) = false;
+  // The write side: idle, one write in flight, or the next held back for
+  // coalescing until hold_alarm_ fires.
+  enum class Writing { kIdle, kInFlight, kHeld };
+  Writing writing_ ABSL_GUARDED_BY(mu_) = Writing::kIdle;
+  grpc::Alarm hold_alarm_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_write_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // Items written in the current window, and the rate over the last one.
+  absl::Time window_start_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  uint64_t window_items_ ABSL_GUARDED_BY(mu_) = 0;
+  double item_rate_ ABSL_GUARDED_BY(mu_) = 0;
+  // The read side: one read in flight, or the next one due at the round's
+  // end, or paused while the queue is over half its bound.
+  enum class Reading { kInFlight, kDue, kPaused };
+  Reading reading_ ABSL_GUARDED_BY(mu_) = Reading::kInFlight;
   // Set once the stream will take no more deliveries.
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;

@@ -49,12 +49,16 @@ std::string NestedGroupSend(int depth) {
   return request.SerializeAsString();
 }
 
-class GroupsvcContractTest : public ::testing::Test {
+// Every test runs against groupsvc on one completion loop (the default) and
+// on two (--rpc_threads=2: streams and calls spread over two polling threads,
+// deliveries crossing from one loop's thread to another's streams).
+class GroupsvcContractTest : public ::testing::TestWithParam<int> {
  protected:
   void SetUp() override { StartServer(Settled()); }
 
   void StartServer(ServerOptions options) {
     options.listen = "127.0.0.1:0";
+    options.rpc_threads = GetParam();
     options.metrics_listen = "";
     auto server = GroupServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
@@ -193,7 +197,7 @@ class GroupsvcContractTest : public ::testing::Test {
   std::unique_ptr<v1::ChannelLayer::Stub> stub_;
 };
 
-TEST_F(GroupsvcContractTest, GroupSendReachesEachEdgeOnceWithItsMembers) {
+TEST_P(GroupsvcContractTest, GroupSendReachesEachEdgeOnceWithItsMembers) {
   auto e1 = AttachedEdge("edge-1", "e1!");
   auto e2 = AttachedEdge("edge-2", "e2!");
   uint64_t id = 1;
@@ -219,7 +223,7 @@ TEST_F(GroupsvcContractTest, GroupSendReachesEachEdgeOnceWithItsMembers) {
   EXPECT_EQ(Stats().stream_deliveries(), 2u);
 }
 
-TEST_F(GroupsvcContractTest, StreamGroupSendIsAckedAndDeliveredInSenderOrder) {
+TEST_P(GroupsvcContractTest, StreamGroupSendIsAckedAndDeliveredInSenderOrder) {
   auto sender = AttachedEdge("edge-1", "e1!");
   auto receiver = AttachedEdge("edge-2", "e2!");
   AddOk(*receiver, 1, "room", "e2!r");
@@ -241,7 +245,7 @@ TEST_F(GroupsvcContractTest, StreamGroupSendIsAckedAndDeliveredInSenderOrder) {
   }
 }
 
-TEST_F(GroupsvcContractTest, OneIncomingBatchLeavesInOneMessagePerStream) {
+TEST_P(GroupsvcContractTest, OneIncomingBatchLeavesInOneMessagePerStream) {
   auto sender = AttachedEdge("edge-1", "e1!");
   auto receiver = AttachedEdge("edge-2", "e2!");
   AddOk(*receiver, 1, "room", "e2!r");
@@ -270,7 +274,38 @@ TEST_F(GroupsvcContractTest, OneIncomingBatchLeavesInOneMessagePerStream) {
 
 // GetHistory: every group_send (unary or on a stream) numbered by the
 // group's offset; a caller that saw offset N gets what came after it.
-TEST_F(GroupsvcContractTest, GetHistoryPagesThroughTheGroupsOffsets) {
+// --stream_coalesce: above the rate, a stream's next write waits for the
+// delay after the previous one and takes what came meanwhile; below it, every
+// write goes at once.
+TEST_P(GroupsvcContractTest, CoalescingTakesWhatComesWithinTheDelayAboveTheRate) {
+  for (const bool engaged : {false, true}) {
+    ServerOptions options = Settled();
+    options.attach.coalesce_delay = absl::Milliseconds(300);
+    options.attach.coalesce_above_rate = engaged ? 0 : 1e9;
+    StartServer(options);
+    auto receiver = AttachedEdge("edge-2", "e2!");
+    AddOk(*receiver, 1, "room", "e2!r");
+    absl::SleepFor(absl::Milliseconds(400));  // The ack's write is past the delay.
+    const size_t before = receiver->messages_received();
+    // Five group_sends 10 ms apart, each in a stream message of its own.
+    for (int i = 0; i < 5; ++i) {
+      ASSERT_TRUE(GroupSend("room", ChatJson(absl::StrCat(i))).ok());
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    for (int i = 0; i < 5; ++i) {
+      std::optional<v1::Delivery> d = receiver->NextDelivery();
+      ASSERT_TRUE(d.has_value()) << i;
+      // In order, none lost.
+      EXPECT_NE(d->event().json().find(absl::StrCat(R"("message":")", i, R"(")")),
+                std::string::npos)
+          << d->event().json();
+    }
+    // Engaged: the first at once, the other four held together behind it.
+    EXPECT_EQ(receiver->messages_received() - before, engaged ? 2u : 5u) << engaged;
+  }
+}
+
+TEST_P(GroupsvcContractTest, GetHistoryPagesThroughTheGroupsOffsets) {
   auto edge = AttachedEdge("edge-h", "edge-h!");
   v1::GroupSendResponse sent;
   for (int i = 1; i <= 3; ++i) {
@@ -310,7 +345,7 @@ TEST_F(GroupsvcContractTest, GetHistoryPagesThroughTheGroupsOffsets) {
 
 // Presence: group_adds that carry a user list it (GetPresence), once per
 // user; channels that watch get presence.join and presence.leave events.
-TEST_F(GroupsvcContractTest, GroupAddsWithAUserMakeThePresenceThatWatchersHear) {
+TEST_P(GroupsvcContractTest, GroupAddsWithAUserMakeThePresenceThatWatchersHear) {
   auto e1 = AttachedEdge("edge-p1", "p1!");
   auto e2 = AttachedEdge("edge-p2", "p2!");
   auto add = [](TestEdge& edge, uint64_t id, const std::string& channel, const std::string& user,
@@ -379,7 +414,7 @@ TEST_F(GroupsvcContractTest, GroupAddsWithAUserMakeThePresenceThatWatchersHear) 
 }
 
 // The stream's history query: wire events, the latest page for a new joiner.
-TEST_F(GroupsvcContractTest, TheStreamsHistoryQueryAnswersInTheAck) {
+TEST_P(GroupsvcContractTest, TheStreamsHistoryQueryAnswersInTheAck) {
   auto edge = AttachedEdge("edge-hq", "hq!");
   for (int i = 1; i <= 4; ++i) {
     ASSERT_TRUE(GroupSend("chat_hq", ChatJson(absl::StrCat("m", i))).ok());
@@ -402,7 +437,7 @@ TEST_F(GroupsvcContractTest, TheStreamsHistoryQueryAnswersInTheAck) {
   EXPECT_FALSE(reply.epoch().empty());
 }
 
-TEST_F(GroupsvcContractTest, OtherGroupsSeeNothing) {
+TEST_P(GroupsvcContractTest, OtherGroupsSeeNothing) {
   auto e1 = AttachedEdge("edge-1", "e1!");
   AddOk(*e1, 1, "room_a", "e1!a");
   AddOk(*e1, 2, "room_b", "e1!b");
@@ -414,7 +449,7 @@ TEST_F(GroupsvcContractTest, OtherGroupsSeeNothing) {
   EXPECT_FALSE(e1->NextDelivery(absl::Milliseconds(200)).has_value());
 }
 
-TEST_F(GroupsvcContractTest, SendToAFullChannelIsResourceExhausted) {
+TEST_P(GroupsvcContractTest, SendToAFullChannelIsResourceExhausted) {
   for (int i = 0; i < 100; ++i) {
     grpc::ClientContext context;
     v1::SendRequest request;
@@ -434,7 +469,7 @@ TEST_F(GroupsvcContractTest, SendToAFullChannelIsResourceExhausted) {
   EXPECT_EQ(Stats().drops().at("channel_full"), 1u);
 }
 
-TEST_F(GroupsvcContractTest, InvalidInputsNameTheRule) {
+TEST_P(GroupsvcContractTest, InvalidInputsNameTheRule) {
   {
     grpc::ClientContext context;
     v1::GroupAddRequest request;
@@ -482,7 +517,7 @@ TEST_F(GroupsvcContractTest, InvalidInputsNameTheRule) {
   }
 }
 
-TEST_F(GroupsvcContractTest, InvalidStreamCommandsAreAnsweredNotFatal) {
+TEST_P(GroupsvcContractTest, InvalidStreamCommandsAreAnsweredNotFatal) {
   auto e1 = AttachedEdge("edge-1", "e1!");
   ASSERT_TRUE(e1->GroupAdd(7, "bad group", "e1!a"));
   std::optional<v1::Ack> ack = e1->NextAck();
@@ -513,7 +548,7 @@ TEST_F(GroupsvcContractTest, InvalidStreamCommandsAreAnsweredNotFatal) {
   AddOk(*e1, 11, "room", "e1!a");
 }
 
-TEST_F(GroupsvcContractTest, CommandsBeforeHelloEndTheStream) {
+TEST_P(GroupsvcContractTest, CommandsBeforeHelloEndTheStream) {
   TestEdge rude(channel_, "edge-1", "e1!");
   ASSERT_TRUE(rude.GroupAdd(1, "room", "e1!a"));
   std::optional<grpc::Status> status = rude.WaitEnded(absl::Seconds(5));
@@ -522,7 +557,7 @@ TEST_F(GroupsvcContractTest, CommandsBeforeHelloEndTheStream) {
   EXPECT_NE(status->error_message().find("hello"), std::string::npos);
 }
 
-TEST_F(GroupsvcContractTest, BadHelloIsRefused) {
+TEST_P(GroupsvcContractTest, BadHelloIsRefused) {
   TestEdge edge(channel_, "edge 1", "e1!");
   grpc::Status s = edge.Hello();
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
@@ -532,7 +567,7 @@ TEST_F(GroupsvcContractTest, BadHelloIsRefused) {
   EXPECT_NE(s.error_message().find("channel_prefix"), std::string::npos);
 }
 
-TEST_F(GroupsvcContractTest, CutStreamRemovesItsMembersWithinOneSecond) {
+TEST_P(GroupsvcContractTest, CutStreamRemovesItsMembersWithinOneSecond) {
   auto e1 = AttachedEdge("edge-1", "e1!");
   auto e2 = AttachedEdge("edge-2", "e2!");
   AddOk(*e1, 1, "room", "e1!a");
@@ -549,14 +584,14 @@ TEST_F(GroupsvcContractTest, CutStreamRemovesItsMembersWithinOneSecond) {
   EXPECT_EQ(Stats().attached_edges(), 1u);
 }
 
-TEST_F(GroupsvcContractTest, ClosedStreamAlsoRemovesItsMembers) {
+TEST_P(GroupsvcContractTest, ClosedStreamAlsoRemovesItsMembers) {
   auto e1 = AttachedEdge("edge-1", "e1!");
   AddOk(*e1, 1, "room", "e1!a");
   EXPECT_TRUE(e1->Close().ok());
   EXPECT_TRUE(WaitGroupSize("room", 0));
 }
 
-TEST_F(GroupsvcContractTest, SameIncarnationReplacesTheOlderStream) {
+TEST_P(GroupsvcContractTest, SameIncarnationReplacesTheOlderStream) {
   auto old_stream = AttachedEdge("edge-1", "e1!");
   AddOk(*old_stream, 1, "room", "e1!a");
   // The same process reconnecting (its old stream may be half-dead).
@@ -572,7 +607,7 @@ TEST_F(GroupsvcContractTest, SameIncarnationReplacesTheOlderStream) {
   EXPECT_TRUE(new_stream->NextDelivery().has_value());
 }
 
-TEST_F(GroupsvcContractTest, AnotherProcessWithTheSameEdgeIdIsRefused) {
+TEST_P(GroupsvcContractTest, AnotherProcessWithTheSameEdgeIdIsRefused) {
   auto first = AttachedEdge("edge-1", "e1!");
   AddOk(*first, 1, "room", "e1!a");
   for (const char* prefix : {"e1!", "other!"}) {
@@ -601,7 +636,7 @@ TEST_F(GroupsvcContractTest, AnotherProcessWithTheSameEdgeIdIsRefused) {
   EXPECT_EQ(Stats().attached_edges(), 1u);
 }
 
-TEST_F(GroupsvcContractTest, HelloWithoutA16ByteIncarnationIsInvalidArgument) {
+TEST_P(GroupsvcContractTest, HelloWithoutA16ByteIncarnationIsInvalidArgument) {
   for (const std::string& incarnation : {std::string(), std::string(15, 'x')}) {
     TestEdge edge(channel_, "edge-1", "e1!", incarnation);
     grpc::Status s = edge.Hello();
@@ -611,7 +646,7 @@ TEST_F(GroupsvcContractTest, HelloWithoutA16ByteIncarnationIsInvalidArgument) {
   EXPECT_EQ(Stats().attached_edges(), 0u);
 }
 
-TEST_F(GroupsvcContractTest, NoRpcShowsTheIncarnation) {
+TEST_P(GroupsvcContractTest, NoRpcShowsTheIncarnation) {
   const std::string secret = "a-secret-of-the-edge-process";
   TestEdge edge(channel_, "edge-1", "e1!", secret);
   ASSERT_TRUE(edge.Hello().ok());
@@ -629,7 +664,7 @@ TEST_F(GroupsvcContractTest, NoRpcShowsTheIncarnation) {
   EXPECT_EQ(seen.find(secret), std::string::npos);
 }
 
-TEST_F(GroupsvcContractTest, CancelledStreamLeavesItsGroupsUnsettledUntilItReplays) {
+TEST_P(GroupsvcContractTest, CancelledStreamLeavesItsGroupsUnsettledUntilItReplays) {
   auto lost = AttachedEdge("edge-1", "e1!");
   auto other = AttachedEdge("edge-2", "e2!");
   AddOk(*lost, 1, "room", "e1!a");
@@ -667,7 +702,7 @@ TEST_F(GroupsvcContractTest, CancelledStreamLeavesItsGroupsUnsettledUntilItRepla
   EXPECT_EQ(ack.delivered(), 2u);
 }
 
-TEST_F(GroupsvcContractTest, ClosedStreamLeavesNothingUnsettled) {
+TEST_P(GroupsvcContractTest, ClosedStreamLeavesNothingUnsettled) {
   auto closing = AttachedEdge("edge-1", "e1!");
   auto other = AttachedEdge("edge-2", "e2!");
   AddOk(*closing, 1, "room", "e1!a");
@@ -679,7 +714,7 @@ TEST_F(GroupsvcContractTest, ClosedStreamLeavesNothingUnsettled) {
   EXPECT_FALSE(ack.unsettled());
 }
 
-TEST_F(GroupsvcContractTest, GroupSendsDuringTheWarmupAreUnsettled) {
+TEST_P(GroupsvcContractTest, GroupSendsDuringTheWarmupAreUnsettled) {
   ServerOptions options;
   options.registry.warmup = absl::Minutes(10);
   StartServer(options);
@@ -694,7 +729,7 @@ TEST_F(GroupsvcContractTest, GroupSendsDuringTheWarmupAreUnsettled) {
   EXPECT_TRUE(response.unsettled());
 }
 
-TEST_F(GroupsvcContractTest, UnparsableRequestsAreInvalidArgument) {
+TEST_P(GroupsvcContractTest, UnparsableRequestsAreInvalidArgument) {
   const std::string kGroupSend = "/groupsvc.v1.ChannelLayer/GroupSend";
   // A valid request first: the raw path itself works.
   v1::GroupSendRequest valid;
@@ -725,7 +760,7 @@ TEST_F(GroupsvcContractTest, UnparsableRequestsAreInvalidArgument) {
   }
 }
 
-TEST_F(GroupsvcContractTest, EventNestedTooDeepIsInvalidArgumentInOurWords) {
+TEST_P(GroupsvcContractTest, EventNestedTooDeepIsInvalidArgumentInOurWords) {
   const std::string kGroupSend = "/groupsvc.v1.ChannelLayer/GroupSend";
   EXPECT_TRUE(RawCall(kGroupSend, NestedGroupSend(32)).ok());
   for (int depth : {33, 34}) {
@@ -764,7 +799,7 @@ TEST_F(GroupsvcContractTest, EventNestedTooDeepIsInvalidArgumentInOurWords) {
             "nests more than 32 levels deep");
 }
 
-TEST_F(GroupsvcContractTest, UnparsableStreamMessageEndsTheStreamWithInvalidArgument) {
+TEST_P(GroupsvcContractTest, UnparsableStreamMessageEndsTheStreamWithInvalidArgument) {
   auto edge = AttachedEdge("edge-1", "e1!");
   AddOk(*edge, 1, "room", "e1!a");
   v1::EdgeMessage hello;
@@ -785,7 +820,7 @@ TEST_F(GroupsvcContractTest, UnparsableStreamMessageEndsTheStreamWithInvalidArgu
   AddOk(*edge, 2, "room", "e1!b");
 }
 
-TEST_F(GroupsvcContractTest, UnparsableHealthRequestsAreInvalidArgument) {
+TEST_P(GroupsvcContractTest, UnparsableHealthRequestsAreInvalidArgument) {
   grpc::Status s = RawCall("/grpc.health.v1.Health/Check", "\xff\xff");
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(s.error_message().find("grpc.health.v1.HealthCheckRequest"), std::string::npos)
@@ -804,7 +839,7 @@ TEST_F(GroupsvcContractTest, UnparsableHealthRequestsAreInvalidArgument) {
   context.TryCancel();
 }
 
-TEST_F(GroupsvcContractTest, ReceiveWaitsUpToItsTimeout) {
+TEST_P(GroupsvcContractTest, ReceiveWaitsUpToItsTimeout) {
   grpc::ClientContext context;
   v1::ReceiveRequest request;
   request.set_channel("backend.inbox");
@@ -816,7 +851,7 @@ TEST_F(GroupsvcContractTest, ReceiveWaitsUpToItsTimeout) {
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(290));
 }
 
-TEST_F(GroupsvcContractTest, ReceiveGetsAnEventSentWhileWaiting) {
+TEST_P(GroupsvcContractTest, ReceiveGetsAnEventSentWhileWaiting) {
   std::thread sender([this] {
     absl::SleepFor(absl::Milliseconds(200));
     grpc::ClientContext context;
@@ -840,7 +875,7 @@ TEST_F(GroupsvcContractTest, ReceiveGetsAnEventSentWhileWaiting) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
 }
 
-TEST_F(GroupsvcContractTest, ReceiveStopsAtTheCallDeadline) {
+TEST_P(GroupsvcContractTest, ReceiveStopsAtTheCallDeadline) {
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(300)));
   v1::ReceiveRequest request;
@@ -853,7 +888,7 @@ TEST_F(GroupsvcContractTest, ReceiveStopsAtTheCallDeadline) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
 }
 
-TEST_F(GroupsvcContractTest, InspectionListsRoomsAndMembers) {
+TEST_P(GroupsvcContractTest, InspectionListsRoomsAndMembers) {
   auto e1 = AttachedEdge("edge-1", "e1!");
   AddOk(*e1, 1, "chat_lobby", "e1!a");
   AddOk(*e1, 2, "chat_lobby", "e1!b");
@@ -875,7 +910,7 @@ TEST_F(GroupsvcContractTest, InspectionListsRoomsAndMembers) {
   EXPECT_GT(group.members(0).joined().seconds(), 1'700'000'000);
 }
 
-TEST_F(GroupsvcContractTest, FlushEmptiesTheLayer) {
+TEST_P(GroupsvcContractTest, FlushEmptiesTheLayer) {
   auto e1 = AttachedEdge("edge-1", "e1!");
   AddOk(*e1, 1, "chat_lobby", "e1!a");
   grpc::ClientContext context;
@@ -885,7 +920,7 @@ TEST_F(GroupsvcContractTest, FlushEmptiesTheLayer) {
   EXPECT_EQ(Stats().attached_edges(), 1u);
 }
 
-TEST_F(GroupsvcContractTest, HealthServesUntilShutdown) {
+TEST_P(GroupsvcContractTest, HealthServesUntilShutdown) {
   using grpc::health::v1::HealthCheckResponse;
   auto health = grpc::health::v1::Health::NewStub(channel_);
   grpc::health::v1::HealthCheckRequest request;
@@ -925,7 +960,7 @@ TEST_F(GroupsvcContractTest, HealthServesUntilShutdown) {
   EXPECT_EQ(after.error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
-TEST_F(GroupsvcContractTest, ShutdownDrainsAttachedEdges) {
+TEST_P(GroupsvcContractTest, ShutdownDrainsAttachedEdges) {
   auto e1 = AttachedEdge("edge-1", "e1!");
   AddOk(*e1, 1, "room", "e1!a");
   std::thread stopper([this] { server_->Shutdown(absl::Seconds(5)); });
@@ -939,7 +974,7 @@ TEST_F(GroupsvcContractTest, ShutdownDrainsAttachedEdges) {
   EXPECT_FALSE(late.Hello().ok());
 }
 
-TEST_F(GroupsvcContractTest, CapacityIsConfigurablePerPattern) {
+TEST_P(GroupsvcContractTest, CapacityIsConfigurablePerPattern) {
   ServerOptions options;
   options.registry.capacity_overrides = {{"small.*", 1}};
   StartServer(options);
@@ -953,6 +988,11 @@ TEST_F(GroupsvcContractTest, CapacityIsConfigurablePerPattern) {
     EXPECT_EQ(s.error_code(), i == 0 ? grpc::StatusCode::OK : grpc::StatusCode::RESOURCE_EXHAUSTED);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Loops, GroupsvcContractTest, ::testing::Values(1, 2),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return absl::StrCat(info.param, "Loop", info.param > 1 ? "s" : "");
+                         });
 
 }  // namespace
 }  // namespace groupsvc
