@@ -3,7 +3,7 @@
 // GroupRegistry and answered with its Ack.
 //
 // This is the whole of what an edge's command can do to the registry, kept
-// apart from the gRPC reactor (AttachStream) so that it can be unit-tested and
+// apart from the gRPC stream (AttachStream) so that it can be unit-tested and
 // fuzzed without a stream.
 //
 //   v1::Ack ack = ApplyCommand(registry, command);

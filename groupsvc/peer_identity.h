@@ -21,6 +21,9 @@
 
 namespace groupsvc {
 
+// True if the call came over TLS (not the plaintext health port).
+bool OverTls(const grpc::ServerContextBase& context);
+
 // The DNS names (subjectAltName DNS entries) of the peer's certificate;
 // nullopt when the peer presented none (or the connection is not TLS).
 std::optional<std::vector<std::string>> CertificateDnsNames(const grpc::ServerContextBase& context);

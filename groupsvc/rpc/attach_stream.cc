@@ -78,6 +78,10 @@ void AttachStream::OnComplete(Op* op, bool ok) {
   } else if (op == &written_) {
     OnWriteDone(ok);
   } else if (op == &done_) {
+    {
+      absl::MutexLock lock(&mu_);
+      reading_ = Reading::kDone;
+    }
     if (context_.IsCancelled()) OnCancel();
     OnDone();
   } else if (op == &held_) {
@@ -93,6 +97,10 @@ void AttachStream::OnComplete(Op* op, bool ok) {
 void AttachStream::Begin() {
   peer_ = context_.peer();
   identity_.guard = env_->guard;
+  if (env_->api_needs_tls && !OverTls(context_)) {
+    RequestFinish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, kHealthPortOnly));
+    return;
+  }
   if (env_->require_client_certificate) {
     identity_.dns_names = CertificateDnsNames(context_);
     if (!identity_.dns_names.has_value()) {
@@ -115,6 +123,10 @@ void AttachStream::Begin() {
 void AttachStream::PumpSoon() { CompletionLoop::AtRoundEnd(shared_from_this()); }
 
 void AttachStream::OnReadDone(bool ok) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (reading_ == Reading::kDone) return;  // After the call ended: nothing to apply.
+  }
   if (!ok) {
     // The edge closed its side (or the call broke): flush what is queued, then end.
     RequestFinish(grpc::Status::OK);
@@ -307,7 +319,9 @@ bool AttachStream::HoldLocked(absl::Time now) {
     return false;
   }
   const absl::Time due = last_write_ + options_.coalesce_delay;
-  if (now >= due) return false;
+  // (A clock stepped back past the last write holds nothing: it never
+  // waits longer than the delay.)
+  if (now >= due || now < last_write_) return false;
   writing_ = Writing::kHeld;
   hold_alarm_.Set(loop()->cq(), absl::ToChronoTime(due), held_.Tag());
   return true;

@@ -112,6 +112,10 @@ struct AttachIdentity {
 
 using RawStream = grpc::ServerAsyncReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>;
 
+// What the ChannelLayer answers on the plaintext health port.
+inline constexpr char kHealthPortOnly[] =
+    "this port serves grpc.health.v1 only; groupsvc.v1.ChannelLayer is on the TLS port";
+
 // What every stream of one server shares; outlives them.
 struct AttachEnv {
   GroupRegistry* registry = nullptr;
@@ -122,6 +126,9 @@ struct AttachEnv {
   ApiGuard* guard = nullptr;
   // Attach needs a verified client certificate that names the edge id.
   bool require_client_certificate = false;
+  // A stream that did not come over TLS (the plaintext health port) is
+  // UNIMPLEMENTED (kHealthPortOnly).
+  bool api_needs_tls = false;
   // Posts a request for the next Attach call (the service's RequestAttach).
   std::function<void(grpc::ServerContext*, RawStream*, grpc::ServerCompletionQueue*, void*)>
       request;
@@ -220,8 +227,9 @@ class AttachStream final : public Call, public EdgeSink {
   uint64_t window_items_ ABSL_GUARDED_BY(mu_) = 0;
   double item_rate_ ABSL_GUARDED_BY(mu_) = 0;
   // The read side: one read in flight, or the next one due at the round's
-  // end, or paused while the queue is over half its bound.
-  enum class Reading { kInFlight, kDue, kPaused };
+  // end, or paused while the queue is over half its bound, or done.
+  // kDone: the call is over; a late read result is dropped.
+  enum class Reading { kInFlight, kDue, kPaused, kDone };
   Reading reading_ ABSL_GUARDED_BY(mu_) = Reading::kInFlight;
   // Set once the stream will take no more deliveries.
   bool closed_ ABSL_GUARDED_BY(mu_) = false;

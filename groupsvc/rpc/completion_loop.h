@@ -18,8 +18,10 @@
 // helper) holds it: no `delete this`, no counters.
 //
 // Rounds: each completion is one round. Work deferred with AtRoundEnd (an
-// Attach stream's next write) runs once, after the round, so that all the
-// deliveries one command causes leave in one message per stream.
+// Attach stream's next write) runs once, after the round, on the thread of
+// the loop whose round it is (which may be another loop's stream: its state
+// is under its own lock), so that all the deliveries one command causes leave
+// in one message per stream.
 //
 //   CompletionLoop loop(builder.AddCompletionQueue());
 //   ... server = builder.BuildAndStart(); ... loop.Start();
@@ -125,7 +127,8 @@ class Ticker final : public Call {
   static std::shared_ptr<Ticker> Start(CompletionLoop* loop, absl::Duration period,
                                        std::function<void()> tick);
   Ticker(CompletionLoop* loop, absl::Duration period, std::function<void()> tick);
-  // No tick starts after this returns (one running may finish). Any thread.
+  // No tick is scheduled after this returns; one that the loop has already
+  // begun may still run. Any thread.
   void Stop();
 
   void OnComplete(Op* op, bool ok) override;

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "groupsvc/commands.h"
 #include "groupsvc/event_json.h"
+#include "groupsvc/peer_identity.h"
 #include "groupsvc/rpc/wire.h"
 #include "shared/grpc_status.h"
 #include "shared/log.h"
@@ -148,6 +149,7 @@ GroupService::GroupService(GroupRegistry* registry, AttachOptions attach_options
   attach_env_.clock = clock;
   attach_env_.guard = guard;
   attach_env_.require_client_certificate = require_client_certificate;
+  attach_env_.api_needs_tls = api_needs_tls;
   attach_env_.request = [this](grpc::ServerContext* context, RawStream* stream,
                                grpc::ServerCompletionQueue* cq,
                                void* tag) { service_.RequestAttach(context, stream, cq, cq, tag); };
@@ -172,18 +174,8 @@ void GroupService::Listen(CompletionLoop* loop) {
 }
 
 absl::Status GroupService::CheckPort(const grpc::ServerContextBase& context) const {
-  if (!api_needs_tls_) return absl::OkStatus();
-  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
-  if (auth != nullptr) {
-    for (const grpc::string_ref& type :
-         auth->FindPropertyValues(GRPC_TRANSPORT_SECURITY_TYPE_PROPERTY_NAME)) {
-      if (type == GRPC_SSL_TRANSPORT_SECURITY_TYPE || type == GRPC_TLS_TRANSPORT_SECURITY_TYPE) {
-        return absl::OkStatus();
-      }
-    }
-  }
-  return absl::UnimplementedError(
-      "this port serves grpc.health.v1 only; groupsvc.v1.ChannelLayer is on the TLS port");
+  if (!api_needs_tls_ || OverTls(context)) return absl::OkStatus();
+  return absl::UnimplementedError(kHealthPortOnly);
 }
 
 absl::StatusOr<std::optional<uint32_t>> GroupService::Elsewhere(

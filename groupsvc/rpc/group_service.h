@@ -8,9 +8,9 @@
 // `require_client_certificate`, an Attach stream without a verified client
 // certificate ends at once with UNAUTHENTICATED, and its hello must name an
 // edge id the certificate's DNS names admit (else PERMISSION_DENIED, see
-// AttachStream). With `api_needs_tls`, a call that did not come over TLS
-// (it came to the plaintext health port) is UNIMPLEMENTED: that port serves
-// grpc.health.v1 only.
+// AttachStream). With `api_needs_tls`, a call or stream that did not come
+// over TLS (it came to the plaintext health port) is UNIMPLEMENTED: that
+// port serves grpc.health.v1 (and reflection, which describes the public API).
 //
 //   GroupService service(&registry, AttachOptions{}, &clock, &guard, true, false);
 //   builder.RegisterService(service.service());

@@ -89,7 +89,8 @@ class HealthService::Watch final : public Call {
     {
       absl::MutexLock lock(&mu_);
       if (writing_ || state_ == State::kFinished) return;
-      if (pending_.has_value() && state_ == State::kWatching) {
+      // A status still pending goes out before the end.
+      if (pending_.has_value()) {
         HealthCheckResponse response;
         response.set_status(*pending_);
         pending_.reset();

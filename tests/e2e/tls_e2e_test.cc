@@ -22,6 +22,7 @@
 #include "tests/support/ports.h"
 #include "tests/support/reflection_client.h"
 #include "tests/support/test_certs.h"
+#include "tests/support/test_edge.h"
 #include "tests/support/ws_client.h"
 
 namespace chat::testing {
@@ -212,6 +213,10 @@ TEST_F(TlsSystemTest, TwoEdgesChatOverMutualTlsAndGrpcurlNeedsAToken) {
   ReflectionClient on_health_port(plain);
   EXPECT_EQ(on_health_port.CallJson("groupsvc.v1.ChannelLayer/Stats", "{}").status().code(),
             absl::StatusCode::kUnimplemented);
+  // Nor the Attach stream: no edge gets past TLS through the probes' port.
+  chat::testing::TestEdge sneaky(plain, "edge-x", "edge-x!");
+  const grpc::Status attach = sneaky.Hello();
+  EXPECT_EQ(attach.error_code(), grpc::StatusCode::UNIMPLEMENTED) << attach.error_message();
 }
 
 // Two shards over TLS with tokens: the edge attaches to both with its client
