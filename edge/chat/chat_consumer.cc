@@ -51,24 +51,35 @@ bool IsChat(const LayerEvent& event) { return event.type() == "chat.message"; }
 
 }  // namespace
 
+// The line the tutorial's page prints for an error frame.
+std::string ReadableLine(const std::string& code, const std::string& detail,
+                         const std::string* undelivered) {
+  const char* what = code == "not_delivered" ? "[not delivered]"
+                     : code == "unconfirmed" ? "[maybe not delivered]"
+                     : code == "bad_frame"   ? "[not understood]"
+                                             : "[error]";
+  if (undelivered == nullptr) return absl::StrCat(what, " ", detail);
+  return absl::StrCat(what, " \"", *undelivered, "\": ", detail);
+}
+
 std::string ErrorFrame(const std::string& code, const std::string& detail,
-                       const std::string* undelivered) {
+                       const std::string* undelivered, bool readable) {
   boost::json::object o;
   o["error"] = code;
   o["detail"] = detail;
   if (undelivered != nullptr) o["undelivered"] = *undelivered;
+  if (readable) o["message"] = ReadableLine(code, detail, undelivered);
   return boost::json::serialize(o);
 }
 
 ClientMessage ParseClientMessage(const std::string& text) {
   boost::system::error_code ec;
   boost::json::value v = boost::json::parse(text, ec);
-  if (ec) return {std::nullopt, ErrorFrame("bad_frame", "the frame is not JSON")};
+  if (ec) return {std::nullopt, "the frame is not JSON"};
   const boost::json::object* o = v.if_object();
   const boost::json::value* m = o == nullptr ? nullptr : o->if_contains("message");
   if (m == nullptr || !m->is_string()) {
-    return {std::nullopt,
-            ErrorFrame("bad_frame", "expected a JSON object with a string \"message\"")};
+    return {std::nullopt, "expected a JSON object with a string \"message\""};
   }
   return {std::string(m->as_string()), ""};
 }
@@ -77,7 +88,7 @@ std::optional<std::string> ChatProtocolConsumer::TakeMessage(const std::string& 
   ClientMessage parsed = ParseClientMessage(text);
   if (!parsed.message.has_value()) {
     CountDrop("bad_frame");
-    Send(std::move(parsed.error_frame));
+    Send(Error("bad_frame", parsed.error_detail));
   }
   return std::move(parsed.message);
 }
@@ -95,6 +106,7 @@ void ChatConsumer::Connect() {
     return;
   }
   for (const std::string& p : scope().subprotocols) v2_ = v2_ || p == kProtocolV2;
+  typed_errors_ = v2_;
   if (v2_) {
     // ?since=<offset>&epoch=<epoch>: the last message the client saw.
     const std::string ref = "?" + scope().query_string;  // The view below points into it.
@@ -267,21 +279,20 @@ void ChatConsumer::Receive(const std::string& text) {
   }
   fields["user"] = std::move(user);
   fields["ts"] = NowText();
-  GroupSend(
-      group_, LayerEvent::Make("chat.message", std::move(fields)),
-      [this, message = std::move(*message)](absl::Status s) {
-        if (s.ok()) return;
-        if (absl::IsUnknown(s)) {
-          CountDrop("unconfirmed");
-          Send(ErrorFrame("unconfirmed",
-                          absl::StrCat("your message may not have been delivered: ", s.message()),
-                          &message));
-          return;
-        }
-        CountDrop("not_delivered");
-        Send(ErrorFrame("not_delivered",
-                        absl::StrCat("your message was not delivered: ", s.message()), &message));
-      });
+  GroupSend(group_, LayerEvent::Make("chat.message", std::move(fields)),
+            [this, message = std::move(*message)](absl::Status s) {
+              if (s.ok()) return;
+              if (absl::IsUnknown(s)) {
+                CountDrop("unconfirmed");
+                Send(Error("unconfirmed",
+                           absl::StrCat("your message may not have been delivered: ", s.message()),
+                           &message));
+                return;
+              }
+              CountDrop("not_delivered");
+              Send(Error("not_delivered",
+                         absl::StrCat("your message was not delivered: ", s.message()), &message));
+            });
 }
 
 void ChatConsumer::ChatMessage(const LayerEvent& event) {

@@ -6,7 +6,13 @@
 //   {"error": "bad_frame", "detail": "..."}                 not JSON, or no string "message"
 //   {"error": "not_delivered", "detail": "...", "undelivered": "..."}  the layer refused it
 //   {"error": "unconfirmed", ...}  the link was lost after it went out: it may have arrived
-// (no "message" key, so pages that print every frame's "message" print nothing).
+// A tutorial (v1) client's error frames also carry a "message" that says what
+// happened to which message, since the tutorial's room.html prints every
+// frame's "message" (and would print "undefined" without one):
+//   [not delivered] "hi": the chat service is unavailable
+//   [maybe not delivered] "hi": the link to the chat service broke ...
+//   [not understood] expected a JSON object with a string "message"
+// A chat.v2 client's error frames have no "message": it reads "error".
 //
 // Versions: a client that asks for the WebSocket subprotocol "chat.v2" gets
 // typed frames, each message with its author and the server's time:
@@ -51,17 +57,26 @@ namespace edge {
 // The "message" string of a client frame, or the error frame to answer with.
 struct ClientMessage {
   std::optional<std::string> message;
-  std::string error_frame;
+  std::string error_detail;  // Why it is not one, when it is not.
 };
 ClientMessage ParseClientMessage(const std::string& text);
+// `readable`: a "message" line for the tutorial's page too (see above).
 std::string ErrorFrame(const std::string& code, const std::string& detail,
-                       const std::string* undelivered = nullptr);
+                       const std::string* undelivered = nullptr, bool readable = false);
 
 // A consumer of the chat protocol: takes the "message" of a client frame, or
 // answers a bad frame with its error frame and counts it.
 class ChatProtocolConsumer : public Consumer {
  protected:
   std::optional<std::string> TakeMessage(const std::string& text);
+  // An error frame for this client: readable by the tutorial's page unless
+  // the client speaks chat.v2.
+  std::string Error(const std::string& code, const std::string& detail,
+                    const std::string* undelivered = nullptr) const {
+    return ErrorFrame(code, detail, undelivered, !typed_errors_);
+  }
+  // Set by a consumer whose client reads typed frames (chat.v2).
+  bool typed_errors_ = false;
 };
 
 struct ChatOptions {

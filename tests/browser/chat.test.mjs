@@ -224,6 +224,50 @@ test("the tutorial's own room.html, unchanged, chats through the edge", async ()
   await own.close();
 });
 
+test("the tutorial's own room.html prints a readable line for a message groupsvc did not take", async () => {
+  // A groupsvc and an edge of their own: this test freezes, kills and restarts groupsvc.
+  const svc = await startLogged(`${build}/groupsvc/groupsvc`,
+                                ["--listen=127.0.0.1:0", "--metrics_listen=", "--warmup=0s"]);
+  const edge = await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", "--metrics_listen=",
+    `--groupsvc=127.0.0.1:${svc.port}`, "--edge_id=browser-readable"]);
+  await waitReady(edge.port);
+  const template = readFileSync(
+    path.join(here, "../../examples/django_chat/chat/templates/chat/room.html"), "utf8");
+  const own = await launch(["--disable-features=LocalNetworkAccessChecks"]);
+  const context = await own.newContext();
+  await context.route(`http://127.0.0.1:${edge.port}/tutorial/`, (route) => route.fulfill(
+    { contentType: "text/html", body: template.replace("{{ room_name | escapejs }}", "faults") }));
+  const page = await context.newPage();
+  await page.goto(`http://127.0.0.1:${edge.port}/tutorial/`);
+  await page.waitForFunction("chatSocket.readyState === WebSocket.OPEN");
+  const type = async (text) => {
+    await page.fill("#chat-message-input", text);
+    await page.press("#chat-message-input", "Enter");
+  };
+  await type("before");
+  await logContains(page, "before");
+  // Frozen, then killed: the message went out but was never confirmed.
+  svc.child.kill("SIGSTOP");
+  await type("while frozen");
+  await new Promise((r) => setTimeout(r, 500));
+  svc.child.kill("SIGKILL");
+  await logContains(page, '[maybe not delivered] "while frozen": ');
+  // Down: refused at once.
+  await type("while down");
+  await logContains(page, '[not delivered] "while down": ');
+  // Back on the same port: the edge reattaches and the room works again.
+  const again = await startLogged(`${build}/groupsvc/groupsvc`,
+                                  [`--listen=127.0.0.1:${svc.port}`, "--metrics_listen=", "--warmup=0s"]);
+  await waitReady(edge.port);
+  await type("just after restart");
+  await logContains(page, "just after restart");
+  const log = await page.evaluate(() => document.querySelector("#chat-log").value);
+  assert.ok(!log.includes("undefined"), log);
+  await own.close();
+  edge.child.kill("SIGTERM");
+  again.child.kill("SIGTERM");
+});
+
 test("the room page shows a lost connection and reconnects by itself", async () => {
   // An edge of its own, so that stopping it disturbs no other test.
   const first = await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", "--metrics_listen=", "--grace=2s"]);

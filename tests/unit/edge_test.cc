@@ -67,9 +67,22 @@ TEST(ClientMessageTest, AnswersBadFramesWithAnErrorFrame) {
                           R"({"message": null})", "", "{"}) {
     ClientMessage m = ParseClientMessage(bad);
     EXPECT_FALSE(m.message.has_value()) << bad;
-    EXPECT_THAT(m.error_frame, HasSubstr(R"("error":"bad_frame")")) << bad;
-    EXPECT_THAT(m.error_frame, Not(HasSubstr(R"("message")")));
+    EXPECT_FALSE(m.error_detail.empty()) << bad;
   }
+}
+
+TEST(ErrorFrameTest, TypedForV2ReadableForTheTutorialsPage) {
+  const std::string hi = "hi";
+  const std::string typed = ErrorFrame("not_delivered", "the layer is down", &hi);
+  EXPECT_THAT(typed, HasSubstr(R"("error":"not_delivered")"));
+  EXPECT_THAT(typed, Not(HasSubstr(R"("message")")));
+  const std::string readable = ErrorFrame("not_delivered", "the layer is down", &hi, true);
+  EXPECT_THAT(readable, HasSubstr(R"("error":"not_delivered")"));
+  EXPECT_THAT(readable, HasSubstr(R"("message":"[not delivered] \"hi\": the layer is down")"));
+  EXPECT_THAT(ErrorFrame("unconfirmed", "cut", &hi, true),
+              HasSubstr(R"("message":"[maybe not delivered] \"hi\": cut")"));
+  EXPECT_THAT(ErrorFrame("bad_frame", "not JSON", nullptr, true),
+              HasSubstr(R"("message":"[not understood] not JSON")"));
 }
 
 // ------------------------------------------------------------------- Origin
