@@ -69,6 +69,20 @@ ABSL_FLAG(std::string, auth, "optional",
           "required (no upgrade without a valid token: 401)");
 ABSL_FLAG(std::string, jwt_secret_file, "",
           "file holding the HS256 secret that signs the tokens (at least 32 bytes)");
+ABSL_FLAG(std::string, jwks_file, "",
+          "JWKS file of the identity provider's public keys, for RS256/384/512, PS256/384/512, "
+          "ES256/384 and EdDSA tokens (the header's kid picks the key); read again when it "
+          "changes, so a key rotation needs no restart");
+ABSL_FLAG(
+    std::string, jwks_url, "",
+    "https:// URL of the identity provider's JWKS (instead of --jwks_file): fetched at start, "
+    "every 5 minutes and when a token names an unknown kid (at most every 5 s), with "
+    "backoff while the provider is down (the keys it has keep working)");
+ABSL_FLAG(std::string, jwks_ca_file, "",
+          "PEM CA bundle that signs --jwks_url's certificate; empty: the system's");
+ABSL_FLAG(std::string, jwt_issuer, "", "when set, a token's iss must be exactly this");
+ABSL_FLAG(std::string, jwt_audience, "",
+          "when set, a token's aud (a string or a list) must include this");
 ABSL_FLAG(int64_t, join_history, 20,
           "the room's latest messages a chat.v2 client gets on joining (and when it cannot "
           "recover what it missed); 0: none");
@@ -118,6 +132,11 @@ int main(int argc, char** argv) {
   options.edge.allowed_origins = absl::GetFlag(FLAGS_allowed_origins);
   options.edge.log_connections = absl::GetFlag(FLAGS_log_connections);
   options.jwt_secret_file = absl::GetFlag(FLAGS_jwt_secret_file);
+  options.jwks_file = absl::GetFlag(FLAGS_jwks_file);
+  options.jwks_url = absl::GetFlag(FLAGS_jwks_url);
+  options.jwks_ca_file = absl::GetFlag(FLAGS_jwks_ca_file);
+  options.jwt_issuer = absl::GetFlag(FLAGS_jwt_issuer);
+  options.jwt_audience = absl::GetFlag(FLAGS_jwt_audience);
   options.dev_token_issuer = absl::GetFlag(FLAGS_dev_token_issuer);
   options.join_history =
       static_cast<uint32_t>(std::clamp<int64_t>(absl::GetFlag(FLAGS_join_history), 0, 1000));

@@ -172,14 +172,38 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(EdgeServerOptions 
     if (absl::Status s = CheckGroupsvcTls(options.groupsvc_tls); !s.ok()) return s;
   }
   std::shared_ptr<const TokenVerifier> verifier;
+  TokenOptions tokens{"", nullptr, options.jwt_issuer, options.jwt_audience};
   if (!options.jwt_secret_file.empty()) {
     absl::StatusOr<std::string> secret = ReadSecret(options.jwt_secret_file);
     if (!secret.ok()) return secret.status();
-    verifier = std::make_shared<TokenVerifier>(*std::move(secret), DefaultClock());
-  } else if (options.edge.auth == AuthMode::kRequired || options.dev_token_issuer) {
+    tokens.secret = *std::move(secret);
+  }
+  if (!options.jwks_file.empty() && !options.jwks_url.empty()) {
+    return absl::InvalidArgumentError("--jwks_file and --jwks_url: give one of them");
+  }
+  if (!options.jwks_file.empty()) {
+    absl::StatusOr<std::unique_ptr<JwksFile>> keys =
+        JwksFile::Open(options.jwks_file, DefaultClock());
+    if (!keys.ok()) return keys.status();
+    tokens.keys = *std::move(keys);
+  } else if (!options.jwks_url.empty()) {
+    JwksUrlOptions fetch;
+    fetch.url = options.jwks_url;
+    fetch.ca_file = options.jwks_ca_file;
+    absl::StatusOr<std::unique_ptr<JwksUrl>> keys = JwksUrl::Start(std::move(fetch));
+    if (!keys.ok()) return keys.status();
+    tokens.keys = *std::move(keys);
+  }
+  if (!tokens.secret.empty() || tokens.keys != nullptr) {
+    verifier = std::make_shared<TokenVerifier>(std::move(tokens), DefaultClock());
+  } else if (options.edge.auth == AuthMode::kRequired) {
     return absl::InvalidArgumentError(
-        "--auth=required and --dev_token_issuer need --jwt_secret_file (the secret that signs "
-        "the tokens)");
+        "--auth=required needs --jwt_secret_file (the HS256 secret) or --jwks_file or --jwks_url "
+        "(the identity provider's public keys)");
+  }
+  if (options.dev_token_issuer && (verifier == nullptr || !verifier->can_mint())) {
+    return absl::InvalidArgumentError(
+        "--dev_token_issuer needs --jwt_secret_file (the secret that signs its tokens)");
   }
 
   std::unique_ptr<EdgeServer> s(new EdgeServer(std::move(options)));

@@ -50,6 +50,15 @@ struct EdgeServerOptions {
   // The HS256 secret of the tokens (the whole file, trailing newline
   // dropped); empty: no tokens are verified. --auth=required needs one.
   std::string jwt_secret_file;
+  // A JWKS file of the identity provider's public keys (RS/PS/ES/EdDSA
+  // tokens), read again when it changes; and the `iss` and `aud` tokens must
+  // carry, when set.
+  std::string jwks_file;
+  // Or fetched over HTTPS from the provider (the CA: --jwks_ca_file, else the system's).
+  std::string jwks_url;
+  std::string jwks_ca_file;
+  std::string jwt_issuer;
+  std::string jwt_audience;
   // POST /auth/token mints a short-lived token for a display name (the
   // lobby asks for one); for the local run only: anyone who reaches the page
   // may name themselves. Needs jwt_secret_file.

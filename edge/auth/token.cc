@@ -36,7 +36,61 @@ bool SecondsClaim(const json::object& claims, const char* name, absl::Time* out)
   return true;
 }
 
+// True if `aud` is `audience` or a list that contains it.
+bool HasAudience(const json::object& claims, const std::string& audience) {
+  const json::value* aud = claims.if_contains("aud");
+  if (aud == nullptr) return false;
+  if (aud->is_string()) return aud->as_string() == audience;
+  if (!aud->is_array()) return false;
+  for (const json::value& a : aud->as_array()) {
+    if (a.is_string() && a.as_string() == audience) return true;
+  }
+  return false;
+}
+
 }  // namespace
+
+absl::Status TokenVerifier::CheckSignature(const std::string& alg, const std::string& kid,
+                                           absl::string_view input,
+                                           absl::string_view signature) const {
+  if (alg == "HS256") {
+    if (options_.secret.empty()) {
+      return absl::UnauthenticatedError(
+          "HS256 tokens are not accepted here (no --jwt_secret_file)");
+    }
+    const std::string expected = Sign(input);
+    if (signature.size() != expected.size() ||
+        CRYPTO_memcmp(signature.data(), expected.data(), expected.size()) != 0) {
+      return absl::UnauthenticatedError("bad signature");
+    }
+    return absl::OkStatus();
+  }
+  if (!IsPublicKeyAlgorithm(alg)) {
+    return absl::UnauthenticatedError(
+        absl::StrCat("algorithm \"", alg,
+                     "\" is not accepted (HS256, RS256/384/512, PS256/384/512, ES256/384, EdDSA)"));
+  }
+  if (options_.keys == nullptr) {
+    return absl::UnauthenticatedError(
+        absl::StrCat(alg, " tokens are not accepted here (no --jwks_file or --jwks_url)"));
+  }
+  std::shared_ptr<const PublicKeys> keys = options_.keys->Keys();
+  if (keys->size() == 0) {
+    options_.keys->UnknownKid(kid);
+    return absl::UnauthenticatedError(
+        "the identity provider's keys are not loaded yet (--jwks_url); try again shortly");
+  }
+  const PublicKeys::Key* key = keys->Find(kid);
+  if (key == nullptr) {
+    if (kid.empty()) {
+      return absl::UnauthenticatedError(
+          "its header names no key id (kid) and the key set has several keys");
+    }
+    options_.keys->UnknownKid(kid);  // A rotation the provider may have just published.
+    return absl::UnauthenticatedError(absl::StrCat("unknown key id (kid) \"", kid, "\""));
+  }
+  return VerifySignature(alg, *key, input, signature);
+}
 
 absl::StatusOr<AuthMode> ParseAuthMode(absl::string_view text) {
   if (text == "off") return AuthMode::kOff;
@@ -92,13 +146,17 @@ bool Base64UrlDecode(absl::string_view text, std::string* bytes) {
   return true;
 }
 
+TokenVerifier::TokenVerifier(TokenOptions options, const chat::Clock* clock)
+    : options_(std::move(options)), clock_(clock) {}
+
 TokenVerifier::TokenVerifier(std::string secret, const chat::Clock* clock, absl::Duration leeway)
-    : secret_(std::move(secret)), clock_(clock), leeway_(leeway) {}
+    : TokenVerifier(TokenOptions{std::move(secret), nullptr, "", "", leeway}, clock) {}
 
 std::string TokenVerifier::Sign(absl::string_view signing_input) const {
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
-  HMAC(EVP_sha256(), secret_.data(), static_cast<int>(secret_.size()),
+  const std::string& secret = options_.secret;
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
        reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size(), mac,
        &length);
   return std::string(reinterpret_cast<const char*>(mac), length);
@@ -117,14 +175,13 @@ absl::StatusOr<User> TokenVerifier::Verify(absl::string_view token) const {
   if (ec || !header.is_object()) return Refused("its header is not a JSON object");
   const json::value* alg = header.as_object().if_contains("alg");
   if (alg == nullptr || !alg->is_string()) return Refused("its header names no algorithm");
-  if (alg->as_string() != "HS256") {
-    return Refused(absl::StrCat("algorithm \"", std::string(alg->as_string()),
-                                "\" is not accepted (only HS256)"));
-  }
-  const std::string expected = Sign(absl::StrCat(parts[0], ".", parts[1]));
-  if (signature.size() != expected.size() ||
-      CRYPTO_memcmp(signature.data(), expected.data(), expected.size()) != 0) {
-    return Refused("bad signature");
+  const json::value* kid = header.as_object().if_contains("kid");
+  if (kid != nullptr && !kid->is_string()) return Refused("its key id (kid) is not a string");
+  if (absl::Status s = CheckSignature(
+          std::string(alg->as_string()), kid == nullptr ? "" : std::string(kid->as_string()),
+          token.substr(0, parts[0].size() + 1 + parts[1].size()), signature);
+      !s.ok()) {
+    return Refused(s.message());
   }
   json::value claims = json::parse(claims_json, ec);
   if (ec || !claims.is_object()) return Refused("its claims are not a JSON object");
@@ -135,18 +192,31 @@ absl::StatusOr<User> TokenVerifier::Verify(absl::string_view token) const {
     return Refused("no \"sub\" (the user id)");
   }
   user.id = std::string(sub->as_string());
-  const json::value* name = c.if_contains("name");
-  user.name = name != nullptr && name->is_string() && !name->as_string().empty()
-                  ? std::string(name->as_string())
-                  : user.id;
+  user.name = user.id;
+  for (const char* claim : {"preferred_username", "name"}) {
+    const json::value* name = c.if_contains(claim);
+    if (name != nullptr && name->is_string() && !name->as_string().empty()) {
+      user.name = std::string(name->as_string());
+    }
+  }
   const absl::Time now = clock_->Now();
+  const absl::Duration leeway = options_.leeway;
   if (!SecondsClaim(c, "exp", &user.expires)) return Refused("no \"exp\" (its expiry)");
-  if (user.expires + leeway_ <= now) {
+  if (user.expires + leeway <= now) {
     return Refused(absl::StrCat("expired at ", absl::FormatTime(user.expires)));
   }
   absl::Time not_before;
-  if (SecondsClaim(c, "nbf", &not_before) && now + leeway_ < not_before) {
+  if (SecondsClaim(c, "nbf", &not_before) && now + leeway < not_before) {
     return Refused(absl::StrCat("not valid before ", absl::FormatTime(not_before)));
+  }
+  if (!options_.issuer.empty()) {
+    const json::value* iss = c.if_contains("iss");
+    if (iss == nullptr || !iss->is_string() || iss->as_string() != options_.issuer) {
+      return Refused(absl::StrCat("its issuer (iss) is not \"", options_.issuer, "\""));
+    }
+  }
+  if (!options_.audience.empty() && !HasAudience(c, options_.audience)) {
+    return Refused(absl::StrCat("its audience (aud) does not include \"", options_.audience, "\""));
   }
   if (const json::value* rooms = c.if_contains("rooms")) {
     if (!rooms->is_array()) return Refused("\"rooms\" is not a list of room names");

@@ -391,9 +391,10 @@ absl::StatusOr<std::optional<User>> HttpSession::Authenticate(const Request& req
     return std::nullopt;
   }
   if (context_->verifier == nullptr) {
-    return refused("invalid",
-                   absl::UnauthenticatedError(
-                       "token refused: this edge verifies no tokens (no --jwt_secret_file)"));
+    return refused(
+        "invalid",
+        absl::UnauthenticatedError(
+            "token refused: this edge verifies no tokens (no --jwt_secret_file or --jwks_file)"));
   }
   absl::StatusOr<User> user = context_->verifier->Verify(token);
   if (!user.ok()) {

@@ -23,6 +23,7 @@
 #include "tests/support/child_process.h"
 #include "tests/support/client_frame.h"
 #include "tests/support/http_get.h"
+#include "tests/support/jwt_keys.h"
 #include "tests/support/ws_client.h"
 
 namespace chat::testing {
@@ -823,8 +824,9 @@ TEST(EdgeAuthTest, RequiredTokensFromMintTokenAndNoneIs401) {
       {EDGE_BIN, "--listen=127.0.0.1:0", "--metrics_listen=", "--auth=required"});
   ASSERT_TRUE(without.ok());
   EXPECT_EQ((*without)->WaitExit(absl::Seconds(10)), 1);
-  EXPECT_THAT((*without)->Output(),
-              HasSubstr("--auth=required and --dev_token_issuer need --jwt_secret_file"));
+  EXPECT_THAT(
+      (*without)->Output(),
+      HasSubstr("--auth=required needs --jwt_secret_file (the HS256 secret) or --jwks_file"));
 
   // The minting tool prints one token on stdout (ChildProcess keeps stderr only).
   const std::string out = absl::StrCat(dir, "/token");
@@ -867,6 +869,58 @@ TEST(EdgeAuthTest, RequiredTokensFromMintTokenAndNoneIs401) {
   const std::string frame = (*v2)->Read().value_or("");
   EXPECT_THAT(frame, HasSubstr(R"("message":"<b>hi</b>")"));
   EXPECT_THAT(frame, HasSubstr(R"("user":{"id":"ann","name":"Ann"})"));
+}
+
+// The edge binary behind an identity provider: --auth=required with
+// --jwks_file, --jwt_issuer and --jwt_audience; the provider rotates its key
+// (the file gains a key) and the new key's tokens work without a restart.
+TEST(EdgeAuthTest, TokensOfAnIdentityProviderFromItsJwksRotateWithoutARestart) {
+  const std::string jwks = absl::StrCat(::testing::TempDir(), "/jwks-e2e.json");
+  const chat::testing::TestKey first = chat::testing::TestKey::Make("ES256", "key-1");
+  const chat::testing::TestKey second = chat::testing::TestKey::Make("RS256", "key-2");
+  auto write = [&](const std::string& text) {
+    FILE* f = fopen(jwks.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    fputs(text.c_str(), f);
+    fclose(f);
+  };
+  write(chat::testing::Jwks({first.Jwk()}));
+  int port = 0;
+  auto edge = StartLogged(
+      {EDGE_BIN, "--listen=127.0.0.1:0", "--auth=required", absl::StrCat("--jwks_file=", jwks),
+       "--jwt_issuer=https://id.example", "--jwt_audience=chat"},
+      &port);
+  ASSERT_NE(port, 0);
+  const std::string claims =
+      absl::StrCat(R"({"sub":"f81d","preferred_username":"ann","iss":"https://id.example",)",
+                   R"("aud":["chat"],"exp":)", absl::ToUnixSeconds(absl::Now()) + 600, "}");
+  auto ann = WsClient::Connect(port, "/ws/chat/lobby/?token=" + first.Sign(claims),
+                               {{"Sec-WebSocket-Protocol", "chat.v2"}});
+  ASSERT_TRUE(ann.ok()) << ann.status();
+  EXPECT_EQ((*ann)->Read().value_or(""), R"({"type":"joined","history":0,"offset":0,"epoch":""})");
+  ASSERT_TRUE((*ann)->SendText(Chat("hi")));
+  EXPECT_THAT((*ann)->Read().value_or(""), HasSubstr(R"("user":{"id":"f81d","name":"ann"})"));
+  // Not yet published, another audience, an HS256 token with no secret: 401.
+  EXPECT_EQ(WsClient::RefusedStatus(
+                WsClient::Connect(port, "/ws/chat/lobby/?token=" + second.Sign(claims)).status()),
+            401);
+  std::string other_audience = claims;
+  other_audience.replace(other_audience.find(R"(["chat"])"), 8, R"(["mail"])");
+  EXPECT_EQ(
+      WsClient::RefusedStatus(
+          WsClient::Connect(port, "/ws/chat/lobby/?token=" + first.Sign(other_audience)).status()),
+      401);
+  // The provider publishes its next key; within a second or two it is taken.
+  write(chat::testing::Jwks({first.Jwk(), second.Jwk()}));
+  absl::Status status;
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  do {
+    absl::SleepFor(absl::Milliseconds(200));
+    status = WsClient::Connect(port, "/ws/chat/lobby/?token=" + second.Sign(claims)).status();
+  } while (!status.ok() && absl::Now() < deadline);
+  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_THAT(edge->Output(), HasSubstr("jwks_reloaded"));
+  EXPECT_THAT(edge->Output(), HasSubstr(R"(unknown key id (kid) \"key-2\")"));
 }
 
 // The dev-mode issuer (--dev_token_issuer): POST /auth/token {"name"} from the
