@@ -58,20 +58,20 @@ _loop = None
 
 
 def _shared_loop():
-    """The process's gRPC loop, started on first use; it lives as long as the process."""
+    """The process's gRPC loop, started on first use; it lives as long as the process.
+
+    Nobody waits for its thread to start: what is scheduled on it before then runs first.
+    """
     global _loop
     with _loop_lock:
         if _loop is None:
             loop = asyncio.new_event_loop()
-            started = threading.Event()
 
             def main():
                 asyncio.set_event_loop(loop)
-                loop.call_soon(started.set)
                 loop.run_forever()
 
             threading.Thread(target=main, name="channels-groupsvc", daemon=True).start()
-            started.wait()
             _loop = loop
         return _loop
 
@@ -115,7 +115,9 @@ class Link:
         self.bridge = 0
         self._loop = _shared_loop()
         self._closing = False
-        self.run_soon(self._start_shards()).result(timeout=5)
+        # Not waited for: the caller (maybe an event loop) goes on at once. Whatever
+        # is scheduled on the link's loop after this runs after it, in order.
+        self.run_soon(self._start_shards())
 
     # ------------------------------------------------------------ the loop
 

@@ -314,3 +314,23 @@ async def test_while_resharding_layers_on_both_lists_share_every_group(make_laye
     finally:
         for p in procs:
             p.stop()
+
+
+async def test_making_the_link_never_waits_for_the_links_loop(groupsvc, make_layer):
+    first = make_layer(groupsvc.target)
+    await first.group_add("warm", await first.new_channel())  # The shared loop is running.
+    # The link's loop is busy for a while (a slow callback of another layer's)...
+    busy = threading.Event()
+    first.link.call_soon(lambda: (busy.set(), time.sleep(0.6)))
+    assert busy.wait(5)
+    # ...and a new layer's link is made on this event loop without waiting for it.
+    second = make_layer(groupsvc.target)
+    started = time.monotonic()
+    link = second.link
+    assert time.monotonic() - started < 0.2
+    assert link is not None
+    # Once the loop is free, the new link works.
+    channel = await second.new_channel()
+    await second.group_add("fresh", channel)
+    await first.group_send("fresh", {"type": "hello"})
+    assert (await asyncio.wait_for(second.receive(channel), 5))["type"] == "hello"
