@@ -194,6 +194,14 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(EdgeServerOptions 
     if (!keys.ok()) return keys.status();
     tokens.keys = *std::move(keys);
   }
+  if (tokens.keys != nullptr && tokens.audience.empty()) {
+    chat::LogEvent("security_warning",
+                   {{"issue", "jwt_audience"},
+                    {"detail",
+                     "--jwks_file/--jwks_url without --jwt_audience: a token the identity provider "
+                     "signed for any other application is accepted too; set --jwt_audience (and "
+                     "--jwt_issuer)"}});
+  }
   if (!tokens.secret.empty() || tokens.keys != nullptr) {
     verifier = std::make_shared<TokenVerifier>(std::move(tokens), DefaultClock());
   } else if (options.edge.auth == AuthMode::kRequired) {

@@ -187,9 +187,14 @@ absl::StatusOr<std::unique_ptr<GroupServer>> GroupServer::Start(ServerOptions op
     if (s->server_ != nullptr) s->server_->Shutdown();
     for (auto& loop : s->loops_) loop->Shutdown();
     s->server_.reset();
-    return absl::UnavailableError(
-        health ? absl::StrCat("cannot serve health on ", s->options_.health_listen)
-               : absl::StrCat("cannot listen on ", s->options_.listen));
+    // gRPC does not say which port failed when it cannot build the server.
+    std::string why = absl::StrCat("cannot listen on ", s->options_.listen);
+    if (health) {
+      why = absl::StrCat("cannot serve health on ", s->options_.health_listen);
+    } else if (!s->options_.health_listen.empty()) {
+      absl::StrAppend(&why, " or serve health on ", s->options_.health_listen);
+    }
+    return absl::UnavailableError(why);
   }
   for (auto& loop : s->loops_) {
     s->service_.Listen(loop.get());

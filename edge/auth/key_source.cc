@@ -27,6 +27,12 @@ absl::StatusOr<std::string> ReadAll(const std::string& path) {
 
 }  // namespace
 
+void LogSkipped(const PublicKeys& keys, const std::string& source) {
+  for (const std::string& why : keys.skipped()) {
+    chat::LogEvent("jwks_key_skipped", {{"source", source}, {"why", why}});
+  }
+}
+
 absl::StatusOr<std::unique_ptr<JwksFile>> JwksFile::Open(std::string path, const chat::Clock* clock,
                                                          absl::Duration check_every) {
   absl::StatusOr<std::string> text = ReadAll(path);
@@ -35,6 +41,7 @@ absl::StatusOr<std::unique_ptr<JwksFile>> JwksFile::Open(std::string path, const
   if (!keys.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", keys.status().message()));
   }
+  LogSkipped(**keys, path);
   std::unique_ptr<JwksFile> file(new JwksFile(std::move(path), clock, check_every));
   absl::MutexLock lock(&file->mu_);
   file->keys_ = *std::move(keys);
@@ -44,11 +51,14 @@ absl::StatusOr<std::unique_ptr<JwksFile>> JwksFile::Open(std::string path, const
 }
 
 std::shared_ptr<const PublicKeys> JwksFile::Keys() {
-  absl::MutexLock lock(&mu_);
-  const absl::Time now = clock_->Now();
-  if (now - checked_ < check_every_) return keys_;
-  checked_ = now;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = clock_->Now();
+    if (now - checked_ < check_every_) return keys_;
+    checked_ = now;  // This caller looks; the others go on with the keys in use.
+  }
   absl::StatusOr<std::string> text = ReadAll(path_);
+  absl::MutexLock lock(&mu_);
   if (!text.ok() || *text == text_) return keys_;
   text_ = *std::move(text);
   absl::StatusOr<std::shared_ptr<const PublicKeys>> keys = PublicKeys::Parse(text_);
@@ -59,6 +69,7 @@ std::shared_ptr<const PublicKeys> JwksFile::Keys() {
     return keys_;
   }
   keys_ = *std::move(keys);
+  LogSkipped(*keys_, path_);
   chat::LogEvent("jwks_reloaded", {{"file", path_}, {"keys", absl::StrCat(keys_->size())}});
   return keys_;
 }
@@ -82,7 +93,8 @@ absl::StatusOr<std::string> HttpsGet(ssl::context& tls, const std::string& host,
   beast::ssl_stream<beast::tcp_stream> stream(io, tls);
   beast::flat_buffer buffer;
   http::request<http::empty_body> request{http::verb::get, target, 11};
-  request.set(http::field::host, host);
+  const std::string authority = host.find(':') == std::string::npos ? host : "[" + host + "]";
+  request.set(http::field::host, port == "443" ? authority : absl::StrCat(authority, ":", port));
   request.set(http::field::user_agent, "chat-edge");
   request.set(http::field::accept, "application/json");
   http::response_parser<http::string_body> response;
@@ -91,8 +103,11 @@ absl::StatusOr<std::string> HttpsGet(ssl::context& tls, const std::string& host,
   auto fail = [&](const char* step, const beast::error_code& ec) {
     failure = absl::UnavailableError(absl::StrCat(step, ": ", ec.message()));
   };
-  // Server Name Indication, and the certificate must name the host.
-  SSL_set_tlsext_host_name(stream.native_handle(), host.c_str());
+  // Server Name Indication (for a name, never an address), and the
+  // certificate must name the host.
+  boost::system::error_code not_an_address;
+  net::ip::make_address(host, not_an_address);
+  if (not_an_address) SSL_set_tlsext_host_name(stream.native_handle(), host.c_str());
   stream.set_verify_mode(ssl::verify_peer);
   stream.set_verify_callback(ssl::host_name_verification(host));
   beast::get_lowest_layer(stream).expires_after(absl::ToChronoNanoseconds(timeout));
@@ -135,7 +150,9 @@ absl::StatusOr<std::unique_ptr<JwksUrl>> JwksUrl::Start(JwksUrlOptions options) 
         absl::StrCat("--jwks_url must be an https:// URL; got \"", options.url, "\""));
   }
   auto fetcher = std::make_unique<Fetcher>();
-  fetcher->host = std::string(url->host());
+  fetcher->host = url->host_type() == boost::urls::host_type::ipv6
+                      ? url->host_ipv6_address().to_string()
+                      : std::string(url->host());
   fetcher->port = url->has_port() ? std::string(url->port()) : "443";
   fetcher->target = url->encoded_target().empty() ? "/" : std::string(url->encoded_target());
   beast::error_code ec;
@@ -211,6 +228,7 @@ void JwksUrl::Run() {
     if (keys.ok()) {
       failures = 0;
       keys_ = *std::move(keys);
+      LogSkipped(*keys_, o.url);
       next_ = absl::Now() + o.refresh;
       backoff_until_ = absl::InfinitePast();
       chat::LogEvent("jwks_fetched", {{"url", o.url}, {"keys", absl::StrCat(keys_->size())}});

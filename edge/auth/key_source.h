@@ -32,6 +32,9 @@
 
 namespace edge {
 
+// Logs each key the set left out (jwks_key_skipped), naming `source`.
+void LogSkipped(const PublicKeys& keys, const std::string& source);
+
 class KeySource {
  public:
   virtual ~KeySource() = default;

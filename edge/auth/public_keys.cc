@@ -19,8 +19,10 @@ namespace json = boost::json;
 
 namespace {
 
-// RSA moduli below this are refused (RFC 7518 asks for 2048 bits at least).
+// RSA moduli below this are refused (RFC 7518 asks for 2048 bits at least),
+// and above this too (OpenSSL's checks of a huge one would take long).
 constexpr int kMinRsaBits = 2048;
+constexpr int kMaxRsaBits = 16384;
 
 struct BnFree {
   void operator()(BIGNUM* b) const { BN_free(b); }
@@ -81,10 +83,11 @@ absl::StatusOr<std::shared_ptr<EVP_PKEY>> RsaKey(const json::object& jwk) {
                         static_cast<int>(n->size()), nullptr));
   Bignum bn_e(BN_bin2bn(reinterpret_cast<const unsigned char*>(e->data()),
                         static_cast<int>(e->size()), nullptr));
-  if (BN_num_bits(bn_n.get()) < kMinRsaBits) {
-    return absl::InvalidArgumentError(absl::StrCat("an RSA modulus of ", BN_num_bits(bn_n.get()),
-                                                   " bits is too short (at least ", kMinRsaBits,
-                                                   ")"));
+  const int bits = BN_num_bits(bn_n.get());
+  if (bits < kMinRsaBits || bits > kMaxRsaBits) {
+    return absl::InvalidArgumentError(absl::StrCat("an RSA modulus of ", bits, " bits is too ",
+                                                   bits < kMinRsaBits ? "short" : "long", " (",
+                                                   kMinRsaBits, " to ", kMaxRsaBits, ")"));
   }
   OSSL_PARAM_BLD* bld = OSSL_PARAM_BLD_new();
   OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn_n.get());
@@ -203,8 +206,10 @@ absl::StatusOr<std::shared_ptr<const PublicKeys>> PublicKeys::Parse(absl::string
   size_t index = 0;
   for (const json::value& v : keys->as_array()) {
     const size_t at = index++;
-    if (!v.is_object())
-      return absl::InvalidArgumentError(absl::StrCat("key ", at, " is not an object"));
+    if (!v.is_object()) {
+      set->skipped_.push_back(absl::StrCat("key ", at, " is not an object"));
+      continue;
+    }
     const json::object& jwk = v.as_object();
     Key key{Text(jwk, "kid"), Text(jwk, "kty"), Text(jwk, "crv"), Text(jwk, "alg"), nullptr};
     const std::string use = Text(jwk, "use");
@@ -217,28 +222,40 @@ absl::StatusOr<std::shared_ptr<const PublicKeys>> PublicKeys::Parse(absl::string
     } else if (key.kty == "OKP" && key.crv == "Ed25519") {
       pkey = Ed25519Key(jwk);
     } else {
-      continue;  // A type (or curve) we do not verify with; another may.
+      pkey = absl::InvalidArgumentError("a key type or curve the edge does not verify with");
     }
     if (!pkey.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("key ", at, " (kid \"", key.kid, "\", ",
-                                                     key.kty, "): ", pkey.status().message()));
+      // Left out, said why: a provider may publish keys for others beside ours.
+      set->skipped_.push_back(absl::StrCat("key ", at, " (kid \"", key.kid, "\", ", key.kty,
+                                           key.crv.empty() ? "" : " ", key.crv,
+                                           "): ", pkey.status().message()));
+      continue;
     }
     key.pkey = *std::move(pkey);
     set->keys_.push_back(std::move(key));
   }
   if (set->keys_.empty()) {
-    return absl::InvalidArgumentError(
-        "the JWKS has no signing key of a type the edge verifies (RSA, EC P-256/P-384, Ed25519)");
+    std::string why =
+        "the JWKS has no signing key the edge can use (RSA of 2048 to 16384 bits, "
+        "EC P-256/P-384, Ed25519)";
+    for (const std::string& s : set->skipped_) absl::StrAppend(&why, "; ", s);
+    return absl::InvalidArgumentError(why);
   }
   return std::shared_ptr<const PublicKeys>(std::move(set));
 }
 
-const PublicKeys::Key* PublicKeys::Find(absl::string_view kid) const {
+const PublicKeys::Key* PublicKeys::Find(absl::string_view kid, absl::string_view alg) const {
   if (kid.empty()) return keys_.size() == 1 ? &keys_.front() : nullptr;
+  Algorithm a;
+  const bool known = Lookup(alg, &a);
+  const Key* any = nullptr;
   for (const Key& key : keys_) {
-    if (key.kid == kid) return &key;
+    if (key.kid != kid) continue;
+    // One kid on two keys of different types: the one the algorithm needs.
+    if (!known || (key.kty == a.kty && (a.crv == nullptr || key.crv == a.crv))) return &key;
+    if (any == nullptr) any = &key;
   }
-  return nullptr;
+  return any;
 }
 
 absl::Status VerifySignature(absl::string_view alg, const PublicKeys::Key& key,

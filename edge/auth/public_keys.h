@@ -11,7 +11,9 @@
 // A key verifies only the algorithms of its own type (an RSA key never an
 // ES256 or HS256 signature: no algorithm confusion), and only the one its
 // JWK names in "alg", when it names one. Keys whose "use" is not "sig" are
-// left out, and so are key types this does not know (a JWKS may carry them).
+// left out, and so are keys the edge cannot use (another type or curve, an
+// RSA modulus under 2048 or over 16384 bits, a malformed one), each with its
+// reason in skipped(): a provider's JWKS may carry keys for others.
 //
 // Immutable once parsed, so thread-safe.
 #ifndef CHAT_EDGE_AUTH_PUBLIC_KEYS_H_
@@ -39,16 +41,20 @@ class PublicKeys {
     std::shared_ptr<EVP_PKEY> pkey;
   };
 
-  // INVALID_ARGUMENT for a document that is not a JWKS, or a usable key that
-  // does not parse (saying which); a set with no usable key is an error too.
+  // INVALID_ARGUMENT for a document that is not a JWKS, or one with no key
+  // the edge can use (saying why for each).
   static absl::StatusOr<std::shared_ptr<const PublicKeys>> Parse(absl::string_view jwks_json);
 
-  // The key with this id; with an empty `kid`, the only key when there is one.
-  const Key* Find(absl::string_view kid) const;
+  // The key with this id (of the type `alg` needs, if two share the id);
+  // with an empty `kid`, the only key when there is one.
+  const Key* Find(absl::string_view kid, absl::string_view alg = "") const;
   size_t size() const { return keys_.size(); }
+  // The keys left out, each with why.
+  const std::vector<std::string>& skipped() const { return skipped_; }
 
  private:
   std::vector<Key> keys_;
+  std::vector<std::string> skipped_;
 };
 
 // True for the algorithms verified with public keys (not HS256).

@@ -80,7 +80,7 @@ absl::Status TokenVerifier::CheckSignature(const std::string& alg, const std::st
     return absl::UnauthenticatedError(
         "the identity provider's keys are not loaded yet (--jwks_url); try again shortly");
   }
-  const PublicKeys::Key* key = keys->Find(kid);
+  const PublicKeys::Key* key = keys->Find(kid, alg);
   if (key == nullptr) {
     if (kid.empty()) {
       return absl::UnauthenticatedError(
@@ -235,6 +235,9 @@ std::string TokenVerifier::Mint(const User& user, absl::Duration ttl) const {
   claims["sub"] = user.id;
   claims["name"] = user.name.empty() ? user.id : user.name;
   claims["exp"] = absl::ToUnixSeconds(clock_->Now() + ttl);
+  // What this verifier asks of every token, so that its own tokens pass.
+  if (!options_.issuer.empty()) claims["iss"] = options_.issuer;
+  if (!options_.audience.empty()) claims["aud"] = options_.audience;
   if (!user.rooms.empty()) {
     json::array rooms;
     for (const std::string& r : user.rooms) rooms.emplace_back(r);

@@ -51,6 +51,8 @@ bool IsChat(const LayerEvent& event) { return event.type() == "chat.message"; }
 
 }  // namespace
 
+namespace {
+
 // The line the tutorial's page prints for an error frame.
 std::string ReadableLine(const std::string& code, const std::string& detail,
                          const std::string* undelivered) {
@@ -61,6 +63,8 @@ std::string ReadableLine(const std::string& code, const std::string& detail,
   if (undelivered == nullptr) return absl::StrCat(what, " ", detail);
   return absl::StrCat(what, " \"", *undelivered, "\": ", detail);
 }
+
+}  // namespace
 
 std::string ErrorFrame(const std::string& code, const std::string& detail,
                        const std::string* undelivered, bool readable) {

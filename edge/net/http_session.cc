@@ -391,14 +391,14 @@ absl::StatusOr<std::optional<User>> HttpSession::Authenticate(const Request& req
     return std::nullopt;
   }
   if (context_->verifier == nullptr) {
-    return refused(
-        "invalid",
-        absl::UnauthenticatedError(
-            "token refused: this edge verifies no tokens (no --jwt_secret_file or --jwks_file)"));
+    return refused("invalid",
+                   absl::UnauthenticatedError("token refused: this edge verifies no tokens (no "
+                                              "--jwt_secret_file, --jwks_file or --jwks_url)"));
   }
   absl::StatusOr<User> user = context_->verifier->Verify(token);
   if (!user.ok()) {
-    const bool expired = absl::StrContains(user.status().message(), "expired");
+    // The verifier's own words (a kid or alg a client chose may say "expired" too).
+    const bool expired = absl::StartsWith(user.status().message(), "token refused: expired at");
     return refused(expired ? "expired" : "invalid", user.status());
   }
   if (!room.empty() && !user->MayJoin(room)) {

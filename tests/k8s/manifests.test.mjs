@@ -292,6 +292,25 @@ function argsOf(c, dir, env) {
   return c.args.map((a) => a.replace("/etc/chat", dir).replace(/\$\((\w+)\)/g, (_, v) => env[v]));
 }
 
+// The manifests' own ports lie in the kernel's ephemeral range, so a socket another
+// test left behind a moment ago may still hold one: a start refused for a busy port is
+// tried again for a few seconds, and if it keeps failing the error says who holds it.
+async function startOnManifestPorts(binary, args) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await startLogged(binary, args);
+    } catch (e) {
+      if (!/cannot (listen|serve)/.test(e.message)) throw e;
+      if (attempt >= 10) {
+        let holders = "";
+        try { holders = execFileSync("ss", ["-tanp"], { encoding: "utf8" }); } catch {}
+        throw new Error(`${e.message}\nsockets now:\n${holders}`);
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+}
+
 async function eventually(check, what) {
   for (let i = 0; i < 200; i++) {
     try {
@@ -329,7 +348,7 @@ test("the binaries run with the manifests' args and answer their probes", async 
   writeFileSync(path.join(dir, "groupsvc.flags"), data["groupsvc.flags"]
     .replace(/^--shards=.*$/m, `--shards=127.0.0.1:${portNamed(g, "grpc")}`)
     .replace(/^--shard_index=.*$/m, "--shard_index=0"));
-  const groupsvc = await startLogged(`${build}/groupsvc/groupsvc`, argsOf(g, dir, {}));
+  const groupsvc = await startOnManifestPorts(`${build}/groupsvc/groupsvc`, argsOf(g, dir, {}));
   // It listens where the manifest says.
   assert.match(groupsvc.log(), new RegExp(` port=${portNamed(g, "grpc")} metrics_port=${portNamed(g, "metrics")} health_port=${portNamed(g, "health")}`));
   // Secured as the flags say, nothing left open.
@@ -347,7 +366,8 @@ test("the binaries run with the manifests' args and answer their probes", async 
                 data["edge.flags"].replace(`--groupsvc=${target}`, `--groupsvc=127.0.0.1:${port}`));
   const eDeploy = find("Deployment", "edge");
   const e = container(eDeploy);
-  const edge = await startLogged(`${build}/edge/edge`, argsOf(e, dir, { POD_NAME: "edge-5d8f7b-x2k9q" }));
+  const edge = await startOnManifestPorts(`${build}/edge/edge`,
+                                          argsOf(e, dir, { POD_NAME: "edge-5d8f7b-x2k9q" }));
   assert.match(edge.log(), new RegExp(` port=${portNamed(e, "http")} edge=edge-5d8f7b-x2k9q.edge.chat `));
   const base = `http://127.0.0.1:${probePort(e, e.readinessProbe.httpGet.port)}`;
   await eventually(async () => (await fetch(base + e.readinessProbe.httpGet.path)).status === 200,

@@ -157,6 +157,14 @@ TEST_F(PublicKeyTokenTest, KeyIdsPickTheKey) {
               HasSubstr("kid) is not a string"));
 }
 
+TEST_F(PublicKeyTokenTest, OneKidOnTwoKeysPicksTheTypeTheAlgorithmNeeds) {
+  const TestKey rsa = TestKey::Make("RS256", "shared");
+  const TestKey ec = TestKey::Make("ES256", "shared");
+  TokenVerifier verifier = Verifier(Jwks({rsa.Jwk(), ec.Jwk()}));
+  EXPECT_TRUE(verifier.Verify(rsa.Sign(Claims())).ok());
+  EXPECT_TRUE(verifier.Verify(ec.Sign(Claims())).ok());
+}
+
 TEST_F(PublicKeyTokenTest, IssuerAndAudienceWhenConfigured) {
   const TestKey& key = (*keys_)[8];  // EdDSA
   TokenOptions options;
@@ -173,6 +181,13 @@ TEST_F(PublicKeyTokenTest, IssuerAndAudienceWhenConfigured) {
       HasSubstr(R"(audience (aud) does not include "chat-edge")"));
   EXPECT_THAT(verifier.Verify(key.Sign(Claims(iss))).status().message(),
               HasSubstr("audience (aud)"));
+  // The verifier's own tokens (the dev issuer's, --mint_token) carry what it asks.
+  TokenOptions with_secret = options;
+  with_secret.secret = "the-secret-0123456789abcdef0123456789";
+  TokenVerifier minting = Verifier(AllJwks(), with_secret);
+  User ann;
+  ann.id = "u1";
+  EXPECT_TRUE(minting.Verify(minting.Mint(ann, absl::Hours(1))).ok());
   // An OpenID Connect token names its user in preferred_username.
   absl::StatusOr<User> oidc = Verifier(AllJwks()).Verify(
       key.Sign(absl::StrCat(R"({"sub":"f81d4fae","preferred_username":"ann.lee","exp":)",
@@ -183,10 +198,11 @@ TEST_F(PublicKeyTokenTest, IssuerAndAudienceWhenConfigured) {
 
 TEST(PublicKeysTest, DocumentsThatAreNotAJwksSayWhy) {
   EXPECT_THAT(PublicKeys::Parse("[]").status().message(), HasSubstr("not a JWKS"));
-  EXPECT_THAT(PublicKeys::Parse(R"({"keys":[]})").status().message(), HasSubstr("no signing key"));
+  EXPECT_THAT(PublicKeys::Parse(R"({"keys":[]})").status().message(),
+              HasSubstr("no signing key the edge can use"));
   // Only an encryption key, or only a type we do not verify with: no key.
   EXPECT_THAT(PublicKeys::Parse(R"({"keys":[{"kty":"oct","k":"c2VjcmV0"}]})").status().message(),
-              HasSubstr("no signing key"));
+              HasSubstr("no signing key the edge can use"));
   EXPECT_THAT(PublicKeys::Parse(R"({"keys":[{"kty":"RSA","kid":"a","n":"AQAB","e":"AQAB"}]})")
                   .status()
                   .message(),
@@ -195,18 +211,31 @@ TEST(PublicKeysTest, DocumentsThatAreNotAJwksSayWhy) {
       PublicKeys::Parse(R"({"keys":[{"kty":"EC","kid":"b","crv":"P-256","x":"AAAA","y":"AAAA"}]})")
           .status()
           .message(),
-      HasSubstr(R"(key 0 (kid "b", EC): "x" and "y" of P-256 are 32 bytes each)"));
+      HasSubstr(R"(key 0 (kid "b", EC P-256): "x" and "y" of P-256 are 32 bytes each)"));
   const std::string off_curve =
       absl::StrCat(R"({"keys":[{"kty":"EC","kid":"c","crv":"P-256","x":")",
                    Base64UrlEncode(std::string(32, '\x01')), R"(","y":")",
                    Base64UrlEncode(std::string(32, '\x02')), R"("}]})");
   EXPECT_THAT(PublicKeys::Parse(off_curve).status().message(), HasSubstr(R"(kid "c")"));
-  // Unknown types beside a good key are left out, not fatal.
+  // Keys the edge cannot use beside a good one are left out, each said why, not fatal:
+  // another type, another curve, a modulus too short.
   const TestKey key = TestKey::Make("ES256", "good");
   absl::StatusOr<std::shared_ptr<const PublicKeys>> mixed =
-      PublicKeys::Parse(Jwks({R"({"kty":"oct","k":"c2VjcmV0"})", key.Jwk()}));
+      PublicKeys::Parse(Jwks({R"({"kty":"oct","k":"c2VjcmV0"})",
+                              R"({"kty":"EC","crv":"P-521","kid":"es512","x":"AA","y":"AA"})",
+                              R"({"kty":"RSA","kid":"a","n":"AQAB","e":"AQAB"})", key.Jwk()}));
   ASSERT_TRUE(mixed.ok()) << mixed.status();
   EXPECT_EQ((*mixed)->size(), 1u);
+  ASSERT_EQ((*mixed)->skipped().size(), 3u);
+  EXPECT_THAT((*mixed)->skipped()[1], HasSubstr(R"(kid "es512", EC P-521)"));
+  EXPECT_THAT((*mixed)->skipped()[2], HasSubstr("too short"));
+  // A modulus over 16384 bits is refused before OpenSSL checks it.
+  const std::string huge = Base64UrlEncode(std::string(2049, '\xff'));
+  const std::string huge_message(
+      PublicKeys::Parse(absl::StrCat(R"({"keys":[{"kty":"RSA","n":")", huge, R"(","e":"AQAB"}]})"))
+          .status()
+          .message());
+  EXPECT_THAT(huge_message, HasSubstr("too long"));
 }
 
 class JwksFileTest : public ::testing::Test {
