@@ -85,10 +85,9 @@ namespace http = boost::beast::http;
 
 // One GET of https://host:port/target within `timeout`: the body of a 200,
 // else an error naming what failed (resolve, connect, TLS, status).
-absl::StatusOr<std::string> HttpsGet(ssl::context& tls, const std::string& host,
-                                     const std::string& port, const std::string& target,
-                                     absl::Duration timeout) {
-  net::io_context io;
+absl::StatusOr<std::string> HttpsGet(net::io_context& io, ssl::context& tls,
+                                     const std::string& host, const std::string& port,
+                                     const std::string& target, absl::Duration timeout) {
   net::ip::tcp::resolver resolver(io);
   beast::ssl_stream<beast::tcp_stream> stream(io, tls);
   beast::flat_buffer buffer;
@@ -179,6 +178,8 @@ JwksUrl::~JwksUrl() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
+    woken_ = true;
+    if (fetching_ != nullptr) fetching_->stop();
   }
   if (thread_.joinable()) thread_.join();
 }
@@ -190,6 +191,7 @@ std::shared_ptr<const PublicKeys> JwksUrl::Keys() {
 
 void JwksUrl::UnknownKid(absl::string_view kid) {
   absl::MutexLock lock(&mu_);
+  if (!refetch_) woken_ = true;
   refetch_ = true;
 }
 
@@ -213,15 +215,31 @@ void JwksUrl::Run() {
                (refetch_ && now >= last_attempt_ + o.min_refetch && now >= backoff_until_);
       };
       while (!due()) {
-        mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::Milliseconds(100));
+        // Until the next fetch is due, or woken: an unknown kid, or stopping.
+        absl::Time wake = next_;
+        if (refetch_)
+          wake = std::min(wake, std::max(last_attempt_ + o.min_refetch, backoff_until_));
+        woken_ = false;
+        mu_.AwaitWithDeadline(absl::Condition(&woken_), wake);
       }
       if (stopping_) return;
       refetch_ = false;
       last_attempt_ = absl::Now();
       ++attempts_;
     }
+    // The destructor stops a fetch under way through this io_context.
+    net::io_context io;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      fetching_ = &io;
+    }
     absl::StatusOr<std::string> body =
-        HttpsGet(fetcher_->tls, fetcher_->host, fetcher_->port, fetcher_->target, o.timeout);
+        HttpsGet(io, fetcher_->tls, fetcher_->host, fetcher_->port, fetcher_->target, o.timeout);
+    {
+      absl::MutexLock lock(&mu_);
+      fetching_ = nullptr;
+    }
     absl::StatusOr<std::shared_ptr<const PublicKeys>> keys =
         body.ok() ? PublicKeys::Parse(*body) : body.status();
     absl::MutexLock lock(&mu_);
@@ -234,6 +252,7 @@ void JwksUrl::Run() {
       chat::LogEvent("jwks_fetched", {{"url", o.url}, {"keys", absl::StrCat(keys_->size())}});
       continue;
     }
+    if (stopping_) return;  // The destructor cut the fetch short.
     ++failures;
     absl::Duration backoff = o.min_backoff;
     for (int i = 1; i < failures && backoff < o.max_backoff; ++i) backoff *= 2;

@@ -18,6 +18,7 @@
 #ifndef CHAT_EDGE_AUTH_KEY_SOURCE_H_
 #define CHAT_EDGE_AUTH_KEY_SOURCE_H_
 
+#include <boost/asio/io_context.hpp>
 #include <memory>
 #include <string>
 #include <thread>
@@ -87,7 +88,7 @@ class JwksUrl final : public KeySource {
   // (or a CA file that does not load). Until the first fetch succeeds there
   // are no keys, and tokens are refused saying so.
   static absl::StatusOr<std::unique_ptr<JwksUrl>> Start(JwksUrlOptions options);
-  ~JwksUrl() override;  // Stops the fetching thread.
+  ~JwksUrl() override;  // Stops the fetching thread, and a fetch under way.
 
   std::shared_ptr<const PublicKeys> Keys() override;
   void UnknownKid(absl::string_view kid) override;
@@ -104,6 +105,10 @@ class JwksUrl final : public KeySource {
   std::shared_ptr<const PublicKeys> keys_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool refetch_ ABSL_GUARDED_BY(mu_) = false;
+  // Wakes the fetching thread early (an unknown kid, the destructor).
+  bool woken_ ABSL_GUARDED_BY(mu_) = false;
+  // The fetch under way, for the destructor to stop.
+  boost::asio::io_context* fetching_ ABSL_GUARDED_BY(mu_) = nullptr;
   absl::Time next_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time last_attempt_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time backoff_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();

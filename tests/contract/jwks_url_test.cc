@@ -210,6 +210,24 @@ TEST_F(JwksUrlTest, ACertificateFromAnotherCaLoadsNothing) {
   std::remove(other_file.c_str());
 }
 
+TEST_F(JwksUrlTest, StoppingDoesNotWaitForAFetchThatHangs) {
+  // A provider that accepts the connection and then says nothing.
+  net::io_context io;
+  net::ip::tcp::acceptor silent(io, {net::ip::make_address("127.0.0.1"), 0});
+  net::ip::tcp::socket held(io);
+  std::thread accepting([&] { silent.accept(held); });
+  JwksUrlOptions o = Options();
+  o.url = absl::StrCat("https://localhost:", silent.local_endpoint().port(), "/certs");
+  o.timeout = absl::Seconds(30);
+  absl::StatusOr<std::unique_ptr<JwksUrl>> source = JwksUrl::Start(o);
+  ASSERT_TRUE(source.ok()) << source.status();
+  accepting.join();  // The fetch is under way, waiting for the TLS handshake.
+  ASSERT_TRUE(Eventually([&] { return (*source)->attempts() == 1; }));
+  const absl::Time start = absl::Now();
+  source->reset();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+}
+
 TEST_F(JwksUrlTest, OnlyHttpsUrls) {
   JwksUrlOptions o = Options();
   o.url = absl::StrCat("http://localhost:", server_->port(), "/certs");
