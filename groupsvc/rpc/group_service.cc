@@ -17,6 +17,15 @@
 namespace groupsvc {
 namespace {
 
+// A Receive's answer: the event (none: an empty answer), as a Struct.
+absl::Status FillReceive(const EventPtr& event, v1::ReceiveResponse* response) {
+  if (event == nullptr) return absl::OkStatus();
+  absl::StatusOr<google::protobuf::Struct> fields = StructFromEvent(*event);
+  if (!fields.ok()) return fields.status();
+  *response->mutable_event() = *std::move(fields);
+  return absl::OkStatus();
+}
+
 // One Receive that waits for an event: registered with the registry as a
 // Receiver, with an alarm on the call's loop for its timeout, and with the
 // call for its cancellation. Whichever of event, timeout or cancel comes
@@ -50,9 +59,7 @@ class ReceiveWait final : public Call, public Receiver {
   void OnEvent(EventPtr event) override {
     StopAlarm();
     v1::ReceiveResponse response;
-    absl::StatusOr<google::protobuf::Struct> fields = StructFromEvent(*event);
-    if (fields.ok()) *response.mutable_event() = *std::move(fields);
-    call_->Reply(fields.status(), &response);
+    call_->Reply(FillReceive(event, &response), &response);
   }
 
   void OnComplete(Op*, bool ok) override {
@@ -280,12 +287,7 @@ void GroupService::HandleReceive(UnaryCall* call) {
     absl::StatusOr<EventPtr> event = registry_->Receive(request.channel());
     if (!event.ok()) return call->Reply(event.status());
     v1::ReceiveResponse response;
-    if (*event != nullptr) {
-      absl::StatusOr<google::protobuf::Struct> fields = StructFromEvent(**event);
-      if (!fields.ok()) return call->Reply(fields.status());
-      *response.mutable_event() = *std::move(fields);
-    }
-    return call->Reply(absl::OkStatus(), &response);
+    return call->Reply(FillReceive(*event, &response), &response);
   }
   // A call deadline that comes first is gRPC's to enforce: the call is
   // cancelled and the client sees DEADLINE_EXCEEDED, never an empty answer

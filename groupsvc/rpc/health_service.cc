@@ -51,18 +51,15 @@ class HealthService::Watch final : public Call {
       }
       service_->ListenWatch(loop());
       HealthCheckRequest request;
-      if (absl::Status s = ParseWire(request_, &request); !s.ok()) {
-        {
-          absl::MutexLock lock(&mu_);
-          state_ = State::kWatching;
-        }
-        End(chat::ToGrpcStatus(s));
-        return;
-      }
-      known_ = Known(request.service());
+      const absl::Status parsed = ParseWire(request_, &request);
+      known_ = parsed.ok() && Known(request.service());
       {
         absl::MutexLock lock(&mu_);
         state_ = State::kWatching;
+      }
+      if (!parsed.ok()) {
+        End(chat::ToGrpcStatus(parsed));
+        return;
       }
       bool shut_down = false;
       ServingStatus first =
