@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "shared/names.h"
 
 namespace groupsvc {
@@ -50,13 +51,41 @@ absl::Status Misplaced(const ShardMap* shards, const v1::Command& command) {
       return Check(*shards, command.history().group(), true);
     case v1::Command::kPresence:
       return Check(*shards, command.presence().group(), true);
+    case v1::Command::kUserConnect:
+      return shards->CheckUser(command.user_connect().user().id());
+    case v1::Command::kUserDisconnect:
+      return shards->CheckUser(command.user_disconnect().user_id());
     case v1::Command::OP_NOT_SET:
       break;
   }
   return absl::OkStatus();
 }
 
+// WebSocket close codes for operators' closes (README.md, "Operating on users").
+constexpr uint32_t kDisconnectedCode = 4010;
+constexpr uint32_t kRemovedCode = 4011;
+// A close frame's payload is at most 125 bytes, 2 of them the code.
+constexpr size_t kMaxCloseReason = 123;
+
 }  // namespace
+
+absl::StatusOr<UserClose> CloseOf(std::string user_id, std::string group, uint32_t code,
+                                  std::string reason) {
+  if (user_id.empty()) return absl::InvalidArgumentError("user_id is required");
+  if (code == 0) code = group.empty() ? kDisconnectedCode : kRemovedCode;
+  if (code < 4000 || code > 4999) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "code must be a WebSocket close code an application may choose, 4000 to 4999; got ", code));
+  }
+  if (reason.size() > kMaxCloseReason) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "reason is at most ", kMaxCloseReason, " bytes (a close frame's); got ", reason.size()));
+  }
+  if (reason.empty()) {
+    reason = group.empty() ? "disconnected by an operator" : "removed from the room by an operator";
+  }
+  return UserClose{std::move(user_id), std::move(group), code, std::move(reason)};
+}
 
 absl::Status ApplyGroupAdd(GroupRegistry& registry, const v1::GroupAddRequest& request) {
   PresenceUser user{request.user().id(), request.user().name()};
@@ -89,7 +118,8 @@ absl::Status FillPresence(GroupRegistry& registry, const std::string& group,
 }
 
 v1::Ack ApplyCommand(GroupRegistry& registry, const v1::Command& command,
-                     const std::shared_ptr<QueueQuota>& quota, const ShardMap* shards) {
+                     const std::shared_ptr<QueueQuota>& quota, const ShardMap* shards,
+                     absl::string_view edge_id) {
   const uint64_t id = command.request_id();
   if (absl::Status s = Misplaced(shards, command); !s.ok()) return AckFor(id, s);
   switch (command.op_case()) {
@@ -97,7 +127,8 @@ v1::Ack ApplyCommand(GroupRegistry& registry, const v1::Command& command,
       return AckFor(id, ApplyGroupAdd(registry, command.group_add()));
     case v1::Command::kGroupDiscard:
       return AckFor(id, registry.GroupDiscard(command.group_discard().group(),
-                                              command.group_discard().channel()));
+                                              command.group_discard().channel(),
+                                              command.group_discard().leave_now()));
     case v1::Command::kSend:
       return AckFor(
           id, registry.Send(command.send().channel(), FromWire(command.send().event()), quota));
@@ -138,13 +169,28 @@ v1::Ack ApplyCommand(GroupRegistry& registry, const v1::Command& command,
       ack.set_request_id(id);
       return ack;
     }
+    case v1::Command::kUserConnect: {
+      const v1::UserConnectRequest& request = command.user_connect();
+      uint32_t count = 0;
+      absl::Status s = registry.ConnectUser(
+          UserConnection{request.user().id(), request.user().name(), request.channel(),
+                         std::string(edge_id), request.room(), absl::InfinitePast()},
+          request.max_connections(), &count);
+      v1::Ack ack = AckFor(id, s);
+      ack.set_user_connections(count);
+      return ack;
+    }
+    case v1::Command::kUserDisconnect:
+      registry.DisconnectUser(command.user_disconnect().user_id(),
+                              command.user_disconnect().channel());
+      return AckFor(id, absl::OkStatus());
     case v1::Command::OP_NOT_SET:
       break;
   }
   return AckFor(
       id, absl::InvalidArgumentError(
               "command names no operation (group_add, group_discard, group_send, send, history, "
-              "presence)"));
+              "presence, user_connect, user_disconnect)"));
 }
 
 }  // namespace groupsvc

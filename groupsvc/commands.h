@@ -28,9 +28,15 @@ namespace groupsvc {
 // if set, is the sending edge's (see GroupRegistry::Send). With `shards`, a
 // command for a group or channel placed on another shard is refused with
 // FAILED_PRECONDITION (the edge's shard list differs from groupsvc's).
+// `edge_id`: the sending edge's, which must own a user_connect's channel.
 v1::Ack ApplyCommand(GroupRegistry& registry, const v1::Command& command,
                      const std::shared_ptr<QueueQuota>& quota = nullptr,
-                     const ShardMap* shards = nullptr);
+                     const ShardMap* shards = nullptr, absl::string_view edge_id = "");
+
+// A Disconnect's or RemoveFromGroup's close, checked: INVALID_ARGUMENT for a
+// code outside 4000..4999 or a reason over 123 bytes; 0 and "" get defaults.
+absl::StatusOr<UserClose> CloseOf(std::string user_id, std::string group, uint32_t code,
+                                  std::string reason);
 
 // What the stream and the unary API share: a group_add with its user, a
 // history request as the registry's query, a presence snapshot as its answer.

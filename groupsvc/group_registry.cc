@@ -47,6 +47,7 @@ GroupRegistry::GroupRegistry(RegistryOptions options, const chat::Clock* clock)
           clock->Now()),
       history_(options_.history, RandomTag(8)),
       presence_(options_.presence_debounce),
+      users_(options_.max_user_connections),
       process_tag_(RandomTag(8)) {}
 
 absl::Status GroupRegistry::ValidateEvent(const EventPtr& event) const {
@@ -102,6 +103,9 @@ void GroupRegistry::ForgetOwner(absl::string_view edge_id, absl::string_view pre
                                 absl::Duration leave_after) {
   absl::flat_hash_set<std::string> groups;
   groups_.RemoveOwner(prefix, &groups);
+  // Its connections are gone with it (a crashed edge must not hold users at
+  // their cap); a stream back replays those still open.
+  users_.RemoveOwner(prefix);
   // Never announces: AttachEdge calls this under the directory's lock, which
   // Announce takes to find edges. Due leaves go out with the next tick.
   presence_.RemoveOwner(prefix, groups, leave_after, clock_->Now());
@@ -185,12 +189,59 @@ absl::Status GroupRegistry::GroupAdd(absl::string_view group, absl::string_view 
   return absl::OkStatus();
 }
 
-absl::Status GroupRegistry::GroupDiscard(absl::string_view group, absl::string_view channel) {
+absl::Status GroupRegistry::GroupDiscard(absl::string_view group, absl::string_view channel,
+                                         bool leave_now) {
   if (absl::Status s = chat::ValidateGroupName(group); !s.ok()) return s;
   if (absl::Status s = chat::ValidateChannelName(channel); !s.ok()) return s;
   groups_.Discard(group, channel);
-  presence_.Leave(group, channel, clock_->Now());
+  presence_.Leave(group, channel, clock_->Now(), leave_now);
   return absl::OkStatus();
+}
+
+// ------------------------------------------------------------------- Users
+
+absl::Status GroupRegistry::ConnectUser(UserConnection connection, uint32_t cap, uint32_t* count) {
+  if (connection.user_id.empty()) {
+    return absl::InvalidArgumentError("a user connection needs the user's id");
+  }
+  if (absl::Status s = ValidatePresenceUser({connection.user_id, connection.name}); !s.ok()) {
+    return s;
+  }
+  if (connection.room.size() > kMaxUserField) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a connection's room is at most ", kMaxUserField, " bytes"));
+  }
+  if (absl::Status s = chat::ValidateChannelName(connection.channel); !s.ok()) return s;
+  const std::string owner = edges_.EdgeIdOf(chat::ChannelOwnerPrefix(connection.channel));
+  if (owner.empty() || owner != connection.edge_id) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("channel \"", connection.channel, "\" is not owned by edge \"",
+                     connection.edge_id, "\"; an edge registers only its own connections"));
+  }
+  connection.since = clock_->Now();
+  return users_.Connect(std::move(connection), cap, count);
+}
+
+void GroupRegistry::DisconnectUser(absl::string_view user_id, absl::string_view channel) {
+  users_.Disconnect(user_id, channel);
+}
+
+std::vector<UserConnection> GroupRegistry::GetUser(absl::string_view user_id) const {
+  return users_.Find(user_id);
+}
+
+uint32_t GroupRegistry::CloseUser(const UserClose& close) {
+  const bool all = close.group.empty();
+  // All of them: forgotten now, so a GetUser or a new connection right after
+  // sees the user gone (each edge's disconnects follow and find nothing).
+  std::vector<UserConnection> connections =
+      all ? users_.Take(close.user_id) : users_.Find(close.user_id);
+  absl::flat_hash_set<std::string> edges;
+  for (const UserConnection& c : connections) edges.insert(c.edge_id);
+  for (const std::string& edge_id : edges) {
+    if (auto sink = edges_.FindEdge(edge_id); sink != nullptr) sink->CloseUser(close);
+  }
+  return static_cast<uint32_t>(all ? connections.size() : edges.size());
 }
 
 absl::StatusOr<SendReport> GroupRegistry::GroupSend(absl::string_view group, EventPtr event,
@@ -312,6 +363,8 @@ StatsSnapshot GroupRegistry::Stats() const {
   s.stream_deliveries = stream_deliveries_.load(std::memory_order_relaxed);
   s.unsettled_group_sends = unsettled_group_sends_.load(std::memory_order_relaxed);
   s.lost_edges = unsettled_.lost_edges();
+  s.users = users_.users();
+  s.user_connections = users_.connections();
   for (size_t i = 0; i < kDropReasonCount; ++i) s.drops[i] = drops_.Get(i);
   return s;
 }

@@ -4,7 +4,10 @@
 //   EdgeDirectory    the attached edges and the channel prefix each owns;
 //   GroupTable       memberships (one expiry walker: Sweep);
 //   Mailboxes        the queues of channels no edge owns, and waiting receivers;
-//   UnsettledGroups  the groups that may have members the registry cannot see.
+//   UnsettledGroups  the groups that may have members the registry cannot see;
+//   History          each group's latest events;
+//   Presence         each group's signed-in users;
+//   Users            the connections of the users placed on this shard.
 // The facade decides where an event goes: to a channel whose owner prefix
 // belongs to an attached edge through that edge's EdgeSink (a group_send makes
 // one Delivery per edge holding members, never one per member), to a mailbox
@@ -22,7 +25,8 @@
 // (ReplayApplied).
 //
 // Thread-safe; never calls out (to a sink or receiver) while holding a lock.
-// Lock order: the edge directory, then a group shard, then the unsettled set.
+// Lock order: the edge directory, then a group shard, then the unsettled set
+// (or the users).
 #ifndef CHAT_GROUPSVC_GROUP_REGISTRY_H_
 #define CHAT_GROUPSVC_GROUP_REGISTRY_H_
 
@@ -52,6 +56,7 @@
 #include "groupsvc/registry/mailboxes.h"
 #include "groupsvc/registry/presence.h"
 #include "groupsvc/registry/unsettled_groups.h"
+#include "groupsvc/registry/users.h"
 #include "shared/clock.h"
 
 namespace groupsvc {
@@ -85,6 +90,8 @@ struct RegistryOptions {
   // A lost edge's users leave after this (a stream cut and back at once, its
   // replay in, is no leave), and a crashed edge's within a second.
   absl::Duration lost_presence_grace = absl::Milliseconds(500);
+  // User connections tracked (registry/users.h), across users.
+  size_t max_user_connections = 1'000'000;
 };
 
 // How an edge's stream ended, which decides whether its groups are unsettled.
@@ -122,6 +129,9 @@ struct StatsSnapshot {
   uint64_t unsettled_group_sends = 0;
   // Lost edges whose groups are unsettled (expired ones may linger until Sweep).
   uint64_t lost_edges = 0;
+  // Signed-in users placed here with connections, and their connections.
+  uint64_t users = 0;
+  uint64_t user_connections = 0;
   std::array<uint64_t, kDropReasonCount> drops{};
 };
 
@@ -157,7 +167,9 @@ class GroupRegistry {
   // `watch`: the channel gets the group's presence events.
   absl::Status GroupAdd(absl::string_view group, absl::string_view channel,
                         const PresenceUser* user = nullptr, bool watch = false);
-  absl::Status GroupDiscard(absl::string_view group, absl::string_view channel);
+  // `leave_now`: the user's presence leave is due at once (see Presence::Leave).
+  absl::Status GroupDiscard(absl::string_view group, absl::string_view channel,
+                            bool leave_now = false);
   absl::StatusOr<SendReport> GroupSend(absl::string_view group, EventPtr event,
                                        const std::shared_ptr<QueueQuota>& quota = nullptr);
   void Flush();
@@ -176,6 +188,18 @@ class GroupRegistry {
   bool CancelReceive(absl::string_view channel, const Receiver* receiver);
   // `<prefix>.<process-random>!<random>`, valid and unused.
   absl::StatusOr<std::string> NewChannel(absl::string_view prefix);
+
+  // --- Users placed on this shard (registry/users.h).
+  // A connection of a signed-in user on edge `edge_id`, which must own its
+  // channel; RESOURCE_EXHAUSTED when `cap` > 0 and the user has `cap` already.
+  absl::Status ConnectUser(UserConnection connection, uint32_t cap, uint32_t* count = nullptr);
+  void DisconnectUser(absl::string_view user_id, absl::string_view channel);
+  std::vector<UserConnection> GetUser(absl::string_view user_id) const;
+  // Tells each edge holding a connection of the user to close it (those in
+  // `close.group`, when set; the edges know their members) and, for all of
+  // them, forgets the connections at once. Returns the connections (all) or
+  // the edges told (a group).
+  uint32_t CloseUser(const UserClose& close);
 
   // --- Inspection.
   GroupPage ListGroups(absl::string_view name_prefix, size_t page_size,
@@ -218,6 +242,7 @@ class GroupRegistry {
   UnsettledGroups unsettled_;
   History history_;
   Presence presence_;
+  Users users_;
   // Held by a group_send from its offset to its last hand-off (by group hash).
   std::array<absl::Mutex, 64> send_order_;
 

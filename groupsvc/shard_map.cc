@@ -80,6 +80,17 @@ absl::Status ShardMap::CheckMember(absl::string_view channel) const {
       "process-local channel (NAME!ID) of an attached process"));
 }
 
+uint32_t ShardMap::UserOwner(absl::string_view user_id) const {
+  return chat::UserShard(user_id, placement_count());
+}
+
+absl::Status ShardMap::CheckUser(absl::string_view user_id) const {
+  // While resharding, an edge counts a user where its own list places it.
+  if (chat::UserShard(user_id, count()) == self_) return absl::OkStatus();
+  const uint32_t owner = UserOwner(user_id);
+  return owner == self_ ? absl::OkStatus() : Elsewhere("user", user_id, owner);
+}
+
 absl::Status ShardMap::CheckChannel(absl::string_view channel) const {
   if (chat::ChannelShard(channel, count()) == self_) return absl::OkStatus();
   const uint32_t owner = ChannelOwner(channel);

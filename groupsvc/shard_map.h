@@ -52,6 +52,8 @@ class ShardMap {
 
   uint32_t GroupOwner(absl::string_view group) const;
   uint32_t ChannelOwner(absl::string_view channel) const;
+  // The shard that counts a user's connections (chat::UserShard).
+  uint32_t UserOwner(absl::string_view user_id) const;
   bool OwnsGroup(absl::string_view group) const { return GroupOwner(group) == self_; }
   bool OwnsChannel(absl::string_view channel) const { return ChannelOwner(channel) == self_; }
   // FAILED_PRECONDITION naming the owner when the name is placed elsewhere
@@ -59,6 +61,7 @@ class ShardMap {
   // differs from this one's.
   absl::Status CheckGroup(absl::string_view group) const;
   absl::Status CheckChannel(absl::string_view channel) const;
+  absl::Status CheckUser(absl::string_view user_id) const;
   // For a group placed here: FAILED_PRECONDITION when `channel` is a queued
   // channel (no owning process: no '!') placed on another shard. Its copies
   // would be queued here, where no Receive for it looks (Receive goes to the

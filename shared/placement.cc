@@ -35,4 +35,8 @@ uint32_t ChannelShard(absl::string_view channel, uint32_t shards) {
   return JumpHash(Fnv1a64(owner.empty() ? channel : owner), shards);
 }
 
+uint32_t UserShard(absl::string_view user_id, uint32_t shards) {
+  return GroupShard(user_id, shards);
+}
+
 }  // namespace chat

@@ -4,7 +4,7 @@
 //
 //   shard = JumpHash(Fnv1a64(key), N)
 //
-//   key      a group's name; for a process-local channel ("edge-1.x7k2!c9") the
+//   key      a group's name; a user's id; for a process-local channel ("edge-1.x7k2!c9") the
 //            owner key, the part after the last '.' before '!' with the '!'
 //            ("x7k2!", chat::ChannelOwnerPrefix), so that all
 //            of one process's channels are placed together; any other channel's
@@ -35,6 +35,9 @@ uint32_t JumpHash(uint64_t key, uint32_t buckets);
 uint32_t GroupShard(absl::string_view group, uint32_t shards);
 // The shard of a channel: by its owner prefix when it has one, else by its name.
 uint32_t ChannelShard(absl::string_view channel, uint32_t shards);
+// The shard that counts a signed-in user's connections (--max_connections_per_user)
+// and answers GetUser: by the user id's bytes, as a group's by its name.
+uint32_t UserShard(absl::string_view user_id, uint32_t shards);
 
 }  // namespace chat
 

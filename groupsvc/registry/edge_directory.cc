@@ -110,6 +110,20 @@ std::shared_ptr<EdgeSink> EdgeDirectory::Find(absl::string_view prefix) const {
   return it == by_prefix_.end() ? nullptr : it->second.sink;
 }
 
+std::shared_ptr<EdgeSink> EdgeDirectory::FindEdge(absl::string_view edge_id) const {
+  absl::ReaderMutexLock lock(&mu_);
+  auto prefix = prefix_by_edge_.find(edge_id);
+  if (prefix == prefix_by_edge_.end()) return nullptr;
+  auto it = by_prefix_.find(prefix->second);
+  return it == by_prefix_.end() ? nullptr : it->second.sink;
+}
+
+std::string EdgeDirectory::EdgeIdOf(absl::string_view prefix) const {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = by_prefix_.find(prefix);
+  return it == by_prefix_.end() ? std::string() : it->second.edge_id;
+}
+
 void EdgeDirectory::NameOwners(std::vector<MemberInfo>& members) const {
   absl::ReaderMutexLock lock(&mu_);
   for (MemberInfo& m : members) {

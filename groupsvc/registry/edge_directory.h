@@ -29,6 +29,14 @@
 
 namespace groupsvc {
 
+// What an edge is told to close (v1.CloseConnections).
+struct UserClose {
+  std::string user_id;
+  std::string group;  // Empty: every connection of the user.
+  uint32_t code = 0;
+  std::string reason;
+};
+
 // The attach stream of one edge, as the registry sees it.
 class EdgeSink {
  public:
@@ -42,6 +50,9 @@ class EdgeSink {
   // A newer stream of the same edge process (same edge id and incarnation)
   // took over; this one should end.
   virtual void Replaced() = 0;
+  // An operator closes `close.user_id`'s connections on this edge (those in
+  // `close.group`, if set). False when the stream cannot take it.
+  virtual bool CloseUser(const UserClose& close) { return false; }
 };
 
 // What an edge's hello says, and where it came from.
@@ -82,6 +93,10 @@ class EdgeDirectory {
   bool Remove(absl::string_view edge_id, uint64_t generation);
 
   std::shared_ptr<EdgeSink> Find(absl::string_view prefix) const;
+  // The stream of the attached edge `edge_id`, or null.
+  std::shared_ptr<EdgeSink> FindEdge(absl::string_view edge_id) const;
+  // The id of the attached edge that owns `prefix`, or "".
+  std::string EdgeIdOf(absl::string_view prefix) const;
   // Replaces each member's owner prefix (in edge_id) by the id of the edge
   // that holds it, or "" if none.
   void NameOwners(std::vector<MemberInfo>& members) const;

@@ -58,12 +58,13 @@ void Presence::ScheduleLeaveLocked(Group& group, absl::string_view name, std::st
   due_.emplace(at, std::string(name), std::move(id));
 }
 
-void Presence::Leave(absl::string_view group, absl::string_view channel, absl::Time now) {
+void Presence::Leave(absl::string_view group, absl::string_view channel, absl::Time now,
+                     bool at_once) {
   absl::MutexLock lock(&mu_);
   auto g = groups_.find(group);
   if (g == groups_.end()) return;
   if (std::optional<std::string> last = DropLocked(g->second, channel); last.has_value()) {
-    ScheduleLeaveLocked(g->second, group, *std::move(last), now + debounce_);
+    ScheduleLeaveLocked(g->second, group, *std::move(last), at_once ? now : now + debounce_);
   }
   EraseIfEmptyLocked(group);
 }

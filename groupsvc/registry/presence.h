@@ -69,8 +69,9 @@ class Presence {
   std::optional<PresenceChange> Join(absl::string_view group, absl::string_view channel,
                                      const PresenceUser* user, bool watch, absl::Time now);
   // `channel` left `group`; its user's leave is due after the debounce if it
-  // was the user's last channel there.
-  void Leave(absl::string_view group, absl::string_view channel, absl::Time now);
+  // was the user's last channel there (`at_once`: now, an operator removed it).
+  void Leave(absl::string_view group, absl::string_view channel, absl::Time now,
+             bool at_once = false);
   // Every channel of `owner` (the prefix up to '!') left `groups`; its
   // users' leaves are due after `leave_after` (not the debounce: a lost
   // edge's users go sooner), unless they are back first.

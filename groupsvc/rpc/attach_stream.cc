@@ -158,7 +158,7 @@ void AttachStream::OnReadDone(bool ok) {
   env_->streams->CountIn();
   for (const v1::Command& command : incoming_.commands()) {
     Outgoing item;
-    item.ack = ApplyCommand(*registry_, command, quota_, options_.shards);
+    item.ack = ApplyCommand(*registry_, command, quota_, options_.shards, edge_id_);
     item.bytes = item.ack->ByteSizeLong();
     PushControl(std::move(item));
   }
@@ -287,6 +287,22 @@ void AttachStream::Replaced() {
                    absl::StrCat("replaced by a newer stream of edge \"", edge_id_, "\"")));
 }
 
+bool AttachStream::CloseUser(const UserClose& close) {
+  Outgoing item;
+  item.close.emplace();
+  item.close->set_user_id(close.user_id);
+  item.close->set_group(close.group);
+  item.close->set_code(close.code);
+  item.close->set_reason(close.reason);
+  item.bytes = item.close->ByteSizeLong();
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_) return false;
+  }
+  PushControl(std::move(item));
+  return true;
+}
+
 void AttachStream::Drain(absl::Duration grace) {
   Outgoing item;
   item.draining.emplace();
@@ -340,6 +356,7 @@ void AttachStream::FillBatchLocked() {
     if (item.welcome) *batch_.mutable_welcome() = std::move(*item.welcome);
     if (item.draining) *batch_.mutable_draining() = std::move(*item.draining);
     if (item.ack) *batch_.add_acks() = std::move(*item.ack);
+    if (item.close) *batch_.add_closes() = std::move(*item.close);
     if (item.event != nullptr) {
       if (item.expires <= now) {
         expired += item.channels.size();

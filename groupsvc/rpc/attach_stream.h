@@ -143,6 +143,7 @@ class AttachStream final : public Call, public EdgeSink {
   bool Deliver(const EventPtr& event, std::vector<std::string> channels, absl::string_view group,
                uint64_t offset, absl::string_view epoch) override;
   void Replaced() override;
+  bool CloseUser(const UserClose& close) override;
   // Sends Draining, then finishes with UNAVAILABLE once the queue is written.
   void Drain(absl::Duration grace);
 
@@ -151,6 +152,7 @@ class AttachStream final : public Call, public EdgeSink {
     std::optional<v1::Ack> ack;
     std::optional<v1::Welcome> welcome;
     std::optional<v1::Draining> draining;
+    std::optional<v1::CloseConnections> close;
     EventPtr event;
     std::vector<std::string> channels;
     std::string group;

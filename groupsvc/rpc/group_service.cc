@@ -125,6 +125,8 @@ void MergeStats(const v1::StatsRequest&, const v1::StatsResponse& other, v1::Sta
   into->set_events_out(into->events_out() + other.events_out());
   into->set_stream_deliveries(into->stream_deliveries() + other.stream_deliveries());
   for (const auto& [reason, n] : other.drops()) (*into->mutable_drops())[reason] += n;
+  into->set_users(into->users() + other.users());
+  into->set_user_connections(into->user_connections() + other.user_connections());
 }
 
 }  // namespace
@@ -173,6 +175,9 @@ GroupService::GroupService(GroupRegistry* registry, AttachOptions attach_options
   AddMethod(&S::RequestGetHistory, &GroupService::HandleGetHistory);
   AddMethod(&S::RequestGetPresence, &GroupService::HandleGetPresence);
   AddMethod(&S::RequestStats, &GroupService::HandleStats);
+  AddMethod(&S::RequestDisconnect, &GroupService::HandleDisconnect);
+  AddMethod(&S::RequestRemoveFromGroup, &GroupService::HandleRemoveFromGroup);
+  AddMethod(&S::RequestGetUser, &GroupService::HandleGetUser);
 }
 
 void GroupService::Listen(CompletionLoop* loop) {
@@ -189,6 +194,13 @@ absl::StatusOr<std::optional<uint32_t>> GroupService::Elsewhere(
     const grpc::ServerContextBase& context, Placed by, absl::string_view name) const {
   const ShardMap* shards = attach_options_.shards;
   if (forwarder_ == nullptr || shards == nullptr || by == Placed::kHere) return std::nullopt;
+  if (by == Placed::kByUser) {
+    if (name.empty()) return std::nullopt;  // Refused here.
+    const uint32_t owner = shards->UserOwner(name);
+    if (owner == shards->self()) return std::nullopt;
+    if (Forwarder::IsForwarded(context)) return shards->CheckUser(name);
+    return owner;
+  }
   // An invalid name is refused here, with the rule it breaks.
   if (by == Placed::kByGroup ? !chat::ValidateGroupName(name).ok()
                              : !chat::ValidateChannelName(name).ok()) {
@@ -345,7 +357,68 @@ void GroupService::HandleStats(UnaryCall* call) {
              &MergeStats);
 }
 
+void GroupService::HandleDisconnect(UnaryCall* call) {
+  Unary(call, kScopeAdmin, &GroupService::DoDisconnect, "/groupsvc.v1.ChannelLayer/Disconnect",
+        Placement<v1::DisconnectRequest>{Placed::kByUser, &v1::DisconnectRequest::user_id});
+}
+
+void GroupService::HandleRemoveFromGroup(UnaryCall* call) {
+  Unary(
+      call, kScopeAdmin, &GroupService::DoRemoveFromGroup,
+      "/groupsvc.v1.ChannelLayer/RemoveFromGroup",
+      Placement<v1::RemoveFromGroupRequest>{Placed::kByUser, &v1::RemoveFromGroupRequest::user_id});
+}
+
+void GroupService::HandleGetUser(UnaryCall* call) {
+  Unary(call, kScopeAdmin, &GroupService::DoGetUser, "/groupsvc.v1.ChannelLayer/GetUser",
+        Placement<v1::GetUserRequest>{Placed::kByUser, &v1::GetUserRequest::user_id});
+}
+
 // ------------------------------------------------------------ Typed handlers
+
+absl::Status GroupService::DoDisconnect(const Caller& caller, const v1::DisconnectRequest& request,
+                                        v1::DisconnectResponse* response) {
+  absl::StatusOr<UserClose> close =
+      CloseOf(request.user_id(), "", request.code(), request.reason());
+  if (!close.ok()) return close.status();
+  response->set_connections(registry_->CloseUser(*close));
+  chat::LogEvent("user_disconnected", {{"user", close->user_id},
+                                       {"code", absl::StrCat(close->code)},
+                                       {"connections", absl::StrCat(response->connections())},
+                                       {"by", caller.name}});
+  return absl::OkStatus();
+}
+
+absl::Status GroupService::DoRemoveFromGroup(const Caller& caller,
+                                             const v1::RemoveFromGroupRequest& request,
+                                             v1::RemoveFromGroupResponse* response) {
+  if (absl::Status s = chat::ValidateGroupName(request.group()); !s.ok()) return s;
+  absl::StatusOr<UserClose> close =
+      CloseOf(request.user_id(), request.group(), request.code(), request.reason());
+  if (!close.ok()) return close.status();
+  response->set_edges(registry_->CloseUser(*close));
+  chat::LogEvent("user_removed", {{"user", close->user_id},
+                                  {"group", close->group},
+                                  {"code", absl::StrCat(close->code)},
+                                  {"edges", absl::StrCat(response->edges())},
+                                  {"by", caller.name}});
+  return absl::OkStatus();
+}
+
+absl::Status GroupService::DoGetUser(const Caller& caller, const v1::GetUserRequest& request,
+                                     v1::GetUserResponse* response) {
+  if (request.user_id().empty()) return absl::InvalidArgumentError("user_id is required");
+  response->set_id(request.user_id());
+  for (const UserConnection& c : registry_->GetUser(request.user_id())) {
+    response->set_name(c.name);  // Oldest first: the latest's name stays.
+    v1::UserConnection* out = response->add_connections();
+    out->set_channel(c.channel);
+    out->set_edge_id(c.edge_id);
+    out->set_room(c.room);
+    *out->mutable_since() = ToProto(c.since);
+  }
+  return absl::OkStatus();
+}
 
 absl::Status GroupService::DoSend(const Caller& caller, const v1::SendRequest& request,
                                   v1::SendResponse* response) {
@@ -374,7 +447,7 @@ absl::Status GroupService::DoGroupAdd(const Caller& caller, const v1::GroupAddRe
 absl::Status GroupService::DoGroupDiscard(const Caller& caller,
                                           const v1::GroupDiscardRequest& request,
                                           v1::GroupDiscardResponse* response) {
-  return registry_->GroupDiscard(request.group(), request.channel());
+  return registry_->GroupDiscard(request.group(), request.channel(), request.leave_now());
 }
 
 absl::Status GroupService::DoGroupSend(const Caller& caller, const v1::GroupSendRequest& request,
@@ -461,6 +534,8 @@ absl::Status GroupService::DoStats(const Caller& caller, const v1::StatsRequest&
   response->set_events_in(s.events_in);
   response->set_events_out(s.events_out);
   response->set_stream_deliveries(s.stream_deliveries);
+  response->set_users(s.users);
+  response->set_user_connections(s.user_connections);
   for (size_t i = 0; i < kDropReasonCount; ++i) {
     (*response->mutable_drops())[std::string(DropReasonName(static_cast<DropReason>(i)))] =
         s.drops[i];

@@ -46,11 +46,12 @@ namespace groupsvc {
 
 namespace internal {
 using C = v1::ChannelLayer;
-using AsyncChannelLayer = C::WithRawMethod_Attach<C::WithRawMethod_Send<
-    C::WithRawMethod_Receive<C::WithRawMethod_NewChannel<C::WithRawMethod_GroupAdd<
-        C::WithRawMethod_GroupDiscard<C::WithRawMethod_GroupSend<C::WithRawMethod_Flush<
-            C::WithRawMethod_ListGroups<C::WithRawMethod_GetGroup<C::WithRawMethod_GetHistory<
-                C::WithRawMethod_GetPresence<C::WithRawMethod_Stats<C::Service>>>>>>>>>>>>>;
+using AsyncChannelLayer = C::WithRawMethod_Attach<C::WithRawMethod_Send<C::WithRawMethod_Receive<
+    C::WithRawMethod_NewChannel<C::WithRawMethod_GroupAdd<C::WithRawMethod_GroupDiscard<
+        C::WithRawMethod_GroupSend<C::WithRawMethod_Flush<C::WithRawMethod_ListGroups<
+            C::WithRawMethod_GetGroup<C::WithRawMethod_GetHistory<C::WithRawMethod_GetPresence<
+                C::WithRawMethod_Stats<C::WithRawMethod_Disconnect<C::WithRawMethod_RemoveFromGroup<
+                    C::WithRawMethod_GetUser<C::Service>>>>>>>>>>>>>>>>;
 }  // namespace internal
 
 class GroupService {
@@ -95,10 +96,16 @@ class GroupService {
                             v1::GetHistoryResponse* response);
   absl::Status DoGetPresence(const Caller& caller, const v1::GetPresenceRequest& request,
                              v1::GetPresenceResponse* response);
+  absl::Status DoDisconnect(const Caller& caller, const v1::DisconnectRequest& request,
+                            v1::DisconnectResponse* response);
+  absl::Status DoRemoveFromGroup(const Caller& caller, const v1::RemoveFromGroupRequest& request,
+                                 v1::RemoveFromGroupResponse* response);
+  absl::Status DoGetUser(const Caller& caller, const v1::GetUserRequest& request,
+                         v1::GetUserResponse* response);
 
   // Which shard answers a call: this one, or the owner of a group's or a
-  // channel's name (the request's `key`).
-  enum class Placed { kHere, kByGroup, kByChannel };
+  // channel's name, or of a user's id (the request's `key`).
+  enum class Placed { kHere, kByGroup, kByChannel, kByUser };
   template <class Request>
   struct Placement {
     Placed by = Placed::kHere;
@@ -139,6 +146,9 @@ class GroupService {
   void HandleGetHistory(UnaryCall* call);
   void HandleGetPresence(UnaryCall* call);
   void HandleStats(UnaryCall* call);
+  void HandleDisconnect(UnaryCall* call);
+  void HandleRemoveFromGroup(UnaryCall* call);
+  void HandleGetUser(UnaryCall* call);
 
   GroupRegistry* const registry_;
   const AttachOptions attach_options_;

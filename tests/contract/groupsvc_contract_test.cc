@@ -997,6 +997,108 @@ TEST_P(GroupsvcContractTest, CapacityIsConfigurablePerPattern) {
   }
 }
 
+// ------------------------------------------------------------------ users
+
+TEST_P(GroupsvcContractTest, AUsersConnectionsAreCappedAcrossEdgesAndFallWhenAnEdgeIsCut) {
+  auto e1 = AttachedEdge("edge-1", "edge-1.aaaa!");
+  auto e2 = AttachedEdge("edge-2", "edge-2.bbbb!");
+  ASSERT_TRUE(e1->UserConnect(1, "u1", "edge-1.aaaa!c1", 2));
+  ASSERT_TRUE(e2->UserConnect(2, "u1", "edge-2.bbbb!c1", 2));
+  ASSERT_TRUE(e2->UserConnect(3, "u1", "edge-2.bbbb!c2", 2));
+  std::optional<v1::Ack> first = e1->NextAck();
+  std::optional<v1::Ack> second = e2->NextAck();
+  std::optional<v1::Ack> third = e2->NextAck();
+  ASSERT_TRUE(first && second && third);
+  EXPECT_EQ(first->code(), 0) << first->message();
+  EXPECT_EQ(second->code(), 0) << second->message();
+  EXPECT_EQ(third->code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(third->message().find("already has 2 connections"), std::string::npos)
+      << third->message();
+  EXPECT_EQ(Stats().user_connections(), 2u);
+  // edge-1 crashes: the user may connect again at once.
+  e1->Cancel();
+  const absl::Time deadline = absl::Now() + absl::Seconds(2);
+  while (Stats().user_connections() != 1 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_TRUE(e2->UserConnect(4, "u1", "edge-2.bbbb!c2", 2));
+  std::optional<v1::Ack> again = e2->NextAck();
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->code(), 0) << again->message();
+}
+
+TEST_P(GroupsvcContractTest, OperatorsListDisconnectAndRemoveAUserOnEveryEdge) {
+  auto e1 = AttachedEdge("edge-1", "edge-1.aaaa!");
+  auto e2 = AttachedEdge("edge-2", "edge-2.bbbb!");
+  ASSERT_TRUE(e1->UserConnect(1, "u1", "edge-1.aaaa!c1", 0, "lobby"));
+  ASSERT_TRUE(e2->UserConnect(2, "u1", "edge-2.bbbb!c1", 0, "garden"));
+  ASSERT_TRUE(e1->NextAck() && e2->NextAck());
+
+  v1::GetUserRequest who;
+  who.set_user_id("u1");
+  v1::GetUserResponse user;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->GetUser(&context, who, &user).ok());
+  }
+  EXPECT_EQ(user.name(), "Name of u1");
+  ASSERT_EQ(user.connections_size(), 2);
+  EXPECT_EQ(user.connections(0).edge_id(), "edge-1");
+  EXPECT_EQ(user.connections(0).room(), "lobby");
+  EXPECT_EQ(user.connections(1).channel(), "edge-2.bbbb!c1");
+  EXPECT_GT(user.connections(0).since().seconds(), 0);
+
+  {
+    v1::RemoveFromGroupRequest request;
+    request.set_user_id("u1");
+    request.set_group("chat_garden");
+    v1::RemoveFromGroupResponse response;
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->RemoveFromGroup(&context, request, &response).ok());
+    EXPECT_EQ(response.edges(), 2u);
+  }
+  std::optional<v1::CloseConnections> removed = e2->NextClose();
+  ASSERT_TRUE(removed.has_value());
+  EXPECT_EQ(removed->group(), "chat_garden");
+  EXPECT_EQ(removed->code(), 4011u);
+  ASSERT_TRUE(e1->NextClose().has_value());
+
+  {
+    v1::DisconnectRequest request;
+    request.set_user_id("u1");
+    request.set_code(4242);
+    request.set_reason("spam");
+    v1::DisconnectResponse response;
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->Disconnect(&context, request, &response).ok());
+    EXPECT_EQ(response.connections(), 2u);
+  }
+  for (TestEdge* edge : {e1.get(), e2.get()}) {
+    std::optional<v1::CloseConnections> close = edge->NextClose();
+    ASSERT_TRUE(close.has_value());
+    EXPECT_EQ(close->user_id(), "u1");
+    EXPECT_EQ(close->group(), "");
+    EXPECT_EQ(close->code(), 4242u);
+    EXPECT_EQ(close->reason(), "spam");
+  }
+  {
+    grpc::ClientContext context;
+    user.Clear();
+    ASSERT_TRUE(stub_->GetUser(&context, who, &user).ok());
+    EXPECT_EQ(user.connections_size(), 0);
+  }
+  {
+    v1::DisconnectRequest request;
+    request.set_user_id("u1");
+    request.set_code(1000);
+    v1::DisconnectResponse response;
+    grpc::ClientContext context;
+    grpc::Status s = stub_->Disconnect(&context, request, &response);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(s.error_message().find("4000 to 4999"), std::string::npos) << s.error_message();
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Loops, GroupsvcContractTest, ::testing::Values(1, 2),
                          [](const ::testing::TestParamInfo<int>& info) {
                            return absl::StrCat(info.param, "Loop", info.param > 1 ? "s" : "");

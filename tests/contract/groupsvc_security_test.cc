@@ -263,12 +263,27 @@ TEST_F(SecurityTest, EachMethodNeedsItsScope) {
   v1::ReceiveRequest receive;
   receive.set_channel("backend.one!x");
   const v1::NewChannelRequest new_channel;
+  v1::DisconnectRequest disconnect;
+  disconnect.set_user_id("u1");
+  v1::RemoveFromGroupRequest remove;
+  remove.set_user_id("u1");
+  remove.set_group("room");
+  v1::GetUserRequest get_user;
+  get_user.set_user_id("u1");
   const std::vector<Case> cases = {
-      {"ListGroups", &list, "read"},       {"GetGroup", &get, "read"},
-      {"Stats", &stats, "read"},           {"Send", &send, "send"},
-      {"GroupSend", &group_send, "send"},  {"GroupAdd", &add, "admin"},
-      {"GroupDiscard", &discard, "admin"}, {"Flush", &flush, "admin"},
-      {"Receive", &receive, "admin"},      {"NewChannel", &new_channel, "admin"},
+      {"ListGroups", &list, "read"},
+      {"GetGroup", &get, "read"},
+      {"Stats", &stats, "read"},
+      {"Send", &send, "send"},
+      {"GroupSend", &group_send, "send"},
+      {"GroupAdd", &add, "admin"},
+      {"GroupDiscard", &discard, "admin"},
+      {"Flush", &flush, "admin"},
+      {"Receive", &receive, "admin"},
+      {"NewChannel", &new_channel, "admin"},
+      {"Disconnect", &disconnect, "admin"},
+      {"RemoveFromGroup", &remove, "admin"},
+      {"GetUser", &get_user, "admin"},
   };
   for (const Case& c : cases) {
     const std::string method = absl::StrCat("/groupsvc.v1.ChannelLayer/", c.method);

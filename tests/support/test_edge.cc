@@ -34,6 +34,7 @@ void TestEdge::ReadLoop() {
     if (message.has_draining()) draining_ = true;
     for (const auto& a : message.acks()) acks_.push_back(a);
     for (const auto& d : message.deliveries()) deliveries_.push_back(d);
+    for (const auto& c : message.closes()) closes_.push_back(c);
     deliveries_received_ += message.deliveries_size();
     ++messages_received_;
   }
@@ -152,6 +153,28 @@ grpc::Status TestEdge::Close() {
   }
   std::optional<grpc::Status> status = WaitEnded(absl::Seconds(10));
   return status.value_or(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "stream did not end"));
+}
+
+std::optional<v1::CloseConnections> TestEdge::NextClose(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !closes_.empty() || ended_; };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  if (closes_.empty()) return std::nullopt;
+  v1::CloseConnections c = closes_.front();
+  closes_.pop_front();
+  return c;
+}
+
+bool TestEdge::UserConnect(uint64_t id, const std::string& user, const std::string& channel,
+                           uint32_t cap, const std::string& room) {
+  v1::Command c;
+  c.set_request_id(id);
+  c.mutable_user_connect()->mutable_user()->set_id(user);
+  c.mutable_user_connect()->mutable_user()->set_name("Name of " + user);
+  c.mutable_user_connect()->set_channel(channel);
+  c.mutable_user_connect()->set_room(room);
+  c.mutable_user_connect()->set_max_connections(cap);
+  return Command(c);
 }
 
 size_t TestEdge::deliveries_received() {

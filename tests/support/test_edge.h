@@ -50,6 +50,11 @@ class TestEdge {
   // The next ack or delivery, skipping nothing else; nullopt after `timeout`.
   std::optional<v1::Ack> NextAck(absl::Duration timeout = absl::Seconds(5));
   std::optional<v1::Delivery> NextDelivery(absl::Duration timeout = absl::Seconds(5));
+  // The next operator's close (CloseConnections); nullopt after `timeout`.
+  std::optional<v1::CloseConnections> NextClose(absl::Duration timeout = absl::Seconds(5));
+  // A user_connect of `channel` for `user` with `cap`, acked by NextAck.
+  bool UserConnect(uint64_t id, const std::string& user, const std::string& channel, uint32_t cap,
+                   const std::string& room = "lobby");
   // True once a Draining message arrived.
   bool WaitDraining(absl::Duration timeout);
   // Closes our side and returns the server's final status (waits for it).
@@ -78,6 +83,7 @@ class TestEdge {
   std::optional<v1::Welcome> welcome_ ABSL_GUARDED_BY(mu_);
   std::deque<v1::Ack> acks_ ABSL_GUARDED_BY(mu_);
   std::deque<v1::Delivery> deliveries_ ABSL_GUARDED_BY(mu_);
+  std::deque<v1::CloseConnections> closes_ ABSL_GUARDED_BY(mu_);
   size_t deliveries_received_ ABSL_GUARDED_BY(mu_) = 0;
   size_t messages_received_ ABSL_GUARDED_BY(mu_) = 0;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;

@@ -46,6 +46,12 @@ TEST(PlacementTest, AProcessLocalChannelGoesWithItsOwnerPrefix) {
   }
 }
 
+TEST(PlacementTest, AUserIsPlacedByItsIdAsAGroupByItsName) {
+  // "chat_room2" among 5 is shard 4 in the vectors above.
+  EXPECT_EQ(UserShard("chat_room2", 5), 4u);
+  for (uint32_t n : {1u, 2u, 3u, 7u}) EXPECT_EQ(UserShard("u-17", n), GroupShard("u-17", n));
+}
+
 TEST(PlacementTest, GrowingByOneMovesAboutOneNthAndOnlyToTheNewShard) {
   for (uint32_t n = 1; n <= 8; ++n) {
     int moved = 0;
