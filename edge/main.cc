@@ -42,6 +42,9 @@ ABSL_FLAG(int64_t, max_connections, 10000,
           "client TCP connections held at most (lowered to fit the open-file limit); more get 503");
 ABSL_FLAG(int64_t, max_connections_per_ip, 1000,
           "client TCP connections from one address at most; more get 503");
+ABSL_FLAG(int64_t, max_connections_per_user, 0,
+          "WebSockets one signed-in user (token sub) may hold at once across every edge, counted "
+          "by groupsvc (by this edge alone without --groupsvc); more get 429. 0: no cap");
 ABSL_FLAG(int64_t, max_frame_bytes, 64 << 10, "larger client frames close with 1009");
 ABSL_FLAG(int64_t, max_queue_frames, 1024, "a client with more unsent frames is closed (1013)");
 ABSL_FLAG(int64_t, max_queue_bytes, 4 << 20, "a client with more unsent bytes is closed (1013)");
@@ -120,6 +123,8 @@ int main(int argc, char** argv) {
       static_cast<size_t>(std::max<int64_t>(1, absl::GetFlag(FLAGS_max_connections)));
   options.max_connections_per_ip =
       static_cast<size_t>(std::max<int64_t>(1, absl::GetFlag(FLAGS_max_connections_per_ip)));
+  options.edge.max_connections_per_user = static_cast<uint32_t>(
+      std::clamp<int64_t>(absl::GetFlag(FLAGS_max_connections_per_user), 0, 1 << 30));
   options.edge.header_timeout = absl::GetFlag(FLAGS_header_timeout);
   options.edge.frame_timeout = absl::GetFlag(FLAGS_frame_timeout);
   options.edge.write_timeout = absl::GetFlag(FLAGS_write_timeout);

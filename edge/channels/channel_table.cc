@@ -46,13 +46,73 @@ void ChannelTable::Handoff::Flush() {
 std::string ChannelTable::Add(std::weak_ptr<ChannelSink> sink, size_t loop) {
   std::string name = absl::StrCat(prefix_, "c", next_.fetch_add(1, std::memory_order_relaxed));
   absl::MutexLock lock(&mu_);
-  sinks_[name] = Entry{std::move(sink), loop, std::nullopt};
+  sinks_[name] = Entry{std::move(sink), loop};
   return name;
 }
 
-void ChannelTable::Remove(const std::string& channel) {
+std::optional<UserConnection> ChannelTable::Remove(const std::string& channel) {
   absl::MutexLock lock(&mu_);
-  sinks_.erase(channel);
+  auto it = sinks_.find(channel);
+  if (it == sinks_.end()) return std::nullopt;
+  std::optional<UserConnection> connection = std::move(it->second.connection);
+  sinks_.erase(it);
+  return connection;
+}
+
+bool ChannelTable::SetConnection(const std::string& channel, UserConnection user) {
+  absl::MutexLock lock(&mu_);
+  auto it = sinks_.find(channel);
+  if (it == sinks_.end()) return false;
+  it->second.connection = std::move(user);
+  return true;
+}
+
+std::vector<std::pair<std::string, UserConnection>> ChannelTable::Connections() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::pair<std::string, UserConnection>> out;
+  for (const auto& [channel, entry] : sinks_) {
+    if (entry.connection.has_value()) out.emplace_back(channel, *entry.connection);
+  }
+  return out;
+}
+
+size_t ChannelTable::CountConnections(const std::string& user_id) const {
+  absl::MutexLock lock(&mu_);
+  size_t n = 0;
+  for (const auto& [channel, entry] : sinks_) {
+    if (entry.connection.has_value() && entry.connection->id == user_id) ++n;
+  }
+  return n;
+}
+
+size_t ChannelTable::CloseUser(const std::string& user_id, const std::string& group, uint16_t code,
+                               const std::string& reason) {
+  std::vector<std::pair<size_t, std::shared_ptr<ChannelSink>>> closing;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::flat_hash_set<std::string>* members = nullptr;
+    if (!group.empty()) {
+      auto it = groups_.find(group);
+      if (it == groups_.end()) return 0;
+      members = &it->second;
+    }
+    for (auto& [channel, entry] : sinks_) {
+      if (!entry.connection.has_value() || entry.connection->id != user_id) continue;
+      if (members != nullptr && !members->contains(channel)) continue;
+      entry.closed_by_operator = true;
+      if (auto sink = entry.sink.lock()) closing.emplace_back(entry.loop, std::move(sink));
+    }
+  }
+  for (auto& [loop, sink] : closing) {
+    loops_->Post(loop, [sink, code, reason] { sink->OnClose(code, reason); });
+  }
+  return closing.size();
+}
+
+bool ChannelTable::ClosedByOperator(const std::string& channel) const {
+  absl::MutexLock lock(&mu_);
+  auto it = sinks_.find(channel);
+  return it != sinks_.end() && it->second.closed_by_operator;
 }
 
 bool ChannelTable::Join(const std::string& group, const std::string& channel) {

@@ -66,7 +66,8 @@ class ChannelTable {
 
   const std::string& prefix() const { return prefix_; }
   std::string Add(std::weak_ptr<ChannelSink> sink, size_t loop);
-  void Remove(const std::string& channel);
+  // Returns the channel's user connection, if it had one (ConnectUser).
+  std::optional<UserConnection> Remove(const std::string& channel);
 
   // Hands `event` to each listed channel's sink; returns how many were found.
   template <typename Channels>
@@ -89,6 +90,17 @@ class ChannelTable {
   // The channel's user (Layer::SetUser); unset: anonymous, not watching.
   void SetUser(const std::string& channel, ChannelUser user);
   std::optional<ChannelUser> User(const std::string& channel) const;
+
+  // Signed-in users' connections (Layer::ConnectUser). False: no such channel.
+  bool SetConnection(const std::string& channel, UserConnection user);
+  std::vector<std::pair<std::string, UserConnection>> Connections() const;
+  size_t CountConnections(const std::string& user_id) const;
+  // Posts sink->OnClose(code, reason) to each connection of `user_id` (those
+  // that are members of `group`, when set) and marks them closed by an
+  // operator (ClosedByOperator); returns how many.
+  size_t CloseUser(const std::string& user_id, const std::string& group, uint16_t code,
+                   const std::string& reason);
+  bool ClosedByOperator(const std::string& channel) const;
   size_t groups() const;
   size_t channels() const;
 
@@ -97,6 +109,8 @@ class ChannelTable {
     std::weak_ptr<ChannelSink> sink;
     size_t loop;
     std::optional<ChannelUser> user;
+    std::optional<UserConnection> connection;
+    bool closed_by_operator = false;
   };
   template <typename Channels>
   size_t DeliverLocked(const Channels& channels, const LayerEventPtr& event, Handoff& handoff) const

@@ -82,6 +82,10 @@ class Consumer {
   // Binary frames: refused with 1003 unless a consumer wants them.
   virtual void ReceiveBinary(const std::string& bytes) { Close(kCloseUnsupportedData); }
   virtual void Disconnect(uint16_t code) {}
+  // An operator is closing the connection (groupsvc's Disconnect or
+  // RemoveFromGroup) with `code` and `reason`; the close follows at once.
+  // A consumer may tell its client first.
+  virtual void Evicted(uint16_t code, const std::string& reason) {}
 
   // Runs the handler for event.type(); an event with no handler is dropped and
   // counted (Channels would raise and kill the consumer; one bad sender must

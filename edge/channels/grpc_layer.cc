@@ -73,6 +73,24 @@ v1::Command Membership(bool add, const std::string& group, const std::string& ch
   return c;
 }
 
+// A user_connect (with `cap`) or user_disconnect of `channel`.
+v1::Command UserCommand(bool connect, const std::string& channel, const UserConnection& user,
+                        uint32_t cap) {
+  v1::Command c;
+  if (connect) {
+    v1::UserConnectRequest* r = c.mutable_user_connect();
+    r->mutable_user()->set_id(user.id);
+    r->mutable_user()->set_name(user.name);
+    r->set_channel(channel);
+    r->set_room(user.room);
+    r->set_max_connections(cap);
+  } else {
+    c.mutable_user_disconnect()->set_user_id(user.id);
+    c.mutable_user_disconnect()->set_channel(channel);
+  }
+  return c;
+}
+
 // 16 random bytes, once per process: see Hello.incarnation.
 std::string RandomIncarnation() {
   absl::BitGen gen;
@@ -143,8 +161,9 @@ class GrpcLayer::Link {
   static absl::Status Unavailable() {
     return absl::UnavailableError("the chat service is unavailable");
   }
-  // The memberships of the groups placed on this shard.
-  std::vector<std::pair<std::string, std::string>> Replay() const;
+  // The memberships of the groups placed on this shard, and the connections
+  // of the users placed there (with no cap: they are open already).
+  std::vector<v1::Command> Replay() const;
   void OnWelcome(const v1::Welcome& welcome);
   void OnDraining();
   void OnCallEnded(AttachCall* call, const grpc::Status& status);
@@ -182,15 +201,14 @@ class GrpcLayer::Link {
 // and its status is in: only then is it handed back to its link.
 class GrpcLayer::AttachCall {
  public:
-  AttachCall(Link* link, std::vector<std::pair<std::string, std::string>> replay)
-      : link_(link), layer_(link->layer_) {
+  AttachCall(Link* link, std::vector<v1::Command> replay) : link_(link), layer_(link->layer_) {
     v1::EdgeMessage first;
     first.mutable_hello()->set_edge_id(layer_->options_.edge_id);
     first.mutable_hello()->set_channel_prefix(layer_->table_.prefix());
     first.mutable_hello()->set_incarnation(layer_->incarnation_);
-    for (const auto& [group, channel] : replay) {
+    for (v1::Command& command : replay) {
       v1::Command* c = first.add_commands();
-      *c = layer_->Join(group, channel);
+      *c = std::move(command);
       c->set_request_id(next_id_++);
     }
     batch_ = std::move(first);
@@ -332,6 +350,16 @@ class GrpcLayer::AttachCall {
       link_->OnWelcome(incoming_.welcome());
     }
     if (incoming_.has_draining()) link_->OnDraining();
+    for (const v1::CloseConnections& close : incoming_.closes()) {
+      const uint16_t code =
+          static_cast<uint16_t>(close.code() >= 4000 && close.code() <= 4999 ? close.code() : 4010);
+      const size_t n =
+          layer_->table_.CloseUser(close.user_id(), close.group(), code, close.reason());
+      chat::LogEvent("user_closed", {{"user", close.user_id()},
+                                     {"group", close.group()},
+                                     {"code", absl::StrCat(code)},
+                                     {"connections", absl::StrCat(n)}});
+    }
     for (const v1::Ack& ack : incoming_.acks()) {
       Pending pending;
       {
@@ -489,13 +517,15 @@ void GrpcLayer::Link::Cancel() {
   if (call) call->Cancel();
 }
 
-std::vector<std::pair<std::string, std::string>> GrpcLayer::Link::Replay() const {
-  std::vector<std::pair<std::string, std::string>> mine;
+std::vector<v1::Command> GrpcLayer::Link::Replay() const {
+  std::vector<v1::Command> mine;
   const uint32_t bridge = layer_->bridge_.load();
-  for (auto& membership : layer_->table_.AllMemberships()) {
-    if (layer_->GroupOwners(membership.first, bridge).has(index_)) {
-      mine.push_back(std::move(membership));
-    }
+  for (const auto& [group, channel] : layer_->table_.AllMemberships()) {
+    if (layer_->GroupOwners(group, bridge).has(index_))
+      mine.push_back(layer_->Join(group, channel));
+  }
+  for (const auto& [channel, user] : layer_->table_.Connections()) {
+    if (layer_->UserOwner(user.id) == index_) mine.push_back(UserCommand(true, channel, user, 0));
   }
   return mine;
 }
@@ -829,7 +859,31 @@ std::string GrpcLayer::Register(std::weak_ptr<ChannelSink> sink, size_t loop) {
   return table_.Add(std::move(sink), loop);
 }
 
-void GrpcLayer::Unregister(const std::string& channel) { table_.Remove(channel); }
+void GrpcLayer::Unregister(const std::string& channel) {
+  std::optional<UserConnection> user = table_.Remove(channel);
+  if (!user.has_value()) return;
+  // (With the link down, the next stream's replay leaves it out instead.)
+  links_[UserOwner(user->id)]->Submit(UserCommand(false, channel, *user, 0), nullptr,
+                                      /*require_ready=*/false);
+}
+
+void GrpcLayer::ConnectUser(const std::string& channel, UserConnection user, uint32_t cap,
+                            DoneCallback done) {
+  v1::Command c = UserCommand(true, channel, user, cap);
+  Link& link = *links_[UserOwner(user.id)];
+  // In the table first: a stream that starts meanwhile replays it.
+  if (!table_.SetConnection(channel, std::move(user))) {
+    if (done) done(absl::FailedPreconditionError("the channel is gone"));
+    return;
+  }
+  link.Query(std::move(c), [done = std::move(done)](absl::Status s, const v1::Ack*) {
+    if (done) done(s);
+  });
+}
+
+uint32_t GrpcLayer::UserOwner(const std::string& user_id) const {
+  return chat::UserShard(user_id, static_cast<uint32_t>(links_.size()));
+}
 
 void GrpcLayer::GroupAdd(const std::string& group, const std::string& channel, DoneCallback done) {
   table_.Join(group, channel);
@@ -853,9 +907,12 @@ void GrpcLayer::GroupAdd(const std::string& group, const std::string& channel, D
 void GrpcLayer::GroupDiscard(const std::string& group, const std::string& channel) {
   if (!table_.Leave(group, channel)) return;
   const Owners owners = GroupOwners(group, bridge_.load());
+  // An operator closed it: its user's presence leaves at once.
+  const bool leave_now = table_.ClosedByOperator(channel);
   for (int i = 0; i < owners.count; ++i) {
-    links_[owners.members[i]]->Submit(Membership(false, group, channel, nullptr), nullptr,
-                                      /*require_ready=*/false);
+    v1::Command c = Membership(false, group, channel, nullptr);
+    c.mutable_group_discard()->set_leave_now(leave_now);
+    links_[owners.members[i]]->Submit(std::move(c), nullptr, /*require_ready=*/false);
   }
 }
 

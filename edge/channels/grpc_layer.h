@@ -135,6 +135,12 @@ class GrpcLayer : public Layer {
   void GroupSend(const std::string& group, LayerEventPtr event, DoneCallback done) override;
   void Send(const std::string& channel, LayerEventPtr event, DoneCallback done) override;
   void SetUser(const std::string& channel, ChannelUser user) override;
+  // On the stream of the user's shard (chat::UserShard), which counts the
+  // user's connections across every edge. While that shard is down the
+  // connection is not counted (UNAVAILABLE: it goes ahead) until the link's
+  // replay registers it. Unregister ends it there.
+  void ConnectUser(const std::string& channel, UserConnection user, uint32_t cap,
+                   DoneCallback done) override;
   // On the stream of the shard the group's sends go to (history and presence
   // live there), in order with this process's joins.
   void History(const HistoryQuery& query, HistoryCallback done) override;
@@ -165,6 +171,7 @@ class GrpcLayer : public Layer {
   };
   Owners GroupOwners(const std::string& group, uint32_t bridge) const;
   uint32_t ChannelOwner(const std::string& channel) const;
+  uint32_t UserOwner(const std::string& user_id) const;
   // A group_add of `channel` with its user.
   groupsvc::v1::Command Join(const std::string& group, const std::string& channel) const;
   // After a shard's Welcome: the bridge count all of them announce, and if it

@@ -31,6 +31,9 @@ class ChannelSink {
  public:
   virtual ~ChannelSink() = default;
   virtual void OnEvent(const LayerEventPtr& event) = 0;
+  // An operator closes this connection (groupsvc's Disconnect or
+  // RemoveFromGroup): a 4000-range `code` and a readable `reason`.
+  virtual void OnClose(uint16_t code, const std::string& reason) {}
 };
 
 using DoneCallback = std::function<void(absl::Status)>;
@@ -63,6 +66,14 @@ struct HistoryAnswer {
 };
 using HistoryCallback = std::function<void(absl::StatusOr<HistoryAnswer>)>;
 
+// A signed-in user's connection, as groupsvc counts and lists it (README.md,
+// "Operating on users"): the user and the room its page opened.
+struct UserConnection {
+  std::string id;
+  std::string name;
+  std::string room;
+};
+
 struct PresenceEntry {
   std::string id;
   std::string name;
@@ -89,6 +100,13 @@ class Layer {
   // The channel's user, for the groups it joins after this (groupsvc lists
   // it in GetPresence and tells watchers when it joins and leaves).
   virtual void SetUser(const std::string& channel, ChannelUser user) {}
+  // `channel` is a connection of `user` until Unregister: counted per user
+  // across every edge. With `cap` > 0, `done` gets RESOURCE_EXHAUSTED (with
+  // the reason) when the user already has `cap` connections; any other
+  // error means it could not be counted now (it is, once the link is back),
+  // and the connection may go ahead. `done` as above; may be empty.
+  virtual void ConnectUser(const std::string& channel, UserConnection user, uint32_t cap,
+                           DoneCallback done) = 0;
   // A group's history and presence, as the group's shard keeps them; the
   // in-process layer keeps neither (UNIMPLEMENTED). `done` as above.
   virtual void History(const HistoryQuery& query, HistoryCallback done) {

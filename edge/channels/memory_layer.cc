@@ -20,6 +20,23 @@ std::string MemoryLayer::Register(std::weak_ptr<ChannelSink> sink, size_t loop) 
 
 void MemoryLayer::Unregister(const std::string& channel) { table_.Remove(channel); }
 
+void MemoryLayer::ConnectUser(const std::string& channel, UserConnection user, uint32_t cap,
+                              DoneCallback done) {
+  absl::Status status;
+  {
+    absl::MutexLock lock(&connect_mu_);
+    const size_t n = table_.CountConnections(user.id);
+    if (cap > 0 && n >= cap) {
+      status = absl::ResourceExhaustedError(absl::StrCat(
+          "user \"", user.id, "\" already has ", n, " connection", n == 1 ? "" : "s",
+          ", the most one user may have (--max_connections_per_user=", cap, "); close one first"));
+    } else {
+      table_.SetConnection(channel, std::move(user));
+    }
+  }
+  if (done) done(status);
+}
+
 absl::Status MemoryLayer::Check(const LayerEvent& event) const {
   if (event.type().empty()) return absl::InvalidArgumentError("event must have a \"type\"");
   if (event.json().size() > max_event_bytes_) {

@@ -11,6 +11,7 @@
 
 #include <string>
 
+#include "absl/synchronization/mutex.h"
 #include "edge/channels/channel_table.h"
 #include "edge/channels/layer.h"
 
@@ -28,6 +29,9 @@ class MemoryLayer : public Layer {
   void GroupDiscard(const std::string& group, const std::string& channel) override;
   void GroupSend(const std::string& group, LayerEventPtr event, DoneCallback done) override;
   void Send(const std::string& channel, LayerEventPtr event, DoneCallback done) override;
+  // Counts this process's connections only (there is no other edge).
+  void ConnectUser(const std::string& channel, UserConnection user, uint32_t cap,
+                   DoneCallback done) override;
   bool ready() const override { return true; }
   size_t local_groups() const override { return table_.groups(); }
 
@@ -36,6 +40,8 @@ class MemoryLayer : public Layer {
 
   ChannelTable table_;
   const size_t max_event_bytes_;
+  // Makes a user's count and its new connection one step.
+  absl::Mutex connect_mu_;
 };
 
 }  // namespace edge

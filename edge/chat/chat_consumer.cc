@@ -56,10 +56,11 @@ namespace {
 // The line the tutorial's page prints for an error frame.
 std::string ReadableLine(const std::string& code, const std::string& detail,
                          const std::string* undelivered) {
-  const char* what = code == "not_delivered" ? "[not delivered]"
-                     : code == "unconfirmed" ? "[maybe not delivered]"
-                     : code == "bad_frame"   ? "[not understood]"
-                                             : "[error]";
+  const char* what = code == "not_delivered"  ? "[not delivered]"
+                     : code == "unconfirmed"  ? "[maybe not delivered]"
+                     : code == "bad_frame"    ? "[not understood]"
+                     : code == "disconnected" ? "[disconnected]"
+                                              : "[error]";
   if (undelivered == nullptr) return absl::StrCat(what, " ", detail);
   return absl::StrCat(what, " \"", *undelivered, "\": ", detail);
 }

@@ -67,6 +67,13 @@ std::string ErrorFrame(const std::string& code, const std::string& detail,
 // A consumer of the chat protocol: takes the "message" of a client frame, or
 // answers a bad frame with its error frame and counts it.
 class ChatProtocolConsumer : public Consumer {
+ public:
+  // The close's reason as an error frame first ("disconnected"): the
+  // tutorial's page prints "[disconnected] <reason>", as it shows no close.
+  void Evicted(uint16_t code, const std::string& reason) override {
+    Send(Error("disconnected", reason));
+  }
+
  protected:
   std::optional<std::string> TakeMessage(const std::string& text);
   // An error frame for this client: readable by the tutorial's page unless

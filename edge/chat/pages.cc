@@ -295,6 +295,8 @@ function connect() {
       }
     } else if (typeof data.message === "string") {
       print(data.message);
+    } else if (data.error === "disconnected") {
+      show(`[disconnected: ${data.detail}]`);
     } else if (data.error) {
       show(`[not sent: ${data.detail}]`);
     }
@@ -303,6 +305,10 @@ function connect() {
     release(null, null);  // What arrived was seen: the next since is after it.
     if (e.code === 4001) {  // The token expired: retrying with it would not help.
       setState("closed", "signed out: the token expired; open the page with a new one");
+      return;
+    }
+    if (e.code >= 4000) {  // The server decided (an operator): retrying would undo it.
+      setState("closed", `closed by the server (${e.code}): ${e.reason || "no reason given"}`);
       return;
     }
     // Capped exponential backoff with full jitter: 0.5 s, 1 s, 2 s ... 30 s.

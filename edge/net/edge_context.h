@@ -58,6 +58,9 @@ struct EdgeOptions {
   // Django's ALLOWED_HOSTS: "chat.example.com", ".example.com" or "*".
   std::vector<std::string> allowed_hosts = {"localhost", "127.0.0.1", "[::1]"};
   bool log_connections = false;
+  // A signed-in user's WebSockets at most, across every edge (groupsvc
+  // counts them); more are refused with HTTP 429. 0: no cap.
+  uint32_t max_connections_per_user = 0;
   // Who may connect (README, "Identity"): kOff ignores tokens; kOptional
   // (the default) lets anonymous users in and names those with a valid
   // token; kRequired refuses upgrades without one (401).

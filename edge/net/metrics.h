@@ -35,8 +35,9 @@ class EdgeMetrics {
   // Reasons: slow_reader, write_timeout, frame_timeout, not_delivered, unconfirmed,
   // bad_frame, no_handler, too_big, binary_frame, protocol_error.
   prometheus::Counter& drops(const std::string& reason);
-  // TCP connections turned away before any request: max_connections,
-  // max_per_address, or evicted (a pending one closed to make room).
+  // Connections turned away: before any request, max_connections,
+  // max_per_address, or evicted (a pending one closed to make room); at the
+  // upgrade, user_cap (HTTP 429, --max_connections_per_user).
   prometheus::Counter& refused(const std::string& reason);
   // HTTP requests answered with an error status before an upgrade (400, 403, 404, 426).
   prometheus::Counter& http_errors(const std::string& status);

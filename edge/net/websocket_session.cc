@@ -131,14 +131,61 @@ void WebSocketSession::Run() {
     socket_.set_option(net::socket_base::send_buffer_size(context_->options.socket_send_buffer),
                        ignored);
   }
+  const Scope& scope = upgrade_->scope;
+  std::optional<UserConnection> user;
+  if (scope.authenticated && !scope.user_id.empty()) {
+    auto room = scope.url_route.find("room_name");
+    user = UserConnection{scope.user_id, scope.user,
+                          room == scope.url_route.end() ? "" : room->second};
+  }
   channel_ = context_->layer->Register(weak_from_this(), loop_);
   consumer_->Attach(this, context_->layer.get(), std::move(upgrade_->scope), channel_);
   context_->sessions.Add(shared_from_this());
-  net::dispatch(socket_.get_executor(), [self = shared_from_this()] {
+  net::dispatch(socket_.get_executor(), [self = shared_from_this(), user = std::move(user)] {
     self->connecting_hold_ = self;
     self->ArmTimer(absl::ToChronoNanoseconds(self->context_->options.handshake_timeout));
-    self->consumer_->Connect();
+    if (!user.has_value()) return self->consumer_->Connect();
+    // Every signed-in connection is registered (operators find it); only a
+    // cap makes the handshake wait for the count.
+    const uint32_t cap = self->context_->options.max_connections_per_user;
+    DoneCallback counted;
+    if (cap > 0) {
+      counted = [self](absl::Status s) {
+        net::post(self->socket_.get_executor(), [self, s] { self->OnUserCounted(s); });
+      };
+    }
+    self->context_->layer->ConnectUser(self->channel_, *user, cap, std::move(counted));
+    if (cap == 0) self->consumer_->Connect();
   });
+}
+
+void WebSocketSession::OnUserCounted(const absl::Status& status) {
+  if (state_ != State::kConnecting) return;
+  if (absl::IsResourceExhausted(status)) {
+    context_->metrics->refused("user_cap").Increment();
+    chat::LogEvent(
+        "ws_user_cap",
+        {{"peer", peer_}, {"user", consumer_->scope().user_id}, {"reason", status.message()}});
+    return Refuse(http::status::too_many_requests, absl::StrCat(status.message(), "\n"));
+  }
+  if (!status.ok()) {
+    // Admitted uncounted: refusing everyone while groupsvc is away would
+    // take the edge down with it. The link's replay counts it later.
+    chat::LogEvent("ws_user_cap_unchecked",
+                   {{"user", consumer_->scope().user_id}, {"error", status.message()}});
+  }
+  consumer_->Connect();
+}
+
+void WebSocketSession::OnClose(uint16_t code, const std::string& reason) {
+  if (state_ != State::kConnecting && state_ != State::kOpen) return;
+  chat::LogEvent("ws_closed_by_operator", {{"channel", channel_},
+                                           {"user", consumer_->scope().user_id},
+                                           {"code", absl::StrCat(code)},
+                                           {"reason", reason}});
+  consumer_->Evicted(code, reason);  // May say why first (a v1 page prints it).
+  close_reason_ = reason;
+  Close(code);
 }
 
 void WebSocketSession::CloseFromOutside(uint16_t code) {
@@ -236,11 +283,12 @@ void WebSocketSession::OnAccept(boost::system::error_code ec) {
   DoWrite();
 }
 
-void WebSocketSession::Reject() {
+void WebSocketSession::Refuse(http::status status, std::string body) {
   auto& refusal = upgrade_->refusal;
-  refusal = http::response<http::string_body>(http::status::forbidden, upgrade_->request.version());
+  refusal = http::response<http::string_body>(status, upgrade_->request.version());
   refusal.set(http::field::content_type, "text/plain");
-  refusal.body() = "refused by the consumer\n";
+  refusal.set(http::field::server, "chat-edge");
+  refusal.body() = std::move(body);
   refusal.keep_alive(false);
   refusal.prepare_payload();
   std::shared_ptr<WebSocketSession> hold = std::move(connecting_hold_);
@@ -464,7 +512,7 @@ void WebSocketSession::DoWrite() {
   queue_.erase(queue_.begin(), queue_.begin() + frames);
   if (queue_.empty() && queue_.capacity() > 16) std::vector<Frame>().swap(queue_);
   if (close_frame_ == CloseFrame::kQueued && queue_.empty()) {
-    AppendFrame(&out_, WsOpcode::kClose, ClosePayload(close_code_));
+    AppendFrame(&out_, WsOpcode::kClose, ClosePayload(close_code_, close_reason_));
     close_frame_ = CloseFrame::kWriting;
   }
   if (out_.empty()) return;
@@ -504,7 +552,8 @@ void WebSocketSession::OnWrite(boost::system::error_code ec) {
 void WebSocketSession::Close(uint16_t code) {
   switch (state_) {
     case State::kConnecting:
-      Reject();
+      Refuse(http::status::forbidden,
+             close_reason_.empty() ? "refused by the consumer\n" : close_reason_ + "\n");
       return;
     case State::kOpen:
       state_ = State::kClosing;
@@ -535,7 +584,8 @@ void WebSocketSession::ArmTimer(std::chrono::steady_clock::duration after) {
 void WebSocketSession::OnTimer() {
   switch (state_) {
     case State::kConnecting:
-      Reject();
+      Refuse(http::status::service_unavailable,
+             "the chat service did not admit the connection within the handshake timeout\n");
       return;
     case State::kOpen:
       // A client silent for a whole tick is pinged; silent for one more, dropped.

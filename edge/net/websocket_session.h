@@ -73,6 +73,7 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
 
   // ChannelSink: on the session's loop.
   void OnEvent(const LayerEventPtr& event) override;
+  void OnClose(uint16_t code, const std::string& reason) override;
 
   // Connection: on the session's loop.
   void Accept(const std::string& subprotocol) override;
@@ -90,7 +91,11 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
   struct Upgrade;  // What only the handshake needs.
 
   void OnAccept(boost::system::error_code ec);
-  void Reject();
+  // The layer counted the user's connection (or could not): the consumer
+  // connects, or the upgrade is refused with 429 when the user is at its cap.
+  void OnUserCounted(const absl::Status& status);
+  // Refuses the handshake with an HTTP status (the consumer's Close: 403).
+  void Refuse(boost::beast::http::status status, std::string body);
   void DoRead();
   void OnReadable(boost::system::error_code ec);
   // Parses carry_ + data[0, size); false once reading should stop.
@@ -143,7 +148,8 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
   std::optional<std::string> pong_;  // For the latest ping only (RFC 6455 5.5.3).
   State state_ = State::kConnecting;
   uint16_t close_code_ = kCloseNormal;
-  bool writing_ = true;  // The handshake is written first.
+  std::string close_reason_;  // Sent with close_code_ (an operator's words).
+  bool writing_ = true;       // The handshake is written first.
   bool write_scheduled_ = false;
   bool ping_due_ = false;
   CloseFrame close_frame_ = CloseFrame::kNone;

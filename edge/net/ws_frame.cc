@@ -1,5 +1,6 @@
 #include "edge/net/ws_frame.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace edge {
@@ -162,9 +163,15 @@ void AppendFrame(std::string* out, WsOpcode opcode, std::string_view payload) {
   out->append(payload);
 }
 
-std::string ClosePayload(uint16_t code) {
+std::string ClosePayload(uint16_t code, std::string_view reason) {
   if (code == kCloseNoStatus || code == kCloseAbnormal || code == 1015) return {};
-  return {static_cast<char>(code >> 8), static_cast<char>(code & 0xFF)};
+  std::string payload{static_cast<char>(code >> 8), static_cast<char>(code & 0xFF)};
+  // At most 123 bytes of reason (a control frame carries 125), cut before a
+  // UTF-8 continuation byte so that what is left is still valid text.
+  size_t n = std::min<size_t>(reason.size(), 123);
+  while (n > 0 && n < reason.size() && (static_cast<unsigned char>(reason[n]) & 0xC0) == 0x80) --n;
+  payload.append(reason.substr(0, n));
+  return payload;
 }
 
 bool IsValidCloseCode(uint16_t code) {

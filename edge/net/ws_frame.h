@@ -79,8 +79,9 @@ class FrameParser {
 
 // Appends one unmasked final frame to `out`.
 void AppendFrame(std::string* out, WsOpcode opcode, std::string_view payload);
-// A close frame's payload for `code` (none for 1005, which must not be sent).
-std::string ClosePayload(uint16_t code);
+// A close frame's payload for `code` (none for 1005, which must not be sent),
+// with at most 123 bytes of `reason`.
+std::string ClosePayload(uint16_t code, std::string_view reason = {});
 
 bool IsValidUtf8(std::string_view text);
 // Codes a peer may send in a close frame (RFC 6455 7.4).

@@ -34,8 +34,9 @@ absl::StatusOr<std::unique_ptr<WsClient>> WsClient::Connect(
   });
   if (!c->RunUntil(done, absl::Seconds(10))) return absl::DeadlineExceededError("handshake");
   if (ec) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("handshake refused: HTTP ", response.result_int(), " ", ec.message()));
+    return absl::FailedPreconditionError(absl::StrCat("handshake refused: HTTP ",
+                                                      response.result_int(), " ", ec.message(),
+                                                      ": ", response.body()));
   }
   beast::get_lowest_layer(c->ws_).expires_never();
   return c;

@@ -41,6 +41,8 @@ class WsClient {
   // Closes from our side (code 1000) and waits for the server's answer.
   void Close();
   std::optional<int> close_code() const { return close_code_; }
+  // The reason in the server's close frame (once closed).
+  std::string close_reason() const { return std::string(ws_.reason().reason.c_str()); }
   // Stops reading from the socket (the kernel buffers fill up).
   boost::beast::websocket::stream<boost::beast::tcp_stream>& stream() { return ws_; }
 

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "edge/channels/channel_table.h"
 #include "edge/channels/consumer.h"
 #include "edge/channels/layer_event.h"
@@ -453,6 +454,66 @@ TEST(ChannelTableTest, NamesChannelsUnderItsPrefixAndTracksMemberships) {
               1u);
   }
   EXPECT_EQ(sink->events, 1);
+}
+
+TEST(ChannelTableTest, AnOperatorsCloseReachesTheUsersChannelsInTheGroupOnly) {
+  class ClosingSink : public ChannelSink {
+   public:
+    void OnEvent(const LayerEventPtr&) override {}
+    void OnClose(uint16_t code, const std::string& reason) override {
+      closes.push_back(absl::StrCat(code, " ", reason));
+    }
+    std::vector<std::string> closes;
+  };
+  ChannelTable table("e!", std::make_shared<InlineLoops>());
+  auto lobby = std::make_shared<ClosingSink>();
+  auto garden = std::make_shared<ClosingSink>();
+  auto bob = std::make_shared<ClosingSink>();
+  const std::string c1 = table.Add(lobby, 0), c2 = table.Add(garden, 0), c3 = table.Add(bob, 0);
+  ASSERT_TRUE(table.SetConnection(c1, UserConnection{"ann", "Ann", "lobby"}));
+  ASSERT_TRUE(table.SetConnection(c2, UserConnection{"ann", "Ann", "garden"}));
+  ASSERT_TRUE(table.SetConnection(c3, UserConnection{"bob", "Bob", "garden"}));
+  table.Join("chat_lobby", c1);
+  table.Join("chat_garden", c2);
+  table.Join("chat_garden", c3);
+  EXPECT_EQ(table.CountConnections("ann"), 2u);
+  EXPECT_EQ(table.CloseUser("ann", "chat_garden", 4011, "off topic"), 1u);
+  EXPECT_THAT(garden->closes, ElementsAre("4011 off topic"));
+  EXPECT_TRUE(lobby->closes.empty());
+  EXPECT_TRUE(bob->closes.empty());
+  EXPECT_TRUE(table.ClosedByOperator(c2));
+  EXPECT_FALSE(table.ClosedByOperator(c1));
+  EXPECT_EQ(table.CloseUser("ann", "", 4010, "bye"), 2u);
+  EXPECT_THAT(lobby->closes, ElementsAre("4010 bye"));
+  // Removing a channel hands back its connection (the layer ends it in groupsvc).
+  std::optional<UserConnection> gone = table.Remove(c1);
+  ASSERT_TRUE(gone.has_value());
+  EXPECT_EQ(gone->room, "lobby");
+  EXPECT_FALSE(table.Remove(c1).has_value());
+  EXPECT_EQ(table.CountConnections("ann"), 1u);
+}
+
+TEST(MemoryLayerTest, CapsAUsersConnectionsInThisProcess) {
+  MemoryLayer layer("edge-1!", std::make_shared<InlineLoops>());
+  class Nothing : public ChannelSink {
+    void OnEvent(const LayerEventPtr&) override {}
+  };
+  auto sink = std::make_shared<Nothing>();
+  std::vector<std::string> channels;
+  std::vector<absl::Status> got;
+  for (int i = 0; i < 3; ++i) {
+    channels.push_back(layer.Register(sink, 0));
+    layer.ConnectUser(channels.back(), UserConnection{"ann", "Ann", "lobby"}, 2,
+                      [&](absl::Status s) { got.push_back(s); });
+  }
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_TRUE(got[0].ok() && got[1].ok());
+  EXPECT_EQ(got[2].code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(got[2].message()), HasSubstr("already has 2 connections"));
+  layer.Unregister(channels[0]);
+  layer.ConnectUser(channels[2], UserConnection{"ann", "Ann", "lobby"}, 2,
+                    [&](absl::Status s) { got.push_back(s); });
+  EXPECT_TRUE(got.back().ok()) << got.back();
 }
 
 // Loops that keep what is posted until Run(loop), and say which loop each

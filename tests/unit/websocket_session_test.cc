@@ -257,5 +257,31 @@ TEST_F(AuthenticatedSessionTest, RequiredRefusesAnonymousUsersAndAnExpiredTokenC
   EXPECT_EQ((*user)->close_code(), kCloseTokenExpired);
 }
 
+TEST_F(AuthenticatedSessionTest, AUserOverTheCapIsRefusedWith429AndAClosedPageFreesItsPlace) {
+  context_->options.max_connections_per_user = 2;
+  const int port = listener_->port();
+  const std::string ann = Token(User{.id = "ann", .name = "Ann"});
+  auto first = WsClient::Connect(port, "/ws/chat/lobby/?token=" + ann);
+  auto second = WsClient::Connect(port, "/ws/chat/garden/?token=" + ann);
+  ASSERT_TRUE(first.ok() && second.ok());
+  auto third = WsClient::Connect(port, "/ws/chat/lobby/?token=" + ann);
+  ASSERT_FALSE(third.ok());
+  EXPECT_EQ(WsClient::RefusedStatus(third.status()), 429) << third.status();
+  EXPECT_THAT(third.status().message(),
+              ::testing::HasSubstr("user \"ann\" already has 2 connections"));
+  EXPECT_THAT(context_->metrics->Render(),
+              ::testing::HasSubstr(R"(edge_connections_refused_total{reason="user_cap"} 1)"));
+  // Anonymous users and other users are not counted against Ann.
+  EXPECT_TRUE(WsClient::Connect(port, "/ws/chat/lobby/").ok());
+  EXPECT_TRUE(WsClient::Connect(port, "/ws/chat/lobby/?token=" + Token(User{.id = "bob"})).ok());
+  (*first)->Close();
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  absl::StatusOr<std::unique_ptr<WsClient>> again;
+  do {
+    again = WsClient::Connect(port, "/ws/chat/lobby/?token=" + ann);
+  } while (!again.ok() && absl::Now() < deadline);
+  EXPECT_TRUE(again.ok()) << again.status();
+}
+
 }  // namespace
 }  // namespace edge

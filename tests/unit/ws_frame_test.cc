@@ -213,6 +213,12 @@ TEST(AppendFrameTest, EncodesEachLengthFormUnmasked) {
   AppendFrame(&close, WsOpcode::kClose, ClosePayload(1013));
   EXPECT_EQ(close, std::string("\x88\x02\x03\xf5", 4));
   EXPECT_EQ(ClosePayload(1005), "");
+  EXPECT_EQ(ClosePayload(4011, "off topic"), std::string("\x0f\xab") + "off topic");
+  // At most 123 bytes of reason, never cutting a character in two ("é" is 2 bytes).
+  EXPECT_EQ(ClosePayload(4010, std::string(200, 'r')).size(), 125u);
+  const std::string accents = std::string(122, 'r') + "\xc3\xa9";
+  EXPECT_EQ(ClosePayload(4010, accents), std::string("\x0f\xaa") + std::string(122, 'r'));
+  EXPECT_TRUE(IsValidUtf8(ClosePayload(4010, accents).substr(2)));
 }
 
 TEST(Utf8Test, AcceptsCharactersAndRefusesMalformedSequences) {
