@@ -21,6 +21,7 @@ goes back to the front of its channel's buffer, so no event is lost.
 
 import asyncio
 import collections
+import datetime
 import json
 import logging
 import random
@@ -286,6 +287,45 @@ class GroupsvcChannelLayer(BaseChannelLayer):
         with self._lock:
             self._buffers.clear()
         await link.run(_forget_all(link))
+
+    # ------------------------------------------------------------ users (operators)
+    # groupsvc's operator calls, for Django admin actions: they need a token
+    # with the "admin" scope (CONFIG "token") and reach the users' WebSockets
+    # on every edge, whichever shard holds them.
+
+    async def get_user(self, user_id):
+        """The user's WebSockets, oldest first: dicts of channel, edge_id, room and since
+        (a UTC datetime); [] when the user is not connected."""
+        response = await self._admin("GetUser", pb.GetUserRequest(user_id=user_id))
+        return [{"channel": c.channel, "edge_id": c.edge_id, "room": c.room,
+                 "since": c.since.ToDatetime(tzinfo=datetime.timezone.utc)}
+                for c in response.connections]
+
+    async def disconnect_user(self, user_id, code=0, reason=""):
+        """Closes every WebSocket of the user on every edge with ``code`` (4000 to 4999;
+        0: 4010) and ``reason``; returns how many it closed."""
+        response = await self._admin("Disconnect", pb.DisconnectRequest(
+            user_id=user_id, code=code, reason=reason))
+        return response.connections
+
+    async def remove_from_group(self, user_id, group, code=0, reason=""):
+        """Closes the user's WebSockets that are in ``group`` (0: code 4011); its other
+        rooms stay open. Returns how many edges were told."""
+        self._check_group(group)
+        response = await self._admin("RemoveFromGroup", pb.RemoveFromGroupRequest(
+            user_id=user_id, group=group, code=code, reason=reason))
+        return response.edges
+
+    async def _admin(self, method, request):
+        link = await self._ready_link()
+        try:
+            return await link.run(_unary(link, method, request, self._metadata))
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise ValueError(f"groupsvc {method}: {e.details()}") from None
+            if e.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+                raise PermissionError(f"groupsvc {method}: {e.details()}") from None
+            raise GroupsvcUnavailable(f"groupsvc {method}: {e.details()}") from e
 
     async def close(self):
         with self._link_lock:

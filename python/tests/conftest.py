@@ -109,10 +109,10 @@ class Groupsvc:
 
 
 class Edge:
-    def __init__(self, groupsvc_target, edge_id="edge-py"):
+    def __init__(self, groupsvc_target, edge_id="edge-py", flags=()):
         self.process = Process([str(BUILD / "edge" / "edge"), "--listen=127.0.0.1:0",
                                 "--metrics_listen=", f"--groupsvc={groupsvc_target}",
-                                f"--edge_id={edge_id}"])
+                                f"--edge_id={edge_id}", *flags])
         self.port = int(self.process.wait_for_or_stop(r" listening .*? port=(\d+)").group(1))
         self.process.wait_for_or_stop("layer_up")
 
