@@ -333,6 +333,42 @@ test("two named users chat and see each other in the member list; the list updat
   rmSync(dir, { recursive: true, force: true });
 });
 
+test("an operator's RemoveFromGroup shows its reason on the room page, which does not reconnect", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "chat-operator-"));
+  const secret = path.join(dir, "secret");
+  writeFileSync(secret, "operator-secret-0123456789abcdef0123456789\n");
+  const token = execFileSync(`${build}/edge/edge`, [`--jwt_secret_file=${secret}`,
+    "--mint_token=ann:Ann"], { encoding: "utf8" }).trim();
+  const svc = await startLogged(`${build}/groupsvc/groupsvc`, ["--listen=127.0.0.1:0",
+    "--metrics_listen=", "--warmup=0s"]);
+  const edge = await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", "--metrics_listen=",
+    `--groupsvc=127.0.0.1:${svc.port}`, "--edge_id=browser-operator", `--jwt_secret_file=${secret}`]);
+  await waitReady(edge.port);
+  const context = await browser.newContext();
+  const ann = await openRoom(context, edge.port, "people", token);
+  // What an operator's script does (grpcurl's call, from Python's gRPC).
+  const script = [
+    "import grpc, sys",
+    "from groupsvc.v1 import layer_pb2 as pb, layer_pb2_grpc as rpc",
+    "stub = rpc.ChannelLayerStub(grpc.insecure_channel(sys.argv[1]))",
+    "print(stub.RemoveFromGroup(pb.RemoveFromGroupRequest(user_id='ann', group='chat_people',",
+    "    reason='off topic'), timeout=10).edges)",
+  ].join("\n");
+  const told = execFileSync("/usr/bin/python3", ["-c", script, `127.0.0.1:${svc.port}`],
+    { encoding: "utf8", env: { ...process.env, PYTHONPATH: `${build}/python` } }).trim();
+  assert.equal(told, "1");
+  await logContains(ann, "[disconnected: off topic]");
+  await ann.waitForFunction(() => document.querySelector("#state").textContent ===
+    "closed by the server (4011): off topic");
+  // A 4000-range close is the server's decision: the page does not come back by itself.
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal(await ann.evaluate(() => document.querySelector("#state").textContent),
+    "closed by the server (4011): off topic");
+  await context.close();
+  for (const p of [edge, svc]) p.child.kill("SIGTERM");
+  rmSync(dir, { recursive: true, force: true });
+});
+
 test("a reconnect shows the messages sent while the page was away, recovered", async () => {
   // Page A reaches edge A through a proxy the test cuts: A loses its connection
   // while edge A, groupsvc and page B on edge B stay up.
