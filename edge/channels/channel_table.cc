@@ -46,7 +46,7 @@ void ChannelTable::Handoff::Flush() {
 std::string ChannelTable::Add(std::weak_ptr<ChannelSink> sink, size_t loop) {
   std::string name = absl::StrCat(prefix_, "c", next_.fetch_add(1, std::memory_order_relaxed));
   absl::MutexLock lock(&mu_);
-  sinks_[name] = Entry{std::move(sink), loop};
+  sinks_[name] = Entry{std::move(sink), loop, std::nullopt, std::nullopt, false};
   return name;
 }
 

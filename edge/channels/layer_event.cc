@@ -3,6 +3,9 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include "absl/strings/escaping.h"
+#include "shared/utf8.h"
+
 namespace edge {
 
 LayerEventPtr LayerEvent::Make(std::string type, boost::json::object fields) {
@@ -36,11 +39,27 @@ const boost::json::object& LayerEvent::fields() const {
   return *fields_;
 }
 
+boost::json::value TextValue(const boost::json::value& value) {
+  const boost::json::object* o = value.if_object();
+  if (o == nullptr || o->size() != 1) return value;
+  const boost::json::value* b64 = o->if_contains("$bytes");
+  if (b64 == nullptr || !b64->is_string()) return value;
+  std::string bytes;
+  const boost::json::string& text = b64->as_string();
+  if (!absl::Base64Unescape(absl::string_view(text.data(), text.size()), &bytes) ||
+      !chat::IsValidUtf8(bytes)) {
+    return value;
+  }
+  return boost::json::value(bytes);
+}
+
 std::optional<std::string> LayerEvent::StringField(const std::string& name) const {
   const boost::json::object& f = fields();
   auto it = f.find(name);
-  if (it == f.end() || !it->value().is_string()) return std::nullopt;
-  return std::string(it->value().as_string());
+  if (it == f.end()) return std::nullopt;
+  boost::json::value v = TextValue(it->value());
+  if (!v.is_string()) return std::nullopt;
+  return std::string(v.as_string());
 }
 
 Frame LayerEvent::Memo(const std::string& key, const std::function<std::string()>& build) const {

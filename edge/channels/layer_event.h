@@ -27,6 +27,11 @@ using LayerEventPtr = std::shared_ptr<const LayerEvent>;
 using Frame = std::shared_ptr<const std::string>;
 
 // Shared (LayerEventPtr) from its making: a handler may keep it (shared_from_this).
+// A field's value as the edge shows it: a byte string in channels_groupsvc's
+// extended JSON ({"$bytes": "<base64>"}, protos/groupsvc/v1/layer.proto) that
+// holds UTF-8 text becomes that text; anything else is returned as it is.
+boost::json::value TextValue(const boost::json::value& value);
+
 class LayerEvent : public std::enable_shared_from_this<LayerEvent> {
  public:
   // `fields` must not hold "type"; it is added.
@@ -42,7 +47,8 @@ class LayerEvent : public std::enable_shared_from_this<LayerEvent> {
   const std::string& epoch() const { return epoch_; }
   // The parsed object; an empty object if the JSON was not an object.
   const boost::json::object& fields() const;
-  // The string field `name`, if present and a string.
+  // The string field `name`, if present and a string (or text sent as
+  // bytes, see TextValue).
   std::optional<std::string> StringField(const std::string& name) const;
   // The value `build` returns the first time `key` is asked for, shared after.
   Frame Memo(const std::string& key, const std::function<std::string()>& build) const;

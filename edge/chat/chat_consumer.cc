@@ -321,7 +321,7 @@ bool ChatConsumer::SendMessage(const LayerEvent& event) {
     Send(event.Memo("chat.frame", [&event] {
       boost::json::object out;
       auto it = event.fields().find("message");
-      out["message"] = it == event.fields().end() ? boost::json::value() : it->value();
+      out["message"] = it == event.fields().end() ? boost::json::value() : TextValue(it->value());
       return boost::json::serialize(out);
     }));
     return true;
@@ -338,7 +338,7 @@ bool ChatConsumer::SendMessage(const LayerEvent& event) {
     boost::json::object out;
     out["type"] = "message";
     auto message = in.find("message");
-    out["message"] = message == in.end() ? boost::json::value() : message->value();
+    out["message"] = message == in.end() ? boost::json::value() : TextValue(message->value());
     // The author (see Receive); a sender that is not an edge gets this
     // edge's time too.
     out["user"] = Author(in);

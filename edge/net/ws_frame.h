@@ -23,6 +23,7 @@
 #include <string_view>
 
 #include "edge/net/close_codes.h"
+#include "shared/utf8.h"
 
 namespace edge {
 
@@ -83,7 +84,8 @@ void AppendFrame(std::string* out, WsOpcode opcode, std::string_view payload);
 // with at most 123 bytes of `reason`.
 std::string ClosePayload(uint16_t code, std::string_view reason = {});
 
-bool IsValidUtf8(std::string_view text);
+// RFC 3629 UTF-8 (shared/utf8.h).
+using chat::IsValidUtf8;
 // Codes a peer may send in a close frame (RFC 6455 7.4).
 bool IsValidCloseCode(uint16_t code);
 

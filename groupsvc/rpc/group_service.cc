@@ -23,6 +23,7 @@ absl::Status FillReceive(const EventPtr& event, v1::ReceiveResponse* response) {
   absl::StatusOr<google::protobuf::Struct> fields = StructFromEvent(*event);
   if (!fields.ok()) return fields.status();
   *response->mutable_event() = *std::move(fields);
+  response->set_json(event->json);
   return absl::OkStatus();
 }
 

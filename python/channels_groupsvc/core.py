@@ -22,7 +22,6 @@ goes back to the front of its channel's buffer, so no event is lost.
 import asyncio
 import collections
 import datetime
-import json
 import logging
 import random
 import re
@@ -34,10 +33,10 @@ import warnings
 import grpc
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
-from google.protobuf import json_format
 
 from groupsvc.v1 import layer_pb2 as pb
 
+from . import codec
 from .link import Link, LinkError, status_code
 from .placement import owner_key
 
@@ -163,11 +162,7 @@ class GroupsvcChannelLayer(BaseChannelLayer):
     def _wire(message):
         assert isinstance(message, dict), "message is not a dict"
         assert "type" in message, "message does not have a type"
-        try:
-            text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
-        except (TypeError, ValueError) as e:
-            raise TypeError(f"channels_groupsvc sends JSON: the message cannot be encoded ({e})")
-        return pb.WireEvent(type=str(message["type"]), json=text.encode())
+        return pb.WireEvent(type=str(message["type"]), json=codec.encode(message))
 
     # ------------------------------------------------------------ the interface
 
@@ -176,7 +171,7 @@ class GroupsvcChannelLayer(BaseChannelLayer):
         event = self._wire(message)
         if self._is_mine(channel):
             # Our own channel: straight into its buffer, as groupsvc would deliver it.
-            if not self._dispatch(channel, json.loads(event.json)):
+            if not self._dispatch(channel, codec.decode(event.json)):
                 raise ChannelFull(channel)
             return
         link = self.link
@@ -338,7 +333,7 @@ class GroupsvcChannelLayer(BaseChannelLayer):
     def _on_delivery(self, delivery):
         """On the link's thread: one groupsvc delivery for some of our channels."""
         try:
-            event = json.loads(delivery.event.json)
+            event = codec.decode(delivery.event.json)
         except ValueError:
             log.warning("channels_groupsvc: an event that is not JSON was dropped")
             return
@@ -417,8 +412,8 @@ class GroupsvcChannelLayer(BaseChannelLayer):
                 except Exception as e:  # noqa: BLE001 - e.g. the channel closed under us
                     self._fail_waiters(channel, GroupsvcUnavailable(str(e)))
                     return
-                if response.HasField("event"):
-                    self._dispatch(channel, _whole_ints(json_format.MessageToDict(response.event)))
+                if response.json:
+                    self._dispatch(channel, codec.decode(response.json))
         finally:
             with self._lock:
                 self._pollers.discard(channel)
@@ -442,17 +437,6 @@ class GroupsvcChannelLayer(BaseChannelLayer):
 def _set_exception(future, error):
     if not future.done():
         future.set_exception(error)
-
-
-def _whole_ints(value):
-    """Struct numbers are doubles: 3.0 back to 3, as the JSON the sender sent."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _whole_ints(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_whole_ints(v) for v in value]
-    return value
 
 
 async def _members(link, group):

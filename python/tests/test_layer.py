@@ -197,8 +197,8 @@ async def test_invalid_names_raise_type_error(groupsvc, make_layer):
             await layer.group_send(bad, {"type": "x"})
     with pytest.raises(AssertionError):
         await layer.send("fine", {"no": "type"})
-    with pytest.raises(TypeError):
-        await layer.send("fine", {"type": "x", "blob": b"bytes are not JSON"})
+    with pytest.raises(TypeError, match="a set is not a type the Channels spec allows"):
+        await layer.send("fine", {"type": "x", "blob": {"a set"}})
 
 
 async def test_groupsvc_restart_mid_test_memberships_come_back(groupsvc, make_layer):
