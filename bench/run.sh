@@ -236,10 +236,10 @@ start_django_groupsvc() {  # VARIANT NODES
   db="$(mktemp -d)/db.sqlite3"
   local env=(CHAT_GROUPSVC=127.0.0.1:18250 CHAT_CONSUMER="$variant" CHAT_DJANGO_DB="$db"
              CHAT_ALLOWED_HOSTS='*' DJANGO_SETTINGS_MODULE=chatsite.settings
-             PYTHONPATH="$root/build/python:$root/examples/django_chat" PYTHONDONTWRITEBYTECODE=1)
-  (cd "$root/examples/django_chat" && env "${env[@]}" /usr/bin/python3 manage.py migrate -v 0)
+             PYTHONPATH="$root/examples/django_chat" PYTHONDONTWRITEBYTECODE=1)
+  (cd "$root/examples/django_chat" && env "${env[@]}" "$root/build/venv/bin/python" manage.py migrate -v 0)
   for ((n = 0; n < nodes; n++)); do
-    (cd "$root/examples/django_chat" && exec env "${env[@]}" /usr/bin/python3 -m daphne \
+    (cd "$root/examples/django_chat" && exec env "${env[@]}" "$root/build/venv/bin/python" -m daphne \
       -b 127.0.0.1 -p $((18001 + n)) chatsite.asgi:application >/dev/null 2>&1) &
     pids_started+=($!)
     DJ_PIDS+=",$!"

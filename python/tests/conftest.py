@@ -131,7 +131,7 @@ class Daphne:
             "CHAT_GROUPSVC": target,
             "CHAT_CONSUMER": consumer,
             "CHAT_DJANGO_DB": str(BUILD / f"example-{self.port}.sqlite3"),
-            "PYTHONPATH": os.pathsep.join([str(BUILD / "python"), str(EXAMPLE)]),
+            "PYTHONPATH": str(EXAMPLE),
         })
         self.env = env
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],

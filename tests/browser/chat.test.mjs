@@ -14,6 +14,8 @@ import { startLogged, stopAll } from "../support/js/process.mjs";
 const here = path.dirname(fileURLToPath(import.meta.url));
 const build = process.env.CHAT_BUILD_DIR ?? path.resolve(here, "../../build");
 const artifacts = process.env.CHAT_ARTIFACTS_DIR ?? path.resolve(here, "../../artifacts");
+// The Python that has channels_groupsvc pip-installed (python/CMakeLists.txt).
+const venvPython = `${build}/venv/bin/python`;
 let browser;
 let groupsvcPort;
 let edgeA;
@@ -354,8 +356,8 @@ test("an operator's RemoveFromGroup shows its reason on the room page, which doe
     "print(stub.RemoveFromGroup(pb.RemoveFromGroupRequest(user_id='ann', group='chat_people',",
     "    reason='off topic'), timeout=10).edges)",
   ].join("\n");
-  const told = execFileSync("/usr/bin/python3", ["-c", script, `127.0.0.1:${svc.port}`],
-    { encoding: "utf8", env: { ...process.env, PYTHONPATH: `${build}/python` } }).trim();
+  const told = execFileSync(venvPython, ["-c", script, `127.0.0.1:${svc.port}`],
+    { encoding: "utf8" }).trim();
   assert.equal(told, "1");
   await logContains(ann, "[disconnected: off topic]");
   await ann.waitForFunction(() => document.querySelector("#state").textContent ===
@@ -434,11 +436,11 @@ test("a Django Channels app on channels_groupsvc shares a room with the edge, an
     DJANGO_SETTINGS_MODULE: "chatsite.settings",
     CHAT_GROUPSVC: `127.0.0.1:${groupsvcPort}`,
     CHAT_DJANGO_DB: path.join(mkdtempSync(path.join(tmpdir(), "chat-django-")), "db.sqlite3"),
-    PYTHONPATH: `${build}/python:${example}`,
+    PYTHONPATH: example,
   };
-  execFileSync("/usr/bin/python3", ["manage.py", "migrate", "--noinput", "-v", "0"], { cwd: example, env });
+  execFileSync(venvPython, ["manage.py", "migrate", "--noinput", "-v", "0"], { cwd: example, env });
   const port = await freePort();
-  const daphne = spawn("/usr/bin/python3", ["-m", "daphne", "-b", "127.0.0.1", "-p", String(port),
+  const daphne = spawn(venvPython, ["-m", "daphne", "-b", "127.0.0.1", "-p", String(port),
                                             "chatsite.asgi:application"],
                        { cwd: example, env, stdio: ["ignore", "ignore", "pipe"] });
   try {
