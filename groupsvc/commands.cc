@@ -51,6 +51,8 @@ absl::Status Misplaced(const ShardMap* shards, const v1::Command& command) {
       return Check(*shards, command.history().group(), true);
     case v1::Command::kPresence:
       return Check(*shards, command.presence().group(), true);
+    case v1::Command::kGroup:
+      return Check(*shards, command.group().name(), true);
     case v1::Command::kUserConnect:
       return shards->CheckUser(command.user_connect().user().id());
     case v1::Command::kUserDisconnect:
@@ -117,6 +119,21 @@ absl::Status FillPresence(GroupRegistry& registry, const std::string& group,
   return absl::OkStatus();
 }
 
+absl::Status FillGroup(GroupRegistry& registry, const std::string& name, v1::Group* response) {
+  absl::StatusOr<GroupInfo> info = registry.GetGroup(name);
+  if (!info.ok()) return info.status();
+  response->set_name(info->name);
+  response->set_size(info->members.size());
+  for (const MemberInfo& m : info->members) {
+    v1::Member* out = response->add_members();
+    out->set_channel(m.channel);
+    out->set_edge_id(m.edge_id);
+    *out->mutable_joined() = ToProto(m.joined);
+    *out->mutable_renewed() = ToProto(m.renewed);
+  }
+  return absl::OkStatus();
+}
+
 v1::Ack ApplyCommand(GroupRegistry& registry, const v1::Command& command,
                      const std::shared_ptr<QueueQuota>& quota, const ShardMap* shards,
                      absl::string_view edge_id) {
@@ -180,6 +197,13 @@ v1::Ack ApplyCommand(GroupRegistry& registry, const v1::Command& command,
       ack.set_user_connections(count);
       return ack;
     }
+    case v1::Command::kGroup: {
+      v1::Ack ack;
+      absl::Status s = FillGroup(registry, command.group().name(), ack.mutable_group());
+      if (!s.ok()) return AckFor(id, s);
+      ack.set_request_id(id);
+      return ack;
+    }
     case v1::Command::kUserDisconnect:
       registry.DisconnectUser(command.user_disconnect().user_id(),
                               command.user_disconnect().channel());
@@ -190,7 +214,7 @@ v1::Ack ApplyCommand(GroupRegistry& registry, const v1::Command& command,
   return AckFor(
       id, absl::InvalidArgumentError(
               "command names no operation (group_add, group_discard, group_send, send, history, "
-              "presence, user_connect, user_disconnect)"));
+              "presence, group, user_connect, user_disconnect)"));
 }
 
 }  // namespace groupsvc

@@ -45,6 +45,8 @@ HistoryQuery QueryOf(const v1::GetHistoryRequest& request);
 google::protobuf::Timestamp ToProto(absl::Time t);
 absl::Status FillPresence(GroupRegistry& registry, const std::string& group,
                           v1::GetPresenceResponse* response);
+// The group's members (NOT_FOUND when it has none).
+absl::Status FillGroup(GroupRegistry& registry, const std::string& name, v1::Group* response);
 
 }  // namespace groupsvc
 

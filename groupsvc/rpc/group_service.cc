@@ -510,18 +510,7 @@ absl::Status GroupService::DoListGroups(const Caller& caller, const v1::ListGrou
 
 absl::Status GroupService::DoGetGroup(const Caller& caller, const v1::GetGroupRequest& request,
                                       v1::Group* response) {
-  absl::StatusOr<GroupInfo> info = registry_->GetGroup(request.name());
-  if (!info.ok()) return info.status();
-  response->set_name(info->name);
-  response->set_size(info->members.size());
-  for (const MemberInfo& m : info->members) {
-    v1::Member* out = response->add_members();
-    out->set_channel(m.channel);
-    out->set_edge_id(m.edge_id);
-    *out->mutable_joined() = ToProto(m.joined);
-    *out->mutable_renewed() = ToProto(m.renewed);
-  }
-  return absl::OkStatus();
+  return FillGroup(*registry_, request.name(), response);
 }
 
 absl::Status GroupService::DoStats(const Caller& caller, const v1::StatsRequest& request,

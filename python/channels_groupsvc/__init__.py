@@ -4,6 +4,7 @@
                                   "CONFIG": {"target": "127.0.0.1:50051"}}}
 """
 
-from .core import GroupsvcChannelLayer, GroupsvcUnavailable, NotDeliveredToEveryone
+from .core import GroupsvcChannelLayer
+from .errors import GroupsvcRefused, GroupsvcUnavailable, NotDeliveredToEveryone
 
-__all__ = ["GroupsvcChannelLayer", "GroupsvcUnavailable", "NotDeliveredToEveryone"]
+__all__ = ["GroupsvcChannelLayer", "GroupsvcRefused", "GroupsvcUnavailable", "NotDeliveredToEveryone"]

@@ -37,8 +37,10 @@ from channels.layers import BaseChannelLayer
 from groupsvc.v1 import layer_pb2 as pb
 
 from . import codec
+from .errors import GroupsvcRefused, GroupsvcUnavailable, NotDeliveredToEveryone
 from .link import Link, LinkError, status_code
 from .placement import owner_key
+from .rooms import RoomQueries
 
 log = logging.getLogger("channels_groupsvc")
 
@@ -46,17 +48,8 @@ _STRICT_CHANNEL = re.compile(r"[A-Za-z0-9._-]+(![A-Za-z0-9._-]*)?")
 _STRICT_GROUP = re.compile(r"[A-Za-z0-9._-]+")
 
 
-class GroupsvcUnavailable(ConnectionError):
-    """groupsvc could not be reached, or did not confirm: the event may not have been delivered."""
-
-
-class NotDeliveredToEveryone(ConnectionError):
-    """groupsvc could not see every member of the group (it restarted, or an edge was lost,
-    moments ago): the event may not have reached all of them (CONFIG ``unsettled="raise"``)."""
-
-
-class GroupsvcChannelLayer(BaseChannelLayer):
-    extensions = ["groups", "flush"]
+class GroupsvcChannelLayer(RoomQueries, BaseChannelLayer):
+    extensions = ["groups", "flush", *RoomQueries.room_extensions]
 
     def __init__(self, target=None, targets=None, expiry=60, group_expiry=86400, capacity=100,
                  channel_capacity=None, token=None, tls=None, unsettled="warn",
@@ -140,7 +133,7 @@ class GroupsvcChannelLayer(BaseChannelLayer):
                 raise TypeError(ack.message)
             if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN):
                 raise GroupsvcUnavailable(ack.message)
-            raise RuntimeError(f"groupsvc refused the command: {code.name}: {ack.message}")
+            raise GroupsvcRefused(code, ack.message)
         return ack
 
     # ------------------------------------------------------------ names
@@ -178,22 +171,31 @@ class GroupsvcChannelLayer(BaseChannelLayer):
         await self._command(link.channel_shard(channel),
                             pb.Command(send=pb.StreamSend(channel=channel, event=event)))
 
-    async def group_add(self, group, channel):
-        await self._membership(group, channel, True)
+    async def group_add(self, group, channel, *, user=None, presence=False):
+        """Channels' group_add. Extensions: ``user`` (a Django user, or a dict with "id" and
+        "name") lists the channel's user in ``group_presence``; ``presence=True`` sends the
+        channel ``presence.join`` and ``presence.leave`` events as users come and go."""
+        await self._membership(group, channel, True, _who(user, presence))
 
     async def group_discard(self, group, channel):
         await self._membership(group, channel, False)
 
-    async def _membership(self, group, channel, add):
+    async def _membership(self, group, channel, add, who=None):
         self._check_group(group)
         self._check_channel(channel)
         link = self.link
         mine = self._is_mine(channel)
         if mine:
             # Ours: replayed by each shard's next stream (a discard: not replayed).
-            await link.run(_noted(link, group, channel, add))
-        request = (pb.Command(group_add=pb.GroupAddRequest(group=group, channel=channel)) if add
-                   else pb.Command(group_discard=pb.GroupDiscardRequest(group=group, channel=channel)))
+            await link.run(_noted(link, group, channel, add, who))
+        if add:
+            request = pb.Command(group_add=pb.GroupAddRequest(group=group, channel=channel))
+            if who is not None:
+                if who[0]:
+                    request.group_add.user.id, request.group_add.user.name = who[0], who[1]
+                request.group_add.watch_presence = who[2]
+        else:
+            request = pb.Command(group_discard=pb.GroupDiscardRequest(group=group, channel=channel))
         shards = await link.run(_members(link, group))
         for i, shard in enumerate(shards):
             command = pb.Command()
@@ -443,8 +445,24 @@ async def _members(link, group):
     return link.group_members(group)
 
 
-async def _noted(link, group, channel, added):
-    link.note_membership(group, channel, added)
+async def _noted(link, group, channel, added, who=None):
+    link.note_membership(group, channel, added, who)
+
+
+def _who(user, presence):
+    """(user id, name, watch presence) for a group_add, or None when it gives neither."""
+    if user is None and not presence:
+        return None
+    if user is None or not getattr(user, "is_authenticated", True):
+        return ("", "", bool(presence))  # Anonymous (Django's AnonymousUser).
+    if isinstance(user, dict):
+        user_id, name = str(user.get("id", "")), str(user.get("name", user.get("id", "")))
+    else:  # A Django user.
+        user_id, name = str(user.pk), user.get_username()
+    if not user_id or len(user_id.encode()) > 256 or len(name.encode()) > 256:
+        raise TypeError("channels_groupsvc: a group_add's user needs an id, and its id and name "
+                        "are at most 256 bytes each")
+    return (user_id, name, bool(presence))
 
 
 async def _forget_all(link):

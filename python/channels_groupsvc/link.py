@@ -110,6 +110,8 @@ class Link:
         self._max_backoff = max_backoff
         # group -> {channel: time of the latest group_add}; touched on the link's loop only.
         self.memberships = {}
+        # channel -> (user id, name, watch presence) given to its group_adds; link's loop only.
+        self.channel_users = {}
         self.group_expiry = 86400.0
         self.shards = []
         self.bridge = 0
@@ -218,8 +220,7 @@ class Link:
             before, after = self.group_members(group, previous), self.group_members(group, bridge)
             for channel in members:
                 for index in set(after) - set(before):
-                    self._enqueue(index, pb.Command(
-                        group_add=pb.GroupAddRequest(group=group, channel=channel)))
+                    self._enqueue(index, self.join_command(group, channel))
                 for index in set(before) - set(after):
                     self._enqueue(index, pb.Command(
                         group_discard=pb.GroupDiscardRequest(group=group, channel=channel)))
@@ -256,7 +257,7 @@ class Link:
                 if now - added > self.group_expiry:
                     del members[channel]  # Lapsed in groupsvc as well.
                     continue
-                commands.append(pb.Command(group_add=pb.GroupAddRequest(group=group, channel=channel)))
+                commands.append(self.join_command(group, channel))
             if not members:
                 del self.memberships[group]
         return commands
@@ -404,15 +405,30 @@ class Link:
             raise LinkError(grpc.StatusCode.DEADLINE_EXCEEDED,
                             f"groupsvc did not confirm the command within {ACK_TIMEOUT} s")
 
-    def note_membership(self, group, channel, added):
+    def join_command(self, group, channel):
+        """A group_add of `channel`, with the user and presence wish its group_adds gave."""
+        request = pb.GroupAddRequest(group=group, channel=channel)
+        who = self.channel_users.get(channel)
+        if who is not None:
+            user_id, name, watch = who
+            if user_id:
+                request.user.id, request.user.name = user_id, name
+            request.watch_presence = watch
+        return pb.Command(group_add=request)
+
+    def note_membership(self, group, channel, added, who=None):
         if added:
             self.memberships.setdefault(group, {})[channel] = time.monotonic()
+            if who is not None:
+                self.channel_users[channel] = who
         else:
             members = self.memberships.get(group)
             if members is not None:
                 members.pop(channel, None)
                 if not members:
                     del self.memberships[group]
+            if not any(channel in m for m in self.memberships.values()):
+                self.channel_users.pop(channel, None)
 
 
 def status_code(value):

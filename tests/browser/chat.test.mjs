@@ -428,23 +428,71 @@ test("a room name with markup is shown as text and never runs", async () => {
   await context.close();
 });
 
-test("a Django Channels app on channels_groupsvc shares a room with the edge, and a Django shell's group_send reaches both pages", async () => {
-  const repo = path.resolve(here, "../..");
-  const example = path.join(repo, "examples/django_chat");
+// The example Django project on daphne, with channels_groupsvc on the suite's groupsvc.
+async function startDjango(extraEnv = {}) {
+  const example = path.resolve(here, "../../examples/django_chat");
   const env = {
     ...process.env,
     DJANGO_SETTINGS_MODULE: "chatsite.settings",
     CHAT_GROUPSVC: `127.0.0.1:${groupsvcPort}`,
     CHAT_DJANGO_DB: path.join(mkdtempSync(path.join(tmpdir(), "chat-django-")), "db.sqlite3"),
     PYTHONPATH: example,
+    ...extraEnv,
   };
   execFileSync(venvPython, ["manage.py", "migrate", "--noinput", "-v", "0"], { cwd: example, env });
   const port = await freePort();
   const daphne = spawn(venvPython, ["-m", "daphne", "-b", "127.0.0.1", "-p", String(port),
-                                            "chatsite.asgi:application"],
+                                    "chatsite.asgi:application"],
                        { cwd: example, env, stdio: ["ignore", "ignore", "pipe"] });
+  await waitListening(port);
+  const manage = (...args) => execFileSync(venvPython, ["manage.py", ...args], { cwd: example, env });
+  return { port, daphne, manage };
+}
+
+test("a user logged in to Django chats on the edge's page under their Django name", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "chat-django-token-"));
+  const secret = path.join(dir, "secret");
+  writeFileSync(secret, "django-edge-secret-0123456789abcdef0123\n");
+  const edge = await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", "--metrics_listen=",
+    `--groupsvc=127.0.0.1:${groupsvcPort}`, "--edge_id=browser-django-token",
+    `--jwt_secret_file=${secret}`, "--auth=required"]);
+  await waitReady(edge.port);
+  const { port, daphne, manage } = await startDjango({
+    CHAT_EDGE_URL: `http://127.0.0.1:${edge.port}`, CHAT_EDGE_SECRET_FILE: secret });
   try {
-    await waitListening(port);
+    manage("shell", "-c", "from django.contrib.auth.models import User\n" +
+      "User.objects.create_user('ann', password='pw-0123456789', first_name='Ann', last_name='Lee')");
+    const context = await browser.newContext();
+    const ann = await context.newPage();
+    // Django's login, then its view sends her to the edge's room page with a token.
+    await ann.goto(`http://127.0.0.1:${port}/chat/django_users/edge/`);
+    await ann.fill("#id_username", "ann");
+    await ann.fill("#id_password", "pw-0123456789");
+    await ann.click("#sign-in");
+    await ann.waitForURL(new RegExp(`^http://127\\.0\\.0\\.1:${edge.port}/chat/django_users/\\?token=`));
+    await ann.waitForFunction(() => document.querySelector("#state").textContent === "connected");
+    // Another Django user's token, straight from the helper, for a second page.
+    const bo = execFileSync(venvPython, ["-c", "import sys\n" +
+      "from channels_groupsvc.tokens import edge_token\n" +
+      "print(edge_token({'id': 'bo', 'name': 'Bo'}, secret_file=sys.argv[1]))", secret],
+      { encoding: "utf8" }).trim();
+    const other = await openRoom(context, edge.port, "django_users", bo);
+    await membersAre(other, [[await manage("shell", "-c",
+      "from django.contrib.auth.models import User; print(User.objects.get(username='ann').pk)")
+      .toString().trim(), "Ann Lee"], ["bo", "Bo"]]);
+    await say(ann, "hello from a Django account");
+    await logContains(other, "Ann Lee: hello from a Django account");
+    await context.close();
+  } finally {
+    daphne.kill("SIGTERM");
+    edge.child.kill("SIGTERM");
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a Django Channels app on channels_groupsvc shares a room with the edge, and a Django shell's group_send reaches both pages", async () => {
+  const { port, daphne, manage } = await startDjango();
+  try {
     const context = await browser.newContext();
     // The tutorial's room.html as Django renders it, on daphne; the edge's page beside it.
     const django = await context.newPage();
@@ -457,11 +505,11 @@ test("a Django Channels app on channels_groupsvc shares a room with the edge, an
     await logContains(django, "hello from django");
     await say(edge, "hello from the edge");
     await logContains(django, "hello from the edge");
-    execFileSync("/usr/bin/python3", ["manage.py", "shell", "-c",
+    manage("shell", "-c",
       "from asgiref.sync import async_to_sync\n" +
       "from channels.layers import get_channel_layer\n" +
       "async_to_sync(get_channel_layer().group_send)('chat_mixed', " +
-      "{'type': 'chat.message', 'message': 'from a Django shell'})\n"], { cwd: example, env });
+      "{'type': 'chat.message', 'message': 'from a Django shell'})\n");
     await logContains(edge, "from a Django shell");
     await logContains(django, "from a Django shell");
   } finally {

@@ -5,4 +5,5 @@ from . import views
 urlpatterns = [
     path("", views.index, name="index"),
     path("<str:room_name>/", views.room, name="room"),
+    path("<str:room_name>/edge/", views.on_edge, name="on_edge"),
 ]

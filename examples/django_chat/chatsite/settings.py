@@ -42,6 +42,13 @@ DATABASES = {
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Django's users on the C++ edge (chat.views.on_edge): the edge's pages, and
+# the HS256 secret file the edges read (--jwt_secret_file; scripts/run's is
+# build/dev-jwt-secret). Unset: that view says it is not configured.
+CHAT_EDGE_URL = os.environ.get("CHAT_EDGE_URL", "")
+CHAT_EDGE_SECRET_FILE = os.environ.get("CHAT_EDGE_SECRET_FILE", "")
+LOGIN_URL = "/accounts/login/"
+
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_groupsvc.GroupsvcChannelLayer",

@@ -1,0 +1,104 @@
+"""The room queries (layer extensions): size, channels, presence and its
+events, history with recovery; against a real groupsvc, sharded too."""
+
+import asyncio
+
+import pytest
+
+from channels_groupsvc.placement import group_shard
+from conftest import Groupsvc, free_port
+
+
+@pytest.fixture
+def quick_presence():
+    g = Groupsvc(flags=["--presence_debounce=200ms"])
+    yield g
+    g.stop()
+
+
+async def test_the_extensions_are_declared(groupsvc, make_layer):
+    layer = make_layer(groupsvc.target)
+    for name in ("groups", "flush", "group_size", "group_channels", "group_presence",
+                 "group_history"):
+        assert name in layer.extensions
+
+
+async def test_size_and_channels_count_every_process(groupsvc, make_layer):
+    a, b = make_layer(groupsvc.target), make_layer(groupsvc.target)
+    ca, cb = await a.new_channel(), await b.new_channel()
+    assert await a.group_size("room") == 0
+    assert await a.group_channels("room") == []
+    await a.group_add("room", ca)
+    await b.group_add("room", cb)
+    await b.group_add("room", "queued-member")
+    assert await a.group_size("room") == 3
+    assert await b.group_channels("room") == sorted([ca, cb, "queued-member"])
+    await b.group_discard("room", cb)
+    assert await a.group_size("room") == 2
+
+
+async def test_presence_lists_users_once_and_tells_only_the_channels_that_ask(quick_presence,
+                                                                             make_layer):
+    a, b = make_layer(quick_presence.target), make_layer(quick_presence.target)
+    ann1, ann2, bo, quiet = (await a.new_channel(), await a.new_channel(), await b.new_channel(),
+                             await b.new_channel())
+    ann = {"id": "ann", "name": "Ann"}
+    await b.group_add("room", bo, user={"id": "bo", "name": "Bo"}, presence=True)
+    await b.group_add("room", quiet)  # Anonymous, does not ask for presence events.
+    await a.group_add("room", ann1, user=ann)
+    await a.group_add("room", ann2, user=ann)  # A second tab: no second join.
+    assert await asyncio.wait_for(b.receive(bo), 5) == {
+        "type": "presence.join", "user": {"id": "ann", "name": "Ann"}}
+    users = await a.group_presence("room")
+    assert [(u["id"], u["name"], u["connections"]) for u in users] == [("ann", "Ann", 2),
+                                                                      ("bo", "Bo", 1)]
+    assert users[0]["since"].tzinfo is not None
+    await a.group_discard("room", ann1)
+    await a.group_discard("room", ann2)
+    assert await asyncio.wait_for(b.receive(bo), 5) == {
+        "type": "presence.leave", "user": {"id": "ann", "name": "Ann"}}
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(b.receive(quiet), 0.5)
+    with pytest.raises(TypeError, match="needs an id"):
+        await a.group_add("room", ann1, user={"name": "no id"})
+
+
+async def test_history_recovers_exactly_what_came_after_or_says_it_cannot(groupsvc, make_layer):
+    layer = make_layer(groupsvc.target)
+    for i in range(3):
+        await layer.group_send("chat_history", {"type": "chat.message", "message": f"m{i}",
+                                                "raw": b"\x00"})
+    latest = await layer.group_history("chat_history")
+    assert [m["message"] for _, m in latest["events"]] == ["m0", "m1", "m2"]
+    assert latest["events"][0][1]["raw"] == b"\x00"
+    first = latest["events"][0][0]
+    after = await layer.group_history("chat_history", since=first, epoch=latest["epoch"])
+    assert after["recovered"] is True
+    assert [m["message"] for _, m in after["events"]] == ["m1", "m2"]
+    assert after["latest"] == latest["events"][-1][0]
+    elsewhere = await layer.group_history("chat_history", since=first, epoch="another-epoch")
+    assert elsewhere["recovered"] is False
+    assert await layer.group_history("nothing-here") == {
+        "epoch": latest["epoch"], "recovered": False, "latest": 0, "events": []}
+
+
+async def test_every_query_reaches_the_groups_own_shard(make_layer):
+    ports = [free_port(), free_port()]
+    shards = ",".join(f"127.0.0.1:{p}" for p in ports)
+    procs = [Groupsvc(port=p, flags=[f"--shards={shards}", f"--shard_index={i}"])
+             for i, p in enumerate(ports)]
+    try:
+        layer = make_layer(None, targets=shards.split(","))
+        groups = [f"g{i}" for i in range(6)]
+        assert {group_shard(g, 2) for g in groups} == {0, 1}
+        channel = await layer.new_channel()
+        for g in groups:
+            await layer.group_add(g, channel, user={"id": "u", "name": "U"})
+            await layer.group_send(g, {"type": "x", "group": g})
+        for g in groups:
+            assert await layer.group_channels(g) == [channel]
+            assert [u["id"] for u in await layer.group_presence(g)] == ["u"]
+            assert [m["group"] for _, m in (await layer.group_history(g))["events"]] == [g]
+    finally:
+        for p in procs:
+            p.stop()
