@@ -34,13 +34,8 @@ absl::Status Check(const ShardMap& shards, const std::string& name, bool group) 
 absl::Status Misplaced(const ShardMap* shards, const v1::Command& command) {
   if (shards == nullptr || !shards->sharded()) return absl::OkStatus();
   switch (command.op_case()) {
-    case v1::Command::kGroupAdd: {
-      absl::Status s = Check(*shards, command.group_add().group(), /*group=*/true);
-      if (s.ok() && chat::ValidateChannelName(command.group_add().channel()).ok()) {
-        s = shards->CheckMember(command.group_add().channel());
-      }
-      return s;
-    }
+    case v1::Command::kGroupAdd:
+      return Check(*shards, command.group_add().group(), /*group=*/true);
     case v1::Command::kGroupDiscard:
       return Check(*shards, command.group_discard().group(), true);
     case v1::Command::kGroupSend:

@@ -69,17 +69,6 @@ absl::Status ShardMap::CheckGroup(absl::string_view group) const {
   return owner == self_ ? absl::OkStatus() : Elsewhere("group", group, owner);
 }
 
-absl::Status ShardMap::CheckMember(absl::string_view channel) const {
-  if (!sharded() || !chat::ChannelOwnerPrefix(channel).empty()) return absl::OkStatus();
-  const uint32_t owner = ChannelOwner(channel);
-  if (owner == self_) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat(
-      "channel \"", channel, "\" has no owning process (no '!'), so its queue is on shard ", owner,
-      " (", addresses_[owner], "), while this group's copies would be queued on shard ", self_,
-      ": with several shards, add a queued channel only to groups of its own shard, or use a "
-      "process-local channel (NAME!ID) of an attached process"));
-}
-
 uint32_t ShardMap::UserOwner(absl::string_view user_id) const {
   return chat::UserShard(user_id, placement_count());
 }

@@ -62,11 +62,6 @@ class ShardMap {
   absl::Status CheckGroup(absl::string_view group) const;
   absl::Status CheckChannel(absl::string_view channel) const;
   absl::Status CheckUser(absl::string_view user_id) const;
-  // For a group placed here: FAILED_PRECONDITION when `channel` is a queued
-  // channel (no owning process: no '!') placed on another shard. Its copies
-  // would be queued here, where no Receive for it looks (Receive goes to the
-  // channel's shard), so such a membership is refused instead of losing them.
-  absl::Status CheckMember(absl::string_view channel) const;
 
  private:
   absl::Status Elsewhere(absl::string_view what, absl::string_view name, uint32_t owner) const;

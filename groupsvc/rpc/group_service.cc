@@ -284,11 +284,13 @@ void GroupService::HandleReceive(UnaryCall* call) {
   }
   v1::ReceiveRequest request;
   if (absl::Status s = ParseWire(call->request(), &request); !s.ok()) return call->Reply(s);
-  absl::StatusOr<std::optional<uint32_t>> owner =
-      Elsewhere(call->context(), Placed::kByChannel, request.channel());
-  if (!owner.ok()) return call->Reply(owner.status());
-  if (owner->has_value()) {
-    return forwarder_->Forward(**owner, "/groupsvc.v1.ChannelLayer/Receive", call);
+  if (!request.this_shard()) {
+    absl::StatusOr<std::optional<uint32_t>> owner =
+        Elsewhere(call->context(), Placed::kByChannel, request.channel());
+    if (!owner.ok()) return call->Reply(owner.status());
+    if (owner->has_value()) {
+      return forwarder_->Forward(**owner, "/groupsvc.v1.ChannelLayer/Receive", call);
+    }
   }
   absl::Duration wait =
       absl::Seconds(request.timeout().seconds()) + absl::Nanoseconds(request.timeout().nanos());
@@ -438,10 +440,9 @@ absl::Status GroupService::DoNewChannel(const Caller& caller, const v1::NewChann
 
 absl::Status GroupService::DoGroupAdd(const Caller& caller, const v1::GroupAddRequest& request,
                                       v1::GroupAddResponse* response) {
-  // Forwarded here if placed elsewhere: this shard owns the group.
-  if (attach_options_.shards != nullptr && chat::ValidateChannelName(request.channel()).ok()) {
-    if (absl::Status s = attach_options_.shards->CheckMember(request.channel()); !s.ok()) return s;
-  }
+  // Forwarded here if placed elsewhere: this shard owns the group. A queued
+  // channel of another shard's is a member too: its copies wait here
+  // (ReceiveRequest.this_shard).
   return ApplyGroupAdd(*registry_, request);
 }
 

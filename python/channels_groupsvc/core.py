@@ -253,12 +253,15 @@ class GroupsvcChannelLayer(RoomQueries, BaseChannelLayer):
                 return item
             waiter = (loop, future)
             self._waiters[channel].append(waiter)
-            poll = "!" not in channel and channel not in self._pollers
-            if poll:
-                self._pollers.add(channel)
+            # A queued channel: its sends wait on its shard, a group_send's copies on
+            # the group's (any shard), so each shard is asked.
+            poll = [] if "!" in channel else [
+                i for i in range(len(self.targets)) if (channel, i) not in self._pollers]
+            self._pollers.update((channel, i) for i in poll)
         if poll:
             link = self.link
-            link.run_soon(self._poll(link, channel))
+            for index in poll:
+                link.run_soon(self._poll(link, channel, index))
         try:
             return await future
         except asyncio.CancelledError:
@@ -379,8 +382,10 @@ class GroupsvcChannelLayer(RoomQueries, BaseChannelLayer):
                 return
             future.set_result(item)
 
-    async def _poll(self, link, channel):
-        """On the link's loop: Receive on a queued channel while anyone waits for it."""
+    async def _poll(self, link, channel, index):
+        """On the link's loop: Receive on a queued channel from shard ``index`` while anyone
+        waits for it (its own queue there, ReceiveRequest.this_shard, unless that shard is the
+        channel's, where a plain Receive goes)."""
         failures = 0
         again = False
         try:
@@ -388,10 +393,11 @@ class GroupsvcChannelLayer(RoomQueries, BaseChannelLayer):
                 with self._lock:
                     if not self._waiters.get(channel):
                         return
-                request = pb.ReceiveRequest(channel=channel)
+                request = pb.ReceiveRequest(channel=channel,
+                                            this_shard=index != link.channel_shard(channel))
                 request.timeout.FromSeconds(int(self.receive_timeout))
                 try:
-                    response = await link.shards[link.channel_shard(channel)].stub.Receive(
+                    response = await link.shards[index].stub.Receive(
                         request, metadata=self._metadata, timeout=self.receive_timeout + 5,
                         wait_for_ready=True)
                     failures = 0
@@ -418,13 +424,13 @@ class GroupsvcChannelLayer(RoomQueries, BaseChannelLayer):
                     self._dispatch(channel, codec.decode(response.json))
         finally:
             with self._lock:
-                self._pollers.discard(channel)
+                self._pollers.discard((channel, index))
                 again = bool(self._waiters.get(channel)) and not link.closing
                 if again:
-                    self._pollers.add(channel)
+                    self._pollers.add((channel, index))
             if again:
                 await asyncio.sleep(0.05)
-                link.run_soon(self._poll(link, channel))
+                link.run_soon(self._poll(link, channel, index))
 
     def _fail_waiters(self, channel, error):
         with self._lock:

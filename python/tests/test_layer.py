@@ -334,3 +334,29 @@ async def test_making_the_link_never_waits_for_the_links_loop(groupsvc, make_lay
     await second.group_add("fresh", channel)
     await first.group_send("fresh", {"type": "hello"})
     assert (await asyncio.wait_for(second.receive(channel), 5))["type"] == "hello"
+
+
+async def test_a_queued_channel_receives_a_group_placed_on_another_shard(make_layer):
+    """A background worker on a named channel (no '!') that joins groups: the group's copies
+    wait on the group's shard, and receive asks every shard."""
+    from conftest import free_port
+
+    ports = [free_port() for _ in range(3)]
+    shards = ",".join(f"127.0.0.1:{p}" for p in ports)
+    procs = [Groupsvc(port=p, flags=[f"--shards={shards}", f"--shard_index={i}"])
+             for i, p in enumerate(ports)]
+    try:
+        worker = make_layer(None, targets=shards.split(","))
+        sender = make_layer(None, targets=shards.split(","))
+        group = "jobs"
+        channel = next(f"worker-{i}" for i in range(100)
+                       if channel_shard(f"worker-{i}", 3) != group_shard(group, 3))
+        await worker.group_add(group, channel)
+        await sender.group_send(group, {"type": "job", "n": 1, "via": "group"})
+        await sender.send(channel, {"type": "job", "n": 2, "via": "send"})
+        got = [await asyncio.wait_for(worker.receive(channel), 5) for _ in range(2)]
+        assert sorted((m["n"], m["via"]) for m in got) == [(1, "group"), (2, "send")]
+        assert await worker.group_channels(group) == [channel]
+    finally:
+        for p in procs:
+            p.stop()

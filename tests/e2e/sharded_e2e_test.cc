@@ -255,20 +255,42 @@ TEST_F(ShardedTest, AListingPagesOnWhenOneShardHoldsMoreThanAPage) {
     token = page.next_page_token();
   } while (!token.empty() && ++pages < 10);
   EXPECT_EQ(listed, groups);
-  // A queued channel (no '!') joins only groups of its own shard.
+  // A queued channel (no '!') of another shard joins a group: the group's
+  // copies for it wait on the group's shard, where a Receive with
+  // this_shard takes them (a plain Receive goes to the channel's shard).
+  const std::string jobs = "worker_jobs";
+  const uint32_t group_shard = chat::GroupShard(jobs, kShards);
   std::string away;
   for (int i = 0; away.empty(); ++i) {
-    if (chat::GroupShard(absl::StrCat("worker-", i), kShards) != 1)
+    if (chat::ChannelShard(absl::StrCat("worker-", i), kShards) != group_shard)
       away = absl::StrCat("worker-", i);
   }
-  grpc::ClientContext context;
-  v1::GroupAddRequest add;
-  add.set_group(groups[0]);
-  add.set_channel(away);
-  v1::GroupAddResponse added;
-  grpc::Status refused = Stub(2)->GroupAdd(&context, add, &added);
-  EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  EXPECT_THAT(refused.error_message(), HasSubstr("no owning process"));
+  {
+    grpc::ClientContext context;
+    v1::GroupAddRequest add;
+    add.set_group(jobs);
+    add.set_channel(away);
+    v1::GroupAddResponse added;
+    ASSERT_TRUE(Stub(2)->GroupAdd(&context, add, &added).ok());
+  }
+  {
+    grpc::ClientContext context;
+    v1::GroupSendRequest send;
+    send.set_group(jobs);
+    (*send.mutable_event()->mutable_fields())["type"].set_string_value("worker.job");
+    v1::GroupSendResponse sent;
+    ASSERT_TRUE(Stub(0)->GroupSend(&context, send, &sent).ok());
+    EXPECT_EQ(sent.delivered(), 1u);
+  }
+  for (bool this_shard : {false, true}) {
+    grpc::ClientContext context;
+    v1::ReceiveRequest receive;
+    receive.set_channel(away);
+    receive.set_this_shard(this_shard);
+    v1::ReceiveResponse got;
+    ASSERT_TRUE(Stub(group_shard)->Receive(&context, receive, &got).ok());
+    EXPECT_EQ(got.has_event(), this_shard) << "this_shard=" << this_shard;
+  }
 }
 
 TEST_F(ShardedTest, SendAndReceiveOfAQueuedChannelWorkThroughAnyShard) {
