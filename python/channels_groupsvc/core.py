@@ -41,6 +41,7 @@ from .errors import GroupsvcRefused, GroupsvcUnavailable, NotDeliveredToEveryone
 from .link import Link, LinkError, status_code
 from .placement import owner_key
 from .rooms import RoomQueries
+from .tokens import identity
 
 log = logging.getLogger("channels_groupsvc")
 
@@ -81,6 +82,8 @@ class GroupsvcChannelLayer(RoomQueries, BaseChannelLayer):
         self._buffers = collections.defaultdict(collections.deque)
         self._waiters = collections.defaultdict(collections.deque)
         self._pollers = set()
+        # channel -> the groups whose events it gets with their positions (positions=True).
+        self._positions = {}
         self._compared = False
         self.dropped = 0
 
@@ -171,13 +174,25 @@ class GroupsvcChannelLayer(RoomQueries, BaseChannelLayer):
         await self._command(link.channel_shard(channel),
                             pb.Command(send=pb.StreamSend(channel=channel, event=event)))
 
-    async def group_add(self, group, channel, *, user=None, presence=False):
+    async def group_add(self, group, channel, *, user=None, presence=False, positions=False):
         """Channels' group_add. Extensions: ``user`` (a Django user, or a dict with "id" and
         "name") lists the channel's user in ``group_presence``; ``presence=True`` sends the
-        channel ``presence.join`` and ``presence.leave`` events as users come and go."""
+        channel ``presence.join`` and ``presence.leave`` events as users come and go;
+        ``positions=True`` (this process's channels) adds ``group_offset`` and ``group_epoch``
+        to the group's events it receives: their place in the group's history, from which
+        ``group_history`` recovers after a reconnect."""
+        if positions and self._is_mine(channel):
+            with self._lock:
+                self._positions.setdefault(channel, set()).add(group)
         await self._membership(group, channel, True, _who(user, presence))
 
     async def group_discard(self, group, channel):
+        with self._lock:
+            groups = self._positions.get(channel)
+            if groups is not None:
+                groups.discard(group)
+                if not groups:
+                    del self._positions[channel]
         await self._membership(group, channel, False)
 
     async def _membership(self, group, channel, add, who=None):
@@ -342,8 +357,14 @@ class GroupsvcChannelLayer(RoomQueries, BaseChannelLayer):
         except ValueError:
             log.warning("channels_groupsvc: an event that is not JSON was dropped")
             return
+        positioned = None
+        if delivery.offset:
+            positioned = dict(event, group_offset=delivery.offset, group_epoch=delivery.epoch)
         for channel in delivery.channels:
-            self._dispatch(channel, event if len(delivery.channels) == 1 else dict(event))
+            if positioned is not None and delivery.group in self._positions.get(channel, ()):
+                self._dispatch(channel, dict(positioned))
+            else:
+                self._dispatch(channel, event if len(delivery.channels) == 1 else dict(event))
 
     def _dispatch(self, channel, event):
         """False when the channel's buffer is full (the event is dropped)."""
@@ -461,10 +482,7 @@ def _who(user, presence):
         return None
     if user is None or not getattr(user, "is_authenticated", True):
         return ("", "", bool(presence))  # Anonymous (Django's AnonymousUser).
-    if isinstance(user, dict):
-        user_id, name = str(user.get("id", "")), str(user.get("name", user.get("id", "")))
-    else:  # A Django user.
-        user_id, name = str(user.pk), user.get_username()
+    user_id, name = identity(user)
     if not user_id or len(user_id.encode()) > 256 or len(name.encode()) > 256:
         raise TypeError("channels_groupsvc: a group_add's user needs an id, and its id and name "
                         "are at most 256 bytes each")

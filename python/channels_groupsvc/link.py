@@ -356,6 +356,9 @@ class Link:
                     if entry is not None and not entry[0].done():
                         entry[0].set_result(ack)
                 for delivery in message.deliveries:
+                    if delivery.offset and not delivery.epoch and shard.welcome is not None:
+                        # Numbered under the shard's epoch (Delivery.epoch).
+                        delivery.epoch = shard.welcome.history_epoch
                     self._on_delivery(delivery)
         except grpc.aio.AioRpcError as e:
             code = e.code()

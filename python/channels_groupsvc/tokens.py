@@ -18,9 +18,15 @@ user's id), ``name``, ``iat``, ``nbf``, ``exp``, and ``rooms`` when given
 
 import time
 
-import jwt
-
 MIN_SECRET_BYTES = 32
+
+
+def identity(user):
+    """(id, name) of a Django user (its ``pk``; its full name, else its username) or of a dict
+    with "id" and "name": how the edges and presence show it."""
+    if isinstance(user, dict):
+        return str(user.get("id", "")), str(user.get("name") or user.get("id", ""))
+    return str(user.pk), (user.get_full_name() or "").strip() or user.get_username()
 
 
 def read_secret(path):
@@ -40,15 +46,13 @@ def edge_token(user, *, secret=None, secret_file=None, rooms=None, lifetime=3600
     seconds. Give the secret's bytes or the file the edges read."""
     if (secret is None) == (secret_file is None):
         raise ValueError("channels_groupsvc.tokens: give secret or secret_file, not both")
+    import jwt  # PyJWT; only minting needs it.
+
     key = read_secret(secret_file) if secret_file is not None else _checked(secret)
-    if isinstance(user, dict):
-        user_id, shown = str(user.get("id", "")), str(user.get("name") or user.get("id", ""))
-    else:
-        if not getattr(user, "is_authenticated", False):
-            raise ValueError("channels_groupsvc.tokens: an anonymous user gets no token "
-                             "(the edge lets anonymous users in without one)")
-        user_id = str(user.pk)
-        shown = (user.get_full_name() or "").strip() or user.get_username()
+    if not isinstance(user, dict) and not getattr(user, "is_authenticated", False):
+        raise ValueError("channels_groupsvc.tokens: an anonymous user gets no token "
+                         "(the edge lets anonymous users in without one)")
+    user_id, shown = identity(user)
     if name is not None:
         shown = name
     if not user_id:

@@ -102,3 +102,20 @@ async def test_every_query_reaches_the_groups_own_shard(make_layer):
     finally:
         for p in procs:
             p.stop()
+
+
+async def test_positions_put_each_group_event_in_the_groups_history(groupsvc, make_layer):
+    layer = make_layer(groupsvc.target)
+    placed, plain = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add("chat_positions", placed, positions=True)
+    await layer.group_add("chat_positions", plain)
+    await layer.group_send("chat_positions", {"type": "chat.message", "message": "one"})
+    event = await asyncio.wait_for(layer.receive(placed), 5)
+    history = await layer.group_history("chat_positions")
+    assert (event["group_offset"], event["group_epoch"]) == (history["latest"], history["epoch"])
+    assert "group_offset" not in await asyncio.wait_for(layer.receive(plain), 5)
+    # From there, a reconnect recovers exactly what it missed.
+    await layer.group_send("chat_positions", {"type": "chat.message", "message": "two"})
+    missed = await layer.group_history("chat_positions", since=event["group_offset"],
+                                       epoch=event["group_epoch"])
+    assert missed["recovered"] and [m["message"] for _, m in missed["events"]] == ["two"]

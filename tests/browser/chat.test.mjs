@@ -490,6 +490,53 @@ test("a user logged in to Django chats on the edge's page under their Django nam
   }
 });
 
+test("the Django app's live room lists who is there on both servers and recovers what a reconnect missed", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "chat-django-live-"));
+  const secret = path.join(dir, "secret");
+  writeFileSync(secret, "django-live-secret-0123456789abcdef01234\n");
+  const edge = await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", "--metrics_listen=",
+    `--groupsvc=127.0.0.1:${groupsvcPort}`, "--edge_id=browser-django-live",
+    `--jwt_secret_file=${secret}`]);
+  await waitReady(edge.port);
+  const { port, daphne, manage } = await startDjango();
+  try {
+    manage("shell", "-c", "from django.contrib.auth.models import User\n" +
+      "User.objects.create_user('ann', password='pw-0123456789', first_name='Ann', last_name='Lee')");
+    const annId = manage("shell", "-c", "from django.contrib.auth.models import User; " +
+      "print(User.objects.get(username='ann').pk)").toString().trim();
+    const context = await browser.newContext();
+    const ann = await context.newPage();
+    await ann.goto(`http://127.0.0.1:${port}/accounts/login/?next=/chat/liveroom/live/`);
+    await ann.fill("#id_username", "ann");
+    await ann.fill("#id_password", "pw-0123456789");
+    await ann.click("#sign-in");
+    await ann.waitForFunction(() => document.querySelector("#state").textContent === "connected");
+    const bo = await openRoom(context, edge.port, "liveroom", execFileSync(`${build}/edge/edge`,
+      [`--jwt_secret_file=${secret}`, "--mint_token=bo:Bo"], { encoding: "utf8" }).trim());
+    // Both pages list both users: Django's and the edge's presence are one.
+    await membersAre(ann, [[annId, "Ann Lee"], ["bo", "Bo"]]);
+    await membersAre(bo, [[annId, "Ann Lee"], ["bo", "Bo"]]);
+    await say(bo, "before");
+    await logContains(ann, "Bo: before");
+    // Ann's socket drops; what Bo says meanwhile comes back with her reconnect, once.
+    await ann.evaluate(() => socket.close());
+    await say(bo, "while away 1");
+    await say(bo, "while away 2");
+    await logContains(ann, "reconnected: 2 missed messages recovered");
+    await logContains(ann, "Bo: while away 2");
+    const text = await ann.evaluate(() => document.querySelector("#chat-log").value);
+    assert.equal(text.split("Bo: while away 1").length, 2, text);
+    await ann.fill("#chat-message-input", "back");
+    await ann.press("#chat-message-input", "Enter");
+    await logContains(bo, "Ann Lee: back");
+    await context.close();
+  } finally {
+    daphne.kill("SIGTERM");
+    edge.child.kill("SIGTERM");
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("a Django Channels app on channels_groupsvc shares a room with the edge, and a Django shell's group_send reaches both pages", async () => {
   const { port, daphne, manage } = await startDjango();
   try {

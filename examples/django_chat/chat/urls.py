@@ -6,4 +6,5 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("<str:room_name>/", views.room, name="room"),
     path("<str:room_name>/edge/", views.on_edge, name="on_edge"),
+    path("<str:room_name>/live/", views.live, name="live"),
 ]

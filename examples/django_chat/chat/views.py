@@ -16,6 +16,11 @@ def room(request, room_name):
     return render(request, "chat/room.html", {"room_name": room_name})
 
 
+def live(request, room_name):
+    """The room with its members and recovery (chat/room_consumer.py)."""
+    return render(request, "chat/live.html", {"room_name": room_name})
+
+
 @login_required
 def on_edge(request, room_name):
     """The same room on the C++ edge's page, signed in as this Django user: the
