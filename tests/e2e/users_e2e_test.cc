@@ -6,8 +6,10 @@
 // code and reason given, and the user's presence leaves at once.
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
+#include <stdlib.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,7 +39,11 @@ constexpr uint32_t kCap = 2;
 class UsersTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    secret_ = absl::StrCat(::testing::TempDir(), "/users-e2e-secret");
+    // A folder of this test's own: CTest runs the tests of this file side by side.
+    std::string dir = absl::StrCat(::testing::TempDir(), "/users-e2e-XXXXXX");
+    ASSERT_NE(mkdtemp(dir.data()), nullptr);
+    dir_ = dir;
+    secret_ = absl::StrCat(dir_, "/secret");
     FILE* f = fopen(secret_.c_str(), "w");
     ASSERT_NE(f, nullptr);
     fputs("users-e2e-secret-0123456789abcdef0123\n", f);
@@ -53,6 +59,14 @@ class UsersTest : public ::testing::Test {
     ASSERT_NE(edge_b_, nullptr);
     ann_ = Mint("ann:Ann");
     bob_ = Mint("bob:Bob");
+  }
+
+  void TearDown() override {
+    edge_a_.reset();
+    edge_b_.reset();
+    shards_.clear();
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
   }
 
   std::string Address(uint32_t i) const { return absl::StrCat("127.0.0.1:", ports_[i]); }
@@ -93,7 +107,7 @@ class UsersTest : public ::testing::Test {
 
   // A token for "id:Name" from the edge's own minting tool.
   std::string Mint(const std::string& who) {
-    const std::string out = absl::StrCat(::testing::TempDir(), "/users-e2e-token");
+    const std::string out = absl::StrCat(dir_, "/token");
     const std::string mint =
         absl::StrCat(EDGE_BIN, " --jwt_secret_file=", secret_, " --mint_token=", who, " > ", out);
     EXPECT_EQ(system(mint.c_str()), 0);
@@ -145,6 +159,7 @@ class UsersTest : public ::testing::Test {
     return response.members_size();
   }
 
+  std::string dir_;
   std::string secret_;
   std::vector<int> ports_;
   std::vector<std::unique_ptr<ChildProcess>> shards_;
