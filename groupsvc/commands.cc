@@ -200,9 +200,8 @@ v1::Ack ApplyCommand(GroupRegistry& registry, const v1::Command& command,
       return ack;
     }
     case v1::Command::kUserDisconnect:
-      registry.DisconnectUser(command.user_disconnect().user_id(),
-                              command.user_disconnect().channel());
-      return AckFor(id, absl::OkStatus());
+      return AckFor(id, registry.DisconnectUser(command.user_disconnect().user_id(),
+                                                command.user_disconnect().channel(), edge_id));
     case v1::Command::OP_NOT_SET:
       break;
   }

@@ -211,19 +211,30 @@ absl::Status GroupRegistry::ConnectUser(UserConnection connection, uint32_t cap,
     return absl::InvalidArgumentError(
         absl::StrCat("a connection's room is at most ", kMaxUserField, " bytes"));
   }
-  if (absl::Status s = chat::ValidateChannelName(connection.channel); !s.ok()) return s;
-  const std::string owner = edges_.EdgeIdOf(chat::ChannelOwnerPrefix(connection.channel));
-  if (owner.empty() || owner != connection.edge_id) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("channel \"", connection.channel, "\" is not owned by edge \"",
-                     connection.edge_id, "\"; an edge registers only its own connections"));
+  if (absl::Status s = CheckOwnConnection(connection.channel, connection.edge_id); !s.ok()) {
+    return s;
   }
   connection.since = clock_->Now();
   return users_.Connect(std::move(connection), cap, count);
 }
 
-void GroupRegistry::DisconnectUser(absl::string_view user_id, absl::string_view channel) {
+absl::Status GroupRegistry::CheckOwnConnection(absl::string_view channel,
+                                               absl::string_view edge_id) const {
+  if (absl::Status s = chat::ValidateChannelName(channel); !s.ok()) return s;
+  const std::string owner = edges_.EdgeIdOf(chat::ChannelOwnerPrefix(channel));
+  if (owner.empty() || owner != edge_id) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("channel \"", channel, "\" is not owned by edge \"", edge_id,
+                     "\"; an edge registers and ends only its own connections"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GroupRegistry::DisconnectUser(absl::string_view user_id, absl::string_view channel,
+                                           absl::string_view edge_id) {
+  if (absl::Status s = CheckOwnConnection(channel, edge_id); !s.ok()) return s;
   users_.Disconnect(user_id, channel);
+  return absl::OkStatus();
 }
 
 std::vector<UserConnection> GroupRegistry::GetUser(absl::string_view user_id) const {
@@ -232,16 +243,25 @@ std::vector<UserConnection> GroupRegistry::GetUser(absl::string_view user_id) co
 
 uint32_t GroupRegistry::CloseUser(const UserClose& close) {
   const bool all = close.group.empty();
-  // All of them: forgotten now, so a GetUser or a new connection right after
-  // sees the user gone (each edge's disconnects follow and find nothing).
-  std::vector<UserConnection> connections =
-      all ? users_.Take(close.user_id) : users_.Find(close.user_id);
-  absl::flat_hash_set<std::string> edges;
-  for (const UserConnection& c : connections) edges.insert(c.edge_id);
-  for (const std::string& edge_id : edges) {
-    if (auto sink = edges_.FindEdge(edge_id); sink != nullptr) sink->CloseUser(close);
+  absl::flat_hash_map<std::string, std::vector<std::string>> by_edge;  // Channels.
+  for (UserConnection& c : users_.Find(close.user_id)) {
+    by_edge[c.edge_id].push_back(std::move(c.channel));
   }
-  return static_cast<uint32_t>(all ? connections.size() : edges.size());
+  uint32_t told_edges = 0, told_connections = 0;
+  for (const auto& [edge_id, channels] : by_edge) {
+    auto sink = edges_.FindEdge(edge_id);
+    // An edge that cannot take it now (its stream just ended) keeps them:
+    // its next stream replays them, and they are not reported closed.
+    if (sink == nullptr || !sink->CloseUser(close)) continue;
+    ++told_edges;
+    told_connections += channels.size();
+    // All of them: forgotten now, so a GetUser or a new connection right
+    // after sees the user gone (the edge's own disconnects find nothing).
+    if (all) {
+      for (const std::string& channel : channels) users_.Disconnect(close.user_id, channel);
+    }
+  }
+  return all ? told_connections : told_edges;
 }
 
 absl::StatusOr<SendReport> GroupRegistry::GroupSend(absl::string_view group, EventPtr event,

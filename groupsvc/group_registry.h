@@ -193,12 +193,15 @@ class GroupRegistry {
   // A connection of a signed-in user on edge `edge_id`, which must own its
   // channel; RESOURCE_EXHAUSTED when `cap` > 0 and the user has `cap` already.
   absl::Status ConnectUser(UserConnection connection, uint32_t cap, uint32_t* count = nullptr);
-  void DisconnectUser(absl::string_view user_id, absl::string_view channel);
+  // INVALID_ARGUMENT when `edge_id` does not own the channel.
+  absl::Status DisconnectUser(absl::string_view user_id, absl::string_view channel,
+                              absl::string_view edge_id);
   std::vector<UserConnection> GetUser(absl::string_view user_id) const;
   // Tells each edge holding a connection of the user to close it (those in
   // `close.group`, when set; the edges know their members) and, for all of
   // them, forgets the connections at once. Returns the connections (all) or
-  // the edges told (a group).
+  // the edges (a group) that were told; an edge whose stream cannot take
+  // it keeps its connections.
   uint32_t CloseUser(const UserClose& close);
 
   // --- Inspection.
@@ -221,6 +224,8 @@ class GroupRegistry {
 
  private:
   absl::Status ValidateEvent(const EventPtr& event) const;
+  // INVALID_ARGUMENT unless the attached edge `edge_id` owns `channel`.
+  absl::Status CheckOwnConnection(absl::string_view channel, absl::string_view edge_id) const;
   // Removes the memberships of `prefix`'s channels; when `lost`, adds their
   // groups to the loss already marked for `edge_id` (UnsettledGroups::MarkLost
   // comes first, while the members are still visible).

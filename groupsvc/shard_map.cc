@@ -70,14 +70,15 @@ absl::Status ShardMap::CheckGroup(absl::string_view group) const {
 }
 
 uint32_t ShardMap::UserOwner(absl::string_view user_id) const {
-  return chat::UserShard(user_id, placement_count());
+  return chat::UserShard(user_id, count());
 }
 
 absl::Status ShardMap::CheckUser(absl::string_view user_id) const {
-  // While resharding, an edge counts a user where its own list places it.
-  if (chat::UserShard(user_id, count()) == self_) return absl::OkStatus();
-  const uint32_t owner = UserOwner(user_id);
-  return owner == self_ ? absl::OkStatus() : Elsewhere("user", user_id, owner);
+  if (UserOwner(user_id) == self_) return absl::OkStatus();
+  // While resharding, an edge on the other list counts a user where that
+  // list places it.
+  if (bridge_ > 0 && chat::UserShard(user_id, bridge_) == self_) return absl::OkStatus();
+  return Elsewhere("user", user_id, UserOwner(user_id));
 }
 
 absl::Status ShardMap::CheckChannel(absl::string_view channel) const {

@@ -52,7 +52,9 @@ class ShardMap {
 
   uint32_t GroupOwner(absl::string_view group) const;
   uint32_t ChannelOwner(absl::string_view channel) const;
-  // The shard that counts a user's connections (chat::UserShard).
+  // The shard that counts a user's connections (chat::UserShard over this
+  // list; while resharding, edges on the other list count theirs on its
+  // placement, which CheckUser accepts too).
   uint32_t UserOwner(absl::string_view user_id) const;
   bool OwnsGroup(absl::string_view group) const { return GroupOwner(group) == self_; }
   bool OwnsChannel(absl::string_view channel) const { return ChannelOwner(channel) == self_; }

@@ -49,4 +49,11 @@ bool IsValidUtf8(std::string_view text) {
   return true;
 }
 
+std::string ClipUtf8(std::string_view text, size_t max) {
+  if (text.size() <= max) return std::string(text);
+  size_t end = max;
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+  return std::string(text.substr(0, end));
+}
+
 }  // namespace chat

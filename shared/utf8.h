@@ -4,11 +4,16 @@
 #ifndef CHAT_SHARED_UTF8_H_
 #define CHAT_SHARED_UTF8_H_
 
+#include <cstddef>
+#include <string>
 #include <string_view>
 
 namespace chat {
 
 bool IsValidUtf8(std::string_view text);
+// `text` cut to at most `max` bytes, before a UTF-8 continuation byte (so
+// that valid text stays valid).
+std::string ClipUtf8(std::string_view text, size_t max);
 
 }  // namespace chat
 

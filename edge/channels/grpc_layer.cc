@@ -871,9 +871,17 @@ void GrpcLayer::ConnectUser(const std::string& channel, UserConnection user, uin
                             DoneCallback done) {
   v1::Command c = UserCommand(true, channel, user, cap);
   Link& link = *links_[UserOwner(user.id)];
-  // In the table first: a stream that starts meanwhile replays it.
+  // In the table first: a stream that starts after this replays it.
   if (!table_.SetConnection(channel, std::move(user))) {
     if (done) done(absl::FailedPreconditionError("the channel is gone"));
+    return;
+  }
+  if (!link.ready()) {
+    // The shard is away: counted (with no cap) when the stream waiting for
+    // it connects, whose replay may predate this; the caller goes ahead.
+    c.mutable_user_connect()->set_max_connections(0);
+    link.Submit(std::move(c), nullptr, /*require_ready=*/false);
+    if (done) done(absl::UnavailableError("the user's groupsvc shard is unreachable"));
     return;
   }
   link.Query(std::move(c), [done = std::move(done)](absl::Status s, const v1::Ack*) {

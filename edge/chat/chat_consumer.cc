@@ -9,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "shared/names.h"
+#include "shared/utf8.h"
 
 namespace edge {
 namespace {
@@ -37,13 +38,7 @@ boost::json::object Author(const boost::json::object& fields) {
 
 // Ids and names as groupsvc takes them (at most 256 bytes), cut at a
 // character boundary.
-std::string Clip(const std::string& text) {
-  constexpr size_t kMax = 256;
-  if (text.size() <= kMax) return text;
-  size_t end = kMax;
-  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
-  return text.substr(0, end);
-}
+std::string Clip(const std::string& text) { return chat::ClipUtf8(text, 256); }
 
 // The room's history holds whatever was sent to the group; only chat
 // messages are the client's.

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "shared/log.h"
+#include "shared/utf8.h"
 
 namespace edge {
 
@@ -135,8 +136,9 @@ void WebSocketSession::Run() {
   std::optional<UserConnection> user;
   if (scope.authenticated && !scope.user_id.empty()) {
     auto room = scope.url_route.find("room_name");
-    user = UserConnection{scope.user_id, scope.user,
-                          room == scope.url_route.end() ? "" : room->second};
+    // As groupsvc takes them (at most 256 bytes each), as presence clips them.
+    user = UserConnection{chat::ClipUtf8(scope.user_id, 256), chat::ClipUtf8(scope.user, 256),
+                          chat::ClipUtf8(room == scope.url_route.end() ? "" : room->second, 256)};
   }
   channel_ = context_->layer->Register(weak_from_this(), loop_);
   consumer_->Attach(this, context_->layer.get(), std::move(upgrade_->scope), channel_);
@@ -167,6 +169,9 @@ void WebSocketSession::OnUserCounted(const absl::Status& status) {
         "ws_user_cap",
         {{"peer", peer_}, {"user", consumer_->scope().user_id}, {"reason", status.message()}});
     return Refuse(http::status::too_many_requests, absl::StrCat(status.message(), "\n"));
+  }
+  if (absl::IsInvalidArgument(status)) {
+    return Refuse(http::status::bad_request, absl::StrCat(status.message(), "\n"));
   }
   if (!status.ok()) {
     // Admitted uncounted: refusing everyone while groupsvc is away would

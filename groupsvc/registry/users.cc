@@ -11,69 +11,70 @@ namespace groupsvc {
 
 absl::Status Users::Connect(UserConnection connection, uint32_t cap, uint32_t* count) {
   absl::MutexLock lock(&mu_);
+  // A channel registered under another user before (it cannot be, unless an
+  // edge reuses names) moves to this one.
+  if (auto other = user_of_.find(connection.channel);
+      other != user_of_.end() && other->second != connection.user_id) {
+    ForgetLocked(connection.channel);
+  }
   Connections& mine = by_user_[connection.user_id];
-  auto known = mine.find(connection.channel);
-  if (known != mine.end()) {
+  if (auto known = mine.find(connection.channel); known != mine.end()) {
     // The same connection again (a replay): its place and its since are kept.
     known->second.name = std::move(connection.name);
     if (count != nullptr) *count = mine.size();
     return absl::OkStatus();
   }
   if (count != nullptr) *count = mine.size();
+  absl::Status refused;
   if (cap > 0 && mine.size() >= cap) {
-    std::string why = absl::StrCat("user \"", connection.user_id, "\" already has ", mine.size(),
-                                   " connection", mine.size() == 1 ? "" : "s",
-                                   ", the most one user may have (--max_connections_per_user=", cap,
-                                   "); close one first");
-    if (mine.empty()) by_user_.erase(connection.user_id);
-    return absl::ResourceExhaustedError(std::move(why));
-  }
-  if (user_of_.size() >= max_connections_) {
-    if (mine.empty()) by_user_.erase(connection.user_id);
-    return absl::ResourceExhaustedError(
+    refused = absl::ResourceExhaustedError(absl::StrCat(
+        "user \"", connection.user_id, "\" already has ", mine.size(), " connection",
+        mine.size() == 1 ? "" : "s",
+        ", the most one user may have (--max_connections_per_user=", cap, "); close one first"));
+  } else if (user_of_.size() >= max_connections_) {
+    refused = absl::ResourceExhaustedError(
         absl::StrCat("groupsvc tracks at most ", max_connections_, " user connections"));
   }
-  // A channel registered under another user before (it cannot be, unless an
-  // edge reuses names) moves to this one.
-  if (auto other = user_of_.find(connection.channel); other != user_of_.end()) {
-    auto user = by_user_.find(other->second);
-    if (user != by_user_.end()) {
-      user->second.erase(connection.channel);
-      if (user->second.empty()) by_user_.erase(user);
-    }
+  if (!refused.ok()) {
+    if (mine.empty()) by_user_.erase(connection.user_id);
+    return refused;
   }
   user_of_[connection.channel] = connection.user_id;
+  by_owner_[chat::ChannelOwnerPrefix(connection.channel)].insert(connection.channel);
   const std::string channel = connection.channel;
-  // (`mine` may have moved if the other user's erase rehashed by_user_.)
-  Connections& now_mine = by_user_[connection.user_id];
-  now_mine.emplace(channel, std::move(connection));
-  if (count != nullptr) *count = now_mine.size();
+  mine.emplace(channel, std::move(connection));
+  if (count != nullptr) *count = mine.size();
   return absl::OkStatus();
+}
+
+void Users::ForgetLocked(const std::string& channel) {
+  auto of = user_of_.find(channel);
+  if (of == user_of_.end()) return;
+  if (auto user = by_user_.find(of->second); user != by_user_.end()) {
+    user->second.erase(channel);
+    if (user->second.empty()) by_user_.erase(user);
+  }
+  if (auto owner = by_owner_.find(chat::ChannelOwnerPrefix(channel)); owner != by_owner_.end()) {
+    owner->second.erase(channel);
+    if (owner->second.empty()) by_owner_.erase(owner);
+  }
+  user_of_.erase(of);
 }
 
 bool Users::Disconnect(absl::string_view user_id, absl::string_view channel) {
   absl::MutexLock lock(&mu_);
-  auto user = by_user_.find(user_id);
-  if (user == by_user_.end() || user->second.erase(channel) == 0) return false;
-  if (user->second.empty()) by_user_.erase(user);
-  user_of_.erase(channel);
+  auto of = user_of_.find(channel);
+  if (of == user_of_.end() || of->second != user_id) return false;
+  ForgetLocked(std::string(channel));
   return true;
 }
 
 size_t Users::RemoveOwner(absl::string_view owner) {
   absl::MutexLock lock(&mu_);
-  // A scan: an edge's stream ends rarely, a connection opens often.
-  std::vector<std::pair<std::string, std::string>> gone;
-  for (const auto& [channel, user] : user_of_) {
-    if (chat::ChannelOwnerPrefix(channel) == owner) gone.emplace_back(channel, user);
-  }
-  for (const auto& [channel, user_id] : gone) {
-    user_of_.erase(channel);
-    auto user = by_user_.find(user_id);
-    if (user == by_user_.end()) continue;
-    user->second.erase(channel);
-    if (user->second.empty()) by_user_.erase(user);
-  }
+  auto it = by_owner_.find(owner);
+  if (it == by_owner_.end()) return 0;
+  const std::vector<std::string> gone(it->second.begin(), it->second.end());
+  for (const std::string& channel : gone) ForgetLocked(channel);
   return gone.size();
 }
 
@@ -92,16 +93,6 @@ std::vector<UserConnection> Users::Find(absl::string_view user_id) const {
   auto user = by_user_.find(user_id);
   if (user == by_user_.end()) return {};
   return Sorted(user->second);
-}
-
-std::vector<UserConnection> Users::Take(absl::string_view user_id) {
-  absl::MutexLock lock(&mu_);
-  auto user = by_user_.find(user_id);
-  if (user == by_user_.end()) return {};
-  std::vector<UserConnection> list = Sorted(user->second);
-  for (const UserConnection& c : list) user_of_.erase(c.channel);
-  by_user_.erase(user);
-  return list;
 }
 
 size_t Users::users() const {

@@ -24,6 +24,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -49,14 +50,12 @@ class Users {
   // that already has `cap` other connections is RESOURCE_EXHAUSTED, saying so.
   // Returns the user's connection count through `count` either way.
   absl::Status Connect(UserConnection connection, uint32_t cap, uint32_t* count = nullptr);
-  // False if it was not registered.
+  // False if it was not registered (as this user's).
   bool Disconnect(absl::string_view user_id, absl::string_view channel);
   // Every connection whose channel `owner` (an edge's prefix) owns.
   size_t RemoveOwner(absl::string_view owner);
   // Oldest first.
   std::vector<UserConnection> Find(absl::string_view user_id) const;
-  // As Find, and forgets them.
-  std::vector<UserConnection> Take(absl::string_view user_id);
   size_t users() const;
   size_t connections() const;
 
@@ -70,6 +69,10 @@ class Users {
   absl::flat_hash_map<std::string, Connections> by_user_ ABSL_GUARDED_BY(mu_);
   // Each connection's user, by channel.
   absl::flat_hash_map<std::string, std::string> user_of_ ABSL_GUARDED_BY(mu_);
+  // Each edge's connections, by its owner prefix (RemoveOwner runs under the
+  // edge directory's lock: no scan of every connection there).
+  absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> by_owner_ ABSL_GUARDED_BY(mu_);
+  void ForgetLocked(const std::string& channel) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 };
 
 }  // namespace groupsvc

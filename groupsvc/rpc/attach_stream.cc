@@ -266,14 +266,15 @@ bool AttachStream::Deliver(const EventPtr& event, std::vector<std::string> chann
   return true;
 }
 
-void AttachStream::PushControl(Outgoing item) {
+bool AttachStream::PushControl(Outgoing item) {
   {
     absl::MutexLock lock(&mu_);
-    if (finished_ || broken_) return;
+    if (finished_ || broken_) return false;
     queue_bytes_ += item.bytes;
     queue_.push_back(std::move(item));
   }
   PumpSoon();
+  return true;
 }
 
 void AttachStream::Replaced() {
@@ -299,8 +300,7 @@ bool AttachStream::CloseUser(const UserClose& close) {
     absl::MutexLock lock(&mu_);
     if (closed_) return false;
   }
-  PushControl(std::move(item));
-  return true;
+  return PushControl(std::move(item));
 }
 
 void AttachStream::Drain(absl::Duration grace) {

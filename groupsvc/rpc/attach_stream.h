@@ -176,8 +176,9 @@ class AttachStream final : public Call, public EdgeSink {
   void OnDone();
 
   void HandleHello(const v1::Hello& hello);
-  // Queues acks and control messages; these are never dropped (reads pause instead).
-  void PushControl(Outgoing item);
+  // Queues acks and control messages; these are never dropped (reads pause
+  // instead). False once the stream is over: nothing more goes out.
+  bool PushControl(Outgoing item);
   void RequestFinish(grpc::Status status);
   // Starts the next write, or the Finish, if none is in flight.
   void Pump();

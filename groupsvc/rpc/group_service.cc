@@ -20,10 +20,12 @@ namespace {
 // A Receive's answer: the event (none: an empty answer), as a Struct.
 absl::Status FillReceive(const EventPtr& event, v1::ReceiveResponse* response) {
   if (event == nullptr) return absl::OkStatus();
-  absl::StatusOr<google::protobuf::Struct> fields = StructFromEvent(*event);
-  if (!fields.ok()) return fields.status();
-  *response->mutable_event() = *std::move(fields);
+  // Taken from its queue already: an event a Struct cannot hold (nested past
+  // protobuf's limit) still reaches the caller, as its JSON.
   response->set_json(event->json);
+  if (absl::StatusOr<google::protobuf::Struct> fields = StructFromEvent(*event); fields.ok()) {
+    *response->mutable_event() = *std::move(fields);
+  }
   return absl::OkStatus();
 }
 
@@ -199,7 +201,10 @@ absl::StatusOr<std::optional<uint32_t>> GroupService::Elsewhere(
     if (name.empty()) return std::nullopt;  // Refused here.
     const uint32_t owner = shards->UserOwner(name);
     if (owner == shards->self()) return std::nullopt;
-    if (Forwarder::IsForwarded(context)) return shards->CheckUser(name);
+    if (Forwarder::IsForwarded(context)) {
+      if (absl::Status s = shards->CheckUser(name); !s.ok()) return s;
+      return std::nullopt;
+    }
     return owner;
   }
   // An invalid name is refused here, with the rule it breaks.
@@ -211,7 +216,10 @@ absl::StatusOr<std::optional<uint32_t>> GroupService::Elsewhere(
       by == Placed::kByGroup ? shards->GroupOwner(name) : shards->ChannelOwner(name);
   if (owner == shards->self()) return std::nullopt;
   if (Forwarder::IsForwarded(context)) {
-    return by == Placed::kByGroup ? shards->CheckGroup(name) : shards->CheckChannel(name);
+    // Answered here when this shard's map places it here by either count.
+    absl::Status s = by == Placed::kByGroup ? shards->CheckGroup(name) : shards->CheckChannel(name);
+    if (!s.ok()) return s;
+    return std::nullopt;
   }
   return owner;
 }

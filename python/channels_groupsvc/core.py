@@ -82,8 +82,6 @@ class GroupsvcChannelLayer(RoomQueries, BaseChannelLayer):
         self._buffers = collections.defaultdict(collections.deque)
         self._waiters = collections.defaultdict(collections.deque)
         self._pollers = set()
-        # channel -> the groups whose events it gets with their positions (positions=True).
-        self._positions = {}
         self._compared = False
         self.dropped = 0
 
@@ -181,28 +179,19 @@ class GroupsvcChannelLayer(RoomQueries, BaseChannelLayer):
         ``positions=True`` (this process's channels) adds ``group_offset`` and ``group_epoch``
         to the group's events it receives: their place in the group's history, from which
         ``group_history`` recovers after a reconnect."""
-        if positions and self._is_mine(channel):
-            with self._lock:
-                self._positions.setdefault(channel, set()).add(group)
-        await self._membership(group, channel, True, _who(user, presence))
+        await self._membership(group, channel, True, _who(user, presence), positions)
 
     async def group_discard(self, group, channel):
-        with self._lock:
-            groups = self._positions.get(channel)
-            if groups is not None:
-                groups.discard(group)
-                if not groups:
-                    del self._positions[channel]
         await self._membership(group, channel, False)
 
-    async def _membership(self, group, channel, add, who=None):
+    async def _membership(self, group, channel, add, who=None, positions=False):
         self._check_group(group)
         self._check_channel(channel)
         link = self.link
         mine = self._is_mine(channel)
         if mine:
             # Ours: replayed by each shard's next stream (a discard: not replayed).
-            await link.run(_noted(link, group, channel, add, who))
+            await link.run(_noted(link, group, channel, add, who, positions))
         if add:
             request = pb.Command(group_add=pb.GroupAddRequest(group=group, channel=channel))
             if who is not None:
@@ -352,6 +341,7 @@ class GroupsvcChannelLayer(RoomQueries, BaseChannelLayer):
 
     def _on_delivery(self, delivery):
         """On the link's thread: one groupsvc delivery for some of our channels."""
+        link = self._link
         try:
             event = codec.decode(delivery.event.json)
         except ValueError:
@@ -361,7 +351,8 @@ class GroupsvcChannelLayer(RoomQueries, BaseChannelLayer):
         if delivery.offset:
             positioned = dict(event, group_offset=delivery.offset, group_epoch=delivery.epoch)
         for channel in delivery.channels:
-            if positioned is not None and delivery.group in self._positions.get(channel, ()):
+            if (positioned is not None and link is not None
+                    and link.positions(delivery.group, channel)):
                 self._dispatch(channel, dict(positioned))
             else:
                 self._dispatch(channel, event if len(delivery.channels) == 1 else dict(event))
@@ -442,7 +433,14 @@ class GroupsvcChannelLayer(RoomQueries, BaseChannelLayer):
                     self._fail_waiters(channel, GroupsvcUnavailable(str(e)))
                     return
                 if response.json:
-                    self._dispatch(channel, codec.decode(response.json))
+                    try:
+                        event = codec.decode(response.json)
+                    except ValueError:
+                        self.dropped += 1
+                        log.warning("channels_groupsvc: an event for %s that is not JSON was "
+                                    "dropped", channel)
+                        continue
+                    self._dispatch(channel, event)
         finally:
             with self._lock:
                 self._pollers.discard((channel, index))
@@ -472,8 +470,8 @@ async def _members(link, group):
     return link.group_members(group)
 
 
-async def _noted(link, group, channel, added, who=None):
-    link.note_membership(group, channel, added, who)
+async def _noted(link, group, channel, added, who=None, positions=False):
+    link.note_membership(group, channel, added, who, positions)
 
 
 def _who(user, presence):

@@ -108,10 +108,8 @@ class Link:
         self._on_welcome = on_welcome
         self._min_backoff = min_backoff
         self._max_backoff = max_backoff
-        # group -> {channel: time of the latest group_add}; touched on the link's loop only.
+        # group -> {channel: Membership}; touched on the link's loop only.
         self.memberships = {}
-        # channel -> (user id, name, watch presence) given to its group_adds; link's loop only.
-        self.channel_users = {}
         self.group_expiry = 86400.0
         self.shards = []
         self.bridge = 0
@@ -253,8 +251,8 @@ class Link:
         for group, members in list(self.memberships.items()):
             if shard.index not in self.group_members(group):
                 continue
-            for channel, added in list(members.items()):
-                if now - added > self.group_expiry:
+            for channel, membership in list(members.items()):
+                if now - membership.added > self.group_expiry:
                     del members[channel]  # Lapsed in groupsvc as well.
                     continue
                 commands.append(self.join_command(group, channel))
@@ -409,29 +407,46 @@ class Link:
                             f"groupsvc did not confirm the command within {ACK_TIMEOUT} s")
 
     def join_command(self, group, channel):
-        """A group_add of `channel`, with the user and presence wish its group_adds gave."""
+        """A group_add of `channel`, with the user and presence wish of its latest group_add."""
         request = pb.GroupAddRequest(group=group, channel=channel)
-        who = self.channel_users.get(channel)
-        if who is not None:
-            user_id, name, watch = who
-            if user_id:
-                request.user.id, request.user.name = user_id, name
-            request.watch_presence = watch
+        membership = self.memberships.get(group, {}).get(channel)
+        if membership is not None:
+            membership.fill(request)
         return pb.Command(group_add=request)
 
-    def note_membership(self, group, channel, added, who=None):
+    def note_membership(self, group, channel, added, who=None, positions=False):
         if added:
-            self.memberships.setdefault(group, {})[channel] = time.monotonic()
-            if who is not None:
-                self.channel_users[channel] = who
+            self.memberships.setdefault(group, {})[channel] = Membership(who, positions)
         else:
             members = self.memberships.get(group)
             if members is not None:
                 members.pop(channel, None)
                 if not members:
                     del self.memberships[group]
-            if not any(channel in m for m in self.memberships.values()):
-                self.channel_users.pop(channel, None)
+
+    def positions(self, group, channel):
+        """Whether `channel` asked for `group`'s positions (on the link's loop)."""
+        membership = self.memberships.get(group, {}).get(channel)
+        return membership is not None and membership.positions
+
+
+class Membership:
+    """One of this process's memberships, as its latest group_add gave it: replayed by
+    each shard's next stream, dropped once it lapses (group_expiry) or is discarded."""
+
+    __slots__ = ("added", "who", "positions")
+
+    def __init__(self, who, positions):
+        self.added = time.monotonic()
+        self.who = who  # (user id, name, watch presence), or None.
+        self.positions = positions
+
+    def fill(self, request):
+        if self.who is not None:
+            user_id, name, watch = self.who
+            if user_id:
+                request.user.id, request.user.name = user_id, name
+            request.watch_presence = watch
 
 
 def status_code(value):

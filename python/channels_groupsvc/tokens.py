@@ -45,7 +45,7 @@ def edge_token(user, *, secret=None, secret_file=None, rooms=None, lifetime=3600
     given, its full name or else its username) or a dict with "id" and "name". ``lifetime`` in
     seconds. Give the secret's bytes or the file the edges read."""
     if (secret is None) == (secret_file is None):
-        raise ValueError("channels_groupsvc.tokens: give secret or secret_file, not both")
+        raise ValueError("channels_groupsvc.tokens: give exactly one of secret and secret_file")
     import jwt  # PyJWT; only minting needs it.
 
     key = read_secret(secret_file) if secret_file is not None else _checked(secret)

@@ -293,15 +293,16 @@ function argsOf(c, dir, env) {
 }
 
 // The manifests' own ports lie in the kernel's ephemeral range, so a socket another
-// test left behind a moment ago may still hold one: a start refused for a busy port is
-// tried again for a few seconds, and if it keeps failing the error says who holds it.
+// test left behind a moment ago may still hold one (an edge draining after SIGTERM keeps
+// its connections for up to its --grace, 10 s): a start refused for a busy port is tried
+// again for up to 15 s, and if it keeps failing the error says who holds it.
 async function startOnManifestPorts(binary, args) {
   for (let attempt = 0; ; attempt++) {
     try {
       return await startLogged(binary, args);
     } catch (e) {
       if (!/cannot (listen|serve)/.test(e.message)) throw e;
-      if (attempt >= 10) {
+      if (attempt >= 30) {
         let holders = "";
         try { holders = execFileSync("ss", ["-tanp"], { encoding: "utf8" }); } catch {}
         throw new Error(`${e.message}\nsockets now:\n${holders}`);

@@ -69,15 +69,29 @@ TEST(UsersTest, AnEdgesConnectionsGoWithItsOwnerPrefix) {
   EXPECT_EQ(users.users(), 1u);
 }
 
-TEST(UsersTest, FindListsOldestFirstAndTakeForgets) {
+TEST(UsersTest, FindListsOldestFirstAndDisconnectTakesOnlyTheUsersOwn) {
   Users users(100);
   ASSERT_TRUE(users.Connect(Conn("u1", "e.a!c2", absl::FromUnixSeconds(20)), 0).ok());
   ASSERT_TRUE(users.Connect(Conn("u1", "e.a!c1", absl::FromUnixSeconds(10)), 0).ok());
   EXPECT_THAT(Channels(users.Find("u1")), ElementsAre("e.a!c1", "e.a!c2"));
-  EXPECT_THAT(Channels(users.Take("u1")), ElementsAre("e.a!c1", "e.a!c2"));
-  EXPECT_THAT(users.Find("u1"), IsEmpty());
+  EXPECT_FALSE(users.Disconnect("u2", "e.a!c1"));
+  EXPECT_TRUE(users.Disconnect("u1", "e.a!c1"));
+  EXPECT_FALSE(users.Disconnect("u1", "e.a!c1"));
+  EXPECT_THAT(Channels(users.Find("u1")), ElementsAre("e.a!c2"));
+  // The edge's index follows: its loss takes what is left, and only that.
+  EXPECT_EQ(users.RemoveOwner("a!"), 1u);
   EXPECT_EQ(users.connections(), 0u);
-  EXPECT_TRUE(users.Disconnect("u1", "e.a!c1") == false);
+  EXPECT_EQ(users.users(), 0u);
+}
+
+TEST(UsersTest, AChannelRegisteredAgainUnderAnotherUserMovesToIt) {
+  Users users(100);
+  ASSERT_TRUE(users.Connect(Conn("u1", "e.a!c1"), 0).ok());
+  ASSERT_TRUE(users.Connect(Conn("u2", "e.a!c1"), 0).ok());
+  EXPECT_THAT(users.Find("u1"), IsEmpty());
+  EXPECT_EQ(users.Find("u2").size(), 1u);
+  EXPECT_EQ(users.connections(), 1u);
+  EXPECT_EQ(users.RemoveOwner("a!"), 1u);
 }
 
 TEST(UsersTest, TheTableIsBounded) {
@@ -102,10 +116,12 @@ class ClosingEdge : public EdgeSink {
   }
   void Replaced() override {}
   bool CloseUser(const UserClose& close) override {
+    if (gone) return false;
     closes.push_back(close);
     return true;
   }
   std::vector<UserClose> closes;
+  bool gone = false;  // Its stream ended: it takes nothing more.
 };
 
 class RegistryUsersTest : public ::testing::Test {
@@ -182,6 +198,32 @@ TEST_F(RegistryUsersTest, ADisconnectTellsEachEdgeOnceAndForgetsTheConnections) 
   EXPECT_EQ(edge1->closes[0].reason, "disconnected by an operator");
   EXPECT_THAT(registry_.GetUser("u1"), IsEmpty());
   EXPECT_EQ(registry_.GetUser("u2").size(), 1u);
+}
+
+TEST_F(RegistryUsersTest, AnEdgeThatCannotTakeTheCloseKeepsItsConnections) {
+  auto edge1 = Attach("edge-1", "edge-1.aaaa!");
+  auto edge2 = Attach("edge-2", "edge-2.bbbb!");
+  Connect("edge-1", "u1", "edge-1.aaaa!c1", 0);
+  Connect("edge-2", "u1", "edge-2.bbbb!c1", 0);
+  edge2->gone = true;
+  absl::StatusOr<UserClose> close = CloseOf("u1", "", 0, "");
+  ASSERT_TRUE(close.ok());
+  EXPECT_EQ(registry_.CloseUser(*close), 1u);  // Only what edge-1 took.
+  EXPECT_THAT(Channels(registry_.GetUser("u1")), ElementsAre("edge-2.bbbb!c1"));
+}
+
+TEST_F(RegistryUsersTest, AnEdgeEndsOnlyItsOwnConnections) {
+  Attach("edge-1", "edge-1.aaaa!");
+  Attach("edge-2", "edge-2.bbbb!");
+  Connect("edge-1", "u1", "edge-1.aaaa!c1", 0);
+  v1::Command command;
+  command.mutable_user_disconnect()->set_user_id("u1");
+  command.mutable_user_disconnect()->set_channel("edge-1.aaaa!c1");
+  v1::Ack foreign = ApplyCommand(registry_, command, nullptr, nullptr, "edge-2");
+  EXPECT_EQ(foreign.code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(registry_.GetUser("u1").size(), 1u);
+  EXPECT_EQ(ApplyCommand(registry_, command, nullptr, nullptr, "edge-1").code(), 0);
+  EXPECT_THAT(registry_.GetUser("u1"), IsEmpty());
 }
 
 TEST_F(RegistryUsersTest, ARemovalFromAGroupTellsTheEdgesAndKeepsTheCountUntilTheyClose) {

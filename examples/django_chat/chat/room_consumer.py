@@ -31,9 +31,12 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "presence",
                               "members": [{"id": m["id"], "name": m["name"]} for m in members]})
         query = parse_qs(self.scope["query_string"].decode())
-        if "since" in query:
+        since = query.get("since", [""])[0]
+        if since:
+            # A malformed position asks from the start of what groupsvc keeps.
             page = await self.channel_layer.group_history(
-                self.group, since=int(query["since"][0]), epoch=query.get("epoch", [""])[0])
+                self.group, since=int(since) if since.isdigit() else 0,
+                epoch=query.get("epoch", [""])[0] if since.isdigit() else "")
             for offset, event in page["events"]:
                 if event.get("type") == "chat.message":
                     await self.chat_message(dict(event, group_offset=offset,
