@@ -204,13 +204,19 @@ TEST_F(UsersTest, ARestartedShardRebuildsTheCountsFromTheEdgesReplays) {
   const uint32_t owner = chat::UserShard("ann", kShards);
   shards_[owner]->Signal(SIGKILL);
   shards_[owner]->WaitExit(absl::Seconds(5));
+  // While Ann's shard is away, her third socket goes ahead unchecked.
+  absl::SleepFor(absl::Milliseconds(300));
+  auto unchecked = OpenOk(port_a_, "garden", ann_);
+  ASSERT_NE(unchecked, nullptr);
+  EXPECT_THAT(edge_a_->Output(), HasSubstr("ws_user_cap_unchecked"));
   shards_[owner] = StartShard(owner);
   ASSERT_NE(shards_[owner], nullptr);
-  // Both edges reattach and replay Ann's two sockets: the cap holds again.
-  ASSERT_TRUE(WaitConnections("ann", 2));
-  auto third = Open(port_a_, "garden", ann_);
-  ASSERT_FALSE(third.ok());
-  EXPECT_EQ(WsClient::RefusedStatus(third.status()), 429) << third.status();
+  // Both edges reattach and count all three: the two replayed, and the one
+  // opened meanwhile. Over the cap, nobody more gets in.
+  ASSERT_TRUE(WaitConnections("ann", 3));
+  auto fourth = Open(port_b_, "lobby", ann_);
+  ASSERT_FALSE(fourth.ok());
+  EXPECT_EQ(WsClient::RefusedStatus(fourth.status()), 429) << fourth.status();
 }
 
 TEST_F(UsersTest, OperatorsFindRemoveAndDisconnectAUserThroughEveryShard) {
