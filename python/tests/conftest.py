@@ -4,6 +4,7 @@ and a minimal WebSocket client (RFC 6455 text frames, masked, as a browser's).""
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import re
@@ -215,6 +216,22 @@ class WsClient:
 
     def close(self):
         self.writer.close()
+
+
+@contextlib.contextmanager
+def sharded_groupsvc(count):
+    """`count` groupsvc shards on loopback ports; yields their addresses, in shard order."""
+    ports = [free_port() for _ in range(count)]
+    targets = [f"127.0.0.1:{p}" for p in ports]
+    procs = []
+    try:
+        for i, port in enumerate(ports):
+            procs.append(Groupsvc(port=port, flags=[f"--shards={','.join(targets)}",
+                                                    f"--shard_index={i}"]))
+        yield targets
+    finally:
+        for p in procs:
+            p.stop()
 
 
 @pytest.fixture

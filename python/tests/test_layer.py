@@ -9,7 +9,7 @@ from channels.exceptions import ChannelFull
 
 from channels_groupsvc import GroupsvcUnavailable
 from channels_groupsvc.placement import channel_shard, fnv1a64, group_shard, owner_key
-from conftest import Groupsvc
+from conftest import Groupsvc, sharded_groupsvc
 
 
 async def nothing_within(layer, channel, seconds):
@@ -256,15 +256,9 @@ async def test_differing_config_is_a_warning_not_a_crash(make_layer):
 
 
 async def test_sharded_groupsvc_every_group_and_channel_on_its_owner(make_layer):
-    from conftest import free_port
-
-    ports = [free_port(), free_port()]
-    shards = ",".join(f"127.0.0.1:{p}" for p in ports)
-    procs = [Groupsvc(port=p, flags=[f"--shards={shards}", f"--shard_index={i}"])
-             for i, p in enumerate(ports)]
-    try:
-        layer = make_layer(None, targets=shards.split(","))
-        sender = make_layer(None, targets=shards.split(","))
+    with sharded_groupsvc(2) as targets:
+        layer = make_layer(None, targets=targets)
+        sender = make_layer(None, targets=targets)
         groups = [f"g{i}" for i in range(8)]
         assert {group_shard(g, 2) for g in groups} == {0, 1}
         channel = await layer.new_channel()
@@ -280,9 +274,6 @@ async def test_sharded_groupsvc_every_group_and_channel_on_its_owner(make_layer)
             await sender.send(q, {"type": "x", "to": q})
         for q in queued:
             assert (await asyncio.wait_for(layer.receive(q), 5))["to"] == q
-    finally:
-        for p in procs:
-            p.stop()
 
 
 async def test_while_resharding_layers_on_both_lists_share_every_group(make_layer):
@@ -339,15 +330,9 @@ async def test_making_the_link_never_waits_for_the_links_loop(groupsvc, make_lay
 async def test_a_queued_channel_receives_a_group_placed_on_another_shard(make_layer):
     """A background worker on a named channel (no '!') that joins groups: the group's copies
     wait on the group's shard, and receive asks every shard."""
-    from conftest import free_port
-
-    ports = [free_port() for _ in range(3)]
-    shards = ",".join(f"127.0.0.1:{p}" for p in ports)
-    procs = [Groupsvc(port=p, flags=[f"--shards={shards}", f"--shard_index={i}"])
-             for i, p in enumerate(ports)]
-    try:
-        worker = make_layer(None, targets=shards.split(","))
-        sender = make_layer(None, targets=shards.split(","))
+    with sharded_groupsvc(3) as targets:
+        worker = make_layer(None, targets=targets)
+        sender = make_layer(None, targets=targets)
         group = "jobs"
         channel = next(f"worker-{i}" for i in range(100)
                        if channel_shard(f"worker-{i}", 3) != group_shard(group, 3))
@@ -357,6 +342,3 @@ async def test_a_queued_channel_receives_a_group_placed_on_another_shard(make_la
         got = [await asyncio.wait_for(worker.receive(channel), 5) for _ in range(2)]
         assert sorted((m["n"], m["via"]) for m in got) == [(1, "group"), (2, "send")]
         assert await worker.group_channels(group) == [channel]
-    finally:
-        for p in procs:
-            p.stop()

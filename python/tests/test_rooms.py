@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from channels_groupsvc.placement import group_shard
-from conftest import Groupsvc, free_port
+from conftest import Groupsvc, sharded_groupsvc
 
 
 @pytest.fixture
@@ -83,12 +83,8 @@ async def test_history_recovers_exactly_what_came_after_or_says_it_cannot(groups
 
 
 async def test_every_query_reaches_the_groups_own_shard(make_layer):
-    ports = [free_port(), free_port()]
-    shards = ",".join(f"127.0.0.1:{p}" for p in ports)
-    procs = [Groupsvc(port=p, flags=[f"--shards={shards}", f"--shard_index={i}"])
-             for i, p in enumerate(ports)]
-    try:
-        layer = make_layer(None, targets=shards.split(","))
+    with sharded_groupsvc(2) as targets:
+        layer = make_layer(None, targets=targets)
         groups = [f"g{i}" for i in range(6)]
         assert {group_shard(g, 2) for g in groups} == {0, 1}
         channel = await layer.new_channel()
@@ -99,9 +95,6 @@ async def test_every_query_reaches_the_groups_own_shard(make_layer):
             assert await layer.group_channels(g) == [channel]
             assert [u["id"] for u in await layer.group_presence(g)] == ["u"]
             assert [m["group"] for _, m in (await layer.group_history(g))["events"]] == [g]
-    finally:
-        for p in procs:
-            p.stop()
 
 
 async def test_positions_put_each_group_event_in_the_groups_history(groupsvc, make_layer):
