@@ -103,8 +103,10 @@ size_t ChannelTable::CloseUser(const std::string& user_id, const std::string& gr
       if (auto sink = entry.sink.lock()) closing.emplace_back(entry.loop, std::move(sink));
     }
   }
-  for (auto& [loop, sink] : closing) {
-    loops_->Post(loop, [sink, code, reason] { sink->OnClose(code, reason); });
+  for (auto& share : closing) {
+    // (A structured binding cannot be captured in C++17.)
+    loops_->Post(share.first,
+                 [sink = std::move(share.second), code, reason] { sink->OnClose(code, reason); });
   }
   return closing.size();
 }
