@@ -1,6 +1,7 @@
 #include "edge/auth/key_source.h"
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -9,8 +10,10 @@
 #include <fstream>
 #include <sstream>
 #include <utility>
+#include <vector>
 
 #include "absl/random/random.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "shared/log.h"
 
@@ -83,12 +86,13 @@ namespace ssl = boost::asio::ssl;
 namespace beast = boost::beast;
 namespace http = boost::beast::http;
 
-// One GET of https://host:port/target within `timeout`: the body of a 200,
-// else an error naming what failed (resolve, connect, TLS, status).
+// One GET of https://host:port/target from `endpoints` (the host's addresses)
+// within `timeout`: the body of a 200, else an error naming what failed
+// (connect, TLS, status).
 absl::StatusOr<std::string> HttpsGet(net::io_context& io, ssl::context& tls,
                                      const std::string& host, const std::string& port,
+                                     const std::vector<net::ip::tcp::endpoint>& endpoints,
                                      const std::string& target, absl::Duration timeout) {
-  net::ip::tcp::resolver resolver(io);
   beast::ssl_stream<beast::tcp_stream> stream(io, tls);
   beast::flat_buffer buffer;
   http::request<http::empty_body> request{http::verb::get, target, 11};
@@ -110,18 +114,15 @@ absl::StatusOr<std::string> HttpsGet(net::io_context& io, ssl::context& tls,
   stream.set_verify_mode(ssl::verify_peer);
   stream.set_verify_callback(ssl::host_name_verification(host));
   beast::get_lowest_layer(stream).expires_after(absl::ToChronoNanoseconds(timeout));
-  resolver.async_resolve(host, port, [&](beast::error_code ec, auto endpoints) {
-    if (ec) return fail("resolve", ec);
-    beast::get_lowest_layer(stream).async_connect(endpoints, [&](beast::error_code ec, auto) {
-      if (ec) return fail("connect", ec);
-      stream.async_handshake(ssl::stream_base::client, [&](beast::error_code ec) {
-        if (ec) return fail("TLS", ec);
-        http::async_write(stream, request, [&](beast::error_code ec, size_t) {
-          if (ec) return fail("send", ec);
-          http::async_read(stream, buffer, response, [&](beast::error_code ec, size_t) {
-            if (ec) return fail("read", ec);
-            failure = absl::OkStatus();
-          });
+  beast::get_lowest_layer(stream).async_connect(endpoints, [&](beast::error_code ec, auto) {
+    if (ec) return fail("connect", ec);
+    stream.async_handshake(ssl::stream_base::client, [&](beast::error_code ec) {
+      if (ec) return fail("TLS", ec);
+      http::async_write(stream, request, [&](beast::error_code ec, size_t) {
+        if (ec) return fail("send", ec);
+        http::async_read(stream, buffer, response, [&](beast::error_code ec, size_t) {
+          if (ec) return fail("read", ec);
+          failure = absl::OkStatus();
         });
       });
     });
@@ -135,6 +136,67 @@ absl::StatusOr<std::string> HttpsGet(net::io_context& io, ssl::context& tls,
 }
 
 }  // namespace
+
+// A host's addresses, looked up on a thread of its own that is left to
+// finish alone once nobody waits: getaddrinfo cannot be cancelled, and a DNS
+// server that does not answer must hold up neither a fetch past its timeout
+// nor the edge's shutdown (asio's resolver joins its thread when its
+// io_context goes). At most kMaxStuck such threads at once.
+class JwksUrl::Lookup {
+ public:
+  using Endpoints = std::vector<net::ip::tcp::endpoint>;
+  static constexpr int kMaxStuck = 4;
+
+  static absl::StatusOr<std::shared_ptr<Lookup>> Start(const std::string& host,
+                                                       const std::string& port) {
+    if (running_.fetch_add(1) >= kMaxStuck) {
+      running_.fetch_sub(1);
+      return absl::UnavailableError("resolve: earlier lookups of the host have not returned");
+    }
+    auto lookup = std::make_shared<Lookup>();
+    std::thread([lookup, host, port] {
+      net::io_context io;
+      net::ip::tcp::resolver resolver(io);
+      boost::system::error_code ec;
+      Endpoints endpoints;
+      for (const auto& entry : resolver.resolve(host, port, ec)) {
+        endpoints.push_back(entry.endpoint());
+      }
+      {
+        absl::MutexLock lock(&lookup->mu_);
+        lookup->done_ = true;
+        if (ec) {
+          lookup->result_ = absl::UnavailableError(absl::StrCat("resolve: ", ec.message()));
+        } else {
+          lookup->result_ = std::move(endpoints);
+        }
+      }
+      running_.fetch_sub(1);
+    }).detach();
+    return lookup;
+  }
+
+  // The addresses, or why not: the lookup failed, `deadline` passed, or
+  // Abandon was called.
+  absl::StatusOr<Endpoints> Wait(absl::Time deadline) {
+    absl::MutexLock lock(&mu_);
+    auto over = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done_ || abandoned_; };
+    mu_.AwaitWithDeadline(absl::Condition(&over), deadline);
+    if (done_) return result_;
+    return absl::DeadlineExceededError(abandoned_ ? "resolve: stopped" : "resolve: timed out");
+  }
+  void Abandon() {
+    absl::MutexLock lock(&mu_);
+    abandoned_ = true;
+  }
+
+ private:
+  static inline std::atomic<int> running_{0};
+  absl::Mutex mu_;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  bool abandoned_ ABSL_GUARDED_BY(mu_) = false;
+  absl::StatusOr<Endpoints> result_ ABSL_GUARDED_BY(mu_);
+};
 
 struct JwksUrl::Fetcher {
   JwksUrlOptions options;
@@ -179,6 +241,7 @@ JwksUrl::~JwksUrl() {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
     woken_ = true;
+    if (looking_ != nullptr) looking_->Abandon();
     if (fetching_ != nullptr) fetching_->stop();
   }
   if (thread_.joinable()) thread_.join();
@@ -198,6 +261,48 @@ void JwksUrl::UnknownKid(absl::string_view kid) {
 uint64_t JwksUrl::attempts() {
   absl::MutexLock lock(&mu_);
   return attempts_;
+}
+
+absl::StatusOr<std::string> JwksUrl::Fetch(absl::Time deadline) {
+  // The host's addresses: at once for an address, else looked up aside.
+  Lookup::Endpoints endpoints;
+  boost::system::error_code not_an_address;
+  const net::ip::address address = net::ip::make_address(fetcher_->host, not_an_address);
+  uint32_t port = 0;
+  if (!absl::SimpleAtoi(fetcher_->port, &port) || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("--jwks_url: bad port ", fetcher_->port));
+  }
+  if (!not_an_address) {
+    endpoints.emplace_back(address, static_cast<uint16_t>(port));
+  } else {
+    absl::StatusOr<std::shared_ptr<Lookup>> lookup = Lookup::Start(fetcher_->host, fetcher_->port);
+    if (!lookup.ok()) return lookup.status();
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return absl::CancelledError("stopping");
+      looking_ = *lookup;
+    }
+    absl::StatusOr<Lookup::Endpoints> found = (*lookup)->Wait(deadline);
+    {
+      absl::MutexLock lock(&mu_);
+      looking_ = nullptr;
+    }
+    if (!found.ok()) return found.status();
+    endpoints = *std::move(found);
+  }
+  // The destructor stops the rest through this io_context.
+  net::io_context io;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return absl::CancelledError("stopping");
+    fetching_ = &io;
+  }
+  absl::StatusOr<std::string> body =
+      HttpsGet(io, fetcher_->tls, fetcher_->host, fetcher_->port, endpoints, fetcher_->target,
+               std::max(deadline - absl::Now(), absl::Milliseconds(1)));
+  absl::MutexLock lock(&mu_);
+  fetching_ = nullptr;
+  return body;
 }
 
 void JwksUrl::Run() {
@@ -227,19 +332,8 @@ void JwksUrl::Run() {
       last_attempt_ = absl::Now();
       ++attempts_;
     }
-    // The destructor stops a fetch under way through this io_context.
-    net::io_context io;
-    {
-      absl::MutexLock lock(&mu_);
-      if (stopping_) return;
-      fetching_ = &io;
-    }
-    absl::StatusOr<std::string> body =
-        HttpsGet(io, fetcher_->tls, fetcher_->host, fetcher_->port, fetcher_->target, o.timeout);
-    {
-      absl::MutexLock lock(&mu_);
-      fetching_ = nullptr;
-    }
+    const absl::Time deadline = absl::Now() + o.timeout;
+    absl::StatusOr<std::string> body = Fetch(deadline);
     absl::StatusOr<std::shared_ptr<const PublicKeys>> keys =
         body.ok() ? PublicKeys::Parse(*body) : body.status();
     absl::MutexLock lock(&mu_);

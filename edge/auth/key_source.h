@@ -97,8 +97,11 @@ class JwksUrl final : public KeySource {
 
  private:
   struct Fetcher;
+  class Lookup;
   explicit JwksUrl(std::unique_ptr<Fetcher> fetcher);
   void Run();
+  // One GET of the URL, done by `deadline` (or cut short by the destructor).
+  absl::StatusOr<std::string> Fetch(absl::Time deadline);
 
   const std::unique_ptr<Fetcher> fetcher_;
   absl::Mutex mu_;
@@ -107,7 +110,8 @@ class JwksUrl final : public KeySource {
   bool refetch_ ABSL_GUARDED_BY(mu_) = false;
   // Wakes the fetching thread early (an unknown kid, the destructor).
   bool woken_ ABSL_GUARDED_BY(mu_) = false;
-  // The fetch under way, for the destructor to stop.
+  // The fetch under way, for the destructor to stop: its name lookup, then its I/O.
+  std::shared_ptr<Lookup> looking_ ABSL_GUARDED_BY(mu_);
   boost::asio::io_context* fetching_ ABSL_GUARDED_BY(mu_) = nullptr;
   absl::Time next_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time last_attempt_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();

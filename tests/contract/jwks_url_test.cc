@@ -124,13 +124,15 @@ class JwksUrlTest : public ::testing::Test {
     ca_file_ = absl::StrCat(::testing::TempDir(), "/jwks-ca-", getpid(), ".pem");
     std::ofstream(ca_file_) << ca_.cert_pem();
     server_ =
-        std::make_unique<JwksServer>(ca_.Issue({.common_name = "idp", .dns_names = {"localhost"}}));
+        // An address, not "localhost": a fresh Debian chroot resolves no names.
+        std::make_unique<JwksServer>(
+            ca_.Issue({.common_name = "idp", .ip_addresses = {"127.0.0.1"}}));
   }
   void TearDown() override { std::remove(ca_file_.c_str()); }
 
   JwksUrlOptions Options() {
     JwksUrlOptions o;
-    o.url = absl::StrCat("https://localhost:", server_->port(), "/realms/chat/certs");
+    o.url = absl::StrCat("https://127.0.0.1:", server_->port(), "/realms/chat/certs");
     o.ca_file = ca_file_;
     o.min_refetch = absl::Milliseconds(200);
     o.min_backoff = absl::Milliseconds(200);
@@ -217,7 +219,7 @@ TEST_F(JwksUrlTest, StoppingDoesNotWaitForAFetchThatHangs) {
   net::ip::tcp::socket held(io);
   std::thread accepting([&] { silent.accept(held); });
   JwksUrlOptions o = Options();
-  o.url = absl::StrCat("https://localhost:", silent.local_endpoint().port(), "/certs");
+  o.url = absl::StrCat("https://127.0.0.1:", silent.local_endpoint().port(), "/certs");
   o.timeout = absl::Seconds(30);
   absl::StatusOr<std::unique_ptr<JwksUrl>> source = JwksUrl::Start(o);
   ASSERT_TRUE(source.ok()) << source.status();
@@ -228,9 +230,27 @@ TEST_F(JwksUrlTest, StoppingDoesNotWaitForAFetchThatHangs) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(2));
 }
 
+TEST_F(JwksUrlTest, StoppingDoesNotWaitForAHostNameLookup) {
+  // A name, looked up aside: whether it resolves here (a silent provider
+  // then), fails, or hangs (a minimal chroot's DNS never answers), the
+  // destructor leaves the lookup behind instead of waiting for it.
+  net::io_context io;
+  net::ip::tcp::acceptor silent(io, {net::ip::make_address("127.0.0.1"), 0});
+  JwksUrlOptions o = Options();
+  o.url = absl::StrCat("https://localhost:", silent.local_endpoint().port(), "/certs");
+  o.timeout = absl::Seconds(30);
+  absl::StatusOr<std::unique_ptr<JwksUrl>> source = JwksUrl::Start(o);
+  ASSERT_TRUE(source.ok()) << source.status();
+  ASSERT_TRUE(Eventually([&] { return (*source)->attempts() == 1; }));
+  absl::SleepFor(absl::Milliseconds(100));  // Into the lookup, or past it.
+  const absl::Time start = absl::Now();
+  source->reset();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+}
+
 TEST_F(JwksUrlTest, OnlyHttpsUrls) {
   JwksUrlOptions o = Options();
-  o.url = absl::StrCat("http://localhost:", server_->port(), "/certs");
+  o.url = absl::StrCat("http://127.0.0.1:", server_->port(), "/certs");
   EXPECT_THAT(JwksUrl::Start(o).status().message(), HasSubstr("must be an https:// URL"));
   o.url = "not a url";
   EXPECT_EQ(JwksUrl::Start(o).status().code(), absl::StatusCode::kInvalidArgument);
