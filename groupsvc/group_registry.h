@@ -24,7 +24,11 @@
 // edge id re-attaches and its first message (the replay) is applied
 // (ReplayApplied).
 //
-// Thread-safe; never calls out (to a sink or receiver) while holding a lock.
+// Thread-safe. It calls out (EdgeSink::Deliver, Receiver::OnEvent, through
+// Mailboxes) holding no lock of its parts; a group_send holds only its
+// group's send_order_ lock while it hands the event on, so that every edge
+// sees a group's offsets in order (sinks and receivers must not call back
+// into a group_send of the same group).
 // Lock order: the edge directory, then a group shard, then the unsettled set
 // (or the users).
 #ifndef CHAT_GROUPSVC_GROUP_REGISTRY_H_

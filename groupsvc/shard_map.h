@@ -43,11 +43,10 @@ class ShardMap {
   bool sharded() const { return count() > 1 || bridge_ > 0; }
   // The other count while resharding, else 0.
   uint32_t bridge() const { return bridge_; }
+  // Every shard's address, in shard order; empty without --shards.
+  const std::vector<std::string>& addresses() const { return addresses_; }
   // The count that places groups and channels for unary calls: bridge() while
   // resharding, else count().
-  // Empty without --shards.
-  const std::vector<std::string>& addresses() const { return addresses_; }
-
   uint32_t placement_count() const { return bridge_ > 0 ? bridge_ : count(); }
 
   uint32_t GroupOwner(absl::string_view group) const;

@@ -1,6 +1,6 @@
 // Layer: the channel layer as the edge's consumers use it, with two
 // implementations behind the same interface: MemoryLayer (one edge, no
-// groupsvc) and GrpcLayer (groupsvc over one Attach stream per process).
+// groupsvc) and GrpcLayer (groupsvc over one Attach stream per shard).
 //
 //   std::string channel = layer.Register(session, loop);  // "edge-ab12!c7"
 //   layer.GroupAdd("chat_lobby", channel, [](absl::Status s) { ... });

@@ -1,5 +1,6 @@
-// EdgeMetrics: the edge's Prometheus metrics, served at /metrics on the HTTP
-// port: connections, frames in and out, drops by reason, groups, link state.
+// EdgeMetrics: the edge's Prometheus metrics, served at /metrics on the
+// metrics port (--metrics_listen, not the pages' and WebSockets' port):
+// connections, frames in and out, drops and refusals by reason, groups, link state.
 //
 //   EdgeMetrics metrics([&] { return layer.ready(); }, [&] { return layer.local_groups(); });
 //   metrics.frames_in().Increment();

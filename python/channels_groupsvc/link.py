@@ -147,9 +147,6 @@ class Link:
     def run_soon(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
-    def call_soon(self, fn, *args):
-        self._loop.call_soon_threadsafe(fn, *args)
-
     def close(self):
         """Ends the streams (bounded: 5 s)."""
         if self._closing:

@@ -3,7 +3,8 @@
 Every edge, every shard and this layer compute it from the name alone:
 ``shard = jump_hash(fnv1a64(key), shards)``, where the key is a group's name,
 a process-local channel's owner key (``owner_key``), or any other channel's name.
-tests/test_placement.py checks the C++ fixed vectors.
+python/tests/test_layer.py (test_placement_matches_the_cpp_fixed_vectors) checks
+the C++ fixed vectors of tests/unit/placement_test.cc.
 """
 
 _FNV_OFFSET = 14695981039346656037

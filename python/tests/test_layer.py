@@ -312,7 +312,12 @@ async def test_making_the_link_never_waits_for_the_links_loop(groupsvc, make_lay
     await first.group_add("warm", await first.new_channel())  # The shared loop is running.
     # The link's loop is busy for a while (a slow callback of another layer's)...
     busy = threading.Event()
-    first.link.call_soon(lambda: (busy.set(), time.sleep(0.6)))
+
+    async def hold_the_loop():
+        busy.set()
+        time.sleep(0.6)  # Blocks the loop, as a slow callback would.
+
+    first.link.run_soon(hold_the_loop())
     assert busy.wait(5)
     # ...and a new layer's link is made on this event loop without waiting for it.
     second = make_layer(groupsvc.target)
