@@ -1,0 +1,26 @@
+# Writes OUT, a C++ header holding each file of FILES as a constant string
+# (chat_static::k<Name>, from its name: lobby.html -> kLobbyHtml), so that the
+# edge's pages are edited as files and built into the binary.
+#   cmake -DOUT=pages_static.h -DFILES="a.html|b.css" -P embed.cmake
+string(REPLACE "|" ";" FILES "${FILES}")
+set(text "// Generated from edge/chat/static/ by edge/chat/embed.cmake; do not edit.\n")
+string(APPEND text "#pragma once\n\nnamespace chat_static {\n")
+foreach(file ${FILES})
+  file(READ ${file} content)
+  string(FIND "${content}" ")chat_static\"" clash)
+  if(NOT clash EQUAL -1)
+    message(FATAL_ERROR "${file} holds the raw string's end marker )chat_static\"")
+  endif()
+  get_filename_component(name ${file} NAME)
+  string(REGEX REPLACE "[^A-Za-z0-9]+" ";" words "${name}")
+  set(symbol "k")
+  foreach(word ${words})
+    string(SUBSTRING ${word} 0 1 first)
+    string(SUBSTRING ${word} 1 -1 rest)
+    string(TOUPPER ${first} first)
+    string(APPEND symbol "${first}${rest}")
+  endforeach()
+  string(APPEND text "inline constexpr char ${symbol}[] = R\"chat_static(${content})chat_static\";\n")
+endforeach()
+string(APPEND text "}  // namespace chat_static\n")
+file(WRITE ${OUT} "${text}")
