@@ -12,12 +12,10 @@
 namespace groupsvc {
 namespace {
 
-constexpr size_t kMaxUserField = 256;
-
 absl::Status ValidatePresenceUser(const PresenceUser& user) {
-  if (user.id.size() > kMaxUserField || user.name.size() > kMaxUserField) {
+  if (user.id.size() > chat::kMaxUserField || user.name.size() > chat::kMaxUserField) {
     return absl::InvalidArgumentError(
-        absl::StrCat("a user's id and name are at most ", kMaxUserField, " bytes each"));
+        absl::StrCat("a user's id and name are at most ", chat::kMaxUserField, " bytes each"));
   }
   return absl::OkStatus();
 }
@@ -207,9 +205,9 @@ absl::Status GroupRegistry::ConnectUser(UserConnection connection, uint32_t cap,
   if (absl::Status s = ValidatePresenceUser({connection.user_id, connection.name}); !s.ok()) {
     return s;
   }
-  if (connection.room.size() > kMaxUserField) {
+  if (connection.room.size() > chat::kMaxUserField) {
     return absl::InvalidArgumentError(
-        absl::StrCat("a connection's room is at most ", kMaxUserField, " bytes"));
+        absl::StrCat("a connection's room is at most ", chat::kMaxUserField, " bytes"));
   }
   if (absl::Status s = CheckOwnConnection(connection.channel, connection.edge_id); !s.ok()) {
     return s;

@@ -53,4 +53,11 @@ absl::string_view ChannelOwnerPrefix(absl::string_view channel) {
   return channel.substr(start, bang + 1 - start);
 }
 
+absl::Status UserCapReached(absl::string_view user_id, size_t connections, uint32_t cap) {
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "user \"", user_id, "\" already has ", connections, " connection",
+      connections == 1 ? "" : "s", ", the most one user may have (--max_connections_per_user=", cap,
+      "); close one first"));
+}
+
 }  // namespace chat

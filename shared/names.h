@@ -10,6 +10,9 @@
 #ifndef CHAT_SHARED_NAMES_H_
 #define CHAT_SHARED_NAMES_H_
 
+#include <cstddef>
+#include <cstdint>
+
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
@@ -28,6 +31,14 @@ absl::Status ValidateChannelName(absl::string_view name);
 // new_channel(prefix) names are "<prefix>.<client>!<random>" with any prefix
 // the caller picks, so the client part alone identifies the process.
 absl::string_view ChannelOwnerPrefix(absl::string_view channel);
+
+// A signed-in user's id, name and room as groupsvc keeps them: at most this
+// many bytes each (the edge clips longer ones at a character boundary).
+inline constexpr size_t kMaxUserField = 256;
+
+// RESOURCE_EXHAUSTED for a user at --max_connections_per_user: what groupsvc
+// answers, and the edge without groupsvc, and what the HTTP 429 says.
+absl::Status UserCapReached(absl::string_view user_id, size_t connections, uint32_t cap);
 
 }  // namespace chat
 

@@ -27,9 +27,7 @@ void MemoryLayer::ConnectUser(const std::string& channel, UserConnection user, u
     absl::MutexLock lock(&connect_mu_);
     const size_t n = table_.CountConnections(user.id);
     if (cap > 0 && n >= cap) {
-      status = absl::ResourceExhaustedError(absl::StrCat(
-          "user \"", user.id, "\" already has ", n, " connection", n == 1 ? "" : "s",
-          ", the most one user may have (--max_connections_per_user=", cap, "); close one first"));
+      status = chat::UserCapReached(user.id, n, cap);
     } else {
       table_.SetConnection(channel, std::move(user));
     }

@@ -38,7 +38,7 @@ boost::json::object Author(const boost::json::object& fields) {
 
 // Ids and names as groupsvc takes them (at most 256 bytes), cut at a
 // character boundary.
-std::string Clip(const std::string& text) { return chat::ClipUtf8(text, 256); }
+std::string Clip(const std::string& text) { return chat::ClipUtf8(text, chat::kMaxUserField); }
 
 // The room's history holds whatever was sent to the group; only chat
 // messages are the client's.

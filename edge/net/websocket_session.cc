@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "shared/log.h"
+#include "shared/names.h"
 #include "shared/utf8.h"
 
 namespace edge {
@@ -136,9 +137,10 @@ void WebSocketSession::Run() {
   std::optional<UserConnection> user;
   if (scope.authenticated && !scope.user_id.empty()) {
     auto room = scope.url_route.find("room_name");
-    // As groupsvc takes them (at most 256 bytes each), as presence clips them.
-    user = UserConnection{chat::ClipUtf8(scope.user_id, 256), chat::ClipUtf8(scope.user, 256),
-                          chat::ClipUtf8(room == scope.url_route.end() ? "" : room->second, 256)};
+    // As groupsvc takes them, as presence clips them.
+    auto clip = [](const std::string& text) { return chat::ClipUtf8(text, chat::kMaxUserField); };
+    user = UserConnection{clip(scope.user_id), clip(scope.user),
+                          clip(room == scope.url_route.end() ? "" : room->second)};
   }
   channel_ = context_->layer->Register(weak_from_this(), loop_);
   consumer_->Attach(this, context_->layer.get(), std::move(upgrade_->scope), channel_);

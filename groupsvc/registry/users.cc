@@ -27,10 +27,7 @@ absl::Status Users::Connect(UserConnection connection, uint32_t cap, uint32_t* c
   if (count != nullptr) *count = mine.size();
   absl::Status refused;
   if (cap > 0 && mine.size() >= cap) {
-    refused = absl::ResourceExhaustedError(absl::StrCat(
-        "user \"", connection.user_id, "\" already has ", mine.size(), " connection",
-        mine.size() == 1 ? "" : "s",
-        ", the most one user may have (--max_connections_per_user=", cap, "); close one first"));
+    refused = chat::UserCapReached(connection.user_id, mine.size(), cap);
   } else if (user_of_.size() >= max_connections_) {
     refused = absl::ResourceExhaustedError(
         absl::StrCat("groupsvc tracks at most ", max_connections_, " user connections"));

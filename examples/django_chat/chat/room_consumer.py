@@ -15,14 +15,17 @@ edge's pages, and speaks a subset of the edge's chat.v2 frames:
 from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels_groupsvc.tokens import identity
 
 
 class RoomConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         self.group = f"chat_{self.scope['url_route']['kwargs']['room_name']}"
         user = self.scope["user"]
-        self.author = ({"id": str(user.pk), "name": user.get_full_name() or user.get_username()}
-                       if user.is_authenticated else {"anonymous": True})
+        self.author = {"anonymous": True}
+        if user.is_authenticated:  # As presence and the edges' tokens name the user.
+            user_id, name = identity(user)
+            self.author = {"id": user_id, "name": name}
         await self.channel_layer.group_add(self.group, self.channel_name, presence=True,
                                            positions=True,
                                            user=user if user.is_authenticated else None)
