@@ -114,13 +114,14 @@ class GroupsvcChannelLayer(RoomQueries, BaseChannelLayer):
             log.warning("channels_groupsvc: CONFIG channel_capacity applies to this process's "
                         "buffers; queued channels follow groupsvc's --capacity_overrides")
 
-    async def _ready_link(self):
+    async def _ready_link(self, shard=None):
+        """The link, once a shard's stream is up (the given shard's, if any), or after 2 s."""
         link = self.link
-        await link.run(link.wait_ready(2.0))
+        await link.run(link.wait_ready(2.0, shard))
         return link
 
     async def _command(self, shard, command, require_ready=True):
-        link = await self._ready_link()
+        link = await self._ready_link(shard if require_ready else None)
         try:
             ack = await link.run(link.command(shard, command, require_ready))
         except LinkError as e:

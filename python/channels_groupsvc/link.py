@@ -229,12 +229,16 @@ class Link:
         shard.next_id += 1
         shard.queue.put_nowait(command)
 
-    def ready(self):
+    def ready(self, shard_index=None):
+        """Whether any shard's stream is up, or the given shard's."""
+        if shard_index is not None:
+            return self.shards[shard_index].ready
         return any(s.ready for s in self.shards)
 
-    async def wait_ready(self, timeout):
+    async def wait_ready(self, timeout, shard_index=None):
+        """Waits (bounded) until ready(shard_index); False when the time ran out."""
         deadline = time.monotonic() + timeout
-        while not self.ready():
+        while not self.ready(shard_index):
             if time.monotonic() > deadline:
                 return False
             await asyncio.sleep(0.02)

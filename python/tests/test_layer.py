@@ -9,7 +9,7 @@ from channels.exceptions import ChannelFull
 
 from channels_groupsvc import GroupsvcUnavailable
 from channels_groupsvc.placement import channel_shard, fnv1a64, group_shard, owner_key
-from conftest import Groupsvc, sharded_groupsvc
+from conftest import Groupsvc, free_port, sharded_groupsvc
 
 
 async def nothing_within(layer, channel, seconds):
@@ -330,6 +330,29 @@ async def test_making_the_link_never_waits_for_the_links_loop(groupsvc, make_lay
     await second.group_add("fresh", channel)
     await first.group_send("fresh", {"type": "hello"})
     assert (await asyncio.wait_for(second.receive(channel), 5))["type"] == "hello"
+
+
+async def test_a_command_waits_for_its_own_shards_stream_not_any(make_layer):
+    """Shard 0's stream is up, shard 1's groupsvc is still starting: a send to a channel on
+    shard 1 waits (bounded) for shard 1's stream instead of failing UNAVAILABLE at once."""
+    ports = [free_port() for _ in range(2)]
+    targets = [f"127.0.0.1:{p}" for p in ports]
+
+    def start(i):
+        return Groupsvc(port=ports[i], flags=[f"--shards={','.join(targets)}", f"--shard_index={i}"])
+
+    shards = [start(0)]
+    try:
+        layer = make_layer(None, targets=targets)
+        await layer.new_channel()  # Returns once a stream (shard 0's) is up.
+        channel = next(f"worker-{i}" for i in range(100) if channel_shard(f"worker-{i}", 2) == 1)
+        starting = asyncio.get_running_loop().run_in_executor(None, start, 1)
+        await layer.send(channel, {"type": "job", "n": 1})
+        shards.append(await starting)
+        assert (await asyncio.wait_for(layer.receive(channel), 5))["n"] == 1
+    finally:
+        for shard in shards:
+            shard.stop()
 
 
 async def test_a_queued_channel_receives_a_group_placed_on_another_shard(make_layer):
