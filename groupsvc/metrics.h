@@ -14,9 +14,9 @@
 #include <functional>
 #include <vector>
 
-#include "groupsvc/api_guard.h"
-#include "groupsvc/group_registry.h"
+#include "groupsvc/registry/group_registry.h"
 #include "groupsvc/rpc/attach_stream.h"
+#include "groupsvc/security/api_guard.h"
 
 namespace groupsvc {
 

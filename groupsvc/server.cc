@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "groupsvc/tls_files.h"
+#include "groupsvc/security/tls_files.h"
 #include "shared/log.h"
 
 namespace groupsvc {

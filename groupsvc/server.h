@@ -29,14 +29,14 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "groupsvc/api_guard.h"
-#include "groupsvc/group_registry.h"
 #include "groupsvc/metrics.h"
+#include "groupsvc/registry/group_registry.h"
 #include "groupsvc/rpc/completion_loop.h"
-#include "groupsvc/rpc/forwarder.h"
 #include "groupsvc/rpc/group_service.h"
 #include "groupsvc/rpc/health_service.h"
-#include "groupsvc/shard_map.h"
+#include "groupsvc/security/api_guard.h"
+#include "groupsvc/shards/forwarder.h"
+#include "groupsvc/shards/shard_map.h"
 #include "shared/clock.h"
 
 namespace groupsvc {

@@ -24,7 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
-#include "groupsvc/event.h"
+#include "groupsvc/registry/event.h"
 #include "groupsvc/registry/group_table.h"
 
 namespace groupsvc {

@@ -32,7 +32,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "groupsvc/event.h"
+#include "groupsvc/registry/event.h"
 
 namespace groupsvc {
 

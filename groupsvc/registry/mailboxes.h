@@ -26,8 +26,8 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "groupsvc/event.h"
-#include "groupsvc/queue_quota.h"
+#include "groupsvc/registry/event.h"
+#include "groupsvc/registry/queue_quota.h"
 
 namespace groupsvc {
 

@@ -5,9 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "groupsvc/commands.h"
-#include "groupsvc/peer_identity.h"
+#include "groupsvc/rpc/commands.h"
 #include "groupsvc/rpc/wire.h"
+#include "groupsvc/security/peer_identity.h"
 #include "shared/log.h"
 
 namespace groupsvc {

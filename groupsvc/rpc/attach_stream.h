@@ -48,10 +48,10 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "groupsvc/api_guard.h"
-#include "groupsvc/group_registry.h"
+#include "groupsvc/registry/group_registry.h"
 #include "groupsvc/rpc/completion_loop.h"
-#include "groupsvc/shard_map.h"
+#include "groupsvc/security/api_guard.h"
+#include "groupsvc/shards/shard_map.h"
 #include "groupsvc/v1/layer.grpc.pb.h"
 
 namespace groupsvc {

@@ -6,10 +6,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "groupsvc/commands.h"
-#include "groupsvc/event_json.h"
-#include "groupsvc/peer_identity.h"
+#include "groupsvc/registry/event_json.h"
+#include "groupsvc/rpc/commands.h"
 #include "groupsvc/rpc/wire.h"
+#include "groupsvc/security/peer_identity.h"
 #include "shared/grpc_status.h"
 #include "shared/log.h"
 #include "shared/names.h"

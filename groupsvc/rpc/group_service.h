@@ -34,12 +34,12 @@
 #include <optional>
 #include <vector>
 
-#include "groupsvc/api_guard.h"
-#include "groupsvc/group_registry.h"
+#include "groupsvc/registry/group_registry.h"
 #include "groupsvc/rpc/attach_stream.h"
 #include "groupsvc/rpc/completion_loop.h"
-#include "groupsvc/rpc/forwarder.h"
 #include "groupsvc/rpc/unary_call.h"
+#include "groupsvc/security/api_guard.h"
+#include "groupsvc/shards/forwarder.h"
 #include "groupsvc/v1/layer.grpc.pb.h"
 
 namespace groupsvc {

@@ -1,5 +1,5 @@
 // attach_fuzz: groupsvc's handling of what an edge sends on its Attach stream
-// (groupsvc/rpc/wire.h, groupsvc/commands.h, groupsvc/group_registry.h).
+// (groupsvc/rpc/wire.h, groupsvc/rpc/commands.h, groupsvc/registry/group_registry.h).
 //
 // Input: the bytes of one EdgeMessage as it arrives on the stream, parsed with
 // groupsvc::ParseWire (the stream's own parser; a text-format EdgeMessage is
@@ -46,8 +46,8 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "groupsvc/commands.h"
-#include "groupsvc/group_registry.h"
+#include "groupsvc/registry/group_registry.h"
+#include "groupsvc/rpc/commands.h"
 #include "groupsvc/rpc/wire.h"
 #include "groupsvc/v1/layer.pb.h"
 #include "shared/clock.h"

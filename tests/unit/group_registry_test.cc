@@ -1,4 +1,4 @@
-#include "groupsvc/group_registry.h"
+#include "groupsvc/registry/group_registry.h"
 
 #include <map>
 #include <memory>
@@ -7,7 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "gmock/gmock.h"
-#include "groupsvc/commands.h"
+#include "groupsvc/rpc/commands.h"
 #include "gtest/gtest.h"
 
 namespace groupsvc {

@@ -5,10 +5,10 @@
 #include <vector>
 
 #include "gmock/gmock.h"
-#include "groupsvc/api_tokens.h"
-#include "groupsvc/group_registry.h"
-#include "groupsvc/peer_identity.h"
-#include "groupsvc/queue_quota.h"
+#include "groupsvc/registry/group_registry.h"
+#include "groupsvc/registry/queue_quota.h"
+#include "groupsvc/security/api_tokens.h"
+#include "groupsvc/security/peer_identity.h"
 #include "gtest/gtest.h"
 
 namespace groupsvc {

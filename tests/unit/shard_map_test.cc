@@ -1,11 +1,11 @@
 // ShardMap (this groupsvc's place among the shards) and what ApplyCommand does
 // with a command for a group placed on another shard.
-#include "groupsvc/shard_map.h"
+#include "groupsvc/shards/shard_map.h"
 
 #include <string>
 
 #include "gmock/gmock.h"
-#include "groupsvc/commands.h"
+#include "groupsvc/rpc/commands.h"
 #include "gtest/gtest.h"
 #include "shared/clock.h"
 #include "shared/placement.h"

@@ -9,8 +9,8 @@
 
 #include "absl/strings/match.h"
 #include "gmock/gmock.h"
-#include "groupsvc/commands.h"
-#include "groupsvc/group_registry.h"
+#include "groupsvc/registry/group_registry.h"
+#include "groupsvc/rpc/commands.h"
 #include "gtest/gtest.h"
 
 namespace groupsvc {

@@ -18,8 +18,8 @@
 // at most once per `check_interval` and re-reads it when that changed; a file
 // that became unreadable or invalid keeps the previous tokens (and is logged
 // once per change).
-#ifndef CHAT_GROUPSVC_API_TOKENS_H_
-#define CHAT_GROUPSVC_API_TOKENS_H_
+#ifndef CHAT_GROUPSVC_SECURITY_API_TOKENS_H_
+#define CHAT_GROUPSVC_SECURITY_API_TOKENS_H_
 
 #include <array>
 #include <cstdint>
@@ -100,4 +100,4 @@ class ApiTokens {
 
 }  // namespace groupsvc
 
-#endif  // CHAT_GROUPSVC_API_TOKENS_H_
+#endif  // CHAT_GROUPSVC_SECURITY_API_TOKENS_H_

@@ -1,4 +1,4 @@
-#include "groupsvc/shard_map.h"
+#include "groupsvc/shards/shard_map.h"
 
 #include <algorithm>
 #include <utility>

@@ -12,8 +12,8 @@
 //   quota->Refund(n);
 //
 // Thread-safe (one atomic counter).
-#ifndef CHAT_GROUPSVC_QUEUE_QUOTA_H_
-#define CHAT_GROUPSVC_QUEUE_QUOTA_H_
+#ifndef CHAT_GROUPSVC_REGISTRY_QUEUE_QUOTA_H_
+#define CHAT_GROUPSVC_REGISTRY_QUEUE_QUOTA_H_
 
 #include <atomic>
 #include <cstddef>
@@ -48,4 +48,4 @@ class QueueQuota {
 
 }  // namespace groupsvc
 
-#endif  // CHAT_GROUPSVC_QUEUE_QUOTA_H_
+#endif  // CHAT_GROUPSVC_REGISTRY_QUEUE_QUOTA_H_

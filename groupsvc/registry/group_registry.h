@@ -31,8 +31,8 @@
 // into a group_send of the same group).
 // Lock order: the edge directory, then a group shard, then the unsettled set
 // (or the users).
-#ifndef CHAT_GROUPSVC_GROUP_REGISTRY_H_
-#define CHAT_GROUPSVC_GROUP_REGISTRY_H_
+#ifndef CHAT_GROUPSVC_REGISTRY_GROUP_REGISTRY_H_
+#define CHAT_GROUPSVC_REGISTRY_GROUP_REGISTRY_H_
 
 #include <array>
 #include <atomic>
@@ -52,13 +52,13 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "groupsvc/event.h"
-#include "groupsvc/queue_quota.h"
 #include "groupsvc/registry/edge_directory.h"
+#include "groupsvc/registry/event.h"
 #include "groupsvc/registry/group_table.h"
 #include "groupsvc/registry/history.h"
 #include "groupsvc/registry/mailboxes.h"
 #include "groupsvc/registry/presence.h"
+#include "groupsvc/registry/queue_quota.h"
 #include "groupsvc/registry/unsettled_groups.h"
 #include "groupsvc/registry/users.h"
 #include "shared/clock.h"
@@ -264,4 +264,4 @@ class GroupRegistry {
 
 }  // namespace groupsvc
 
-#endif  // CHAT_GROUPSVC_GROUP_REGISTRY_H_
+#endif  // CHAT_GROUPSVC_REGISTRY_GROUP_REGISTRY_H_

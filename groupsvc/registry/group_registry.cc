@@ -1,4 +1,4 @@
-#include "groupsvc/group_registry.h"
+#include "groupsvc/registry/group_registry.h"
 
 #include <tuple>
 #include <utility>
@@ -6,7 +6,7 @@
 #include "absl/hash/hash.h"
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
-#include "groupsvc/event_json.h"
+#include "groupsvc/registry/event_json.h"
 #include "shared/names.h"
 
 namespace groupsvc {

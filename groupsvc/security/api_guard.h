@@ -20,8 +20,8 @@
 //   registry.Send(channel, event, caller->quota);
 //
 // Thread-safe; Authorize takes two short locks and hashes the token once.
-#ifndef CHAT_GROUPSVC_API_GUARD_H_
-#define CHAT_GROUPSVC_API_GUARD_H_
+#ifndef CHAT_GROUPSVC_SECURITY_API_GUARD_H_
+#define CHAT_GROUPSVC_SECURITY_API_GUARD_H_
 
 #include <grpcpp/grpcpp.h>
 
@@ -36,8 +36,8 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "groupsvc/api_tokens.h"
-#include "groupsvc/queue_quota.h"
+#include "groupsvc/registry/queue_quota.h"
+#include "groupsvc/security/api_tokens.h"
 
 namespace groupsvc {
 
@@ -113,4 +113,4 @@ class ApiGuard {
 
 }  // namespace groupsvc
 
-#endif  // CHAT_GROUPSVC_API_GUARD_H_
+#endif  // CHAT_GROUPSVC_SECURITY_API_GUARD_H_

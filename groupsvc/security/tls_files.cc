@@ -1,4 +1,4 @@
-#include "groupsvc/tls_files.h"
+#include "groupsvc/security/tls_files.h"
 
 #include <openssl/asn1.h>
 #include <openssl/bio.h>

@@ -15,8 +15,8 @@
 // completion loop (no callback API: its threads would poll beside the loop's).
 //
 // Thread-safe; everything completes on the caller's loop.
-#ifndef CHAT_GROUPSVC_RPC_FORWARDER_H_
-#define CHAT_GROUPSVC_RPC_FORWARDER_H_
+#ifndef CHAT_GROUPSVC_SHARDS_FORWARDER_H_
+#define CHAT_GROUPSVC_SHARDS_FORWARDER_H_
 
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
@@ -28,7 +28,7 @@
 
 #include "absl/status/statusor.h"
 #include "groupsvc/rpc/unary_call.h"
-#include "groupsvc/shard_map.h"
+#include "groupsvc/shards/shard_map.h"
 
 namespace groupsvc {
 
@@ -62,4 +62,4 @@ class Forwarder {
 
 }  // namespace groupsvc
 
-#endif  // CHAT_GROUPSVC_RPC_FORWARDER_H_
+#endif  // CHAT_GROUPSVC_SHARDS_FORWARDER_H_

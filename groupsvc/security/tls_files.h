@@ -5,8 +5,8 @@
 // files itself (and again when they change); these checks only read them once.
 //
 //   if (absl::Status s = CheckKeyPair(cert, key); !s.ok()) ...
-#ifndef CHAT_GROUPSVC_TLS_FILES_H_
-#define CHAT_GROUPSVC_TLS_FILES_H_
+#ifndef CHAT_GROUPSVC_SECURITY_TLS_FILES_H_
+#define CHAT_GROUPSVC_SECURITY_TLS_FILES_H_
 
 #include <string>
 
@@ -26,4 +26,4 @@ absl::StatusOr<std::string> ReadCertificates(const std::string& path);
 
 }  // namespace groupsvc
 
-#endif  // CHAT_GROUPSVC_TLS_FILES_H_
+#endif  // CHAT_GROUPSVC_SECURITY_TLS_FILES_H_

@@ -1,4 +1,4 @@
-#include "groupsvc/api_tokens.h"
+#include "groupsvc/security/api_tokens.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>

@@ -1,4 +1,4 @@
-#include "groupsvc/event_json.h"
+#include "groupsvc/registry/event_json.h"
 
 #include <google/protobuf/util/json_util.h>
 

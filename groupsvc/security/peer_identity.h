@@ -8,8 +8,8 @@
 // With --tls_client_ca the TLS layer has already verified a certificate the
 // client presented (chain to that CA, validity dates), so what is left is
 // which names it carries.
-#ifndef CHAT_GROUPSVC_PEER_IDENTITY_H_
-#define CHAT_GROUPSVC_PEER_IDENTITY_H_
+#ifndef CHAT_GROUPSVC_SECURITY_PEER_IDENTITY_H_
+#define CHAT_GROUPSVC_SECURITY_PEER_IDENTITY_H_
 
 #include <grpcpp/grpcpp.h>
 
@@ -37,4 +37,4 @@ bool EdgeIdAllowed(absl::string_view edge_id, const std::vector<std::string>& dn
 
 }  // namespace groupsvc
 
-#endif  // CHAT_GROUPSVC_PEER_IDENTITY_H_
+#endif  // CHAT_GROUPSVC_SECURITY_PEER_IDENTITY_H_

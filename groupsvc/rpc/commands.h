@@ -11,14 +11,14 @@
 // Thread-safety: as thread-safe as GroupRegistry (it is); it keeps no state of
 // its own. Deliveries it causes reach the edges' EdgeSinks from the calling
 // thread, with no registry lock held.
-#ifndef CHAT_GROUPSVC_COMMANDS_H_
-#define CHAT_GROUPSVC_COMMANDS_H_
+#ifndef CHAT_GROUPSVC_RPC_COMMANDS_H_
+#define CHAT_GROUPSVC_RPC_COMMANDS_H_
 
 #include <memory>
 
 #include "absl/time/time.h"
-#include "groupsvc/group_registry.h"
-#include "groupsvc/shard_map.h"
+#include "groupsvc/registry/group_registry.h"
+#include "groupsvc/shards/shard_map.h"
 #include "groupsvc/v1/layer.pb.h"
 
 namespace groupsvc {
@@ -50,4 +50,4 @@ absl::Status FillGroup(GroupRegistry& registry, const std::string& name, v1::Gro
 
 }  // namespace groupsvc
 
-#endif  // CHAT_GROUPSVC_COMMANDS_H_
+#endif  // CHAT_GROUPSVC_RPC_COMMANDS_H_

@@ -15,8 +15,8 @@
 //   if (!map->OwnsGroup("chat_lobby")) ... forward to map->GroupOwner("chat_lobby")
 //
 // Immutable, so thread-safe.
-#ifndef CHAT_GROUPSVC_SHARD_MAP_H_
-#define CHAT_GROUPSVC_SHARD_MAP_H_
+#ifndef CHAT_GROUPSVC_SHARDS_SHARD_MAP_H_
+#define CHAT_GROUPSVC_SHARDS_SHARD_MAP_H_
 
 #include <cstdint>
 #include <string>
@@ -74,4 +74,4 @@ class ShardMap {
 
 }  // namespace groupsvc
 
-#endif  // CHAT_GROUPSVC_SHARD_MAP_H_
+#endif  // CHAT_GROUPSVC_SHARDS_SHARD_MAP_H_

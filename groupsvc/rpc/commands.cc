@@ -1,4 +1,4 @@
-#include "groupsvc/commands.h"
+#include "groupsvc/rpc/commands.h"
 
 #include <google/protobuf/util/time_util.h>
 

@@ -2,8 +2,8 @@
 // the whole JSON object as text, shared by every copy and never re-encoded.
 //
 //   EventPtr e = MakeEvent("chat.message", R"({"type":"chat.message","message":"hi"})");
-#ifndef CHAT_GROUPSVC_EVENT_H_
-#define CHAT_GROUPSVC_EVENT_H_
+#ifndef CHAT_GROUPSVC_REGISTRY_EVENT_H_
+#define CHAT_GROUPSVC_REGISTRY_EVENT_H_
 
 #include <cstddef>
 #include <memory>
@@ -44,4 +44,4 @@ inline absl::string_view DropReasonName(DropReason reason) {
 
 }  // namespace groupsvc
 
-#endif  // CHAT_GROUPSVC_EVENT_H_
+#endif  // CHAT_GROUPSVC_REGISTRY_EVENT_H_

@@ -1,4 +1,4 @@
-#include "groupsvc/rpc/forwarder.h"
+#include "groupsvc/shards/forwarder.h"
 
 #include <algorithm>
 #include <utility>

@@ -1,4 +1,4 @@
-#include "groupsvc/peer_identity.h"
+#include "groupsvc/security/peer_identity.h"
 
 #include <grpc/grpc_security_constants.h>
 

@@ -1,4 +1,4 @@
-#include "groupsvc/api_guard.h"
+#include "groupsvc/security/api_guard.h"
 
 #include <algorithm>
 

@@ -2,13 +2,13 @@
 // that grpcurl users write plain JSON) and groupsvc's Event (JSON text).
 //
 //   absl::StatusOr<EventPtr> event = EventFromStruct(request.event());
-#ifndef CHAT_GROUPSVC_EVENT_JSON_H_
-#define CHAT_GROUPSVC_EVENT_JSON_H_
+#ifndef CHAT_GROUPSVC_REGISTRY_EVENT_JSON_H_
+#define CHAT_GROUPSVC_REGISTRY_EVENT_JSON_H_
 
 #include <google/protobuf/struct.pb.h>
 
 #include "absl/status/statusor.h"
-#include "groupsvc/event.h"
+#include "groupsvc/registry/event.h"
 
 namespace groupsvc {
 
@@ -24,4 +24,4 @@ absl::StatusOr<google::protobuf::Struct> StructFromEvent(const Event& event);
 
 }  // namespace groupsvc
 
-#endif  // CHAT_GROUPSVC_EVENT_JSON_H_
+#endif  // CHAT_GROUPSVC_REGISTRY_EVENT_JSON_H_
