@@ -162,7 +162,7 @@ int main(int argc, char** argv) {
     user.id = parts[0];
     user.name = parts.size() > 1 ? parts[1] : parts[0];
     user.rooms = absl::GetFlag(FLAGS_mint_rooms);
-    printf("%s\n", edge::TokenVerifier(*secret, edge::DefaultClock())
+    printf("%s\n", edge::TokenVerifier(*secret, chat::RealClock::Default())
                        .Mint(user, absl::GetFlag(FLAGS_mint_ttl))
                        .c_str());
     return 0;

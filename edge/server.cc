@@ -12,10 +12,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "edge/channels/grpc_layer.h"
 #include "edge/channels/memory_layer.h"
 #include "edge/chat/chat_consumer.h"
 #include "edge/chat/pages.h"
+#include "edge/link/grpc_layer.h"
 #include "shared/log.h"
 #include "shared/names.h"
 
@@ -50,11 +50,7 @@ std::string DefaultEdgeId() {
     out.push_back((isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.') ? c : '-');
   }
   if (out.empty()) out = "edge";
-  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-  absl::BitGen gen;
-  out.push_back('-');
-  for (int i = 0; i < 6; ++i) out.push_back(kAlphabet[absl::Uniform<size_t>(gen, 0, 36)]);
-  return out;
+  return absl::StrCat(out, "-", chat::RandomTag(6));
 }
 
 // Descriptors kept back from client connections: groupsvc's channel, the
@@ -84,11 +80,6 @@ size_t ConnectionsThatFit(size_t wanted) {
 }
 
 }  // namespace
-
-const chat::Clock* DefaultClock() {
-  static const chat::RealClock* clock = new chat::RealClock();
-  return clock;
-}
 
 absl::StatusOr<std::string> ReadSecret(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -183,7 +174,7 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(EdgeServerOptions 
   }
   if (!options.jwks_file.empty()) {
     absl::StatusOr<std::unique_ptr<JwksFile>> keys =
-        JwksFile::Open(options.jwks_file, DefaultClock());
+        JwksFile::Open(options.jwks_file, chat::RealClock::Default());
     if (!keys.ok()) return keys.status();
     tokens.keys = *std::move(keys);
   } else if (!options.jwks_url.empty()) {
@@ -203,7 +194,7 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(EdgeServerOptions 
                      "--jwt_issuer)"}});
   }
   if (!tokens.secret.empty() || tokens.keys != nullptr) {
-    verifier = std::make_shared<TokenVerifier>(std::move(tokens), DefaultClock());
+    verifier = std::make_shared<TokenVerifier>(std::move(tokens), chat::RealClock::Default());
   } else if (options.edge.auth == AuthMode::kRequired) {
     return absl::InvalidArgumentError(
         "--auth=required needs --jwt_secret_file (the HS256 secret) or --jwks_file or --jwks_url "
@@ -271,15 +262,13 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(EdgeServerOptions 
         auto l = layer.lock();
         return l == nullptr ? size_t{0} : l->local_groups();
       });
-  if (auto grpc_layer = std::dynamic_pointer_cast<GrpcLayer>(context.layer)) {
-    context.metrics->SetShardStates([weak = std::weak_ptr<GrpcLayer>(grpc_layer)] {
-      std::vector<std::pair<std::string, bool>> states;
-      if (auto l = weak.lock()) {
-        for (const LinkState& link : l->links()) states.emplace_back(link.target, link.up);
-      }
-      return states;
-    });
-  }
+  context.metrics->SetShardStates([layer] {
+    std::vector<std::pair<std::string, bool>> states;
+    if (auto l = layer.lock()) {
+      for (const LinkState& link : l->links()) states.emplace_back(link.target, link.up);
+    }
+    return states;
+  });
   context.admission = std::make_shared<Admission>(
       Admission::Limits{.max_connections = ConnectionsThatFit(s->options_.max_connections),
                         .max_per_address = s->options_.max_connections_per_ip});

@@ -15,9 +15,9 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "edge/channels/grpc_layer.h"
 #include "edge/channels/layer.h"
 #include "edge/channels/router.h"
+#include "edge/link/grpc_layer.h"
 #include "edge/net/edge_context.h"
 #include "edge/net/io_pool.h"
 #include "edge/net/listener.h"
@@ -26,7 +26,6 @@
 namespace edge {
 
 // The real clock, for the token checks.
-const chat::Clock* DefaultClock();
 // An HS256 secret from --jwt_secret_file: at least 32 bytes, trailing newline dropped.
 absl::StatusOr<std::string> ReadSecret(const std::string& path);
 

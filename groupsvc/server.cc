@@ -14,11 +14,6 @@
 namespace groupsvc {
 namespace {
 
-const chat::Clock* DefaultClock() {
-  static const chat::RealClock* clock = new chat::RealClock();
-  return clock;
-}
-
 int Millis(absl::Duration d) { return static_cast<int>(absl::ToInt64Milliseconds(d)); }
 
 AttachOptions WithShards(AttachOptions attach, const ShardMap* shards) {
@@ -151,7 +146,8 @@ absl::StatusOr<std::unique_ptr<GroupServer>> GroupServer::Start(ServerOptions op
     if (!credentials.ok()) return credentials.status();
     peers = *std::move(credentials);
   }
-  std::unique_ptr<GroupServer> s(new GroupServer(std::move(options), clock ? clock : DefaultClock(),
+  std::unique_ptr<GroupServer> s(new GroupServer(std::move(options),
+                                                 clock ? clock : chat::RealClock::Default(),
                                                  *std::move(guard), std::move(peers)));
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = s->Credentials();
   if (!credentials.ok()) return credentials.status();

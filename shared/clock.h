@@ -21,6 +21,11 @@ class Clock {
 class RealClock : public Clock {
  public:
   absl::Time Now() const override { return absl::Now(); }
+  // One for the process, never destroyed.
+  static const Clock* Default() {
+    static const RealClock* clock = new RealClock();
+    return clock;
+  }
 };
 
 // A clock that moves only when told to. Thread-safe.

@@ -1,5 +1,6 @@
 #include "shared/names.h"
 
+#include "absl/random/random.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 
@@ -58,6 +59,14 @@ absl::Status UserCapReached(absl::string_view user_id, size_t connections, uint3
       "user \"", user_id, "\" already has ", connections, " connection",
       connections == 1 ? "" : "s", ", the most one user may have (--max_connections_per_user=", cap,
       "); close one first"));
+}
+
+std::string RandomTag(size_t length) {
+  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  absl::BitGen gen;
+  std::string tag(length, 'a');
+  for (char& c : tag) c = kAlphabet[absl::Uniform<size_t>(gen, 0, sizeof(kAlphabet) - 1)];
+  return tag;
 }
 
 }  // namespace chat

@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -31,6 +32,11 @@ absl::Status ValidateChannelName(absl::string_view name);
 // new_channel(prefix) names are "<prefix>.<client>!<random>" with any prefix
 // the caller picks, so the client part alone identifies the process.
 absl::string_view ChannelOwnerPrefix(absl::string_view channel);
+
+// `length` random characters of [a-z0-9]: the parts of names that tell
+// processes apart (a channel prefix's client part, a history epoch, the
+// suffix of a default edge id). Not a secret.
+std::string RandomTag(size_t length);
 
 // A signed-in user's id, name and room as groupsvc keeps them: at most this
 // many bytes each (the edge clips longer ones at a character boundary).

@@ -39,4 +39,27 @@ uint32_t UserShard(absl::string_view user_id, uint32_t shards) {
   return GroupShard(user_id, shards);
 }
 
+namespace {
+
+Owners Place(uint32_t own, uint32_t bridged, Bridging bridging) {
+  Owners owners;
+  owners.own = owners.send = own;
+  owners.bridged = bridged;
+  if (bridged != own && bridging(bridged)) owners.send = bridged;
+  return owners;
+}
+
+}  // namespace
+
+Owners GroupOwners(absl::string_view group, uint32_t shards, uint32_t bridge, Bridging bridging) {
+  const uint32_t own = GroupShard(group, shards);
+  return Place(own, bridge == 0 ? own : GroupShard(group, bridge), bridging);
+}
+
+Owners ChannelOwners(absl::string_view channel, uint32_t shards, uint32_t bridge,
+                     Bridging bridging) {
+  const uint32_t own = ChannelShard(channel, shards);
+  return Place(own, bridge == 0 ? own : ChannelShard(channel, bridge), bridging);
+}
+
 }  // namespace chat

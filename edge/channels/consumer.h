@@ -30,9 +30,9 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "edge/channels/close_codes.h"
 #include "edge/channels/layer.h"
 #include "edge/channels/layer_event.h"
-#include "edge/net/close_codes.h"
 
 namespace edge {
 

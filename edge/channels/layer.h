@@ -1,6 +1,7 @@
 // Layer: the channel layer as the edge's consumers use it, with two
 // implementations behind the same interface: MemoryLayer (one edge, no
-// groupsvc) and GrpcLayer (groupsvc over one Attach stream per shard).
+// groupsvc) and GrpcLayer (edge/link/: groupsvc over one Attach stream per
+// shard).
 //
 //   std::string channel = layer.Register(session, loop);  // "edge-ab12!c7"
 //   layer.GroupAdd("chat_lobby", channel, [](absl::Status s) { ... });
@@ -80,6 +81,12 @@ struct PresenceEntry {
 };
 using PresenceCallback = std::function<void(absl::StatusOr<std::vector<PresenceEntry>>)>;
 
+// One link to a remote layer's shard, as /metrics shows it.
+struct LinkState {
+  std::string target;
+  bool up = false;
+};
+
 class Layer {
  public:
   virtual ~Layer() = default;
@@ -119,6 +126,8 @@ class Layer {
   virtual bool ready() const = 0;
   // Local groups with at least one local member.
   virtual size_t local_groups() const = 0;
+  // Its links to a remote layer's shards, in shard order; none in-process.
+  virtual std::vector<LinkState> links() const { return {}; }
   // Ends any link to a remote layer; pending callbacks get UNAVAILABLE.
   virtual void Stop() {}
 };

@@ -22,7 +22,7 @@
 #include <string>
 #include <string_view>
 
-#include "edge/net/close_codes.h"
+#include "edge/channels/close_codes.h"
 #include "shared/utf8.h"
 
 namespace edge {

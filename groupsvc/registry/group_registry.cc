@@ -20,14 +20,6 @@ absl::Status ValidatePresenceUser(const PresenceUser& user) {
   return absl::OkStatus();
 }
 
-std::string RandomTag(size_t length) {
-  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-  absl::BitGen gen;
-  std::string tag(length, 'a');
-  for (char& c : tag) c = kAlphabet[absl::Uniform<size_t>(gen, 0, sizeof(kAlphabet) - 1)];
-  return tag;
-}
-
 MailboxLimits LimitsOf(const RegistryOptions& o) {
   return MailboxLimits{o.capacity, o.capacity_overrides, o.expiry, o.max_queued_bytes,
                        o.max_receivers_per_channel};
@@ -43,10 +35,10 @@ GroupRegistry::GroupRegistry(RegistryOptions options, const chat::Clock* clock)
       unsettled_(
           UnsettledOptions{options_.warmup, options_.unsettled_window, options_.max_lost_edges},
           clock->Now()),
-      history_(options_.history, RandomTag(8)),
+      history_(options_.history, chat::RandomTag(8)),
       presence_(options_.presence_debounce),
       users_(options_.max_user_connections),
-      process_tag_(RandomTag(8)) {}
+      process_tag_(chat::RandomTag(8)) {}
 
 absl::Status GroupRegistry::ValidateEvent(const EventPtr& event) const {
   if (event == nullptr || event->type.empty()) {
@@ -343,7 +335,7 @@ bool GroupRegistry::CancelReceive(absl::string_view channel, const Receiver* rec
 
 absl::StatusOr<std::string> GroupRegistry::NewChannel(absl::string_view prefix) {
   if (prefix.empty()) prefix = "specific";
-  std::string name = absl::StrCat(prefix, ".", process_tag_, "!", RandomTag(12));
+  std::string name = absl::StrCat(prefix, ".", process_tag_, "!", chat::RandomTag(12));
   if (absl::Status s = chat::ValidateChannelName(name); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "prefix must be letters, digits, '-', '_' or '.' and leave room for a 22-character "

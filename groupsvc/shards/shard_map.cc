@@ -47,12 +47,20 @@ absl::StatusOr<ShardMap> ShardMap::Make(std::vector<std::string> shards, absl::s
   return map;
 }
 
-uint32_t ShardMap::GroupOwner(absl::string_view group) const {
-  return chat::GroupShard(group, placement_count());
+// groupsvc bridges while configured to: its owners are the edges' rule
+// (chat::GroupOwners) with every shard bridging.
+chat::Owners ShardMap::GroupOwners(absl::string_view group) const {
+  return chat::GroupOwners(group, count(), bridge_, [](uint32_t) { return true; });
 }
 
+chat::Owners ShardMap::ChannelOwners(absl::string_view channel) const {
+  return chat::ChannelOwners(channel, count(), bridge_, [](uint32_t) { return true; });
+}
+
+uint32_t ShardMap::GroupOwner(absl::string_view group) const { return GroupOwners(group).send; }
+
 uint32_t ShardMap::ChannelOwner(absl::string_view channel) const {
-  return chat::ChannelShard(channel, placement_count());
+  return ChannelOwners(channel).send;
 }
 
 absl::Status ShardMap::Elsewhere(absl::string_view what, absl::string_view name,
@@ -64,9 +72,8 @@ absl::Status ShardMap::Elsewhere(absl::string_view what, absl::string_view name,
 }
 
 absl::Status ShardMap::CheckGroup(absl::string_view group) const {
-  if (chat::GroupShard(group, count()) == self_) return absl::OkStatus();
-  const uint32_t owner = GroupOwner(group);
-  return owner == self_ ? absl::OkStatus() : Elsewhere("group", group, owner);
+  const chat::Owners owners = GroupOwners(group);
+  return owners.has(self_) ? absl::OkStatus() : Elsewhere("group", group, owners.send);
 }
 
 uint32_t ShardMap::UserOwner(absl::string_view user_id) const {
@@ -82,9 +89,8 @@ absl::Status ShardMap::CheckUser(absl::string_view user_id) const {
 }
 
 absl::Status ShardMap::CheckChannel(absl::string_view channel) const {
-  if (chat::ChannelShard(channel, count()) == self_) return absl::OkStatus();
-  const uint32_t owner = ChannelOwner(channel);
-  return owner == self_ ? absl::OkStatus() : Elsewhere("channel", channel, owner);
+  const chat::Owners owners = ChannelOwners(channel);
+  return owners.has(self_) ? absl::OkStatus() : Elsewhere("channel", channel, owners.send);
 }
 
 }  // namespace groupsvc

@@ -5,11 +5,13 @@
 // everything is placed here.
 //
 // Resharding (--bridge_shards=M while the count changes between M and the
-// length of --shards, see README.md "Resharding"): edges may place by either
-// count, so commands placed by either are accepted; an edge on the longer
-// list joins each moved group under both placements and sends under M's, so
-// M's placement is where a group's members all are. That is also where this
-// shard forwards unary calls and looks for queued channels.
+// length of --shards, see docs/sharding.md): edges may place by either count,
+// so commands placed by either are accepted; an edge on the longer list joins
+// each moved group under both placements and sends under M's, so M's
+// placement is where a group's members all are. That is also where this
+// shard forwards unary calls and looks for queued channels. The rule is the
+// edges' own (chat::GroupOwners, shared/placement.h) with every shard
+// bridging.
 //
 //   absl::StatusOr<ShardMap> map = ShardMap::Make({"a:50051", "b:50051"}, "1");
 //   if (!map->OwnsGroup("chat_lobby")) ... forward to map->GroupOwner("chat_lobby")
@@ -25,6 +27,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "shared/placement.h"
 
 namespace groupsvc {
 
@@ -49,6 +52,9 @@ class ShardMap {
   // resharding, else count().
   uint32_t placement_count() const { return bridge_ > 0 ? bridge_ : count(); }
 
+  // Both placements of a group or channel; `send` is where unary calls go.
+  chat::Owners GroupOwners(absl::string_view group) const;
+  chat::Owners ChannelOwners(absl::string_view channel) const;
   uint32_t GroupOwner(absl::string_view group) const;
   uint32_t ChannelOwner(absl::string_view channel) const;
   // The shard that counts a user's connections (chat::UserShard over this

@@ -29,7 +29,7 @@ import grpc
 from groupsvc.v1 import layer_pb2 as pb
 from groupsvc.v1 import layer_pb2_grpc as pb_grpc
 
-from .placement import channel_shard, group_shard
+from .placement import channel_owners, group_owners
 
 log = logging.getLogger("channels_groupsvc")
 
@@ -173,36 +173,23 @@ class Link:
     def shard_count(self):
         return len(self._targets)
 
-    # While groupsvc reshards (Welcome.bridge_shard_count, see the C++ edge's
-    # GrpcLayer and README.md "Resharding"): a group the two counts place apart
-    # is joined on both owners and sent to the bridged count's owner while it
-    # bridges, so every member of the room is reached through one shard.
+    # While groupsvc reshards (Welcome.bridge_shard_count): the rule of
+    # chat::GroupOwners (placement.group_owners), as the C++ edge places.
+
+    def _bridging(self, index):
+        return self.shards[index].bridge_seen != 0
 
     def group_members(self, group, bridge=None):
         """The shards this process's memberships of `group` go to."""
-        own = group_shard(group, self.shard_count)
         bridge = self.bridge if bridge is None else bridge
-        if not bridge:
-            return [own]
-        other = group_shard(group, bridge)
-        return [own] if other == own else [own, other]
+        return group_owners(group, self.shard_count, bridge, self._bridging).members
 
     def group_shard(self, group):
         """The shard a group_send to `group` goes to."""
-        own = group_shard(group, self.shard_count)
-        if self.bridge:
-            other = group_shard(group, self.bridge)
-            if other != own and self.shards[other].bridge_seen != 0:
-                return other
-        return own
+        return group_owners(group, self.shard_count, self.bridge, self._bridging).send
 
     def channel_shard(self, channel):
-        own = channel_shard(channel, self.shard_count)
-        if self.bridge:
-            other = channel_shard(channel, self.bridge)
-            if self.shards[other].bridge_seen != 0:
-                return other
-        return own
+        return channel_owners(channel, self.shard_count, self.bridge, self._bridging).send
 
     def _update_bridge(self):
         values = [s.bridge_seen for s in self.shards if 0 < s.bridge_seen < self.shard_count]

@@ -1,14 +1,17 @@
 """The channel layer spec, against a real groupsvc on a loopback port."""
 
 import asyncio
+import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from channels.exceptions import ChannelFull
 
 from channels_groupsvc import GroupsvcUnavailable
-from channels_groupsvc.placement import channel_shard, fnv1a64, group_shard, owner_key
+from channels_groupsvc.placement import (
+    channel_owners, channel_shard, fnv1a64, group_owners, group_shard, owner_key)
 from conftest import Groupsvc, free_port, sharded_groupsvc
 
 
@@ -20,18 +23,19 @@ async def nothing_within(layer, channel, seconds):
     pytest.fail(f"{channel} received {got!r}")
 
 
-def test_placement_matches_the_cpp_fixed_vectors():
-    # tests/unit/placement_test.cc: among 1, 2, 3, 4, 5, 8, 16 shards.
-    vectors = {
-        "chat_lobby": (0x95F1CFF03C23C7FC, [0, 0, 0, 0, 0, 0, 0]),
-        "chat_room1": (0x8F695E36139ED8E2, [0, 0, 2, 2, 2, 2, 2]),
-        "chat_room2": (0x8F695D36139ED72F, [0, 0, 0, 3, 4, 6, 6]),
-        "chat_general": (0x2728A2A9A01317D4, [0, 1, 1, 1, 4, 5, 5]),
-        "a": (0xAF63DC4C8601EC8C, [0, 1, 2, 2, 2, 2, 12]),
-    }
-    for key, (fnv, shards) in vectors.items():
-        assert fnv1a64(key.encode()) == fnv
-        assert [group_shard(key, n) for n in (1, 2, 3, 4, 5, 8, 16)] == shards, key
+def test_placement_matches_the_fixed_vectors_the_cpp_tests_check():
+    doc = json.loads((Path(__file__).resolve().parents[2] / "tests/vectors/placement.json").read_text())
+    assert len(doc["hash"]) >= 5 and len(doc["owners"]) >= 20
+    for v in doc["hash"]:
+        assert f"{fnv1a64(v['key'].encode()):016x}" == v["fnv1a64"]
+        assert [group_shard(v["key"], n) for n in doc["counts"]] == v["shard"], v["key"]
+    split = 0
+    for v in doc["owners"]:
+        place = group_owners if v["kind"] == "group" else channel_owners
+        owners = place(v["name"], v["shards"], v["bridge"], lambda s: s not in v["not_bridging"])
+        assert (owners.own, owners.bridged, owners.send) == (v["own"], v["bridged"], v["send"]), v
+        split += len(owners.members) == 2
+    assert split >= 5
     assert owner_key("specific.py3f9a!0c1d") == "py3f9a!"
     assert owner_key("edge-1!c7") == "edge-1!"
     assert owner_key("plain") == ""

@@ -2,7 +2,7 @@
 // loopback port: acks, deliveries handed to the channels' loops once per
 // stream message, sends refused while the link is down, memberships replayed
 // to a restarted groupsvc, and a second process refused the same edge id.
-#include "edge/channels/grpc_layer.h"
+#include "edge/link/grpc_layer.h"
 
 #include <functional>
 #include <memory>

@@ -1,8 +1,12 @@
-// Placement (shared/placement.h): fixed vectors, so that any other
-// implementation (the Python layer, a script) can check itself against these,
-// and the consistent-hash properties resharding relies on.
+// Placement (shared/placement.h): the fixed vectors of
+// tests/vectors/placement.json (which the Python layer's tests check too), and
+// the consistent-hash properties resharding relies on.
 #include "shared/placement.h"
 
+#include <algorithm>
+#include <boost/json.hpp>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -12,30 +16,57 @@
 namespace chat {
 namespace {
 
-struct Vector {
-  const char* key;
-  uint64_t fnv;
-  uint32_t shard[7];  // Among 1, 2, 3, 4, 5, 8 and 16 shards.
-};
-constexpr uint32_t kCounts[7] = {1, 2, 3, 4, 5, 8, 16};
+boost::json::value Vectors() {
+  std::ifstream in(CHAT_SOURCE_DIR "/tests/vectors/placement.json");
+  std::stringstream text;
+  text << in.rdbuf();
+  return boost::json::parse(text.str());
+}
 
-TEST(PlacementTest, FixedVectors) {
-  const Vector vectors[] = {
-      {"chat_lobby", 0x95f1cff03c23c7fcull, {0, 0, 0, 0, 0, 0, 0}},
-      {"chat_room1", 0x8f695e36139ed8e2ull, {0, 0, 2, 2, 2, 2, 2}},
-      {"chat_room2", 0x8f695d36139ed72full, {0, 0, 0, 3, 4, 6, 6}},
-      {"chat_x", 0xf363e0031b1b7f8cull, {0, 1, 1, 3, 3, 3, 3}},
-      {"chat_general", 0x2728a2a9a01317d4ull, {0, 1, 1, 1, 4, 5, 5}},
-      {"a", 0xaf63dc4c8601ec8cull, {0, 1, 2, 2, 2, 2, 12}},
-      {"edge-1.ab12cd!", 0x80f3362bebf93126ull, {0, 1, 2, 2, 2, 2, 2}},
-  };
+uint32_t U32(const boost::json::value& v) { return static_cast<uint32_t>(v.to_number<int64_t>()); }
+
+TEST(PlacementTest, FixedHashVectors) {
+  const boost::json::value doc = Vectors();
+  const boost::json::array& counts = doc.at("counts").as_array();
+  const boost::json::array& vectors = doc.at("hash").as_array();
+  ASSERT_GE(vectors.size(), 5u);
   EXPECT_EQ(Fnv1a64(""), 14695981039346656037ull);
-  for (const Vector& v : vectors) {
-    EXPECT_EQ(Fnv1a64(v.key), v.fnv) << v.key;
-    for (int i = 0; i < 7; ++i) {
-      EXPECT_EQ(GroupShard(v.key, kCounts[i]), v.shard[i]) << v.key << " among " << kCounts[i];
+  for (const boost::json::value& v : vectors) {
+    const std::string key(v.at("key").as_string());
+    EXPECT_EQ(absl::StrCat(absl::Hex(Fnv1a64(key), absl::kZeroPad16)),
+              std::string(v.at("fnv1a64").as_string()))
+        << key;
+    for (size_t i = 0; i < counts.size(); ++i) {
+      EXPECT_EQ(GroupShard(key, U32(counts[i])), U32(v.at("shard").at(i)))
+          << key << " among " << counts[i];
     }
   }
+}
+
+TEST(PlacementTest, FixedOwnerVectorsWhileBridging) {
+  const boost::json::value doc = Vectors();
+  const boost::json::array& vectors = doc.at("owners").as_array();
+  ASSERT_GE(vectors.size(), 20u);
+  int split = 0;
+  for (const boost::json::value& v : vectors) {
+    const std::string name(v.at("name").as_string());
+    std::vector<uint32_t> not_bridging;
+    for (const boost::json::value& s : v.at("not_bridging").as_array())
+      not_bridging.push_back(U32(s));
+    auto bridging = [&](uint32_t shard) {
+      return std::find(not_bridging.begin(), not_bridging.end(), shard) == not_bridging.end();
+    };
+    const Owners o = v.at("kind").as_string() == "group"
+                         ? GroupOwners(name, U32(v.at("shards")), U32(v.at("bridge")), bridging)
+                         : ChannelOwners(name, U32(v.at("shards")), U32(v.at("bridge")), bridging);
+    const std::string what = boost::json::serialize(v);
+    EXPECT_EQ(o.own, U32(v.at("own"))) << what;
+    EXPECT_EQ(o.bridged, U32(v.at("bridged"))) << what;
+    EXPECT_EQ(o.send, U32(v.at("send"))) << what;
+    EXPECT_EQ(o.count(), o.own == o.bridged ? 1 : 2) << what;
+    if (o.count() == 2) ++split;
+  }
+  EXPECT_GE(split, 5) << "the vectors must include groups the two counts place apart";
 }
 
 TEST(PlacementTest, AProcessLocalChannelGoesWithItsOwnerPrefix) {

@@ -1,7 +1,7 @@
 // The WebSocket close codes the edge sends or reads (RFC 6455 7.4.1), in one
 // place: the framing, the sessions and the consumers name them from here.
-#ifndef CHAT_EDGE_NET_CLOSE_CODES_H_
-#define CHAT_EDGE_NET_CLOSE_CODES_H_
+#ifndef CHAT_EDGE_CHANNELS_CLOSE_CODES_H_
+#define CHAT_EDGE_CHANNELS_CLOSE_CODES_H_
 
 #include <cstdint>
 
@@ -23,4 +23,4 @@ inline constexpr uint16_t kCloseTokenExpired = 4001;
 
 }  // namespace edge
 
-#endif  // CHAT_EDGE_NET_CLOSE_CODES_H_
+#endif  // CHAT_EDGE_CHANNELS_CLOSE_CODES_H_

@@ -18,7 +18,8 @@
 // edge has, and when the bridge ends (the shards restarted without it) the
 // sends move to the layer's own placement, where its members already are,
 // and the other memberships are discarded. A layer whose list has M shards
-// places as usual. See README.md, "Resharding".
+// places as usual (the rule: chat::GroupOwners in shared/placement.h; the
+// operator's side: docs/sharding.md).
 //
 // Per stream: commands queue while one write is in flight and go out batched.
 // Each is acknowledged by request id; a delivery names the local channels it
@@ -36,19 +37,15 @@
 // only this process's later streams replace its stream, and refuses another
 // process that claims the same id (ALREADY_EXISTS; logged as layer_refused).
 //
-// With `tls.ca_file` the channels speak TLS and check that each shard's
-// certificate chains to that CA and names the host of its target (or
-// `tls.server_name`); with `tls.cert_file`/`key_file` they present the edge's
-// client certificate (mutual TLS: groupsvc admits the stream only if the
-// certificate names the edge id). gRPC's file watcher re-reads the three
-// files every `reload_interval`, so renewed certificates are used by the next
-// connection without a restart. A refusal for the certificate
-// (UNAUTHENTICATED, PERMISSION_DENIED) is retried like one for the edge id; a
-// handshake that keeps failing (unknown CA, expired, wrong name) is logged as
-// layer_connect_failing once per outage.
+// TLS and mutual TLS: see credentials.h. A refusal for the certificate
+// (UNAUTHENTICATED, PERMISSION_DENIED) is retried like one for the edge id.
 //
 //   GrpcLayer layer({.targets = {"127.0.0.1:50051"}, .edge_id = "edge-1"});
 //   layer.Start();
+//
+// The parts, one job each: GrpcLayer places commands and owns the threads;
+// ShardLink (shard_link.h) is one shard's channel with its reconnects and
+// replay; AttachCall (attach_call.h) is one stream's reads and writes.
 //
 // Thread-safe. The streams use gRPC's async API: their reads, writes and
 // status complete on one completion queue polled by one thread of the layer's
@@ -58,15 +55,14 @@
 // see bench/README.md, "T2"); one poller passes it to no one. Writes start on
 // the thread that submits (a loop, behind its round) or after the previous
 // write completes (the poller). Reconnects run on one small thread for all
-// shards.
-#ifndef CHAT_EDGE_CHANNELS_GRPC_LAYER_H_
-#define CHAT_EDGE_CHANNELS_GRPC_LAYER_H_
+// shards. Lifetime: the layer outlives its links and calls (Stop waits for
+// every call to end before the completion queue shuts down).
+#ifndef CHAT_EDGE_LINK_GRPC_LAYER_H_
+#define CHAT_EDGE_LINK_GRPC_LAYER_H_
 
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/security/tls_certificate_provider.h>
 
 #include <atomic>
-#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -77,20 +73,13 @@
 #include "absl/time/time.h"
 #include "edge/channels/channel_table.h"
 #include "edge/channels/layer.h"
+#include "edge/link/attach_call.h"
+#include "edge/link/credentials.h"
+#include "edge/link/shard_link.h"
 #include "groupsvc/v1/layer.grpc.pb.h"
+#include "shared/placement.h"
 
 namespace edge {
-
-struct GrpcTlsOptions {
-  // PEM CA bundle that signs groupsvc's certificate; empty: plaintext.
-  std::string ca_file;
-  // The edge's client certificate chain and key, for mutual TLS; both or neither.
-  std::string cert_file;
-  std::string key_file;
-  // The name groupsvc's certificate must carry; empty: the host in `target`.
-  std::string server_name;
-  absl::Duration reload_interval = absl::Seconds(10);
-};
 
 struct GrpcLayerOptions {
   // groupsvc's shards, HOST:PORT each, in shard order; at least one.
@@ -112,13 +101,7 @@ struct GrpcLayerOptions {
   GrpcTlsOptions tls;
 };
 
-// One shard's link as /metrics shows it.
-struct LinkState {
-  std::string target;
-  bool up = false;
-};
-
-class GrpcLayer : public Layer {
+class GrpcLayer : public Layer, private ShardLink::Host {
  public:
   explicit GrpcLayer(GrpcLayerOptions options);
   ~GrpcLayer() override;
@@ -153,56 +136,47 @@ class GrpcLayer : public Layer {
   const std::string& channel_prefix() const { return table_.prefix(); }
   // Streams opened so far over all shards (1 per shard + reconnects).
   uint64_t connects() const;
-  std::vector<LinkState> links() const;
+  std::vector<LinkState> links() const override;
 
  private:
-  class AttachCall;
-  class Link;
-
-  // Where one group's commands go: its members on one shard, or two while
-  // bridging; its sends to one.
-  struct Owners {
-    uint32_t send = 0;
-    uint32_t members[2] = {0, 0};
-    int count = 1;
-    bool has(uint32_t shard) const {
-      return members[0] == shard || (count == 2 && members[1] == shard);
-    }
-  };
-  Owners GroupOwners(const std::string& group, uint32_t bridge) const;
-  uint32_t ChannelOwner(const std::string& channel) const;
+  // Where a group's or channel's commands go (chat::GroupOwners), with the
+  // bridge count `bridge` and each link's last Welcome.
+  chat::Owners GroupOwners(const std::string& group, uint32_t bridge) const;
+  chat::Owners ChannelOwners(const std::string& channel) const;
   uint32_t UserOwner(const std::string& user_id) const;
   // A group_add of `channel` with its user.
   groupsvc::v1::Command Join(const std::string& group, const std::string& channel) const;
-  // After a shard's Welcome: the bridge count all of them announce, and if it
-  // changed, each membership joined where it is now placed and left where it
-  // no longer is.
-  void UpdateBridge();
 
-  // The completion queue's thread: runs each completed operation.
+  // ShardLink::Host.
+  std::vector<groupsvc::v1::Command> Replay(uint32_t index) const override;
+  // The bridge count all shards announce; if it changed, each membership
+  // is joined where it is now placed and left where it no longer is.
+  void OnBridgeSeen() override;
+  void OnLinkDown() override;
+
+  // The completion queue's thread: completes each operation.
   void Poll();
-  // Starts each shard's stream when due; woken when one ends.
+  // Starts each shard's call when due; woken when one ends.
   void ReconnectLoop();
-  void WakeReconnector();
 
   const GrpcLayerOptions options_;
   const std::shared_ptr<EventLoops> loops_;  // options_.loops, or InlineLoops.
   ChannelTable table_;
-  const std::string incarnation_;
-  // Kept for the channels' life (gRPC also holds a reference).
-  std::shared_ptr<grpc::experimental::CertificateProviderInterface> certificates_;
   grpc::CompletionQueue cq_;
-  std::vector<std::unique_ptr<Link>> links_;  // One per shard, in shard order.
+  const LinkContext context_;
+  const ChannelSetup setup_;
+  std::vector<std::unique_ptr<ShardLink>> links_;  // One per shard, in shard order.
   std::atomic<uint32_t> bridge_{0};
 
+  // Started, then stopping; each once.
+  enum class Phase { kIdle, kRunning, kStopping };
   absl::Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  bool started_ ABSL_GUARDED_BY(mu_) = false;
-  bool wake_ ABSL_GUARDED_BY(mu_) = false;
+  Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kIdle;
+  bool wake_ ABSL_GUARDED_BY(mu_) = false;  // A link went down since the last Tick.
   std::thread poller_;
   std::thread reconnector_;
 };
 
 }  // namespace edge
 
-#endif  // CHAT_EDGE_CHANNELS_GRPC_LAYER_H_
+#endif  // CHAT_EDGE_LINK_GRPC_LAYER_H_
