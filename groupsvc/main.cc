@@ -86,7 +86,7 @@ ABSL_FLAG(std::string, shard_index, "0",
           "host name (a StatefulSet's pod groupsvc-2 is shard 2)");
 ABSL_FLAG(
     uint32_t, bridge_shards, 0,
-    "while the shard count changes (README.md, \"Resharding\"): the other count, old or new, "
+    "while the shard count changes (docs/sharding.md): the other count, old or new, "
     "that edges may still or already place by; --shards lists the larger set. Commands placed "
     "by either count are accepted and unary calls go where this count places them; 0: no "
     "change under way");

@@ -3,7 +3,7 @@
 // rpc/completion_loop.h) and reflection, the periodic sweep, and the metrics
 // endpoint. main() and the contract tests both start it this way.
 //
-// Security (see README, "Security"): with tls.cert_file/key_file the port
+// Security (see docs/security.md): with tls.cert_file/key_file the port
 // speaks TLS only, its certificate reloaded when the files change; with
 // tls.client_ca_file the server asks clients for a certificate (verified
 // against that CA when presented, but not required at the TLS layer, so that

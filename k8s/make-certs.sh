@@ -2,7 +2,7 @@
 # Makes what the manifests' Secrets hold, for a test cluster, with openssl: a
 # self-signed CA, groupsvc's server certificate, the edges' client
 # certificate(s), and API tokens. Production clusters would rather use
-# cert-manager (see README, "Security").
+# cert-manager (see docs/security.md).
 #
 #   k8s/make-certs.sh OUT_DIR [EDGE_ID...]          # writes the files only
 #   k8s/make-certs.sh --apply OUT_DIR [EDGE_ID...]  # and creates the Secrets in

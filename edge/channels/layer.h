@@ -67,8 +67,8 @@ struct HistoryAnswer {
 };
 using HistoryCallback = std::function<void(absl::StatusOr<HistoryAnswer>)>;
 
-// A signed-in user's connection, as groupsvc counts and lists it (README.md,
-// "Operating on users"): the user and the room its page opened.
+// A signed-in user's connection, as groupsvc counts and lists it
+// (docs/security.md): the user and the room its page opened.
 struct UserConnection {
   std::string id;
   std::string name;

@@ -61,7 +61,7 @@ struct EdgeOptions {
   // A signed-in user's WebSockets at most, across every edge (groupsvc
   // counts them); more are refused with HTTP 429. 0: no cap.
   uint32_t max_connections_per_user = 0;
-  // Who may connect (README, "Identity"): kOff ignores tokens; kOptional
+  // Who may connect (docs/security.md): kOff ignores tokens; kOptional
   // (the default) lets anonymous users in and names those with a valid
   // token; kRequired refuses upgrades without one (401).
   AuthMode auth = AuthMode::kOptional;

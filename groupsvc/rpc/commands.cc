@@ -58,7 +58,7 @@ absl::Status Misplaced(const ShardMap* shards, const v1::Command& command) {
   return absl::OkStatus();
 }
 
-// WebSocket close codes for operators' closes (README.md, "Operating on users").
+// WebSocket close codes for operators' closes (docs/security.md).
 constexpr uint32_t kDisconnectedCode = 4010;
 constexpr uint32_t kRemovedCode = 4011;
 // A close frame's payload is at most 125 bytes, 2 of them the code.

@@ -1,6 +1,6 @@
 """Tokens for the C++ edge, minted for Django's users: a user logged in to
 Django chats on the edge's pages under their Django name, and the edge
-checks the token without asking Django (README.md, "Identity").
+checks the token without asking Django (docs/security.md).
 
     from channels_groupsvc.tokens import edge_token
 

@@ -281,7 +281,7 @@ async def test_sharded_groupsvc_every_group_and_channel_on_its_owner(make_layer)
 
 
 async def test_while_resharding_layers_on_both_lists_share_every_group(make_layer):
-    """groupsvc --bridge_shards (README "Resharding, live"): shards on the list of
+    """groupsvc --bridge_shards (docs/sharding.md): shards on the list of
     three bridging to two, one process on each list."""
     from conftest import free_port
 

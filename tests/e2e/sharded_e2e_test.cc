@@ -403,7 +403,7 @@ TEST_F(ReshardTest, GrowingTwoShardsToThreeLeavesEveryMemberOnceOnItsNewOwner) {
   }
 }
 
-// Growing two shards to three live, as README.md's "Resharding" does it: the
+// Growing two shards to three live, as docs/sharding.md does it: the
 // shards restart one at a time with the new list and --bridge_shards=2 (a
 // third starts), then the edges one at a time, then the shards without the
 // bridge. Every room chats across the two edges at every step, the moved
