@@ -324,18 +324,11 @@ void EdgeServer::Shutdown(absl::Duration grace) {
   context_->sessions.CloseAll(kCloseGoingAway);
   // Every client is told (1001) even with no grace: its close frame is handed
   // to the kernel, unless the client has stopped reading (bounded).
-  const absl::Time frames_deadline = std::max(deadline, start + absl::Seconds(1));
-  while (context_->sessions.closes_unsent() > 0 && absl::Now() < frames_deadline) {
-    absl::SleepFor(absl::Milliseconds(2));
-  }
-  while (context_->sessions.size() > 0 && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  // Give the layer a moment to send the group_discards of the closed sessions.
-  if (!options_.groupsvc.empty()) {
-    absl::SleepFor(
-        std::min(absl::Milliseconds(100), std::max(absl::ZeroDuration(), deadline - absl::Now())));
-  }
+  context_->sessions.AwaitClosesSent(std::max(deadline, start + absl::Seconds(1)));
+  context_->sessions.AwaitEmpty(deadline);
+  // The closed sessions' group_discards, confirmed by groupsvc (at most a
+  // second, within the grace), so their rooms do not wait for edge loss.
+  context_->layer->Drain(std::min(deadline, absl::Now() + absl::Seconds(1)));
   context_->layer->Stop();
   pool_->Stop();
   pool_->Join();

@@ -21,6 +21,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "edge/channels/event_loops.h"
 #include "edge/channels/layer_event.h"
 
@@ -128,6 +129,10 @@ class Layer {
   virtual size_t local_groups() const = 0;
   // Its links to a remote layer's shards, in shard order; none in-process.
   virtual std::vector<LinkState> links() const { return {}; }
+  // Waits (bounded) until a remote layer has confirmed every command
+  // submitted so far on each link that is up (for shutdown: the closed
+  // sessions' group_discards); returns at once in-process.
+  virtual void Drain(absl::Time deadline) {}
   // Ends any link to a remote layer; pending callbacks get UNAVAILABLE.
   virtual void Stop() {}
 };

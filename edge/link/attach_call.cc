@@ -40,6 +40,7 @@ AttachCall::AttachCall(const LinkContext& context, Observer* observer,
     v1::Command* c = batch_.add_commands();
     *c = std::move(command);
     c->set_request_id(next_id_++);
+    ++unacked_;
   }
 }
 
@@ -60,6 +61,7 @@ AttachCall::Queued AttachCall::Submit(v1::Command command, Pending pending) {
     if (phase_ != Phase::kOpen) return Queued::kEnded;
     if (queue_.size() + awaiting_.size() >= link_.max_pending) return Queued::kFull;
     command.set_request_id(next_id_++);
+    ++unacked_;
     if (pending) awaiting_.emplace(command.request_id(), std::move(pending));
     queue_.push_back(std::move(command));
     if (defer && writer_ == Writer::kIdle) {
@@ -75,6 +77,14 @@ AttachCall::Queued AttachCall::Submit(v1::Command command, Pending pending) {
     });
   }
   return Queued::kYes;
+}
+
+bool AttachCall::AwaitAcked(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  auto settled = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return unacked_ == 0 || phase_ != Phase::kOpen;
+  };
+  return mu_.AwaitWithDeadline(absl::Condition(&settled), deadline);
 }
 
 void AttachCall::Op::Complete(bool ok) {
@@ -166,6 +176,7 @@ void AttachCall::OnRead() {
     Pending pending;
     {
       absl::MutexLock lock(&mu_);
+      if (unacked_ > 0) --unacked_;
       auto it = awaiting_.find(ack.request_id());
       if (it != awaiting_.end()) {
         pending = std::move(it->second);

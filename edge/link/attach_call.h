@@ -37,6 +37,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "edge/channels/channel_table.h"
 #include "edge/channels/event_loops.h"
 #include "edge/channels/layer.h"
@@ -90,6 +91,9 @@ class AttachCall : public std::enable_shared_from_this<AttachCall> {
   // Queues `command`; `pending` is kept (and resolved later) only when kYes.
   Queued Submit(groupsvc::v1::Command command, Pending pending);
   void Cancel() { context_.TryCancel(); }
+  // Waits (bounded) until every command submitted so far is acknowledged, or
+  // the call ended; false when the deadline came first.
+  bool AwaitAcked(absl::Time deadline);
 
   // A completion-queue tag: one operation of one call. While it is in flight
   // `hold` keeps the call alive; the poller calls Complete.
@@ -144,6 +148,8 @@ class AttachCall : public std::enable_shared_from_this<AttachCall> {
   // The Hello is the first write: kWriting until the call has started.
   Writer writer_ ABSL_GUARDED_BY(mu_) = Writer::kWriting;
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  // Commands written or queued whose Ack has not come (replay included).
+  size_t unacked_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<groupsvc::v1::Command> queue_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, Pending> awaiting_ ABSL_GUARDED_BY(mu_);
 };

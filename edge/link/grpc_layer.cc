@@ -123,6 +123,10 @@ void GrpcLayer::Stop() {
   }
 }
 
+void GrpcLayer::Drain(absl::Time deadline) {
+  for (auto& link : links_) link->Drain(deadline);
+}
+
 void GrpcLayer::Poll() {
   void* tag = nullptr;
   bool ok = false;

@@ -110,6 +110,7 @@ class GrpcLayer : public Layer, private ShardLink::Host {
   void Start();
   // Ends the streams and stops reconnecting; pending callbacks get UNAVAILABLE.
   void Stop() override;
+  void Drain(absl::Time deadline) override;
 
   std::string Register(std::weak_ptr<ChannelSink> sink, size_t loop) override;
   void Unregister(const std::string& channel) override;

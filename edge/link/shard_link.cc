@@ -103,6 +103,15 @@ void ShardLink::AwaitGone(absl::Time deadline) {
   mu_.AwaitWithDeadline(absl::Condition(&gone), deadline);
 }
 
+void ShardLink::Drain(absl::Time deadline) {
+  std::shared_ptr<AttachCall> call;
+  {
+    absl::MutexLock lock(&mu_);
+    call = call_;
+  }
+  if (call != nullptr && ready()) call->AwaitAcked(deadline);
+}
+
 std::vector<std::pair<std::string, std::string>> ShardLink::Fields(
     std::vector<std::pair<std::string, std::string>> more) const {
   std::vector<std::pair<std::string, std::string>> fields{{"target", target_}};

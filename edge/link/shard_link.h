@@ -79,6 +79,8 @@ class ShardLink : private AttachCall::Observer {
   void Cancel();
   // Waits (bounded) until the current call has ended.
   void AwaitGone(absl::Time deadline);
+  // While up: waits (bounded) until the shard acknowledged what was submitted.
+  void Drain(absl::Time deadline);
 
   bool ready() const { return state_.load() == State::kUp; }
   // The bridge count of this shard's last Welcome; -1 before the first.

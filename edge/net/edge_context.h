@@ -24,6 +24,7 @@
 #include "edge/net/admission.h"
 #include "edge/net/metrics.h"
 #include "edge/net/page.h"
+#include "edge/net/session_set.h"
 
 namespace edge {
 
@@ -65,26 +66,6 @@ struct EdgeOptions {
   // (the default) lets anonymous users in and names those with a valid
   // token; kRequired refuses upgrades without one (401).
   AuthMode auth = AuthMode::kOptional;
-};
-
-class SessionSet {
- public:
-  void Add(const std::shared_ptr<WebSocketSession>& session);
-  void Remove(const WebSocketSession* session);
-  // Closes every session with `code` (from any thread).
-  void CloseAll(uint16_t code);
-  size_t size() const;
-  // Sessions whose close frame has not yet been handed to the kernel.
-  size_t closes_unsent() const;
-  // Closes (1013) every session with a write in flight since before `cutoff`.
-  void CloseStalledWriters(std::chrono::steady_clock::time_point cutoff);
-  // Closes with 4001 every connection whose user's token has expired by `now`.
-  void CloseExpired(absl::Time now);
-
- private:
-  mutable absl::Mutex mu_;
-  absl::flat_hash_map<const WebSocketSession*, std::weak_ptr<WebSocketSession>> sessions_
-      ABSL_GUARDED_BY(mu_);
 };
 
 struct EdgeContext {

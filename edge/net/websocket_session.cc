@@ -17,69 +17,6 @@ namespace http = beast::http;
 namespace websocket = beast::websocket;
 namespace net = boost::asio;
 
-// ---------------------------------------------------------------- SessionSet
-
-void SessionSet::Add(const std::shared_ptr<WebSocketSession>& session) {
-  absl::MutexLock lock(&mu_);
-  sessions_[session.get()] = session;
-}
-
-void SessionSet::Remove(const WebSocketSession* session) {
-  absl::MutexLock lock(&mu_);
-  sessions_.erase(session);
-}
-
-void SessionSet::CloseAll(uint16_t code) {
-  std::vector<std::shared_ptr<WebSocketSession>> live;
-  {
-    absl::MutexLock lock(&mu_);
-    for (auto& [ptr, weak] : sessions_) {
-      if (auto s = weak.lock()) live.push_back(std::move(s));
-    }
-  }
-  for (auto& s : live) s->CloseFromOutside(code);
-}
-
-size_t SessionSet::size() const {
-  absl::MutexLock lock(&mu_);
-  return sessions_.size();
-}
-
-size_t SessionSet::closes_unsent() const {
-  absl::MutexLock lock(&mu_);
-  size_t n = 0;
-  for (const auto& [ptr, weak] : sessions_) {
-    if (auto s = weak.lock(); s != nullptr && s->close_unsent()) ++n;
-  }
-  return n;
-}
-
-void SessionSet::CloseStalledWriters(std::chrono::steady_clock::time_point cutoff) {
-  std::vector<std::shared_ptr<WebSocketSession>> stalled;
-  {
-    absl::MutexLock lock(&mu_);
-    for (const auto& [ptr, weak] : sessions_) {
-      auto s = weak.lock();
-      if (s == nullptr) continue;
-      auto since = s->writing_since();
-      if (since.has_value() && *since < cutoff) stalled.push_back(std::move(s));
-    }
-  }
-  for (auto& s : stalled) s->CloseIfWritingSince(cutoff);
-}
-
-void SessionSet::CloseExpired(absl::Time now) {
-  std::vector<std::shared_ptr<WebSocketSession>> expired;
-  {
-    absl::MutexLock lock(&mu_);
-    for (const auto& [ptr, weak] : sessions_) {
-      auto s = weak.lock();
-      if (s != nullptr && s->expires() <= now) expired.push_back(std::move(s));
-    }
-  }
-  for (auto& s : expired) s->CloseIfExpired(now);
-}
-
 // ---------------------------------------------------------- WebSocketSession
 
 namespace {
@@ -124,7 +61,7 @@ WebSocketSession::WebSocketSession(net::ip::tcp::socket&& socket, size_t loop,
       expires_(upgrade_->scope.user_expires) {}
 
 WebSocketSession::~WebSocketSession() {
-  if (!channel_.empty() && !finished_) context_->layer->Unregister(channel_);
+  if (!channel_.empty() && state_ != State::kClosed) context_->layer->Unregister(channel_);
 }
 
 void WebSocketSession::Run() {
@@ -146,7 +83,7 @@ void WebSocketSession::Run() {
   consumer_->Attach(this, context_->layer.get(), std::move(upgrade_->scope), channel_);
   context_->sessions.Add(shared_from_this());
   net::dispatch(socket_.get_executor(), [self = shared_from_this(), user = std::move(user)] {
-    self->connecting_hold_ = self;
+    // Its wait holds the session while the consumer decides.
     self->ArmTimer(absl::ToChronoNanoseconds(self->context_->options.handshake_timeout));
     if (!user.has_value()) return self->consumer_->Connect();
     // Every signed-in connection is registered (operators find it); only a
@@ -200,10 +137,14 @@ void WebSocketSession::CloseFromOutside(uint16_t code) {
   net::post(socket_.get_executor(), [self = shared_from_this(), code] {
     self->Close(code);
     if (self->close_frame_ == CloseFrame::kNone || self->close_frame_ == CloseFrame::kSent ||
-        self->cut_) {
-      self->close_unsent_ = false;
+        self->socket_state_ == Socket::kCut) {
+      self->SetCloseUnsent(false);
     }
   });
+}
+
+void WebSocketSession::SetCloseUnsent(bool unsent) {
+  if (close_unsent_.exchange(unsent) && !unsent) context_->sessions.Changed();
 }
 
 std::optional<std::chrono::steady_clock::time_point> WebSocketSession::writing_since() const {
@@ -253,7 +194,6 @@ void WebSocketSession::Accept(const std::string& subprotocol) {
   if (state_ != State::kConnecting) return;
   state_ = State::kOpen;  // Frames sent from now on queue until the handshake is done.
   timer_.cancel();
-  std::shared_ptr<WebSocketSession> hold = std::move(connecting_hold_);
   // Beast checks the upgrade request and writes the 101; it holds no timer,
   // so it can go as soon as that is written.
   upgrade_->handshake = std::make_unique<websocket::stream<net::ip::tcp::socket&>>(socket_);
@@ -268,7 +208,7 @@ void WebSocketSession::Accept(const std::string& subprotocol) {
 }
 
 void WebSocketSession::OnAccept(boost::system::error_code ec) {
-  writing_ = false;
+  writer_ = Writer::kIdle;
   upgrade_.reset();  // Its headers live on in the consumer's scope.
   if (ec) {
     Finish(kCloseAbnormal);
@@ -298,7 +238,6 @@ void WebSocketSession::Refuse(http::status status, std::string body) {
   refusal.body() = std::move(body);
   refusal.keep_alive(false);
   refusal.prepare_payload();
-  std::shared_ptr<WebSocketSession> hold = std::move(connecting_hold_);
   Finish(kCloseAbnormal);
   ArmTimer(std::chrono::seconds(5));  // The refusal's time to go out.
   http::async_write(socket_, refusal,
@@ -318,7 +257,7 @@ void WebSocketSession::DoRead() {
 }
 
 void WebSocketSession::OnReadable(boost::system::error_code ec) {
-  if (cut_) return;
+  if (socket_state_ == Socket::kCut) return;
   char* buffer = ThreadReadBuffer();
   for (int turn = 0; !ec && turn < kReadsPerTurn; ++turn) {
     const size_t n = socket_.read_some(net::buffer(buffer, kReadChunk), ec);
@@ -384,10 +323,10 @@ bool WebSocketSession::OnInput(const WsInput& in) {
       return true;
     case WsInput::kNone:
     case WsInput::kPong:  // Any whole frame is enough for the idle timer.
-      heard_ = true;
+      liveness_ = Liveness::kHeard;
       return true;
     case WsInput::kMessage:
-      heard_ = true;
+      liveness_ = Liveness::kHeard;
       context_->metrics->frames_in().Increment();
       if (state_ != State::kOpen) return true;
       if (in.binary) {
@@ -398,7 +337,7 @@ bool WebSocketSession::OnInput(const WsInput& in) {
       }
       return state_ != State::kClosed;
     case WsInput::kPing:
-      heard_ = true;
+      liveness_ = Liveness::kHeard;
       if (close_frame_ != CloseFrame::kNone) return true;
       pong_.emplace(in.payload);
       ScheduleWrite();
@@ -411,7 +350,7 @@ bool WebSocketSession::OnInput(const WsInput& in) {
       // The answer to our close: done.
       Finish(close_code_);
       if (close_frame_ == CloseFrame::kWriting) {
-        cut_after_close_ = true;
+        socket_state_ = Socket::kCutAfterClose;
       } else {
         Cut();
       }
@@ -439,8 +378,8 @@ void WebSocketSession::CloseAndCut(uint16_t code) {
   }
   close_code_ = code;
   close_frame_ = CloseFrame::kQueued;
-  close_unsent_ = true;
-  cut_after_close_ = true;
+  SetCloseUnsent(true);
+  socket_state_ = Socket::kCutAfterClose;
   ArmTimer(kCloseDeadline);
   DoWrite();
 }
@@ -468,7 +407,7 @@ void WebSocketSession::CloseSlowReader(const char* reason) {
                                     {"queued", absl::StrCat(queue_.size())},
                                     {"writing", absl::StrCat(out_.size())}});
   DropQueued();
-  if (writing_) {
+  if (writer_ == Writer::kWriting) {
     // Room in the kernel for the rest of the write in flight and the close
     // frame behind it, so that both go out now and a reader that resumes
     // reads 1013 after what it was sent.
@@ -490,25 +429,26 @@ void WebSocketSession::CloseSlowReader(const char* reason) {
 // Writes wait for the handlers already queued on this thread, so that every
 // frame a fan-out round brings goes out in one write.
 void WebSocketSession::ScheduleWrite() {
-  if (writing_ || write_scheduled_) return;
-  write_scheduled_ = true;
+  if (writer_ != Writer::kIdle) return;
+  writer_ = Writer::kPosted;
   net::post(socket_.get_executor(), [self = shared_from_this()] {
-    self->write_scheduled_ = false;
+    if (self->writer_ != Writer::kPosted) return;  // Written meanwhile.
+    self->writer_ = Writer::kIdle;
     self->DoWrite();
   });
 }
 
 void WebSocketSession::DoWrite() {
-  if (writing_ || cut_) return;
+  if (writer_ == Writer::kWriting || socket_state_ == Socket::kCut) return;
   // Nothing may follow a close frame.
   if (close_frame_ == CloseFrame::kWriting || close_frame_ == CloseFrame::kSent) return;
   if (pong_.has_value()) {
     AppendFrame(&out_, WsOpcode::kPong, *pong_);
     pong_.reset();
   }
-  if (ping_due_) {
+  if (liveness_ == Liveness::kPingDue) {
     AppendFrame(&out_, WsOpcode::kPing, {});
-    ping_due_ = false;
+    liveness_ = Liveness::kPinged;
   }
   size_t frames = 0;
   while (frames < queue_.size() && (frames == 0 || out_.size() < kWriteBatchBytes)) {
@@ -522,8 +462,11 @@ void WebSocketSession::DoWrite() {
     AppendFrame(&out_, WsOpcode::kClose, ClosePayload(close_code_, close_reason_));
     close_frame_ = CloseFrame::kWriting;
   }
-  if (out_.empty()) return;
-  writing_ = true;
+  if (out_.empty()) {
+    writer_ = Writer::kIdle;
+    return;
+  }
+  writer_ = Writer::kWriting;
   writing_since_ns_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
                               std::chrono::steady_clock::now().time_since_epoch())
                               .count(),
@@ -535,7 +478,7 @@ void WebSocketSession::DoWrite() {
 }
 
 void WebSocketSession::OnWrite(boost::system::error_code ec) {
-  writing_ = false;
+  writer_ = Writer::kIdle;
   writing_since_ns_.store(0, std::memory_order_relaxed);
   out_.clear();
   if (ec) {
@@ -548,12 +491,12 @@ void WebSocketSession::OnWrite(boost::system::error_code ec) {
     out_frames_ = 0;
     if (close_frame_ == CloseFrame::kWriting) {
       close_frame_ = CloseFrame::kSent;
-      close_unsent_ = false;
-      if (cut_after_close_) Cut();
+      SetCloseUnsent(false);
+      if (socket_state_ == Socket::kCutAfterClose) Cut();
     }
     DoWrite();  // Nothing once cut or closed.
   }
-  if (!writing_) std::string().swap(out_);  // Idle sockets hold no write buffer.
+  if (writer_ != Writer::kWriting) std::string().swap(out_);  // Idle sockets hold no write buffer.
 }
 
 void WebSocketSession::Close(uint16_t code) {
@@ -565,7 +508,7 @@ void WebSocketSession::Close(uint16_t code) {
     case State::kOpen:
       state_ = State::kClosing;
       close_code_ = code;
-      close_unsent_ = true;
+      SetCloseUnsent(true);
       // Whatever is queued would only delay these closes.
       if (code == kCloseTryAgainLater || code == kCloseGoingAway) DropQueued();
       close_frame_ = CloseFrame::kQueued;
@@ -596,12 +539,10 @@ void WebSocketSession::OnTimer() {
       return;
     case State::kOpen:
       // A client silent for a whole tick is pinged; silent for one more, dropped.
-      if (heard_) {
-        heard_ = false;
-        pinged_ = false;
-      } else if (!pinged_) {
-        pinged_ = true;
-        ping_due_ = true;
+      if (liveness_ == Liveness::kHeard) {
+        liveness_ = Liveness::kSilent;
+      } else if (liveness_ == Liveness::kSilent) {
+        liveness_ = Liveness::kPingDue;
         ScheduleWrite();
       } else {
         if (context_->options.log_connections) {
@@ -626,8 +567,7 @@ void WebSocketSession::OnTimer() {
 // ----------------------------------------------------------------------- end
 
 void WebSocketSession::Finish(uint16_t code) {
-  if (finished_) return;
-  finished_ = true;
+  if (state_ == State::kClosed) return;
   const bool was_open = state_ == State::kOpen || state_ == State::kClosing;
   state_ = State::kClosed;
   if (was_open) context_->metrics->connections().Decrement();
@@ -643,9 +583,9 @@ void WebSocketSession::Finish(uint16_t code) {
 }
 
 void WebSocketSession::Cut() {
-  if (cut_) return;
-  cut_ = true;
-  close_unsent_ = false;
+  if (socket_state_ == Socket::kCut) return;
+  socket_state_ = Socket::kCut;
+  SetCloseUnsent(false);
   timer_.cancel();
   boost::system::error_code ignored;
   socket_.shutdown(net::ip::tcp::socket::shutdown_both, ignored);

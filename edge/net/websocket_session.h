@@ -26,6 +26,12 @@
 // io_context, one thread), so nothing here is locked; the layer calls OnEvent
 // there too (the channel is registered with the loop). Bind, CloseFromOutside
 // and CloseIfWritingSince post onto it from any thread.
+//
+// Lifetime (the edge's one idiom, shared ownership): each operation in flight
+// (the readiness wait, a write, the timer's wait, a post) holds the session
+// through its handler's shared_from_this(); while the consumer decides
+// whether to accept, the handshake timer's wait holds it. SessionSet and the
+// layer hold weak references only.
 #ifndef CHAT_EDGE_NET_WEBSOCKET_SESSION_H_
 #define CHAT_EDGE_NET_WEBSOCKET_SESSION_H_
 
@@ -88,6 +94,15 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
   enum class State { kConnecting, kOpen, kClosing, kClosed };
   // Our close frame: none, queued behind data frames, being written, written.
   enum class CloseFrame { kNone, kQueued, kWriting, kSent };
+  // The write side: nothing to write; a write posted behind the loop's
+  // current handlers (so that one round's frames leave together); in flight.
+  enum class Writer { kIdle, kPosted, kWriting };
+  // Idle detection, per tick of half the idle timeout: heard from since the
+  // last tick; silent for one tick; a ping due in the next write; pinged (a
+  // tick silent after the ping drops the client).
+  enum class Liveness { kHeard, kSilent, kPingDue, kPinged };
+  // The socket: open; to be cut once the close frame is written; cut.
+  enum class Socket { kOpen, kCutAfterClose, kCut };
   struct Upgrade;  // What only the handshake needs.
 
   void OnAccept(boost::system::error_code ec);
@@ -117,6 +132,7 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
   void Finish(uint16_t code);
   // Closes the socket; pending operations end with errors.
   void Cut();
+  void SetCloseUnsent(bool unsent);
 
   boost::asio::ip::tcp::socket socket_;
   const size_t loop_;
@@ -128,18 +144,12 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
   std::string peer_;
   // Handshake deadline, then idle pings, then the deadline of a close.
   boost::asio::steady_timer timer_;
-  // Keeps the session alive while its consumer decides (e.g. waits for a
-  // group_add to be confirmed); released by Accept, Close or the timeout.
-  std::shared_ptr<WebSocketSession> connecting_hold_;
 
   FrameParser parser_;
   std::string carry_;  // The start of a frame not yet all received.
   // When the frame or fragmented message being received began arriving.
   std::optional<std::chrono::steady_clock::time_point> partial_since_;
-  // Idle detection, per tick of half the idle timeout: a tick with nothing
-  // heard sends a ping, a second one drops the client.
-  bool heard_ = true;
-  bool pinged_ = false;
+  Liveness liveness_ = Liveness::kHeard;
 
   std::vector<Frame> queue_;
   size_t queue_bytes_ = 0;
@@ -148,15 +158,12 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
   std::optional<std::string> pong_;  // For the latest ping only (RFC 6455 5.5.3).
   State state_ = State::kConnecting;
   uint16_t close_code_ = kCloseNormal;
-  std::string close_reason_;  // Sent with close_code_ (an operator's words).
-  bool writing_ = true;       // The handshake is written first.
-  bool write_scheduled_ = false;
-  bool ping_due_ = false;
+  std::string close_reason_;          // Sent with close_code_ (an operator's words).
+  Writer writer_ = Writer::kWriting;  // The handshake is written first.
   CloseFrame close_frame_ = CloseFrame::kNone;
-  bool cut_after_close_ = false;
-  bool cut_ = false;
-  bool finished_ = false;
-  // Read from other threads (shutdown and the write-timeout check).
+  Socket socket_state_ = Socket::kOpen;
+  // Read from other threads (shutdown and the write-timeout check); set
+  // through SetCloseUnsent, which tells SessionSet's waiters.
   std::atomic<bool> close_unsent_{false};
   std::atomic<int64_t> writing_since_ns_{0};  // steady_clock; 0: no write in flight.
   const absl::Time expires_;                  // The scope's user_expires.
