@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "shared/reason.h"
 
 namespace edge {
 namespace json = boost::json;
@@ -203,7 +204,8 @@ absl::StatusOr<User> TokenVerifier::Verify(absl::string_view token) const {
   const absl::Duration leeway = options_.leeway;
   if (!SecondsClaim(c, "exp", &user.expires)) return Refused("no \"exp\" (its expiry)");
   if (user.expires + leeway <= now) {
-    return Refused(absl::StrCat("expired at ", absl::FormatTime(user.expires)));
+    return chat::WithReason(Refused(absl::StrCat("expired at ", absl::FormatTime(user.expires))),
+                            kExpired);
   }
   absl::Time not_before;
   if (SecondsClaim(c, "nbf", &not_before) && now + leeway < not_before) {

@@ -73,6 +73,8 @@ class TokenVerifier {
                 absl::Duration leeway = absl::Seconds(5));
 
   absl::StatusOr<User> Verify(absl::string_view token) const;
+  // chat::ReasonOf a refusal for a token past its expiry (only those).
+  static constexpr char kExpired[] = "expired";
   // An HS256 token for `user` valid for `ttl` from now (tests, backends, the
   // local run); needs the secret (can_mint()).
   std::string Mint(const User& user, absl::Duration ttl) const;

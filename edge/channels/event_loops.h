@@ -5,6 +5,12 @@
 //
 // Why an interface: the Channels model (this folder) knows no sockets; tests
 // use InlineLoops, which runs everything on the calling thread.
+//
+// The edge's one way to defer work to the end of a batch is Post onto the
+// current loop: it runs behind the handlers already queued there, so one
+// round's work is done once (ChannelTable's hand-off of a round's deliveries,
+// AttachCall's write of a round's commands, WebSocketSession's write of a
+// round's frames, which posts on its socket's executor: the same loop).
 #ifndef CHAT_EDGE_CHANNELS_EVENT_LOOPS_H_
 #define CHAT_EDGE_CHANNELS_EVENT_LOOPS_H_
 

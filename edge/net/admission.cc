@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "shared/reason.h"
 
 namespace edge {
 
@@ -36,15 +37,19 @@ absl::StatusOr<Admission::Ticket> Admission::Admit(const std::string& address,
     size_t& from_address = per_address_[address];
     if (from_address >= limits_.max_per_address) {
       ++refused_;
-      return absl::ResourceExhaustedError(
-          absl::StrCat("too many connections from this address (", limits_.max_per_address, ")"));
+      return chat::WithReason(
+          absl::ResourceExhaustedError(absl::StrCat("too many connections from this address (",
+                                                    limits_.max_per_address, ")")),
+          kMaxPerAddress);
     }
     if (entries_.size() >= limits_.max_connections) {
       if (pending_.empty()) {
         ++refused_;
         if (from_address == 0) per_address_.erase(address);
-        return absl::ResourceExhaustedError(
-            absl::StrCat("the edge is at its connection limit (", limits_.max_connections, ")"));
+        return chat::WithReason(
+            absl::ResourceExhaustedError(absl::StrCat("the edge is at its connection limit (",
+                                                      limits_.max_connections, ")")),
+            kMaxConnections);
       }
       // The oldest connection still sending its request makes room.
       const uint64_t oldest = pending_.front();

@@ -64,8 +64,13 @@ class Admission : public std::enable_shared_from_this<Admission> {
 
   explicit Admission(Limits limits) : limits_(limits) {}
 
+  // Which cap refused a connection: chat::ReasonOf its status.
+  static constexpr char kMaxPerAddress[] = "max_per_address";
+  static constexpr char kMaxConnections[] = "max_connections";
+
   // A place for a connection from `address`, pending until Settle(); or
-  // RESOURCE_EXHAUSTED saying which cap was hit. `evict` closes the connection.
+  // RESOURCE_EXHAUSTED saying which cap was hit (with kMaxPerAddress or
+  // kMaxConnections as its reason). `evict` closes the connection.
   absl::StatusOr<Ticket> Admit(const std::string& address, std::function<void()> evict);
 
   Counts counts() const;

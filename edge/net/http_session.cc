@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "edge/net/websocket_session.h"
 #include "shared/log.h"
+#include "shared/reason.h"
 
 namespace edge {
 
@@ -161,7 +162,7 @@ void HttpSession::Run() {
           if (auto self = weak.lock()) self->Evict();
         });
     if (!ticket.ok()) {
-      Refuse(std::string(ticket.status().message()));
+      Refuse(ticket.status());
       return;
     }
     ticket_ = *std::move(ticket);
@@ -170,10 +171,9 @@ void HttpSession::Run() {
                 beast::bind_front_handler(&HttpSession::DoRead, shared_from_this()));
 }
 
-void HttpSession::Refuse(const std::string& why) {
-  const bool per_address = absl::StrContains(why, "address");
-  context_->metrics->refused(per_address ? "max_per_address" : "max_connections").Increment();
-  const std::string body = absl::StrCat("refused: ", why, "; try again later\n");
+void HttpSession::Refuse(const absl::Status& why) {
+  context_->metrics->refused(chat::ReasonOf(why)).Increment();
+  const std::string body = absl::StrCat("refused: ", why.message(), "; try again later\n");
   const std::string reply = absl::StrCat(
       "HTTP/1.1 503 Service Unavailable\r\nServer: chat-edge\r\nContent-Type: text/plain\r\n"
       "Retry-After: 5\r\nConnection: close\r\nContent-Length: ",
@@ -397,8 +397,7 @@ absl::StatusOr<std::optional<User>> HttpSession::Authenticate(const Request& req
   }
   absl::StatusOr<User> user = context_->verifier->Verify(token);
   if (!user.ok()) {
-    // The verifier's own words (a kid or alg a client chose may say "expired" too).
-    const bool expired = absl::StartsWith(user.status().message(), "token refused: expired at");
+    const bool expired = chat::ReasonOf(user.status()) == TokenVerifier::kExpired;
     return refused(expired ? "expired" : "invalid", user.status());
   }
   if (!room.empty() && !user->MayJoin(room)) {

@@ -57,8 +57,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   absl::StatusOr<std::optional<User>> Authenticate(const Request& request,
                                                    boost::urls::url_view target,
                                                    const std::string& room);
-  // Answers 503 at once, without reading, and closes.
-  void Refuse(const std::string& why);
+  // Answers 503 with `why` at once, without reading, and closes; its reason
+  // (chat::ReasonOf) labels the metric.
+  void Refuse(const absl::Status& why);
   // Closes the connection to make room for another (from any thread).
   void Evict();
 

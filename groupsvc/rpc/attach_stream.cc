@@ -252,7 +252,7 @@ bool AttachStream::Deliver(const EventPtr& event, std::vector<std::string> chann
   for (const auto& c : channels) item.bytes += c.size() + 2;
   {
     absl::MutexLock lock(&mu_);
-    if (closed_ || queue_bytes_ + item.bytes > options_.max_queue_bytes) return false;
+    if (life_ != Life::kOpen || queue_bytes_ + item.bytes > options_.max_queue_bytes) return false;
     item.event = event;
     item.channels = std::move(channels);
     item.group = std::string(group);
@@ -269,7 +269,7 @@ bool AttachStream::Deliver(const EventPtr& event, std::vector<std::string> chann
 bool AttachStream::PushControl(Outgoing item) {
   {
     absl::MutexLock lock(&mu_);
-    if (finished_ || broken_) return false;
+    if (life_ >= Life::kBroken) return false;
     queue_bytes_ += item.bytes;
     queue_.push_back(std::move(item));
   }
@@ -281,7 +281,7 @@ void AttachStream::Replaced() {
   chat::LogEvent("edge_replaced", {{"edge", edge_id_}, {"peer", peer_}});
   {
     absl::MutexLock lock(&mu_);
-    closed_ = true;
+    if (life_ == Life::kOpen) life_ = Life::kClosed;
   }
   RequestFinish(
       grpc::Status(grpc::StatusCode::ABORTED,
@@ -298,7 +298,7 @@ bool AttachStream::CloseUser(const UserClose& close) {
   item.bytes = item.close->ByteSizeLong();
   {
     absl::MutexLock lock(&mu_);
-    if (closed_) return false;
+    if (life_ != Life::kOpen) return false;
   }
   return PushControl(std::move(item));
 }
@@ -309,12 +309,12 @@ void AttachStream::Drain(absl::Duration grace) {
   item.draining->mutable_grace()->set_seconds(absl::ToInt64Seconds(grace));
   {
     absl::MutexLock lock(&mu_);
-    draining_ = true;
+    ending_ = Ending::kDrained;
   }
   PushControl(std::move(item));
   {
     absl::MutexLock lock(&mu_);
-    closed_ = true;
+    if (life_ == Life::kOpen) life_ = Life::kClosed;
   }
   RequestFinish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "groupsvc is shutting down"));
 }
@@ -382,8 +382,8 @@ void AttachStream::Pump() {
   std::optional<grpc::Status> finish;
   {
     absl::MutexLock lock(&mu_);
-    if (writing_ != Writing::kIdle || finished_) return;
-    if (!queue_.empty() && !broken_) {
+    if (writing_ != Writing::kIdle || life_ == Life::kFinishing) return;
+    if (!queue_.empty() && life_ != Life::kBroken) {
       const absl::Time now = absl::Now();
       if (HoldLocked(now)) return;
       const size_t before = queue_.size();
@@ -403,8 +403,7 @@ void AttachStream::Pump() {
       }
     }
     if (!write && queue_.empty() && finish_status_.has_value()) {
-      finished_ = true;
-      closed_ = true;
+      life_ = Life::kFinishing;
       finish = finish_status_;
     }
   }
@@ -427,8 +426,8 @@ void AttachStream::OnWriteDone(bool ok) {
     writing_ = Writing::kIdle;
     if (!ok) {
       // The call is broken: nothing queued can be written any more.
-      broken_ = true;
-      closed_ = true;
+      life_ = Life::kBroken;
+      if (ending_ != Ending::kDrained) ending_ = Ending::kBroken;
       uint64_t lost = 0;
       for (const Outgoing& item : queue_) lost += item.channels.size();
       if (lost > 0) registry_->CountDrop(DropReason::kEdgeGone, lost);
@@ -458,9 +457,8 @@ void AttachStream::ResumeReadsIfDrained() {
 void AttachStream::OnCancel() {
   {
     absl::MutexLock lock(&mu_);
-    cancelled_ = true;
-    closed_ = true;
-    broken_ = true;
+    if (life_ != Life::kFinishing) life_ = Life::kBroken;
+    if (ending_ != Ending::kDrained) ending_ = Ending::kBroken;
     queue_.clear();
     queue_bytes_ = 0;
   }
@@ -474,8 +472,8 @@ void AttachStream::OnDone() {
       absl::MutexLock lock(&mu_);
       // Drained by groupsvc or closed by the edge (then finished with OK): on
       // purpose. Anything else may leave the edge believing in its members.
-      lost = !draining_ &&
-             (cancelled_ || broken_ || !finish_status_.has_value() || !finish_status_->ok());
+      lost = ending_ != Ending::kDrained &&
+             (ending_ == Ending::kBroken || !finish_status_.has_value() || !finish_status_->ok());
     }
     registry_->DetachEdge(edge_id_, generation_,
                           lost ? DetachReason::kLost : DetachReason::kClosed);

@@ -234,15 +234,16 @@ class AttachStream final : public Call, public EdgeSink {
   // kDone: the call is over; a late read result is dropped.
   enum class Reading { kInFlight, kDue, kPaused, kDone };
   Reading reading_ ABSL_GUARDED_BY(mu_) = Reading::kInFlight;
-  // Set once the stream will take no more deliveries.
-  bool closed_ ABSL_GUARDED_BY(mu_) = false;
-  bool broken_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  // Set when gRPC reports the call cancelled (by the client, a broken
-  // network, or a deadline).
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  // Set by Drain: groupsvc itself ends the stream, on purpose.
-  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  // The stream's life, in order: open; closed to deliveries (replaced,
+  // drained) while what is queued goes out; broken (a write failed, or gRPC
+  // reported the call cancelled: nothing more is written); finishing (the
+  // Finish is in flight).
+  enum class Life { kOpen, kClosed, kBroken, kFinishing };
+  Life life_ ABSL_GUARDED_BY(mu_) = Life::kOpen;
+  // How it ends, for DetachEdge: not said yet; drained by groupsvc on purpose
+  // (Drain); broken. A drained stream that then breaks stays drained.
+  enum class Ending { kUnsaid, kDrained, kBroken };
+  Ending ending_ ABSL_GUARDED_BY(mu_) = Ending::kUnsaid;
   std::optional<grpc::Status> finish_status_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -16,6 +16,7 @@
 #include "edge/net/http_session.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "shared/reason.h"
 
 namespace edge {
 namespace {
@@ -165,12 +166,14 @@ TEST(AdmissionTest, CapsPerAddressAndInAll) {
   absl::StatusOr<Admission::Ticket> a3 = admission->Admit("10.0.0.1", nullptr);
   EXPECT_TRUE(absl::IsResourceExhausted(a3.status()));
   EXPECT_THAT(a3.status().message(), HasSubstr("address"));
+  EXPECT_EQ(chat::ReasonOf(a3.status()), Admission::kMaxPerAddress);
   absl::StatusOr<Admission::Ticket> b1 = admission->Admit("10.0.0.2", nullptr);
   ASSERT_TRUE(b1.ok());
   b1->Settle();
   // Full, and nothing pending to evict.
   absl::StatusOr<Admission::Ticket> c1 = admission->Admit("10.0.0.3", nullptr);
   EXPECT_TRUE(absl::IsResourceExhausted(c1.status()));
+  EXPECT_EQ(chat::ReasonOf(c1.status()), Admission::kMaxConnections);
   EXPECT_EQ(admission->counts().refused, 2u);
   // A place given back is taken again.
   *a1 = Admission::Ticket();

@@ -12,6 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "shared/clock.h"
+#include "shared/reason.h"
 
 namespace edge {
 namespace {
@@ -106,6 +107,8 @@ TEST_F(TokenTest, EveryRefusalIsUnauthenticatedAndSaysWhy) {
     absl::Status s = Refusal(c.token);
     EXPECT_EQ(s.code(), absl::StatusCode::kUnauthenticated) << c.token;
     EXPECT_THAT(s.message(), HasSubstr(c.why)) << c.token;
+    // Only an expired token says so in its reason (the metric's label).
+    EXPECT_EQ(chat::ReasonOf(s) == TokenVerifier::kExpired, c.why == "expired") << c.token;
   }
   // The same claims, rightly signed, pass: each case fails for its own reason.
   EXPECT_TRUE(verifier_.Verify(Signed(kHs256, Claims())).ok());
