@@ -15,7 +15,10 @@
 //   handoff.Flush();                      // or at its end of scope
 //
 // Thread-safe (one mutex; a delivery takes it once for all its channels). A
-// Handoff belongs to one thread.
+// Handoff belongs to one thread. Lifetime: the table lives as long as its layer, which
+// outlives the loops' handlers (the edge stops and joins its IoPool before it
+// destroys the layer), so the flush it posts to a loop may hold `this`;
+// sessions are reached through weak references only.
 #ifndef CHAT_EDGE_CHANNELS_CHANNEL_TABLE_H_
 #define CHAT_EDGE_CHANNELS_CHANNEL_TABLE_H_
 

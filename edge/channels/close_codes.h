@@ -1,5 +1,7 @@
 // The WebSocket close codes the edge sends or reads (RFC 6455 7.4.1), in one
 // place: the framing, the sessions and the consumers name them from here.
+//
+// Constants only: no threads, no lifetime.
 #ifndef CHAT_EDGE_CHANNELS_CLOSE_CODES_H_
 #define CHAT_EDGE_CHANNELS_CLOSE_CODES_H_
 

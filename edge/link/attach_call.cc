@@ -119,7 +119,8 @@ void AttachCall::OnCompleted(Op::Kind kind, bool ok) {
       if (!ok) {
         {
           absl::MutexLock lock(&mu_);
-          writer_ = Writer::kIdle;  // The Hello was never written.
+          writer_ = Writer::kIdle;  // The Hello was never written,
+          phase_ = Phase::kEnded;   // and nothing else will be.
         }
         EndCall();
         return;

@@ -9,6 +9,9 @@
 // names the edge id). gRPC's file watcher re-reads the three files every
 // `reload_interval`, so renewed certificates are used by the next connection
 // without a restart.
+//
+// Threading: MakeChannelSetup is a pure function, called once per layer.
+// Lifetime: the returned setup is kept by the GrpcLayer for its channels' life.
 #ifndef CHAT_EDGE_LINK_CREDENTIALS_H_
 #define CHAT_EDGE_LINK_CREDENTIALS_H_
 

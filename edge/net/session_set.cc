@@ -34,22 +34,17 @@ size_t SessionSet::size() const {
 
 size_t SessionSet::closes_unsent() const {
   absl::MutexLock lock(&mu_);
-  return ClosesUnsentLocked();
+  return unsent_;
 }
 
-size_t SessionSet::ClosesUnsentLocked() const {
-  size_t n = 0;
-  for (const auto& [ptr, weak] : sessions_) {
-    if (auto s = weak.lock(); s != nullptr && s->close_unsent()) ++n;
-  }
-  return n;
+void SessionSet::CountUnsent(int change) {
+  absl::MutexLock lock(&mu_);
+  unsent_ += change;
 }
-
-void SessionSet::Changed() { absl::MutexLock lock(&mu_); }
 
 bool SessionSet::AwaitClosesSent(absl::Time deadline) const {
   absl::MutexLock lock(&mu_);
-  auto sent = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return ClosesUnsentLocked() == 0; };
+  auto sent = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return unsent_ == 0; };
   return mu_.AwaitWithDeadline(absl::Condition(&sent), deadline);
 }
 

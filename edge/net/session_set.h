@@ -28,10 +28,11 @@ class SessionSet {
   // Closes every session with `code` (from any thread).
   void CloseAll(uint16_t code);
   size_t size() const;
-  // Sessions whose close frame has not yet been handed to the kernel.
+  // Close frames due but not yet handed to the kernel (a session removed
+  // while its close frame is going out still counts until it is out or cut).
   size_t closes_unsent() const;
-  // A session's close_unsent() turned false: waiters look again.
-  void Changed();
+  // A session's close frame became due (+1), or went out or was given up (-1).
+  void CountUnsent(int change);
   // Wait (bounded) until every close frame is out, or no session is left;
   // false when the deadline came first. For shutdown.
   bool AwaitClosesSent(absl::Time deadline) const;
@@ -42,9 +43,9 @@ class SessionSet {
   void CloseExpired(absl::Time now);
 
  private:
-  size_t ClosesUnsentLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
-
   mutable absl::Mutex mu_;
+  // Counted, not walked: a waiter's condition is checked on every unlock.
+  size_t unsent_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<const WebSocketSession*, std::weak_ptr<WebSocketSession>> sessions_
       ABSL_GUARDED_BY(mu_);
 };

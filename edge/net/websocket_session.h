@@ -72,8 +72,6 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
   void CloseIfExpired(absl::Time now);
   // Any thread: when the user's token expires (InfiniteFuture: anonymous).
   absl::Time expires() const { return expires_; }
-  // Any thread: whether a close frame is due but not yet handed to the kernel.
-  bool close_unsent() const { return close_unsent_.load(std::memory_order_acquire); }
   // Any thread: when the write in flight started; nullopt if none.
   std::optional<std::chrono::steady_clock::time_point> writing_since() const;
 
@@ -162,8 +160,8 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
   Writer writer_ = Writer::kWriting;  // The handshake is written first.
   CloseFrame close_frame_ = CloseFrame::kNone;
   Socket socket_state_ = Socket::kOpen;
-  // Read from other threads (shutdown and the write-timeout check); set
-  // through SetCloseUnsent, which tells SessionSet's waiters.
+  // Whether our close frame is due but not yet handed to the kernel; set
+  // from any thread through SetCloseUnsent, which keeps SessionSet's count.
   std::atomic<bool> close_unsent_{false};
   std::atomic<int64_t> writing_since_ns_{0};  // steady_clock; 0: no write in flight.
   const absl::Time expires_;                  // The scope's user_expires.

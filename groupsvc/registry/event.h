@@ -2,6 +2,10 @@
 // the whole JSON object as text, shared by every copy and never re-encoded.
 //
 //   EventPtr e = MakeEvent("chat.message", R"({"type":"chat.message","message":"hi"})");
+//
+// Threading: immutable once made, so any thread may read it. Lifetime: shared
+// (EventPtr is a shared_ptr to const): every queued copy, history entry and
+// write in flight holds the one event until the last lets go.
 #ifndef CHAT_GROUPSVC_REGISTRY_EVENT_H_
 #define CHAT_GROUPSVC_REGISTRY_EVENT_H_
 

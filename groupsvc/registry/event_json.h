@@ -2,6 +2,9 @@
 // that grpcurl users write plain JSON) and groupsvc's Event (JSON text).
 //
 //   absl::StatusOr<EventPtr> event = EventFromStruct(request.event());
+//
+// Threading: pure functions of their arguments; any thread. Lifetime: the
+// EventPtr returned is shared (event.h).
 #ifndef CHAT_GROUPSVC_REGISTRY_EVENT_JSON_H_
 #define CHAT_GROUPSVC_REGISTRY_EVENT_JSON_H_
 

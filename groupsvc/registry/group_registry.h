@@ -31,6 +31,10 @@
 // into a group_send of the same group).
 // Lock order: the edge directory, then a group shard, then the unsettled set
 // (or the users).
+// Lifetime: owned by GroupServer, which outlives every call; it holds each
+// attached edge's sink (its AttachStream) by shared_ptr until the edge
+// detaches, so a delivery racing a detach reaches a live stream that knows
+// it is closed.
 #ifndef CHAT_GROUPSVC_REGISTRY_GROUP_REGISTRY_H_
 #define CHAT_GROUPSVC_REGISTRY_GROUP_REGISTRY_H_
 

@@ -12,6 +12,8 @@
 //   quota->Refund(n);
 //
 // Thread-safe (one atomic counter).
+// Lifetime: shared; the ApiGuard (per token or address) or the AttachStream
+// (per edge) holds it, and every charged copy's owner refunds it.
 #ifndef CHAT_GROUPSVC_REGISTRY_QUEUE_QUOTA_H_
 #define CHAT_GROUPSVC_REGISTRY_QUEUE_QUOTA_H_
 

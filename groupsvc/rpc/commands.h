@@ -11,6 +11,7 @@
 // Thread-safety: as thread-safe as GroupRegistry (it is); it keeps no state of
 // its own. Deliveries it causes reach the edges' EdgeSinks from the calling
 // thread, with no registry lock held.
+// Lifetime: nothing kept; the registry outlives the call.
 #ifndef CHAT_GROUPSVC_RPC_COMMANDS_H_
 #define CHAT_GROUPSVC_RPC_COMMANDS_H_
 

@@ -20,6 +20,8 @@
 //   registry.Send(channel, event, caller->quota);
 //
 // Thread-safe; Authorize takes two short locks and hashes the token once.
+// Lifetime: made once by GroupServer, which outlives every call; a Caller's
+// quota is a shared_ptr, so a queued copy can refund it after the call ends.
 #ifndef CHAT_GROUPSVC_SECURITY_API_GUARD_H_
 #define CHAT_GROUPSVC_SECURITY_API_GUARD_H_
 

@@ -18,6 +18,7 @@
 // at most once per `check_interval` and re-reads it when that changed; a file
 // that became unreadable or invalid keeps the previous tokens (and is logged
 // once per change).
+// Lifetime: owned by the ApiGuard, which lives as long as the server.
 #ifndef CHAT_GROUPSVC_SECURITY_API_TOKENS_H_
 #define CHAT_GROUPSVC_SECURITY_API_TOKENS_H_
 

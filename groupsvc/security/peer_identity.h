@@ -8,6 +8,9 @@
 // With --tls_client_ca the TLS layer has already verified a certificate the
 // client presented (chain to that CA, validity dates), so what is left is
 // which names it carries.
+//
+// Threading: pure functions; any thread (a call's own ServerContext). Lifetime:
+// nothing kept.
 #ifndef CHAT_GROUPSVC_SECURITY_PEER_IDENTITY_H_
 #define CHAT_GROUPSVC_SECURITY_PEER_IDENTITY_H_
 

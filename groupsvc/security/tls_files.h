@@ -5,6 +5,9 @@
 // files itself (and again when they change); these checks only read them once.
 //
 //   if (absl::Status s = CheckKeyPair(cert, key); !s.ok()) ...
+//
+// Threading: pure functions, called once on the main thread before the
+// server starts. Lifetime: nothing kept.
 #ifndef CHAT_GROUPSVC_SECURITY_TLS_FILES_H_
 #define CHAT_GROUPSVC_SECURITY_TLS_FILES_H_
 

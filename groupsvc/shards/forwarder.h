@@ -15,6 +15,8 @@
 // completion loop (no callback API: its threads would poll beside the loop's).
 //
 // Thread-safe; everything completes on the caller's loop.
+// Lifetime: owned by GroupServer; a forwarded call holds the caller's
+// UnaryCall (completion_loop.h's Call and Op) until its answer is in.
 #ifndef CHAT_GROUPSVC_SHARDS_FORWARDER_H_
 #define CHAT_GROUPSVC_SHARDS_FORWARDER_H_
 

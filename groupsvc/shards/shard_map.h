@@ -17,6 +17,8 @@
 //   if (!map->OwnsGroup("chat_lobby")) ... forward to map->GroupOwner("chat_lobby")
 //
 // Immutable, so thread-safe.
+// Lifetime: one per server, made from the flags before it starts; everything
+// that places (services, streams, the forwarder) holds a pointer to it.
 #ifndef CHAT_GROUPSVC_SHARDS_SHARD_MAP_H_
 #define CHAT_GROUPSVC_SHARDS_SHARD_MAP_H_
 
