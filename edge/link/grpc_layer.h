@@ -134,7 +134,6 @@ class GrpcLayer : public Layer, private ShardLink::Host {
   bool ready() const override;
   size_t local_groups() const override { return table_.groups(); }
 
-  const std::string& channel_prefix() const { return table_.prefix(); }
   // Streams opened so far over all shards (1 per shard + reconnects).
   uint64_t connects() const;
   std::vector<LinkState> links() const override;

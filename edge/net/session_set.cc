@@ -27,16 +27,6 @@ void SessionSet::CloseAll(uint16_t code) {
   for (auto& s : live) s->CloseFromOutside(code);
 }
 
-size_t SessionSet::size() const {
-  absl::MutexLock lock(&mu_);
-  return sessions_.size();
-}
-
-size_t SessionSet::closes_unsent() const {
-  absl::MutexLock lock(&mu_);
-  return unsent_;
-}
-
 void SessionSet::CountUnsent(int change) {
   absl::MutexLock lock(&mu_);
   unsent_ += change;

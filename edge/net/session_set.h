@@ -27,11 +27,9 @@ class SessionSet {
   void Remove(const WebSocketSession* session);
   // Closes every session with `code` (from any thread).
   void CloseAll(uint16_t code);
-  size_t size() const;
-  // Close frames due but not yet handed to the kernel (a session removed
-  // while its close frame is going out still counts until it is out or cut).
-  size_t closes_unsent() const;
-  // A session's close frame became due (+1), or went out or was given up (-1).
+  // A session's close frame became due (+1), or went out or was given up
+  // (-1); a session removed while its close frame is going out still counts
+  // until it is out or cut.
   void CountUnsent(int change);
   // Wait (bounded) until every close frame is out, or no session is left;
   // false when the deadline came first. For shutdown.
@@ -45,7 +43,8 @@ class SessionSet {
  private:
   mutable absl::Mutex mu_;
   // Counted, not walked: a waiter's condition is checked on every unlock.
-  size_t unsent_ ABSL_GUARDED_BY(mu_) = 0;
+  // Signed: a session's -1 may take the lock before its +1 from another thread.
+  int64_t unsent_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<const WebSocketSession*, std::weak_ptr<WebSocketSession>> sessions_
       ABSL_GUARDED_BY(mu_);
 };

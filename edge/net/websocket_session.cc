@@ -1,14 +1,11 @@
 #include "edge/net/websocket_session.h"
 
-#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/websocket.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "shared/log.h"
-#include "shared/names.h"
-#include "shared/utf8.h"
 
 namespace edge {
 
