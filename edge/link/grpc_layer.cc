@@ -174,15 +174,13 @@ std::vector<LinkState> GrpcLayer::links() const {
 }
 
 chat::Owners GrpcLayer::GroupOwners(const std::string& group, uint32_t bridge) const {
-  // A shard that has not said yet counts as bridging: a send there then
-  // fails if it is down, rather than reaching only part of the room.
   return chat::GroupOwners(group, static_cast<uint32_t>(links_.size()), bridge,
-                           [this](uint32_t shard) { return links_[shard]->bridge_seen() != 0; });
+                           [this](uint32_t shard) { return links_[shard]->bridging(); });
 }
 
 chat::Owners GrpcLayer::ChannelOwners(const std::string& channel) const {
   return chat::ChannelOwners(channel, static_cast<uint32_t>(links_.size()), bridge_.load(),
-                             [this](uint32_t shard) { return links_[shard]->bridge_seen() != 0; });
+                             [this](uint32_t shard) { return links_[shard]->bridging(); });
 }
 
 std::vector<v1::Command> GrpcLayer::Replay(uint32_t index) const {

@@ -85,6 +85,10 @@ class ShardLink : private AttachCall::Observer {
   bool ready() const { return state_.load() == State::kUp; }
   // The bridge count of this shard's last Welcome; -1 before the first.
   int bridge_seen() const { return bridge_seen_.load(); }
+  // Whether the shard still bridges (chat::Bridging): true until a Welcome
+  // says otherwise, so a send there fails while it is down rather than
+  // reaching only part of a room.
+  bool bridging() const { return bridge_seen() != 0; }
   uint64_t connects() const { return connects_.load(); }
   const std::string& target() const { return target_; }
 

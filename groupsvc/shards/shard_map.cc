@@ -47,14 +47,20 @@ absl::StatusOr<ShardMap> ShardMap::Make(std::vector<std::string> shards, absl::s
   return map;
 }
 
+namespace {
+
 // groupsvc bridges while configured to: its owners are the edges' rule
 // (chat::GroupOwners) with every shard bridging.
+bool EveryShardBridges(uint32_t) { return true; }
+
+}  // namespace
+
 chat::Owners ShardMap::GroupOwners(absl::string_view group) const {
-  return chat::GroupOwners(group, count(), bridge_, [](uint32_t) { return true; });
+  return chat::GroupOwners(group, count(), bridge_, EveryShardBridges);
 }
 
 chat::Owners ShardMap::ChannelOwners(absl::string_view channel) const {
-  return chat::ChannelOwners(channel, count(), bridge_, [](uint32_t) { return true; });
+  return chat::ChannelOwners(channel, count(), bridge_, EveryShardBridges);
 }
 
 uint32_t ShardMap::GroupOwner(absl::string_view group) const { return GroupOwners(group).send; }
