@@ -3,6 +3,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "shared/reason.h"
 
 namespace chat {
 namespace {
@@ -55,10 +56,12 @@ absl::string_view ChannelOwnerPrefix(absl::string_view channel) {
 }
 
 absl::Status UserCapReached(absl::string_view user_id, size_t connections, uint32_t cap) {
-  return absl::ResourceExhaustedError(absl::StrCat(
-      "user \"", user_id, "\" already has ", connections, " connection",
-      connections == 1 ? "" : "s", ", the most one user may have (--max_connections_per_user=", cap,
-      "); close one first"));
+  return WithReason(
+      absl::ResourceExhaustedError(absl::StrCat(
+          "user \"", user_id, "\" already has ", connections, " connection",
+          connections == 1 ? "" : "s",
+          ", the most one user may have (--max_connections_per_user=", cap, "); close one first")),
+      kUserCapReason);
 }
 
 std::string RandomTag(size_t length) {

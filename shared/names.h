@@ -43,7 +43,10 @@ std::string RandomTag(size_t length);
 inline constexpr size_t kMaxUserField = 256;
 
 // RESOURCE_EXHAUSTED for a user at --max_connections_per_user: what groupsvc
-// answers, and the edge without groupsvc, and what the HTTP 429 says.
+// answers, and the edge without groupsvc, and what the HTTP 429 says. It
+// carries the reason kUserCapReason (shared/reason.h; Ack.reason on the
+// stream), which tells it from other RESOURCE_EXHAUSTED answers.
+inline constexpr char kUserCapReason[] = "user_cap";
 absl::Status UserCapReached(absl::string_view user_id, size_t connections, uint32_t cap);
 
 }  // namespace chat

@@ -23,6 +23,30 @@ inline constexpr uint16_t kCloseTryAgainLater = 1013;  // A reader that stopped 
 // The connection's token expired while it was open: get a new one and reconnect.
 inline constexpr uint16_t kCloseTokenExpired = 4001;
 
+// What a person reads about a close the edge starts itself: the close frame's
+// reason (at most 123 bytes), and the line the tutorial's page prints, since
+// that page shows no close. Empty for a code that needs no words.
+inline const char* CloseExplained(uint16_t code) {
+  switch (code) {
+    case kCloseGoingAway:
+      return "the server is restarting: reload the page to reconnect";
+    case kCloseUnsupportedData:
+      return "binary frames are not accepted here";
+    case kClosePolicy:
+      return "a message took too long to arrive";
+    case kCloseTooBig:
+      return "a message was over the size limit and was not delivered";
+    case kCloseInternal:
+      return "the chat service could not take this connection: reload the page to try again";
+    case kCloseTryAgainLater:
+      return "messages came faster than this page read them: reload the page to catch up";
+    case kCloseTokenExpired:
+      return "your sign-in expired: sign in again";
+    default:
+      return "";
+  }
+}
+
 }  // namespace edge
 
 #endif  // CHAT_EDGE_CHANNELS_CLOSE_CODES_H_

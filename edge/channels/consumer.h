@@ -82,10 +82,12 @@ class Consumer {
   // Binary frames: refused with 1003 unless a consumer wants them.
   virtual void ReceiveBinary(const std::string& bytes) { Close(kCloseUnsupportedData); }
   virtual void Disconnect(uint16_t code) {}
-  // An operator is closing the connection (groupsvc's Disconnect or
-  // RemoveFromGroup) with `code` and `reason`; the close follows at once.
-  // A consumer may tell its client first.
-  virtual void Evicted(uint16_t code, const std::string& reason) {}
+  // The server is closing the connection with `code` while it can still send:
+  // an operator's close (groupsvc's Disconnect or RemoveFromGroup, with their
+  // `reason`) or the edge's own (shutdown, an expired token, a slow or faulty
+  // client; `reason` empty, see CloseExplained). Returns a last text frame for
+  // the client, sent just before the close frame, or empty for none.
+  virtual std::string Farewell(uint16_t code, const std::string& reason) { return ""; }
 
   // Runs the handler for event.type(); an event with no handler is dropped and
   // counted (Channels would raise and kill the consumer; one bad sender must

@@ -84,6 +84,13 @@ ClientMessage ParseClientMessage(const std::string& text) {
   return {std::string(m->as_string()), ""};
 }
 
+std::string ChatProtocolConsumer::Farewell(uint16_t code, const std::string& reason) {
+  if (!reason.empty()) return Error("disconnected", reason);
+  const std::string why = CloseExplained(code);
+  if (why.empty() || typed_errors_) return "";
+  return Error("disconnected", why);
+}
+
 std::optional<std::string> ChatProtocolConsumer::TakeMessage(const std::string& text) {
   ClientMessage parsed = ParseClientMessage(text);
   if (!parsed.message.has_value()) {

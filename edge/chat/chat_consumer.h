@@ -68,11 +68,11 @@ std::string ErrorFrame(const std::string& code, const std::string& detail,
 // answers a bad frame with its error frame and counts it.
 class ChatProtocolConsumer : public Consumer {
  public:
-  // The close's reason as an error frame first ("disconnected"): the
-  // tutorial's page prints "[disconnected] <reason>", as it shows no close.
-  void Evicted(uint16_t code, const std::string& reason) override {
-    Send(Error("disconnected", reason));
-  }
+  // Why, as an error frame ("disconnected") before the close: the tutorial's
+  // page prints "[disconnected] <why>", as it shows no close. An operator's
+  // reason goes to every client; the edge's own closes only to v1 clients (a
+  // v2 page reads the close frame's code and reason).
+  std::string Farewell(uint16_t code, const std::string& reason) override;
 
  protected:
   std::optional<std::string> TakeMessage(const std::string& text);

@@ -5,6 +5,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "shared/log.h"
+#include "shared/reason.h"
 
 namespace edge {
 
@@ -19,8 +20,10 @@ void Pending::Resolve(const absl::Status& status, const v1::Ack* ack) {
 }
 
 absl::Status AckStatus(const v1::Ack& ack) {
-  if (ack.code() != 0)
-    return absl::Status(static_cast<absl::StatusCode>(ack.code()), ack.message());
+  if (ack.code() != 0) {
+    absl::Status refused(static_cast<absl::StatusCode>(ack.code()), ack.message());
+    return ack.reason().empty() ? refused : chat::WithReason(std::move(refused), ack.reason());
+  }
   if (ack.unsettled()) {
     return absl::UnknownError(
         "groupsvc cannot see every member of the room right now (it restarted, or an edge was "

@@ -38,7 +38,8 @@ class EdgeMetrics {
   prometheus::Counter& drops(const std::string& reason);
   // Connections turned away: before any request, max_connections,
   // max_per_address, or evicted (a pending one closed to make room); at the
-  // upgrade, user_cap (HTTP 429, --max_connections_per_user).
+  // upgrade, user_cap (HTTP 429, --max_connections_per_user) or busy (HTTP
+  // 503: the user could not be counted, the link or groupsvc being full).
   prometheus::Counter& refused(const std::string& reason);
   // HTTP requests answered with an error status before an upgrade (400, 403, 404, 426).
   prometheus::Counter& http_errors(const std::string& status);

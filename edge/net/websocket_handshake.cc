@@ -10,6 +10,7 @@
 #include "edge/net/websocket_session.h"
 #include "shared/log.h"
 #include "shared/names.h"
+#include "shared/reason.h"
 #include "shared/utf8.h"
 
 namespace edge {
@@ -85,12 +86,23 @@ void WebSocketSession::Run() {
 
 void WebSocketSession::OnUserCounted(const absl::Status& status) {
   if (state_ != State::kConnecting) return;
-  if (absl::IsResourceExhausted(status)) {
+  if (chat::ReasonOf(status) == chat::kUserCapReason) {
     context_->metrics->refused("user_cap").Increment();
     chat::LogEvent(
         "ws_user_cap",
         {{"peer", peer_}, {"user", consumer_->scope().user_id}, {"reason", status.message()}});
     return Refuse(http::status::too_many_requests, absl::StrCat(status.message(), "\n"));
+  }
+  if (absl::IsResourceExhausted(status)) {
+    // Not the user's doing: the link's queue or groupsvc's table of users is
+    // full. Admitting uncounted would let the cap lapse exactly under load.
+    context_->metrics->refused("busy").Increment();
+    chat::LogEvent(
+        "ws_busy",
+        {{"peer", peer_}, {"user", consumer_->scope().user_id}, {"error", status.message()}});
+    return Refuse(http::status::service_unavailable,
+                  absl::StrCat("the chat service is too busy to admit this connection now (",
+                               status.message(), "); try again shortly\n"));
   }
   if (absl::IsInvalidArgument(status)) {
     return Refuse(http::status::bad_request, absl::StrCat(status.message(), "\n"));

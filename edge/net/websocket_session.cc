@@ -39,7 +39,6 @@ void WebSocketSession::OnClose(uint16_t code, const std::string& reason) {
                                            {"user", consumer_->scope().user_id},
                                            {"code", absl::StrCat(code)},
                                            {"reason", reason}});
-  consumer_->Evicted(code, reason);  // May say why first (a v1 page prints it).
   close_reason_ = reason;
   Close(code);
 }
@@ -197,7 +196,7 @@ bool WebSocketSession::OnInput(const WsInput& in) {
       return true;
     case WsInput::kClose:
       if (close_frame_ == CloseFrame::kNone) {
-        CloseAndCut(in.code);  // The peer closes: echo its code.
+        CloseAndCut(in.code, Initiator::kPeer);  // The peer closes: echo its code.
         return false;
       }
       // The answer to our close: done.
@@ -223,12 +222,14 @@ bool WebSocketSession::OnInput(const WsInput& in) {
   return false;
 }
 
-void WebSocketSession::CloseAndCut(uint16_t code) {
+void WebSocketSession::CloseAndCut(uint16_t code, Initiator by) {
+  const bool open = state_ == State::kOpen;
   Finish(code);
   if (close_frame_ != CloseFrame::kNone) {
     Cut();
     return;
   }
+  if (open && by == Initiator::kEdge) QueueFarewell(code);
   close_code_ = code;
   close_frame_ = CloseFrame::kQueued;
   SetCloseUnsent(true);
@@ -261,9 +262,9 @@ void WebSocketSession::CloseSlowReader(const char* reason) {
                                     {"writing", absl::StrCat(out_.size())}});
   DropQueued();
   if (writer_ == Writer::kWriting) {
-    // Room in the kernel for the rest of the write in flight and the close
-    // frame behind it, so that both go out now and a reader that resumes
-    // reads 1013 after what it was sent.
+    // Room in the kernel for the rest of the write in flight and the
+    // farewell and close frames behind it, so that they go out now and a
+    // reader that resumes reads 1013 after what it was sent.
     // Linux doubles what is set and wakes a writer only once a third of the
     // buffer is free, so the buffer grows to three times what it was, plus
     // the rest: bounded by the cap and one write batch.
@@ -272,7 +273,7 @@ void WebSocketSession::CloseSlowReader(const char* reason) {
     socket_.get_option(size, ec);  // Asio undoes the doubling.
     if (!ec) {
       socket_.set_option(net::socket_base::send_buffer_size(3 * size.value() +
-                                                            static_cast<int>(out_.size()) + 256),
+                                                            static_cast<int>(out_.size()) + 1024),
                          ec);
     }
   }
@@ -352,6 +353,15 @@ void WebSocketSession::OnWrite(boost::system::error_code ec) {
   if (writer_ != Writer::kWriting) std::string().swap(out_);  // Idle sockets hold no write buffer.
 }
 
+void WebSocketSession::QueueFarewell(uint16_t code) {
+  std::string last = consumer_->Farewell(code, close_reason_);
+  if (close_reason_.empty()) close_reason_ = CloseExplained(code);
+  if (last.empty()) return;
+  // Past the queue's bounds if need be: one small frame, and the last.
+  queue_bytes_ += last.size();
+  queue_.push_back(std::make_shared<const std::string>(std::move(last)));
+}
+
 void WebSocketSession::Close(uint16_t code) {
   switch (state_) {
     case State::kConnecting:
@@ -364,6 +374,7 @@ void WebSocketSession::Close(uint16_t code) {
       SetCloseUnsent(true);
       // Whatever is queued would only delay these closes.
       if (code == kCloseTryAgainLater || code == kCloseGoingAway) DropQueued();
+      QueueFarewell(code);
       close_frame_ = CloseFrame::kQueued;
       // If the socket cannot even take the close frame, cut it.
       ArmTimer(kCloseDeadline);

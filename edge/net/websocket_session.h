@@ -10,14 +10,16 @@
 // out in one write. A client that stopped reading (its queue passes its bound,
 // or a write stays in flight past the write timeout, see SessionSet) is closed
 // with 1013: its queue is dropped, the kernel's send buffer is widened just
-// enough for the write in flight and the close frame, and the socket is cut
+// enough for the write in flight and the last frames, and the socket is cut
 // once that is written (at most two seconds later): a reader that resumes
 // still reads 1013, and the edge holds nothing for it meanwhile. The kernel
 // send buffer is capped (EdgeOptions::socket_send_buffer) so that a stalled
 // reader is noticed in seconds. Protocol errors close with 1002, invalid
 // UTF-8 with 1007, oversized messages with 1009, a frame that takes longer
-// than the frame timeout with 1008. Only whole frames count as hearing from
-// the client for the idle timeout.
+// than the frame timeout with 1008. Every close the edge starts says why in
+// its reason (CloseExplained, or an operator's words), after the consumer's
+// farewell frame (Consumer::Farewell: the tutorial's page prints it). Only
+// whole frames count as hearing from the client for the idle timeout.
 //
 //   std::make_shared<WebSocketSession>(std::move(socket), loop, std::move(request), early_bytes,
 //                                      std::move(consumer), std::move(scope), context)->Run();
@@ -116,7 +118,12 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
   bool OnInput(const WsInput& in);
   // Ends the consumer's life with `code`, sends a close frame with it (unless
   // ours is already out), then cuts the socket: for errors and peer closes.
-  void CloseAndCut(uint16_t code);
+  // Only a close the edge starts gets the consumer's farewell.
+  enum class Initiator { kEdge, kPeer };
+  void CloseAndCut(uint16_t code, Initiator by = Initiator::kEdge);
+  // Queues the consumer's farewell (Consumer::Farewell) and sets the close
+  // frame's reason (an operator's, else CloseExplained(code)).
+  void QueueFarewell(uint16_t code);
   // A reader that stopped reading: see the header comment.
   void CloseSlowReader(const char* reason);
   void ScheduleWrite();
@@ -156,7 +163,7 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
   std::optional<std::string> pong_;  // For the latest ping only (RFC 6455 5.5.3).
   State state_ = State::kConnecting;
   uint16_t close_code_ = kCloseNormal;
-  std::string close_reason_;          // Sent with close_code_ (an operator's words).
+  std::string close_reason_;          // Sent with close_code_: an operator's words, or ours.
   Writer writer_ = Writer::kWriting;  // The handshake is written first.
   CloseFrame close_frame_ = CloseFrame::kNone;
   Socket socket_state_ = Socket::kOpen;

@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "shared/names.h"
+#include "shared/reason.h"
 
 namespace groupsvc {
 namespace {
@@ -19,6 +20,7 @@ v1::Ack AckFor(uint64_t request_id, const absl::Status& status) {
   ack.set_request_id(request_id);
   ack.set_code(static_cast<int>(status.code()));
   ack.set_message(std::string(status.message()));
+  ack.set_reason(chat::ReasonOf(status));
   return ack;
 }
 

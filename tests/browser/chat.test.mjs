@@ -263,10 +263,12 @@ test("the tutorial's own room.html prints a readable line for a message groupsvc
   await waitReady(edge.port);
   await type("just after restart");
   await logContains(page, "just after restart");
+  // The edge stops: the page, which shows no close, prints why its socket closed.
+  edge.child.kill("SIGTERM");
+  await logContains(page, "[disconnected] the server is restarting: reload the page to reconnect");
   const log = await page.evaluate(() => document.querySelector("#chat-log").value);
   assert.ok(!log.includes("undefined"), log);
   await own.close();
-  edge.child.kill("SIGTERM");
   again.child.kill("SIGTERM");
 });
 

@@ -628,6 +628,10 @@ TEST(SlowlorisTest, TrickledRequestAndFrameAreCutAtTheirTimeouts) {
     got = (*trickler)->Next(absl::Milliseconds(200));
     if (got.kind != RawWs::Frame::kTimeout) break;
   }
+  // The line a tutorial page prints, just before the close.
+  EXPECT_EQ(got.kind, RawWs::Frame::kText);
+  EXPECT_THAT(got.text, ::testing::HasSubstr("[disconnected] a message took too long to arrive"));
+  if (got.kind == RawWs::Frame::kText) got = (*trickler)->Next(absl::Seconds(1));
   const absl::Duration frame_cut = absl::Now() - frame_start;
   std::cout << "[faults] trickled request closed after " << Ms(header_cut)
             << " (header_timeout 1s); trickled frame closed with " << got.code << " after "

@@ -87,6 +87,29 @@ TEST(ErrorFrameTest, TypedForV2ReadableForTheTutorialsPage) {
               HasSubstr(R"("message":"[not understood] not JSON")"));
 }
 
+// A ChatConsumer as a v1 or a v2 client's, without a connection.
+class FarewellProbe : public ChatConsumer {
+ public:
+  explicit FarewellProbe(bool v2) { typed_errors_ = v2; }
+};
+
+TEST(FarewellTest, ATutorialPageIsToldWhyEveryCloseOfTheEdgesOwnAndV2ReadsTheCloseFrame) {
+  FarewellProbe v1(false);
+  EXPECT_THAT(v1.Farewell(kCloseTokenExpired, ""),
+              HasSubstr(R"("message":"[disconnected] your sign-in expired: sign in again")"));
+  for (uint16_t code : {kCloseGoingAway, kCloseUnsupportedData, kClosePolicy, kCloseTooBig,
+                        kCloseInternal, kCloseTryAgainLater, kCloseTokenExpired}) {
+    EXPECT_THAT(v1.Farewell(code, ""), HasSubstr(R"("message":"[disconnected] )")) << code;
+    EXPECT_LE(std::string(CloseExplained(code)).size(), 123u) << code;  // A close frame's reason.
+  }
+  EXPECT_EQ(v1.Farewell(kCloseNormal, ""), "");  // Nothing to explain.
+  // An operator's words go to both.
+  EXPECT_THAT(v1.Farewell(4011, "off topic"), HasSubstr(R"("message":"[disconnected] off topic")"));
+  FarewellProbe v2(true);
+  EXPECT_THAT(v2.Farewell(4011, "off topic"), HasSubstr(R"("error":"disconnected")"));
+  EXPECT_EQ(v2.Farewell(kCloseGoingAway, ""), "");
+}
+
 // ------------------------------------------------------------------- Origin
 
 TEST(OriginTest, SameHostOrNoOriginIsAllowed) {

@@ -174,6 +174,9 @@ TEST_F(WebSocketSessionTest, EachFaultClosesWithItsCode) {
     ASSERT_TRUE(client.ok()) << client.status();
     ASSERT_TRUE(c.send(**client)) << c.what;
     EXPECT_EQ((*client)->WaitClosed().value_or(0), c.code) << c.what;
+    // Every close the edge starts says why, for people.
+    EXPECT_EQ((*client)->close_reason(), CloseExplained(c.code)) << c.what;
+    EXPECT_FALSE((*client)->close_reason().empty()) << c.what;
   }
 }
 
@@ -193,6 +196,7 @@ TEST_F(WebSocketSessionTest, ShutdownClosesWith1001) {
   ASSERT_TRUE(journal_->AwaitLine("joined"));
   context_->sessions.CloseAll(kCloseGoingAway);
   EXPECT_EQ((*client)->WaitClosed().value_or(0), kCloseGoingAway);
+  EXPECT_EQ((*client)->close_reason(), "the server is restarting: reload the page to reconnect");
 }
 
 // Identity (edge/auth/token.h), checked before the upgrade.
@@ -255,6 +259,7 @@ TEST_F(AuthenticatedSessionTest, RequiredRefusesAnonymousUsersAndAnExpiredTokenC
   context_->sessions.CloseExpired(absl::Now() + absl::Minutes(1));
   EXPECT_EQ((*user)->Read().status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ((*user)->close_code(), kCloseTokenExpired);
+  EXPECT_EQ((*user)->close_reason(), "your sign-in expired: sign in again");
 }
 
 TEST_F(AuthenticatedSessionTest, AUserOverTheCapIsRefusedWith429AndAClosedPageFreesItsPlace) {
@@ -281,6 +286,29 @@ TEST_F(AuthenticatedSessionTest, AUserOverTheCapIsRefusedWith429AndAClosedPageFr
     again = WsClient::Connect(port, "/ws/chat/lobby/?token=" + ann);
   } while (!again.ok() && absl::Now() < deadline);
   EXPECT_TRUE(again.ok()) << again.status();
+}
+
+// A layer whose link cannot take the count: full, not the user's doing.
+class FullLayer : public MemoryLayer {
+ public:
+  using MemoryLayer::MemoryLayer;
+  void ConnectUser(const std::string& channel, UserConnection user, uint32_t cap,
+                   DoneCallback done) override {
+    if (done) done(absl::ResourceExhaustedError("too many commands waiting for groupsvc"));
+  }
+};
+
+TEST_F(AuthenticatedSessionTest, AUserTheLayerHasNoRoomToCountIsRefusedWith503NotTheCapsStatus) {
+  context_->layer = std::make_shared<FullLayer>("test!", pool_);
+  context_->options.max_connections_per_user = 2;
+  auto ann =
+      WsClient::Connect(listener_->port(), "/ws/chat/lobby/?token=" + Token(User{.id = "ann"}));
+  ASSERT_FALSE(ann.ok());
+  EXPECT_EQ(WsClient::RefusedStatus(ann.status()), 503) << ann.status();
+  EXPECT_THAT(ann.status().message(), ::testing::HasSubstr("too many commands waiting"));
+  const std::string text = context_->metrics->Render();
+  EXPECT_THAT(text, ::testing::HasSubstr(R"(edge_connections_refused_total{reason="busy"} 1)"));
+  EXPECT_THAT(text, ::testing::Not(::testing::HasSubstr(R"(reason="user_cap")")));
 }
 
 }  // namespace
