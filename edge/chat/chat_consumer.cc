@@ -22,18 +22,29 @@ std::string NowText() {
 // The longest epoch a client may name (groupsvc's are 8 characters).
 constexpr size_t kMaxEpoch = 64;
 
-// An event's "user" as v2 frames show it: only the two strings an edge (or
-// groupsvc's presence) puts there; anything else, as from a sender that is
-// not an edge (grpcurl, a Django view), is anonymous.
+// An id or name as text: a string, text sent as bytes (TextValue), or an
+// integer id (a Django user's pk); else nothing.
+std::optional<boost::json::string> UserText(const boost::json::object& user, const char* key) {
+  const boost::json::value* v = user.if_contains(key);
+  if (v == nullptr) return std::nullopt;
+  if (v->is_int64()) return boost::json::string(std::to_string(v->as_int64()));
+  if (v->is_uint64()) return boost::json::string(std::to_string(v->as_uint64()));
+  boost::json::value text = TextValue(*v);
+  if (!text.is_string()) return std::nullopt;
+  return std::move(text.as_string());
+}
+
+// An event's "user" as v2 frames show it: the id and name an edge (or
+// groupsvc's presence, or a Django view) puts there; anything else, as from a
+// sender that names nobody (grpcurl), is anonymous.
 boost::json::object Author(const boost::json::object& fields) {
   const boost::json::value* user = fields.if_contains("user");
   const boost::json::object* u = user == nullptr ? nullptr : user->if_object();
-  const boost::json::value* id = u == nullptr ? nullptr : u->if_contains("id");
-  const boost::json::value* name = u == nullptr ? nullptr : u->if_contains("name");
-  if (id != nullptr && id->is_string() && name != nullptr && name->is_string()) {
-    return {{"id", *id}, {"name", *name}};
-  }
-  return {{"anonymous", true}};
+  if (u == nullptr) return {{"anonymous", true}};
+  std::optional<boost::json::string> id = UserText(*u, "id");
+  std::optional<boost::json::string> name = UserText(*u, "name");
+  if (!id.has_value() || !name.has_value()) return {{"anonymous", true}};
+  return {{"id", std::move(*id)}, {"name", std::move(*name)}};
 }
 
 // Ids and names as groupsvc takes them (at most 256 bytes), cut at a
@@ -320,13 +331,13 @@ void ChatConsumer::ChatMessage(const LayerEvent& event) {
 bool ChatConsumer::SendMessage(const LayerEvent& event) {
   // Built once per event and version, shared by every local member of the room.
   if (!v2_) {
-    Send(event.Memo("chat.frame", [&event] {
-      boost::json::object out;
+    return SendShown(event.Memo("chat.frame", [&event] {
       auto it = event.fields().find("message");
-      out["message"] = it == event.fields().end() ? boost::json::value() : TextValue(it->value());
+      if (it == event.fields().end() || it->value().is_null()) return std::string();
+      boost::json::object out;
+      out["message"] = TextValue(it->value());
       return boost::json::serialize(out);
     }));
-    return true;
   }
   if (event.offset() > 0) {
     // groupsvc hands a room's events to each edge in offset order, so one
@@ -335,12 +346,13 @@ bool ChatConsumer::SendMessage(const LayerEvent& event) {
     sent_epoch_ = event.epoch();
     sent_offset_ = event.offset();
   }
-  Send(event.Memo("chat.frame.v2", [&event] {
+  return SendShown(event.Memo("chat.frame.v2", [&event] {
     const boost::json::object& in = event.fields();
+    auto message = in.find("message");
+    if (message == in.end() || message->value().is_null()) return std::string();
     boost::json::object out;
     out["type"] = "message";
-    auto message = in.find("message");
-    out["message"] = message == in.end() ? boost::json::value() : TextValue(message->value());
+    out["message"] = TextValue(message->value());
     // The author (see Receive); a sender that is not an edge gets this
     // edge's time too.
     out["user"] = Author(in);
@@ -355,6 +367,16 @@ bool ChatConsumer::SendMessage(const LayerEvent& event) {
         ts != in.end() && ts->value().is_string() ? ts->value() : boost::json::value(NowText());
     return boost::json::serialize(out);
   }));
+}
+
+bool ChatConsumer::SendShown(Frame frame) {
+  if (frame->empty()) {
+    // A chat.message without a message has nothing to show (the tutorial's
+    // consumer would raise KeyError on it): dropped, counted.
+    CountDrop("no_message");
+    return false;
+  }
+  Send(std::move(frame));
   return true;
 }
 

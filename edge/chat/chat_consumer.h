@@ -107,8 +107,10 @@ class ChatConsumer : public ChatProtocolConsumer {
  private:
   void ChatMessage(const LayerEvent& event);
   void PresenceChange(const LayerEvent& event, const char* change);
-  // Sends a message frame unless its offset was sent already (false).
+  // Sends a message frame unless its offset was sent already or it has no
+  // "message" (false).
   bool SendMessage(const LayerEvent& event);
+  bool SendShown(Frame frame);
 
   // A v2 client's first moments in the room: the members, and the history
   // (recovery from `since_`, or the latest), while live messages are held.

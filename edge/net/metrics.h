@@ -34,7 +34,7 @@ class EdgeMetrics {
   // Writes to client sockets: frames_out / socket_writes is the batching.
   prometheus::Counter& socket_writes() { return socket_writes_; }
   // Reasons: slow_reader, write_timeout, frame_timeout, not_delivered, unconfirmed,
-  // bad_frame, no_handler, too_big, binary_frame, protocol_error.
+  // bad_frame, no_handler, no_message, too_big, binary_frame, protocol_error.
   prometheus::Counter& drops(const std::string& reason);
   // Connections turned away: before any request, max_connections,
   // max_per_address, or evicted (a pending one closed to make room); at the

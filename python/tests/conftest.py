@@ -165,12 +165,13 @@ class WsClient:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def connect(cls, port, path, origin=None):
+    async def connect(cls, port, path, origin=None, protocol=None):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         key = base64.b64encode(os.urandom(16)).decode()
         origin = origin or f"http://127.0.0.1:{port}"
+        asks = f"Sec-WebSocket-Protocol: {protocol}\r\n" if protocol else ""
         writer.write((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n{asks}"
                       f"Sec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n").encode())
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
         status = head.split(b"\r\n")[0]

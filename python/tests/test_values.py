@@ -113,6 +113,22 @@ async def test_bytes_from_python_reach_the_edges_pages_as_text(groupsvc, make_la
         await layer.group_send("chat_bytes", {"type": "chat.message", "message": "plain",
                                               "big": 2**70, "extra": b"\xff"})
         assert await page.recv_json() == {"message": "plain"}
+        # A chat.v2 page: the author may be bytes too, and a Django pk an int.
+        typed = await WsClient.connect(edge.port, "/ws/chat/bytes/", protocol="chat.v2")
+        await asyncio.sleep(0.1)
+        await layer.group_send("chat_bytes", {"type": "chat.message", "message": b"from Ann",
+                                              "user": {"id": 7, "name": "Ann Lée".encode()}})
+        assert await page.recv_json() == {"message": "from Ann"}
+        while (frame := await typed.recv_json())["type"] != "joined":
+            pass  # The room's latest messages come first.
+        frame = await typed.recv_json()
+        assert frame["message"] == "from Ann"
+        assert frame["user"] == {"id": "7", "name": "Ann Lée"}
+        # No "message" at all: not a chat message to show; the page gets nothing.
+        await layer.group_send("chat_bytes", {"type": "chat.message", "text": "no message"})
+        await layer.group_send("chat_bytes", {"type": "chat.message", "message": "after"})
+        assert await page.recv_json() == {"message": "after"}
         page.close()
+        typed.close()
     finally:
         edge.stop()
