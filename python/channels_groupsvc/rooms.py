@@ -50,8 +50,9 @@ class RoomQueries:
         """The group's events after offset ``since`` seen under ``epoch``: a dict with
         ``events`` (a list of (offset, message), oldest first), ``recovered`` (True: exactly
         those after ``since``, or the first ``limit`` of them; False: groupsvc no longer has
-        all of them, or the epoch changed, and ``events`` are the latest instead), ``epoch`` and
-        ``latest`` (the group's latest offset). Without ``since``: the latest events."""
+        all of them, or the epoch changed, and ``events`` are the latest instead), ``reason``
+        (why not, for people; None when recovered or not asked), ``epoch`` and ``latest`` (the
+        group's latest offset). Without ``since``: the latest events."""
         self._check_group(group)
         request = pb.GetHistoryRequest(group=group, page_size=limit)
         if since is None:
@@ -61,6 +62,7 @@ class RoomQueries:
         ack = await self._command(self.link.group_shard(group), pb.Command(history=request))
         reply = ack.history
         return {"epoch": reply.epoch, "recovered": reply.recovered, "latest": reply.latest_offset,
+                "reason": _not_recovered(reply, since, epoch),
                 "events": [(d.offset, codec.decode(d.event.json)) for d in reply.events]}
 
     async def _group(self, group):
@@ -73,3 +75,16 @@ class RoomQueries:
                 return None
             raise
         return ack.group
+
+
+def _not_recovered(reply, since, epoch):
+    """Why a history asked from ``since`` is not exactly what came after it (as the edge tells
+    a chat.v2 page), or None."""
+    if since is None or reply.recovered:
+        return None
+    if reply.epoch != str(epoch or ""):
+        return (f"the group's history was lost: its epoch is {reply.epoch!r}, not {epoch!r} "
+                "(groupsvc restarted, or the group moved to another shard)")
+    if int(since) > reply.latest_offset:
+        return f"offset {since} is past the group's latest ({reply.latest_offset})"
+    return f"groupsvc's history no longer holds every event after offset {since}"

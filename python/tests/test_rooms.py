@@ -76,10 +76,31 @@ async def test_history_recovers_exactly_what_came_after_or_says_it_cannot(groups
     assert after["recovered"] is True
     assert [m["message"] for _, m in after["events"]] == ["m1", "m2"]
     assert after["latest"] == latest["events"][-1][0]
+    assert after["reason"] is None
     elsewhere = await layer.group_history("chat_history", since=first, epoch="another-epoch")
     assert elsewhere["recovered"] is False
+    assert "history was lost" in elsewhere["reason"]
+    assert [m["message"] for _, m in elsewhere["events"]] == ["m0", "m1", "m2"]  # The latest.
+    ahead = await layer.group_history("chat_history", since=99, epoch=latest["epoch"])
+    assert ahead["recovered"] is False and "past the group's latest" in ahead["reason"]
     assert await layer.group_history("nothing-here") == {
-        "epoch": latest["epoch"], "recovered": False, "latest": 0, "events": []}
+        "epoch": latest["epoch"], "recovered": False, "latest": 0, "reason": None, "events": []}
+
+
+async def test_history_that_no_longer_holds_the_gap_says_so(make_layer):
+    short = Groupsvc(flags=["--history_size=2"])
+    try:
+        layer = make_layer(short.target)
+        for i in range(4):
+            await layer.group_send("chat_short", {"type": "chat.message", "message": f"m{i}"})
+        latest = await layer.group_history("chat_short")
+        assert [m["message"] for _, m in latest["events"]] == ["m2", "m3"]
+        gap = await layer.group_history("chat_short", since=1, epoch=latest["epoch"])
+        assert gap["recovered"] is False
+        assert gap["reason"] == "groupsvc's history no longer holds every event after offset 1"
+        assert [m["message"] for _, m in gap["events"]] == ["m2", "m3"]
+    finally:
+        short.stop()
 
 
 async def test_every_query_reaches_the_groups_own_shard(make_layer):
