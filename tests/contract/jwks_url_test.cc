@@ -192,6 +192,28 @@ TEST_F(JwksUrlTest, AnOutageKeepsTheKeysAndBacksOff) {
   EXPECT_TRUE(Eventually([&] { return url->Keys()->Find("2026-12") != nullptr; }));
 }
 
+// The provider's key set expires (its refresh is due) and the next one has
+// retired the old key: the old key's tokens are refused from then on, the new
+// key's taken, without a restart and without a token asking for it.
+TEST_F(JwksUrlTest, AnExpiredKeySetIsReplacedAndItsRetiredKeysTokensRefused) {
+  server_->Set(http::status::ok, Jwks({first_.Jwk()}));
+  JwksUrlOptions o = Options();
+  o.refresh = absl::Milliseconds(300);
+  absl::StatusOr<std::unique_ptr<JwksUrl>> source = JwksUrl::Start(o);
+  ASSERT_TRUE(source.ok()) << source.status();
+  JwksUrl* url = source->get();
+  TokenOptions options;
+  options.keys = std::shared_ptr<KeySource>(std::move(*source));
+  TokenVerifier verifier(options, &clock_);
+  ASSERT_TRUE(Eventually([&] { return verifier.Verify(first_.Sign(Claims())).ok(); }));
+  server_->Set(http::status::ok, Jwks({second_.Jwk()}));
+  ASSERT_TRUE(Eventually([&] { return url->Keys()->Find("2026-12") != nullptr; }));
+  EXPECT_EQ(url->Keys()->Find("2026-11"), nullptr);
+  EXPECT_THAT(verifier.Verify(first_.Sign(Claims())).status().message(),
+              HasSubstr(R"(unknown key id (kid) "2026-11")"));
+  EXPECT_TRUE(verifier.Verify(second_.Sign(Claims())).ok());
+}
+
 TEST_F(JwksUrlTest, ACertificateFromAnotherCaLoadsNothing) {
   server_->Set(http::status::ok, Jwks({first_.Jwk()}));
   chat::testing::TestCa other("another CA");

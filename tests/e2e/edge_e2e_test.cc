@@ -17,6 +17,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "edge/auth/token.h"
 #include "gmock/gmock.h"
 #include "groupsvc/v1/layer.grpc.pb.h"
 #include "gtest/gtest.h"
@@ -919,6 +920,14 @@ TEST(EdgeAuthTest, TokensOfAnIdentityProviderFromItsJwksRotateWithoutARestart) {
   EXPECT_EQ(WsClient::RefusedStatus(
                 WsClient::Connect(port, "/ws/chat/lobby/?token=" + second.Sign(claims)).status()),
             401);
+  // An HS256 token (the kind a shared secret signs) where only the provider's keys verify.
+  const edge::TokenVerifier hs256("an-hs256-secret-the-edge-does-not-have-0123",
+                                  chat::RealClock::Default());
+  auto unsigned_here = WsClient::Connect(
+      port, "/ws/chat/lobby/?token=" +
+                hs256.Mint(edge::User{.id = "f81d", .name = "ann"}, absl::Hours(1)));
+  EXPECT_EQ(WsClient::RefusedStatus(unsigned_here.status()), 401) << unsigned_here.status();
+  EXPECT_THAT(unsigned_here.status().message(), HasSubstr("HS256 tokens are not accepted here"));
   std::string other_audience = claims;
   other_audience.replace(other_audience.find(R"(["chat"])"), 8, R"(["mail"])");
   EXPECT_EQ(
