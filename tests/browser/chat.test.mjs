@@ -246,8 +246,11 @@ test("the tutorial's own room.html prints a readable line for a message groupsvc
     await page.fill("#chat-message-input", text);
     await page.press("#chat-message-input", "Enter");
   };
+  // The edge's own page in the same room says the same of its own messages.
+  const ours = await openRoom(context, edge.port, "faults");
   await type("before");
   await logContains(page, "before");
+  await logContains(ours, "before");
   // Frozen, then killed: the message went out but was never confirmed.
   svc.child.kill("SIGSTOP");
   await type("while frozen");
@@ -257,6 +260,8 @@ test("the tutorial's own room.html prints a readable line for a message groupsvc
   // Down: refused at once.
   await type("while down");
   await logContains(page, '[not delivered] "while down": ');
+  await say(ours, "ours while down");
+  await logContains(ours, '[not delivered "ours while down": ');
   // Back on the same port: the edge reattaches and the room works again.
   const again = await startLogged(`${build}/groupsvc/groupsvc`,
                                   [`--listen=127.0.0.1:${svc.port}`, "--metrics_listen=", "--warmup=0s"]);
@@ -277,7 +282,7 @@ test("the room page shows a lost connection and reconnects by itself", async () 
   const first = await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", "--metrics_listen=", "--grace=2s"]);
   const context = await browser.newContext();
   const page = await openRoom(context, first.port, "phoenix");
-  // Every state the page shows: "disconnected (1001), retrying in 0.3 s" may
+  // Every state the page shows: "disconnected (1001: <why>), retrying in 0.3 s" may
   // last only until the first retry, too briefly for polling to catch it.
   await page.evaluate(() => {
     const state = document.querySelector("#state");
@@ -288,7 +293,8 @@ test("the room page shows a lost connection and reconnects by itself", async () 
   const stopped = new Promise((r) => first.child.on("exit", r));
   first.child.kill("SIGTERM");
   await stopped;
-  await page.waitForFunction(() => window.shownStates.some((s) => s.startsWith("disconnected (1001)")));
+  await page.waitForFunction(() => window.shownStates.some((s) => s.startsWith(
+      "disconnected (1001: the server is restarting: reload the page to reconnect), retrying")));
   // Back on the same port: the page's backoff finds it without a reload.
   const again = await startLogged(`${build}/edge/edge`, [`--listen=127.0.0.1:${first.port}`, "--metrics_listen="]);
   await page.waitForFunction(() => document.querySelector("#state").textContent === "connected",
@@ -466,8 +472,11 @@ test("a user logged in to Django chats on the edge's page under their Django nam
       "User.objects.create_user('ann', password='pw-0123456789', first_name='Ann', last_name='Lee')");
     const context = await browser.newContext();
     const ann = await context.newPage();
-    // Django's login, then its view sends her to the edge's room page with a token.
-    await ann.goto(`http://127.0.0.1:${port}/chat/django_users/edge/`);
+    // From the tutorial's index: Django's login, then its view sends her to the
+    // edge's room page with a token.
+    await ann.goto(`http://127.0.0.1:${port}/chat/`);
+    await ann.fill("#room-name-input", "django_users");
+    await ann.click("#room-edge-submit");
     await ann.fill("#id_username", "ann");
     await ann.fill("#id_password", "pw-0123456789");
     await ann.click("#sign-in");
