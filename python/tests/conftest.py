@@ -220,7 +220,7 @@ class WsClient:
 
 
 @contextlib.contextmanager
-def sharded_groupsvc(count):
+def sharded_groupsvc(count, flags=()):
     """`count` groupsvc shards on loopback ports; yields their addresses, in shard order."""
     ports = [free_port() for _ in range(count)]
     targets = [f"127.0.0.1:{p}" for p in ports]
@@ -228,7 +228,7 @@ def sharded_groupsvc(count):
     try:
         for i, port in enumerate(ports):
             procs.append(Groupsvc(port=port, flags=[f"--shards={','.join(targets)}",
-                                                    f"--shard_index={i}"]))
+                                                    f"--shard_index={i}", *flags]))
         yield targets
     finally:
         for p in procs:

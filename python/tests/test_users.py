@@ -7,7 +7,8 @@ import subprocess
 
 import pytest
 
-from conftest import BUILD, Edge, WsClient
+from channels_groupsvc.placement import group_shard
+from conftest import BUILD, Edge, WsClient, sharded_groupsvc
 
 
 @pytest.fixture
@@ -60,3 +61,42 @@ async def test_django_code_finds_removes_and_disconnects_an_edge_user(groupsvc, 
             await layer.disconnect_user("ann", code=1000)
     finally:
         edge.stop()
+
+
+async def test_every_shard_finds_removes_and_disconnects_and_only_an_admin_token_may(
+        secret, tmp_path, make_layer):
+    # Three users whose connections are counted on three different shards.
+    users = {}
+    for i in range(100):
+        users.setdefault(group_shard(f"user{i}", 3), f"user{i}")
+    assert len(users) == 3
+    tokens = tmp_path / "api-tokens"
+    tokens.write_text("ops read,send,admin ops-token-0123456789abcdef\n"
+                      "web send web-token-0123456789abcdef\n")
+    with sharded_groupsvc(3, flags=[f"--api_tokens_file={tokens}"]) as targets:
+        edge = Edge(",".join(targets), flags=[f"--jwt_secret_file={secret}"])
+        try:
+            sockets = {}
+            for shard, user in users.items():
+                token = mint(secret, f"{user}:{user.title()}")
+                sockets[user] = await WsClient.connect(edge.port, f"/ws/chat/lobby/?token={token}")
+            web = make_layer(None, targets=targets, token="web-token-0123456789abcdef")
+            with pytest.raises(PermissionError):
+                await web.get_user(users[0])
+            with pytest.raises(PermissionError):
+                await web.disconnect_user(users[0], reason="not yours to do")
+            ops = make_layer(None, targets=targets, token="ops-token-0123456789abcdef")
+            for shard, user in users.items():
+                await wait_connections(ops, user, 1)
+                [connection] = await ops.get_user(user)
+                assert connection["room"] == "lobby"
+            first, second, third = (users[i] for i in range(3))
+            assert await ops.remove_from_group(first, "chat_lobby", reason="elsewhere") == 1
+            assert "[disconnected] elsewhere" in await sockets[first].recv()
+            assert await ops.disconnect_user(second, reason="bye") == 1
+            assert "[disconnected] bye" in await sockets[second].recv()
+            await wait_connections(ops, first, 0)
+            await wait_connections(ops, second, 0)
+            assert len(await ops.get_user(third)) == 1  # Untouched.
+        finally:
+            edge.stop()
