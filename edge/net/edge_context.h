@@ -24,6 +24,7 @@
 #include "edge/net/admission.h"
 #include "edge/net/metrics.h"
 #include "edge/net/page.h"
+#include "edge/net/recent_refusals.h"
 #include "edge/net/session_set.h"
 
 namespace edge {
@@ -80,6 +81,8 @@ struct EdgeContext {
   // Mints tokens for display names at POST /auth/token (--dev_token_issuer,
   // for the local run); false: that path is 404.
   bool dev_token_issuer = false;
+  // Refused upgrades, for a browser to read back (GET /ws/refused).
+  std::shared_ptr<RecentRefusals> refusals = std::make_shared<RecentRefusals>();
   SessionSet sessions;
   std::atomic<bool> shutting_down{false};
 };

@@ -186,11 +186,11 @@ test("with --auth=required, the page's ?token= carries the user's identity to th
   await logContains(named, "Zoë <img src=x onerror=alert(1)>: hi from Zoë");
   assert.equal(await named.locator("img").count(), 0);
   assert.equal(ran, false);
-  // Without one the upgrade is refused (401): the page never connects.
+  // Without one the upgrade is refused (401): the page never connects, and says why.
   const anonymous = await context.newPage();
   await anonymous.goto(`http://127.0.0.1:${port}/chat/signed/`);
-  await anonymous.waitForFunction(
-    () => document.querySelector("#state")?.textContent.startsWith("disconnected"));
+  await anonymous.waitForFunction(() => document.querySelector("#state")?.textContent ===
+    "refused (401): a token is required (?token=... or Authorization: Bearer)");
   // A token that expires while the page is open: closed with 4001, and the page says so.
   const brief = await context.newPage();
   await brief.goto(`http://127.0.0.1:${port}/chat/signed/?token=${mint("bo", "2s")}`);
@@ -275,6 +275,36 @@ test("the tutorial's own room.html prints a readable line for a message groupsvc
   assert.ok(!log.includes("undefined"), log);
   await own.close();
   again.child.kill("SIGTERM");
+});
+
+test("the room page says why the edge refused its upgrade, which the browser hides", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "chat-refused-"));
+  const secret = path.join(dir, "secret");
+  writeFileSync(secret, "browser-refused-secret-0123456789abcdef01\n");
+  const ann = execFileSync(`${build}/edge/edge`, [`--jwt_secret_file=${secret}`,
+    "--mint_token=ann:Ann"], { encoding: "utf8" }).trim();
+  const edge = await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", "--metrics_listen=",
+    `--jwt_secret_file=${secret}`, "--max_connections_per_user=1"]);
+  const context = await browser.newContext();
+  try {
+    await openRoom(context, edge.port, "capped", ann);
+    // A second tab of Ann's is over her cap: a 429 the page reads back and retries.
+    const second = await context.newPage();
+    await second.goto(`http://127.0.0.1:${edge.port}/chat/capped/?token=${ann}`);
+    await second.waitForFunction(() => document.querySelector("#state").textContent.startsWith(
+      'refused (429): user "ann" already has 1 connection'), null, { timeout: 10000 });
+    assert.match(await second.textContent("#state"), /retrying in/);
+    // A token the edge does not take: 401, and no retry.
+    const forged = await context.newPage();
+    await forged.goto(`http://127.0.0.1:${edge.port}/chat/capped/?token=${ann.slice(0, -2)}xx`);
+    await forged.waitForFunction(() => document.querySelector("#state").textContent.startsWith(
+      "refused (401): "), null, { timeout: 10000 });
+    assert.doesNotMatch(await forged.textContent("#state"), /retrying/);
+  } finally {
+    await context.close();
+    edge.child.kill("SIGTERM");
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("the room page shows a lost connection and reconnects by itself", async () => {

@@ -14,6 +14,7 @@
 #include "edge/chat/pages.h"
 #include "edge/net/admission.h"
 #include "edge/net/http_session.h"
+#include "edge/net/recent_refusals.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "shared/reason.h"
@@ -108,6 +109,34 @@ TEST(FarewellTest, ATutorialPageIsToldWhyEveryCloseOfTheEdgesOwnAndV2ReadsTheClo
   FarewellProbe v2(true);
   EXPECT_THAT(v2.Farewell(4011, "off topic"), HasSubstr(R"("error":"disconnected")"));
   EXPECT_EQ(v2.Farewell(kCloseGoingAway, ""), "");
+}
+
+// ----------------------------------------------------------- RecentRefusals
+
+TEST(RecentRefusalsTest, KeepsEachKeysLatestForItsTtlAndNoMoreThanItsCapacity) {
+  chat::FakeClock clock;
+  RecentRefusals refusals(/*capacity=*/3, absl::Minutes(1), &clock);
+  refusals.Record(RecentRefusals::UserKey("ann"), 429, "over the cap\n");
+  refusals.Record(RecentRefusals::UserKey("ann"), 503, "too busy\n");
+  ASSERT_TRUE(refusals.Find(RecentRefusals::UserKey("ann")).has_value());
+  EXPECT_EQ(refusals.Find(RecentRefusals::UserKey("ann"))->status, 503);
+  EXPECT_FALSE(refusals.Find(RecentRefusals::UserKey("bob")).has_value());
+  EXPECT_FALSE(refusals.Find(RecentRefusals::AddressKey("ann")).has_value());  // Another kind.
+  clock.Advance(absl::Seconds(61));
+  EXPECT_FALSE(refusals.Find(RecentRefusals::UserKey("ann")).has_value());
+  // Past its capacity the oldest go first; a key recorded over and over stays bounded.
+  for (const char* who : {"a", "b", "c", "d"}) {
+    clock.Advance(absl::Seconds(1));
+    refusals.Record(RecentRefusals::AddressKey(who), 401, "no");
+  }
+  EXPECT_FALSE(refusals.Find(RecentRefusals::AddressKey("a")).has_value());
+  EXPECT_TRUE(refusals.Find(RecentRefusals::AddressKey("d")).has_value());
+  for (int i = 0; i < 1000; ++i) {
+    clock.Advance(absl::Milliseconds(1));
+    refusals.Record(RecentRefusals::AddressKey("d"), 401, "again");
+  }
+  EXPECT_TRUE(refusals.Find(RecentRefusals::AddressKey("d")).has_value());
+  EXPECT_EQ(refusals.Find(RecentRefusals::AddressKey("d"))->reason, "again");
 }
 
 // ------------------------------------------------------------------- Origin
