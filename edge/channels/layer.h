@@ -74,6 +74,7 @@ struct UserConnection {
   std::string id;
   std::string name;
   std::string room;
+  absl::Time since = absl::InfiniteFuture();  // Set by the layer when it registers it.
 };
 
 struct PresenceEntry {

@@ -1,5 +1,7 @@
 #include "edge/link/grpc_layer.h"
 
+#include <google/protobuf/util/time_util.h>
+
 #include <algorithm>
 #include <utility>
 #include <vector>
@@ -54,6 +56,10 @@ v1::Command UserCommand(bool connect, const std::string& channel, const UserConn
     r->set_channel(channel);
     r->set_room(user.room);
     r->set_max_connections(cap);
+    if (user.since != absl::InfiniteFuture()) {
+      *r->mutable_since() =
+          google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(user.since));
+    }
   } else {
     c.mutable_user_disconnect()->set_user_id(user.id);
     c.mutable_user_disconnect()->set_channel(channel);
@@ -288,6 +294,7 @@ void GrpcLayer::Unregister(const std::string& channel) {
 
 void GrpcLayer::ConnectUser(const std::string& channel, UserConnection user, uint32_t cap,
                             DoneCallback done) {
+  user.since = absl::Now();  // Kept in the table, so that a replay says it again.
   v1::Command c = UserCommand(true, channel, user, cap);
   ShardLink& link = *links_[UserOwner(user.id)];
   // In the table first: a stream that starts after this replays it.

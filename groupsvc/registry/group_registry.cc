@@ -204,7 +204,9 @@ absl::Status GroupRegistry::ConnectUser(UserConnection connection, uint32_t cap,
   if (absl::Status s = CheckOwnConnection(connection.channel, connection.edge_id); !s.ok()) {
     return s;
   }
-  connection.since = clock_->Now();
+  // The edge's time of opening (kept across a replay), unless unset or ahead of ours.
+  const absl::Time now = clock_->Now();
+  if (connection.since == absl::InfinitePast() || connection.since > now) connection.since = now;
   return users_.Connect(std::move(connection), cap, count);
 }
 

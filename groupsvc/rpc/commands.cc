@@ -186,9 +186,14 @@ v1::Ack ApplyCommand(GroupRegistry& registry, const v1::Command& command,
     case v1::Command::kUserConnect: {
       const v1::UserConnectRequest& request = command.user_connect();
       uint32_t count = 0;
+      const absl::Time since =
+          request.has_since()
+              ? absl::FromUnixNanos(
+                    google::protobuf::util::TimeUtil::TimestampToNanoseconds(request.since()))
+              : absl::InfiniteFuture();
       absl::Status s = registry.ConnectUser(
           UserConnection{request.user().id(), request.user().name(), request.channel(),
-                         std::string(edge_id), request.room(), absl::InfinitePast()},
+                         std::string(edge_id), request.room(), since},
           request.max_connections(), &count);
       v1::Ack ack = AckFor(id, s);
       ack.set_user_connections(count);

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
@@ -201,6 +202,13 @@ TEST_F(UsersTest, ARestartedShardRebuildsTheCountsFromTheEdgesReplays) {
   auto b1 = OpenOk(port_b_, "garden", ann_);
   ASSERT_TRUE(a1 && b1);
   ASSERT_TRUE(WaitConnections("ann", 2));
+  // When each opened, by channel: the replay after the restart says it again.
+  absl::flat_hash_map<std::string, int64_t> since;
+  const v1::GetUserResponse before = GetUser(0, "ann");
+  for (const v1::UserConnection& c : before.connections()) {
+    since[c.channel()] = c.since().seconds() * 1'000'000'000 + c.since().nanos();
+  }
+  ASSERT_EQ(since.size(), 2u);
   const uint32_t owner = chat::UserShard("ann", kShards);
   shards_[owner]->Signal(SIGKILL);
   shards_[owner]->WaitExit(absl::Seconds(5));
@@ -214,6 +222,14 @@ TEST_F(UsersTest, ARestartedShardRebuildsTheCountsFromTheEdgesReplays) {
   // Both edges reattach and count all three: the two replayed, and the one
   // opened meanwhile. Over the cap, nobody more gets in.
   ASSERT_TRUE(WaitConnections("ann", 3));
+  const v1::GetUserResponse after = GetUser(0, "ann");
+  for (const v1::UserConnection& c : after.connections()) {
+    if (!since.contains(c.channel())) continue;  // The one opened meanwhile.
+    EXPECT_EQ(c.since().seconds() * 1'000'000'000 + c.since().nanos(), since[c.channel()])
+        << c.channel();
+    since.erase(c.channel());
+  }
+  EXPECT_TRUE(since.empty());
   auto fourth = Open(port_b_, "lobby", ann_);
   ASSERT_FALSE(fourth.ok());
   EXPECT_EQ(WsClient::RefusedStatus(fourth.status()), 429) << fourth.status();
