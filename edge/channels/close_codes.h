@@ -30,8 +30,12 @@ inline const char* CloseExplained(uint16_t code) {
   switch (code) {
     case kCloseGoingAway:
       return "the server is restarting: reload the page to reconnect";
+    case kCloseProtocolError:
+      return "the connection broke the WebSocket protocol";
     case kCloseUnsupportedData:
       return "binary frames are not accepted here";
+    case kCloseInvalidPayload:
+      return "a message was not valid UTF-8 text";
     case kClosePolicy:
       return "a message took too long to arrive";
     case kCloseTooBig:

@@ -365,15 +365,8 @@ HttpSession::Response HttpSession::Handle(const Request& request) {
 
 HttpSession::Response HttpSession::LastRefusal(const Request& request,
                                                boost::urls::url_view target) {
-  // A signed-in user's own refusals (a valid token), else this address's.
-  std::optional<RecentRefusals::Refusal> refusal;
-  auto token = target.params().find("token");
-  if (token != target.params().end() && context_->verifier != nullptr) {
-    absl::StatusOr<User> user = context_->verifier->Verify((*token).value);
-    if (user.ok()) refusal = context_->refusals->Find(RecentRefusals::UserKey(user->id));
-  }
-  if (!refusal.has_value())
-    refusal = context_->refusals->Find(RecentRefusals::AddressKey(address_));
+  std::optional<RecentRefusals::Refusal> refusal =
+      context_->refusals->Find(RecentRefusals::AttemptOf(std::string(target.encoded_query())));
   if (!refusal.has_value()) {
     Response r = Text(http::status::no_content, request.version(), "");
     r.set(http::field::cache_control, "no-store");
@@ -382,7 +375,7 @@ HttpSession::Response HttpSession::LastRefusal(const Request& request,
   boost::json::object out;
   out["status"] = refusal->status;
   out["reason"] = std::string(absl::StripTrailingAsciiWhitespace(refusal->reason));
-  out["age_seconds"] = absl::ToInt64Seconds(absl::Now() - refusal->at);
+  out["age_seconds"] = absl::ToInt64Seconds(context_->refusals->Now() - refusal->at);
   Response r =
       Text(http::status::ok, request.version(), boost::json::serialize(out), "application/json");
   r.set(http::field::cache_control, "no-store");
@@ -438,13 +431,14 @@ absl::StatusOr<std::optional<User>> HttpSession::Authenticate(const Request& req
 
 std::optional<HttpSession::Response> HttpSession::Upgrade(Request&& request) {
   const unsigned v = request.version();
-  // Kept by address for the client's page to read back (none names a user).
+  auto target = boost::urls::parse_origin_form(request.target());
+  // Kept by the attempt's id for its page to read back (RecentRefusals).
+  const std::string attempt =
+      target ? RecentRefusals::AttemptOf(std::string(target->encoded_query())) : "";
   auto refuse = [&](http::status status, std::string body) {
-    context_->refusals->Record(RecentRefusals::AddressKey(address_), static_cast<int>(status),
-                               body);
+    context_->refusals->Record(attempt, static_cast<int>(status), body);
     return Refusal(status, v, std::move(body));
   };
-  auto target = boost::urls::parse_origin_form(request.target());
   std::optional<Router::Match> match;
   if (target) match = context_->router->Find(target->path());
   if (!match.has_value() || context_->shutting_down) {
@@ -480,10 +474,8 @@ std::optional<HttpSession::Response> HttpSession::Upgrade(Request&& request) {
   if (!user.ok()) {
     const bool forbidden = absl::IsPermissionDenied(user.status());
     chat::LogEvent("ws_auth_refused", {{"peer", peer_}, {"reason", user.status().message()}});
-    if (forbidden) {  // A room the token does not admit: it names the user, so not kept.
-      return Refusal(http::status::forbidden, v, absl::StrCat(user.status().message(), "\n"));
-    }
-    return refuse(http::status::unauthorized, absl::StrCat(user.status().message(), "\n"));
+    return refuse(forbidden ? http::status::forbidden : http::status::unauthorized,
+                  absl::StrCat(user.status().message(), "\n"));
   }
   Scope scope;
   if (user->has_value()) {

@@ -48,8 +48,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   // POST /auth/token {"name": "..."}: a short-lived token for that display
   // name, from the dev-mode issuer; same-origin pages only.
   Response DevToken(const Request& request);
-  // GET /ws/refused: this client's latest refused upgrade (RecentRefusals), as
-  // {"status", "reason", "age_seconds"}, or 204.
+  // GET /ws/refused?attempt=ID: that attempt's refused upgrade
+  // (RecentRefusals), as {"status", "reason", "age_seconds"}, or 204.
   Response LastRefusal(const Request& request, boost::urls::url_view target);
   // An error answer, counted in edge_http_errors_total{status}.
   Response Refusal(boost::beast::http::status status, unsigned version, std::string body);

@@ -1,25 +1,26 @@
-// RecentRefusals: the WebSocket upgrades this edge refused lately, by who
-// asked (a signed-in user's id, or an anonymous client's address), so that a
-// browser can read back why. The WebSocket API shows a refused upgrade only as
-// a close with 1006, hiding its HTTP status and body; the edge's room page
-// asks GET /ws/refused after a connect that never opened and shows the answer
-// ("too many connections for this account: close one first").
+// RecentRefusals: the WebSocket upgrades this edge refused lately, by the
+// attempt's id, so that a browser can read back why. The WebSocket API shows a
+// refused upgrade only as a close with 1006, hiding its HTTP status and body;
+// the edge's room page names each attempt (?attempt=<random id> on the
+// WebSocket URL) and, when a socket never opened, asks GET
+// /ws/refused?attempt=<id> ("too many connections for this account: close one
+// first"). An id is random and used once, so a page reads only its own
+// refusal; a request without one is not kept (programs read the body).
 //
-// An anonymous client's refusals are kept by its address, so people behind one
-// NAT may read each other's; those never name a user (a refusal that does, the
-// user cap, is kept by that user's id and read back with their token).
-//
-// Bounded: at most `capacity` refusals, each for `ttl`; the oldest go first.
+// Bounded: at most `capacity` refusals, each for `ttl`, reasons clipped to
+// kMaxReason bytes; the oldest go first.
 // Threading: any thread; one mutex (refusals are rare, reading them rarer).
 #ifndef CHAT_EDGE_NET_RECENT_REFUSALS_H_
 #define CHAT_EDGE_NET_RECENT_REFUSALS_H_
 
+#include <cstdint>
 #include <deque>
 #include <optional>
 #include <string>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "shared/clock.h"
@@ -33,16 +34,20 @@ class RecentRefusals {
     std::string reason;  // The refusal's body: one line for people.
     absl::Time at;
   };
+  static constexpr size_t kMaxReason = 300;
 
   explicit RecentRefusals(size_t capacity = 4096, absl::Duration ttl = absl::Minutes(1),
                           const chat::Clock* clock = chat::RealClock::Default());
 
-  static std::string UserKey(const std::string& user_id) { return "user " + user_id; }
-  static std::string AddressKey(const std::string& address) { return "address " + address; }
+  // The attempt id in a request's query (`attempt`: 16 to 64 of [A-Za-z0-9_-]),
+  // or empty when there is none or it is malformed.
+  static std::string AttemptOf(absl::string_view query);
 
-  void Record(const std::string& key, int status, std::string reason);
-  // The latest refusal recorded under `key` within the ttl.
-  std::optional<Refusal> Find(const std::string& key) const;
+  // Keeps a refusal of attempt `id` (nothing for an empty id).
+  void Record(const std::string& id, int status, absl::string_view reason);
+  // The refusal of attempt `id`, if kept and within the ttl.
+  std::optional<Refusal> Find(const std::string& id) const;
+  absl::Time Now() const { return clock_->Now(); }
 
  private:
   const size_t capacity_;
@@ -50,9 +55,7 @@ class RecentRefusals {
   const chat::Clock* const clock_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Refusal> latest_ ABSL_GUARDED_BY(mu_);
-  // Keys in the order recorded (a key recorded again is here twice; only its
-  // latest entry, the one whose time matches, removes it).
-  std::deque<std::pair<std::string, absl::Time>> order_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::string> order_ ABSL_GUARDED_BY(mu_);  // Ids, oldest first; one each.
 };
 
 }  // namespace edge

@@ -157,17 +157,9 @@ void WebSocketSession::OnAccept(boost::system::error_code ec) {
 }
 
 void WebSocketSession::Refuse(http::status status, std::string body) {
-  // For the client's page to read back: by the user (the cap's reason names
-  // them), or by the address of an anonymous client.
-  const Scope& scope = consumer_->scope();
-  boost::system::error_code ec;
-  const auto remote = socket_.remote_endpoint(ec);
-  if (scope.authenticated || !ec) {
-    context_->refusals->Record(scope.authenticated
-                                   ? RecentRefusals::UserKey(scope.user_id)
-                                   : RecentRefusals::AddressKey(remote.address().to_string()),
-                               static_cast<int>(status), body);
-  }
+  // For the attempt's page to read back (RecentRefusals).
+  context_->refusals->Record(RecentRefusals::AttemptOf(consumer_->scope().query_string),
+                             static_cast<int>(status), body);
   auto& refusal = upgrade_->refusal;
   refusal = http::response<http::string_body>(status, upgrade_->request.version());
   refusal.set(http::field::content_type, "text/plain");

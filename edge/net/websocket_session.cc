@@ -223,13 +223,17 @@ bool WebSocketSession::OnInput(const WsInput& in) {
 }
 
 void WebSocketSession::CloseAndCut(uint16_t code, Initiator by) {
-  const bool open = state_ == State::kOpen;
-  Finish(code);
+  // Asked before Finish: the consumer's Disconnect is its last callback.
+  std::string last;
+  if (state_ == State::kOpen && close_frame_ == CloseFrame::kNone && by == Initiator::kEdge) {
+    last = Farewell(code);
+  }
+  Finish(code);  // Drops the queue.
   if (close_frame_ != CloseFrame::kNone) {
     Cut();
     return;
   }
-  if (open && by == Initiator::kEdge) QueueFarewell(code);
+  QueueLast(std::move(last));
   close_code_ = code;
   close_frame_ = CloseFrame::kQueued;
   SetCloseUnsent(true);
@@ -353,9 +357,13 @@ void WebSocketSession::OnWrite(boost::system::error_code ec) {
   if (writer_ != Writer::kWriting) std::string().swap(out_);  // Idle sockets hold no write buffer.
 }
 
-void WebSocketSession::QueueFarewell(uint16_t code) {
+std::string WebSocketSession::Farewell(uint16_t code) {
   std::string last = consumer_->Farewell(code, close_reason_);
   if (close_reason_.empty()) close_reason_ = CloseExplained(code);
+  return last;
+}
+
+void WebSocketSession::QueueLast(std::string last) {
   if (last.empty()) return;
   // Past the queue's bounds if need be: one small frame, and the last.
   queue_bytes_ += last.size();
@@ -374,7 +382,7 @@ void WebSocketSession::Close(uint16_t code) {
       SetCloseUnsent(true);
       // Whatever is queued would only delay these closes.
       if (code == kCloseTryAgainLater || code == kCloseGoingAway) DropQueued();
-      QueueFarewell(code);
+      QueueLast(Farewell(code));
       close_frame_ = CloseFrame::kQueued;
       // If the socket cannot even take the close frame, cut it.
       ArmTimer(kCloseDeadline);

@@ -121,9 +121,11 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession>,
   // Only a close the edge starts gets the consumer's farewell.
   enum class Initiator { kEdge, kPeer };
   void CloseAndCut(uint16_t code, Initiator by = Initiator::kEdge);
-  // Queues the consumer's farewell (Consumer::Farewell) and sets the close
-  // frame's reason (an operator's, else CloseExplained(code)).
-  void QueueFarewell(uint16_t code);
+  // The consumer's farewell (Consumer::Farewell); sets the close frame's
+  // reason (an operator's, else CloseExplained(code)).
+  std::string Farewell(uint16_t code);
+  // Queues the last frame before the close frame (nothing if empty).
+  void QueueLast(std::string last);
   // A reader that stopped reading: see the header comment.
   void CloseSlowReader(const char* reason);
   void ScheduleWrite();

@@ -186,11 +186,16 @@ v1::Ack ApplyCommand(GroupRegistry& registry, const v1::Command& command,
     case v1::Command::kUserConnect: {
       const v1::UserConnectRequest& request = command.user_connect();
       uint32_t count = 0;
+      // An edge's time of opening; a Timestamp out of its range counts as none.
+      using google::protobuf::util::TimeUtil;
+      const google::protobuf::Timestamp& opened = request.since();
+      const bool valid = request.has_since() &&
+                         opened.seconds() >= TimeUtil::kTimestampMinSeconds &&
+                         opened.seconds() <= TimeUtil::kTimestampMaxSeconds &&
+                         opened.nanos() >= 0 && opened.nanos() < 1'000'000'000;
       const absl::Time since =
-          request.has_since()
-              ? absl::FromUnixNanos(
-                    google::protobuf::util::TimeUtil::TimestampToNanoseconds(request.since()))
-              : absl::InfiniteFuture();
+          valid ? absl::FromUnixSeconds(opened.seconds()) + absl::Nanoseconds(opened.nanos())
+                : absl::InfiniteFuture();
       absl::Status s = registry.ConnectUser(
           UserConnection{request.user().id(), request.user().name(), request.channel(),
                          std::string(edge_id), request.room(), since},

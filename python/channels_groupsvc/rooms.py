@@ -82,9 +82,11 @@ def _not_recovered(reply, since, epoch):
     a chat.v2 page), or None."""
     if since is None or reply.recovered:
         return None
+    if not reply.epoch:
+        return "groupsvc keeps no history (its --history_size is 0)"
     if reply.epoch != str(epoch or ""):
-        return (f"the group's history was lost: its epoch is {reply.epoch!r}, not {epoch!r} "
-                "(groupsvc restarted, or the group moved to another shard)")
+        return (f"the group's history was lost: its epoch is {reply.epoch!r}, not "
+                f"{str(epoch or '')!r} (groupsvc restarted, or the group moved to another shard)")
     if int(since) > reply.latest_offset:
         return f"offset {since} is past the group's latest ({reply.latest_offset})"
     return f"groupsvc's history no longer holds every event after offset {since}"

@@ -103,6 +103,18 @@ async def test_history_that_no_longer_holds_the_gap_says_so(make_layer):
         short.stop()
 
 
+async def test_history_without_a_history_says_so(make_layer):
+    off = Groupsvc(flags=["--history_size=0"])
+    try:
+        layer = make_layer(off.target)
+        await layer.group_send("chat_none", {"type": "chat.message", "message": "m"})
+        page = await layer.group_history("chat_none", since=0, epoch=None)
+        assert page["recovered"] is False and page["events"] == []
+        assert page["reason"] == "groupsvc keeps no history (its --history_size is 0)"
+    finally:
+        off.stop()
+
+
 async def test_every_query_reaches_the_groups_own_shard(make_layer):
     with sharded_groupsvc(2) as targets:
         layer = make_layer(None, targets=targets)

@@ -444,7 +444,7 @@ test("a reconnect shows the messages sent while the page was away, recovered", a
     ]);
     // The first connect asked for no history; the reconnect asked for what came after "before the cut".
     assert.doesNotMatch(urls[0], /since=/);
-    assert.match(urls.at(-1), /\/ws\/chat\/recovery\/\?since=\d+&epoch=[^&]+$/);
+    assert.match(urls.at(-1), /\/ws\/chat\/recovery\/\?attempt=[0-9a-f]{32}&since=\d+&epoch=[^&]+$/);
     // And the room goes on live.
     await say(b, "after the return");
     await logContains(a, "anonymous: after the return");

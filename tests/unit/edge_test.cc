@@ -98,8 +98,9 @@ TEST(FarewellTest, ATutorialPageIsToldWhyEveryCloseOfTheEdgesOwnAndV2ReadsTheClo
   FarewellProbe v1(false);
   EXPECT_THAT(v1.Farewell(kCloseTokenExpired, ""),
               HasSubstr(R"("message":"[disconnected] your sign-in expired: sign in again")"));
-  for (uint16_t code : {kCloseGoingAway, kCloseUnsupportedData, kClosePolicy, kCloseTooBig,
-                        kCloseInternal, kCloseTryAgainLater, kCloseTokenExpired}) {
+  for (uint16_t code :
+       {kCloseGoingAway, kCloseProtocolError, kCloseUnsupportedData, kCloseInvalidPayload,
+        kClosePolicy, kCloseTooBig, kCloseInternal, kCloseTryAgainLater, kCloseTokenExpired}) {
     EXPECT_THAT(v1.Farewell(code, ""), HasSubstr(R"("message":"[disconnected] )")) << code;
     EXPECT_LE(std::string(CloseExplained(code)).size(), 123u) << code;  // A close frame's reason.
   }
@@ -113,30 +114,43 @@ TEST(FarewellTest, ATutorialPageIsToldWhyEveryCloseOfTheEdgesOwnAndV2ReadsTheClo
 
 // ----------------------------------------------------------- RecentRefusals
 
-TEST(RecentRefusalsTest, KeepsEachKeysLatestForItsTtlAndNoMoreThanItsCapacity) {
+TEST(RecentRefusalsTest, KeepsEachAttemptsRefusalForItsTtlAndNoMoreThanItsCapacity) {
   chat::FakeClock clock;
   RecentRefusals refusals(/*capacity=*/3, absl::Minutes(1), &clock);
-  refusals.Record(RecentRefusals::UserKey("ann"), 429, "over the cap\n");
-  refusals.Record(RecentRefusals::UserKey("ann"), 503, "too busy\n");
-  ASSERT_TRUE(refusals.Find(RecentRefusals::UserKey("ann")).has_value());
-  EXPECT_EQ(refusals.Find(RecentRefusals::UserKey("ann"))->status, 503);
-  EXPECT_FALSE(refusals.Find(RecentRefusals::UserKey("bob")).has_value());
-  EXPECT_FALSE(refusals.Find(RecentRefusals::AddressKey("ann")).has_value());  // Another kind.
-  clock.Advance(absl::Seconds(61));
-  EXPECT_FALSE(refusals.Find(RecentRefusals::UserKey("ann")).has_value());
-  // Past its capacity the oldest go first; a key recorded over and over stays bounded.
-  for (const char* who : {"a", "b", "c", "d"}) {
+  const std::string ann = "attempt-ann-0123456789";
+  refusals.Record(ann, 429, "over the cap\n");
+  clock.Advance(absl::Seconds(1));
+  ASSERT_TRUE(refusals.Find(ann).has_value());
+  EXPECT_EQ(refusals.Find(ann)->status, 429);
+  EXPECT_FALSE(refusals.Find("attempt-bob-0123456789").has_value());
+  refusals.Record("", 401, "no attempt named: not kept");
+  EXPECT_FALSE(refusals.Find("").has_value());
+  clock.Advance(absl::Seconds(60));
+  EXPECT_FALSE(refusals.Find(ann).has_value());
+  // Past its capacity the oldest go first; an id recorded again keeps its
+  // place and takes its latest refusal.
+  for (const char* id :
+       {"aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb", "cccccccccccccccc", "dddddddddddddddd"}) {
     clock.Advance(absl::Seconds(1));
-    refusals.Record(RecentRefusals::AddressKey(who), 401, "no");
+    refusals.Record(id, 401, "no");
   }
-  EXPECT_FALSE(refusals.Find(RecentRefusals::AddressKey("a")).has_value());
-  EXPECT_TRUE(refusals.Find(RecentRefusals::AddressKey("d")).has_value());
-  for (int i = 0; i < 1000; ++i) {
-    clock.Advance(absl::Milliseconds(1));
-    refusals.Record(RecentRefusals::AddressKey("d"), 401, "again");
-  }
-  EXPECT_TRUE(refusals.Find(RecentRefusals::AddressKey("d")).has_value());
-  EXPECT_EQ(refusals.Find(RecentRefusals::AddressKey("d"))->reason, "again");
+  EXPECT_FALSE(refusals.Find("aaaaaaaaaaaaaaaa").has_value());
+  EXPECT_TRUE(refusals.Find("dddddddddddddddd").has_value());
+  for (int i = 0; i < 1000; ++i)
+    refusals.Record("dddddddddddddddd", 401, absl::StrCat("again ", i));
+  EXPECT_EQ(refusals.Find("dddddddddddddddd")->reason, "again 999");
+  EXPECT_TRUE(refusals.Find("cccccccccccccccc").has_value());
+  // A long reason is clipped.
+  refusals.Record("eeeeeeeeeeeeeeee", 401, std::string(5000, 'x'));
+  EXPECT_EQ(refusals.Find("eeeeeeeeeeeeeeee")->reason.size(), RecentRefusals::kMaxReason);
+}
+
+TEST(RecentRefusalsTest, AnAttemptIdIsSixteenToSixtyFourSafeCharacters) {
+  EXPECT_EQ(RecentRefusals::AttemptOf("token=x&attempt=0123456789abcdef"), "0123456789abcdef");
+  EXPECT_EQ(RecentRefusals::AttemptOf("attempt=short"), "");
+  EXPECT_EQ(RecentRefusals::AttemptOf("attempt=" + std::string(65, 'a')), "");
+  EXPECT_EQ(RecentRefusals::AttemptOf("attempt=0123456789abcdef%20"), "");
+  EXPECT_EQ(RecentRefusals::AttemptOf("since=3"), "");
 }
 
 // ------------------------------------------------------------------- Origin

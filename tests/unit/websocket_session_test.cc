@@ -277,17 +277,19 @@ TEST_F(AuthenticatedSessionTest, AUserOverTheCapIsRefusedWith429AndAClosedPageFr
               ::testing::HasSubstr("user \"ann\" already has 2 connections"));
   EXPECT_THAT(context_->metrics->Render(),
               ::testing::HasSubstr(R"(edge_connections_refused_total{reason="user_cap"} 1)"));
-  // A browser cannot read the 429; its page asks for it, with the token. No
-  // one else reads Ann's: another user's token, or none, gets nothing.
-  auto why = chat::testing::HttpGet("127.0.0.1", port, "/ws/refused?token=" + ann);
+  // A browser cannot read the 429; its page names the attempt and asks for
+  // it. Another attempt's id, or none, reads nothing.
+  const std::string attempt = "0123456789abcdef0123";
+  auto named = WsClient::Connect(port, "/ws/chat/lobby/?token=" + ann + "&attempt=" + attempt);
+  EXPECT_EQ(WsClient::RefusedStatus(named.status()), 429) << named.status();
+  auto why = chat::testing::HttpGet("127.0.0.1", port, "/ws/refused?attempt=" + attempt);
   ASSERT_TRUE(why.ok()) << why.status();
   EXPECT_EQ(why->status, 200);
   EXPECT_THAT(why->body, ::testing::HasSubstr(R"("status":429)"));
   EXPECT_THAT(why->body, ::testing::HasSubstr(R"(user \"ann\" already has 2 connections)"));
   EXPECT_EQ(chat::testing::HttpGet("127.0.0.1", port, "/ws/refused")->status, 204);
   EXPECT_EQ(
-      chat::testing::HttpGet("127.0.0.1", port, "/ws/refused?token=" + Token(User{.id = "bob"}))
-          ->status,
+      chat::testing::HttpGet("127.0.0.1", port, "/ws/refused?attempt=another-0123456789")->status,
       204);
   // Anonymous users and other users are not counted against Ann.
   EXPECT_TRUE(WsClient::Connect(port, "/ws/chat/lobby/").ok());
