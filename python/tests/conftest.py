@@ -11,7 +11,9 @@ import re
 import socket
 import struct
 import subprocess
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -126,12 +128,14 @@ class Daphne:
 
     def __init__(self, target, consumer="async"):
         self.port = free_port()
+        # The project's database, removed with it (one per run, none left behind).
+        self.db_dir = tempfile.mkdtemp(prefix="chat-django-")
         env = dict(os.environ)
         env.update({
             "DJANGO_SETTINGS_MODULE": "chatsite.settings",
             "CHAT_GROUPSVC": target,
             "CHAT_CONSUMER": consumer,
-            "CHAT_DJANGO_DB": str(BUILD / f"example-{self.port}.sqlite3"),
+            "CHAT_DJANGO_DB": os.path.join(self.db_dir, "db.sqlite3"),
             "PYTHONPATH": str(EXAMPLE),
         })
         self.env = env
@@ -156,6 +160,7 @@ class Daphne:
 
     def stop(self):
         self.process.stop()
+        shutil.rmtree(self.db_dir, ignore_errors=True)
 
 
 class WsClient:
