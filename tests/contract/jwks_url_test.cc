@@ -146,16 +146,26 @@ class JwksUrlTest : public ::testing::Test {
   std::unique_ptr<JwksServer> server_;
   const TestKey first_ = TestKey::Make("RS256", "2026-11");
   const TestKey second_ = TestKey::Make("ES256", "2026-12");
+
+  // Starts fetching with `o` (url_) and a verifier over its keys (verifier_),
+  // both gone before the provider.
+  void StartVerifier(const JwksUrlOptions& o) {
+    absl::StatusOr<std::unique_ptr<JwksUrl>> source = JwksUrl::Start(o);
+    ASSERT_TRUE(source.ok()) << source.status();
+    url_ = source->get();
+    TokenOptions options;
+    options.keys = std::shared_ptr<KeySource>(std::move(*source));
+    verifier_ = std::make_unique<TokenVerifier>(options, &clock_);
+  }
+  JwksUrl* url_ = nullptr;
+  std::unique_ptr<TokenVerifier> verifier_;
 };
 
 TEST_F(JwksUrlTest, FetchesAtStartAndFindsARotationThroughAnUnknownKid) {
   server_->Set(http::status::ok, Jwks({first_.Jwk()}));
-  absl::StatusOr<std::unique_ptr<JwksUrl>> source = JwksUrl::Start(Options());
-  ASSERT_TRUE(source.ok()) << source.status();
-  JwksUrl* url = source->get();
-  TokenOptions options;
-  options.keys = std::shared_ptr<KeySource>(std::move(*source));
-  TokenVerifier verifier(options, &clock_);
+  ASSERT_NO_FATAL_FAILURE(StartVerifier(Options()));
+  TokenVerifier& verifier = *verifier_;
+  JwksUrl* url = url_;
   ASSERT_TRUE(Eventually([&] { return verifier.Verify(first_.Sign(Claims())).ok(); }));
   // The provider publishes its next key; the first token naming it asks again.
   server_->Set(http::status::ok, Jwks({first_.Jwk(), second_.Jwk()}));
@@ -199,12 +209,9 @@ TEST_F(JwksUrlTest, AnExpiredKeySetIsReplacedAndItsRetiredKeysTokensRefused) {
   server_->Set(http::status::ok, Jwks({first_.Jwk()}));
   JwksUrlOptions o = Options();
   o.refresh = absl::Milliseconds(300);
-  absl::StatusOr<std::unique_ptr<JwksUrl>> source = JwksUrl::Start(o);
-  ASSERT_TRUE(source.ok()) << source.status();
-  JwksUrl* url = source->get();
-  TokenOptions options;
-  options.keys = std::shared_ptr<KeySource>(std::move(*source));
-  TokenVerifier verifier(options, &clock_);
+  ASSERT_NO_FATAL_FAILURE(StartVerifier(o));
+  TokenVerifier& verifier = *verifier_;
+  JwksUrl* url = url_;
   ASSERT_TRUE(Eventually([&] { return verifier.Verify(first_.Sign(Claims())).ok(); }));
   server_->Set(http::status::ok, Jwks({second_.Jwk()}));
   ASSERT_TRUE(Eventually([&] { return url->Keys()->Find("2026-12") != nullptr; }));
