@@ -13,11 +13,9 @@
 #ifndef CHAT_EDGE_NET_RECENT_REFUSALS_H_
 #define CHAT_EDGE_NET_RECENT_REFUSALS_H_
 
-#include <cstdint>
 #include <deque>
 #include <optional>
 #include <string>
-#include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"

@@ -61,6 +61,17 @@ async function membersAre(page, expected) {
   }
 }
 
+// A signing secret in a folder of its own (the edges' --jwt_secret_file), and
+// tokens minted with it by the edge's own tool; remove() deletes the folder.
+function signingSecret(name) {
+  const dir = mkdtempSync(path.join(tmpdir(), `chat-${name}-`));
+  const secret = path.join(dir, "secret");
+  writeFileSync(secret, `${name}-secret-0123456789abcdef0123456789\n`);
+  const mint = (who, ttl) => execFileSync(`${build}/edge/edge`, [`--jwt_secret_file=${secret}`,
+    `--mint_token=${who}`, ...(ttl ? [`--mint_ttl=${ttl}`] : [])], { encoding: "utf8" }).trim();
+  return { secret, mint, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
 // A TCP proxy to 127.0.0.1:port that the test can cut: cut() drops every
 // connection through it and refuses new ones until restore(), while the edge
 // behind it (and its link to groupsvc) stays up.
@@ -150,11 +161,7 @@ test("the lobby leads to the room page", async () => {
 });
 
 test("with --auth=required, the page's ?token= carries the user's identity to the WebSocket", async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), "chat-auth-"));
-  const secret = path.join(dir, "secret");
-  writeFileSync(secret, "browser-secret-0123456789abcdef0123456789\n");
-  const mint = (who, ttl) => execFileSync(`${build}/edge/edge`, [`--jwt_secret_file=${secret}`,
-    `--mint_token=${who}`, `--mint_ttl=${ttl}`], { encoding: "utf8" }).trim();
+  const { secret, mint, remove } = signingSecret("auth");
   const port = (await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", "--metrics_listen=",
     "--auth=required", `--jwt_secret_file=${secret}`, "--write_timeout=1s"])).port;
   const context = await browser.newContext();
@@ -198,7 +205,7 @@ test("with --auth=required, the page's ?token= carries the user's identity to th
   await brief.waitForFunction(
     () => document.querySelector("#state")?.textContent.startsWith("signed out"), null, { timeout: 10000 });
   await context.close();
-  rmSync(dir, { recursive: true, force: true });
+  remove();
 });
 
 test("the tutorial's own room.html, unchanged, chats through the edge", async () => {
@@ -278,11 +285,8 @@ test("the tutorial's own room.html prints a readable line for a message groupsvc
 });
 
 test("the room page says why the edge refused its upgrade, which the browser hides", async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), "chat-refused-"));
-  const secret = path.join(dir, "secret");
-  writeFileSync(secret, "browser-refused-secret-0123456789abcdef01\n");
-  const ann = execFileSync(`${build}/edge/edge`, [`--jwt_secret_file=${secret}`,
-    "--mint_token=ann:Ann"], { encoding: "utf8" }).trim();
+  const { secret, mint, remove } = signingSecret("refused");
+  const ann = mint("ann:Ann");
   const edge = await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", "--metrics_listen=",
     `--jwt_secret_file=${secret}`, "--max_connections_per_user=1"]);
   const context = await browser.newContext();
@@ -306,7 +310,7 @@ test("the room page says why the edge refused its upgrade, which the browser hid
   } finally {
     await context.close();
     edge.child.kill("SIGTERM");
-    rmSync(dir, { recursive: true, force: true });
+    remove();
   }
 });
 
@@ -339,11 +343,7 @@ test("the room page shows a lost connection and reconnects by itself", async () 
 });
 
 test("two named users chat and see each other in the member list; the list updates when one leaves", async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), "chat-presence-"));
-  const secret = path.join(dir, "secret");
-  writeFileSync(secret, "presence-secret-0123456789abcdef0123456789\n");
-  const mint = (who) => execFileSync(`${build}/edge/edge`, [`--jwt_secret_file=${secret}`,
-    `--mint_token=${who}`], { encoding: "utf8" }).trim();
+  const { secret, mint, remove } = signingSecret("presence");
   // A groupsvc of its own, announcing a leave 500 ms after the user's last connection went.
   const presenceSvc = await startLogged(`${build}/groupsvc/groupsvc`, ["--listen=127.0.0.1:0",
     "--metrics_listen=", "--warmup=0s", "--presence_debounce=500ms"]);
@@ -373,15 +373,12 @@ test("two named users chat and see each other in the member list; the list updat
   await membersAre(ann, [["ann", "Ann"]]);
   await context.close();
   for (const p of [one, two, presenceSvc]) p.child.kill("SIGTERM");
-  rmSync(dir, { recursive: true, force: true });
+  remove();
 });
 
 test("an operator's RemoveFromGroup shows its reason on the room page, which does not reconnect", async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), "chat-operator-"));
-  const secret = path.join(dir, "secret");
-  writeFileSync(secret, "operator-secret-0123456789abcdef0123456789\n");
-  const token = execFileSync(`${build}/edge/edge`, [`--jwt_secret_file=${secret}`,
-    "--mint_token=ann:Ann"], { encoding: "utf8" }).trim();
+  const { secret, mint, remove } = signingSecret("operator");
+  const token = mint("ann:Ann");
   const svc = await startLogged(`${build}/groupsvc/groupsvc`, ["--listen=127.0.0.1:0",
     "--metrics_listen=", "--warmup=0s"]);
   const edge = await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", "--metrics_listen=",
@@ -409,7 +406,7 @@ test("an operator's RemoveFromGroup shows its reason on the room page, which doe
     "closed by the server (4011): off topic");
   await context.close();
   for (const p of [edge, svc]) p.child.kill("SIGTERM");
-  rmSync(dir, { recursive: true, force: true });
+  remove();
 });
 
 test("a reconnect shows the messages sent while the page was away, recovered", async () => {
@@ -491,9 +488,7 @@ async function startDjango(extraEnv = {}) {
 }
 
 test("a user logged in to Django chats on the edge's page under their Django name", async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), "chat-django-token-"));
-  const secret = path.join(dir, "secret");
-  writeFileSync(secret, "django-edge-secret-0123456789abcdef0123\n");
+  const { secret, mint, remove } = signingSecret("django-token");
   const edge = await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", "--metrics_listen=",
     `--groupsvc=127.0.0.1:${groupsvcPort}`, "--edge_id=browser-django-token",
     `--jwt_secret_file=${secret}`, "--auth=required"]);
@@ -530,14 +525,12 @@ test("a user logged in to Django chats on the edge's page under their Django nam
   } finally {
     daphne.kill("SIGTERM");
     edge.child.kill("SIGTERM");
-    rmSync(dir, { recursive: true, force: true });
+    remove();
   }
 });
 
 test("the Django app's live room lists who is there on both servers and recovers what a reconnect missed", async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), "chat-django-live-"));
-  const secret = path.join(dir, "secret");
-  writeFileSync(secret, "django-live-secret-0123456789abcdef01234\n");
+  const { secret, mint, remove } = signingSecret("django-live");
   const edge = await startLogged(`${build}/edge/edge`, ["--listen=127.0.0.1:0", "--metrics_listen=",
     `--groupsvc=127.0.0.1:${groupsvcPort}`, "--edge_id=browser-django-live",
     `--jwt_secret_file=${secret}`]);
@@ -555,8 +548,7 @@ test("the Django app's live room lists who is there on both servers and recovers
     await ann.fill("#id_password", "pw-0123456789");
     await ann.click("#sign-in");
     await ann.waitForFunction(() => document.querySelector("#state").textContent === "connected");
-    const bo = await openRoom(context, edge.port, "liveroom", execFileSync(`${build}/edge/edge`,
-      [`--jwt_secret_file=${secret}`, "--mint_token=bo:Bo"], { encoding: "utf8" }).trim());
+    const bo = await openRoom(context, edge.port, "liveroom", mint("bo:Bo"));
     // Both pages list both users: Django's and the edge's presence are one.
     await membersAre(ann, [[annId, "Ann Lee"], ["bo", "Bo"]]);
     await membersAre(bo, [[annId, "Ann Lee"], ["bo", "Bo"]]);
@@ -577,7 +569,7 @@ test("the Django app's live room lists who is there on both servers and recovers
   } finally {
     daphne.kill("SIGTERM");
     edge.child.kill("SIGTERM");
-    rmSync(dir, { recursive: true, force: true });
+    remove();
   }
 });
 
