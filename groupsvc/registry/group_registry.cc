@@ -1,5 +1,6 @@
 #include "groupsvc/registry/group_registry.h"
 
+#include <algorithm>
 #include <tuple>
 #include <utility>
 
@@ -204,9 +205,9 @@ absl::Status GroupRegistry::ConnectUser(UserConnection connection, uint32_t cap,
   if (absl::Status s = CheckOwnConnection(connection.channel, connection.edge_id); !s.ok()) {
     return s;
   }
-  // The edge's time of opening (kept across a replay), unless unset or ahead of ours.
-  const absl::Time now = clock_->Now();
-  if (connection.since == absl::InfinitePast() || connection.since > now) connection.since = now;
+  // The edge's time of opening (kept across a replay), unless it is ahead of
+  // ours (InfiniteFuture: the edge sent none).
+  connection.since = std::min(connection.since, clock_->Now());
   return users_.Connect(std::move(connection), cap, count);
 }
 

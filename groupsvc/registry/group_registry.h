@@ -200,6 +200,7 @@ class GroupRegistry {
   // --- Users placed on this shard (registry/users.h).
   // A connection of a signed-in user on edge `edge_id`, which must own its
   // channel; RESOURCE_EXHAUSTED when `cap` > 0 and the user has `cap` already.
+  // Its `since` is the edge's time of opening, or InfiniteFuture for now.
   absl::Status ConnectUser(UserConnection connection, uint32_t cap, uint32_t* count = nullptr);
   // INVALID_ARGUMENT when `edge_id` does not own the channel.
   absl::Status DisconnectUser(absl::string_view user_id, absl::string_view channel,
